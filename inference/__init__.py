@@ -1,0 +1,42 @@
+"""vihub's inference library: the model language, the catalog, the job spec and SVI.
+
+Usable without any server: ``inference.fit(spec, data) -> FitResult`` runs in a notebook.
+This package never imports web, database or queue code.
+"""
+
+from importlib import import_module
+from typing import Any
+
+__version__ = "0.1.0"
+
+# Public names and the module each lives in. Imported lazily so that using the
+# language alone does not pay for importing the whole engine (and so `import
+# inference` stays cheap in the API process, which only validates).
+_EXPORTS = {
+    "compile_source": "inference.language",
+    "bind_data": "inference.language",
+    "Limits": "inference.language",
+    "ModelLanguageError": "inference.language",
+    "Program": "inference.language",
+    "catalog": "inference.catalog",
+    "JobSpec": "inference.spec",
+    "fit": "inference.fit",
+    "validate": "inference.fit",
+    "predict": "inference.fit",
+    "FitCallbacks": "inference.fit",
+    "Progress": "inference.fit",
+    "FitResult": "inference.results",
+    "InferenceError": "inference.errors",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module_name = _EXPORTS.get(name)
+    if module_name is None:
+        raise AttributeError(f"module 'inference' has no attribute {name!r}")
+    module = import_module(module_name)
+    value = module if module_name.endswith("." + name) else getattr(module, name)
+    globals()[name] = value
+    return value

@@ -1,0 +1,172 @@
+"""The FastAPI application factory: ``uvicorn api.app:create_app --factory``.
+
+``create_app(settings)`` wires the resource routers, the problem+json error handlers,
+gzip, request metrics and a lifespan that owns the process-wide resources:
+
+- the SQLAlchemy engine and sessionmaker (one transaction per request, see ``deps``);
+- the bounded, spawn-context process pool that runs submission dry runs and predictions
+  (model code never runs on the event loop nor in the API process);
+- the Celery publisher client (``send_task`` by name; ``worker/`` is never imported).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import FastAPI
+from starlette.middleware.gzip import GZipMiddleware
+
+from api.dryrun import DryRunPool
+from api.errors import install_error_handlers
+from api.metrics import ApiMetrics, MetricsMiddleware
+from api.publisher import JobPublisher
+
+log = logging.getLogger("vihub.api")
+
+API_VERSION = "1"
+
+
+@dataclass
+class ApiOptions:
+    """API-process knobs. Read from ``settings.api`` when the settings class has that
+    section, else these defaults (see docs/operations.md)."""
+
+    dry_run_workers: int = 1
+    dry_run_time_limit_s: float = 20.0
+    dry_run_queue_wait_s: float = 30.0
+    warm_up_pool: bool = True
+    max_json_body_bytes: int = 16 * 1024 * 1024
+    sse_poll_s: float = 0.5
+    sse_max_s: float = 3600.0
+    page_size: int = 50
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> ApiOptions:
+        section = getattr(settings, "api", None)
+        if section is None:
+            return cls()
+        known = {k: getattr(section, k) for k in cls.__dataclass_fields__ if hasattr(section, k)}
+        return cls(**known)
+
+
+@dataclass
+class Runtime:
+    """Process-wide resources, created in the lifespan and reached through ``deps``."""
+
+    settings: Any
+    options: ApiOptions
+    engine: Any
+    sessionmaker: Any
+    dry_runs: DryRunPool
+    publisher: JobPublisher
+    metrics: ApiMetrics
+
+
+def create_app(settings: Any = None, *, options: ApiOptions | None = None) -> FastAPI:
+    from store.settings import get_settings
+
+    settings = settings if settings is not None else get_settings()
+    options = options or ApiOptions.from_settings(settings)
+    metrics = ApiMetrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        runtime = _start_runtime(settings, options, metrics)
+        app.state.runtime = runtime
+        try:
+            yield
+        finally:
+            runtime.dry_runs.shutdown()
+            runtime.publisher.close()
+            runtime.engine.dispose()
+
+    app = FastAPI(
+        title="vihub",
+        version=_vihub_version(),
+        summary="Hosted variational inference: submit a Pyro model, get fitted parameters, "
+        "samples and diagnostics over REST.",
+        lifespan=lifespan,
+        max_body_size=options.max_json_body_bytes,
+        openapi_tags=[
+            {"name": "jobs", "description": "Submit, follow, cancel and delete SVI jobs."},
+            {"name": "results", "description": "Fitted parameters, loss curves, samples, log-probs, diagnostics."},
+            {"name": "datasets", "description": "Upload data once, reuse it by id."},
+            {"name": "catalog", "description": "Built-in models with example data."},
+            {"name": "validate", "description": "The validation pass without a run."},
+            {"name": "health", "description": "Liveness, readiness and Prometheus metrics."},
+        ],
+    )
+    app.state.settings = settings
+    app.state.options = options
+    app.state.metrics = metrics
+    install_error_handlers(app)
+    _include_routers(app)
+    app.add_middleware(GZipMiddleware, minimum_size=1024)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    return app
+
+
+def _include_routers(app: FastAPI) -> None:
+    from api.catalog.router import router as catalog_router
+    from api.datasets.router import router as datasets_router
+    from api.health.router import router as health_router
+    from api.jobs.router import router as jobs_router
+    from api.jobs.results_router import router as results_router
+    from api.validate.router import router as validate_router
+
+    app.include_router(health_router)
+    app.include_router(jobs_router, prefix="/v1")
+    app.include_router(results_router, prefix="/v1")
+    app.include_router(datasets_router, prefix="/v1")
+    app.include_router(catalog_router, prefix="/v1")
+    app.include_router(validate_router, prefix="/v1")
+
+
+def _start_runtime(settings: Any, options: ApiOptions, metrics: ApiMetrics) -> Runtime:
+    from sqlalchemy.orm import sessionmaker as make_sessionmaker
+
+    from store.db import make_engine
+
+    if settings.is_sqlite:
+        settings.ensure_home()
+    # The app owns its engine (not the store's process-wide cache) so that several apps in
+    # one process (tests) and the lifespan's dispose() stay independent.
+    engine = make_engine(
+        settings.database_url,
+        echo=settings.database_echo,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+    )
+    # Objects stay readable after the request's commit, when responses are serialised.
+    sessionmaker = make_sessionmaker(bind=engine, expire_on_commit=False)
+    dry_runs = DryRunPool(
+        max_workers=options.dry_run_workers,
+        time_limit_s=options.dry_run_time_limit_s,
+        queue_wait_s=options.dry_run_queue_wait_s,
+    )
+    if options.warm_up_pool:
+        dry_runs.warm_up()
+    publisher = JobPublisher(settings)
+    runtime = Runtime(settings, options, engine, sessionmaker, dry_runs, publisher, metrics)
+
+    def count_jobs() -> dict[str, int]:
+        from api.jobs import service
+
+        with sessionmaker() as session:
+            return service.count_by_state(session)
+
+    metrics.watch_jobs(count_jobs)
+    return runtime
+
+
+def _vihub_version() -> str:
+    try:
+        from vihub import __version__
+
+        return str(__version__)
+    except Exception:
+        return "0.1.0"

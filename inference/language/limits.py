@@ -1,0 +1,47 @@
+"""Resource limits of the model language (settings with safe defaults)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Bounds applied when compiling and running a program.
+
+    ``max_loop_iterations``, ``max_recursion_depth`` and ``max_call_steps`` apply per
+    top-level call of a program (one model or guide execution) and, separately, to the
+    module-level code run at compile time.
+    """
+
+    #: size of the source text in bytes (UTF-8)
+    max_source_bytes: int = 100_000
+    #: number of nodes in the parsed syntax tree
+    max_ast_nodes: int = 20_000
+    #: total ``for``/comprehension iterations per call
+    max_loop_iterations: int = 100_000
+    #: nesting of user-defined function calls (the entry counts as 1)
+    max_recursion_depth: int = 32
+    #: size of a ``pyro.plate`` (and of its ``subsample_size``)
+    max_plate_size: int = 10_000_000
+    #: elements of any tensor made by a creation function, expand/repeat, broadcast,
+    #: a sample shape, an ``nn`` module's parameters, or a bound data array
+    max_tensor_elements: int = 50_000_000
+    #: statements + loop iterations + user function calls executed per call
+    max_call_steps: int = 1_000_000
+
+    def __post_init__(self) -> None:
+        for name, value in self.__dict__.items():
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"Limits.{name} must be a positive integer, got {value!r}")
+
+
+DEFAULT_LIMITS = Limits()
+
+#: Fixed bounds that are not settings (they protect the interpreter itself).
+MAX_AST_DEPTH = 60
+MAX_INT_BITS = 8_192
+MAX_SEQUENCE_LENGTH = 1_000_000
+MAX_STRING_CHARS = 100_000
+MAX_PRINT_LINES = 1_000
+MAX_PRINT_LINE_CHARS = 2_000

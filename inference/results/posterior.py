@@ -1,0 +1,263 @@
+"""Posterior draws, posterior predictive draws and their per-site summaries.
+
+Draws come from the guide, with ``pyro.infer.Predictive`` semantics: latent sites are the
+guide's draws, deterministic sites are recomputed by the model, and observed sites are
+resampled (posterior predictive) by running the model under ``poutine.uncondition``.
+
+Enumerated models: the guide does not cover discrete sites that the model enumerates.
+Their draws are made from their exact conditional posterior p(z_d | x, z_guide) with
+``pyro.infer.infer_discrete`` (temperature 1) given each guide draw, so that the joint
+(z_guide, z_d) is a posterior draw; the posterior predictive then resamples the observed
+sites given both.
+
+Draws are vectorised with an outermost plate (like ``Predictive(parallel=True)``); if the
+model cannot be vectorised (a site without a declared plate, data-dependent control flow),
+the draws fall back to a loop, one model run per draw.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any, Callable, Iterable, Mapping
+
+import numpy as np
+import torch
+
+import pyro
+import pyro.poutine as poutine
+from pyro.infer import infer_discrete
+
+from ._traces import (
+    draws_first,
+    guess_max_plate_nesting,
+    site_roles,
+    to_numpy,
+    traced_pair,
+    is_sample_site,
+    uncondition_observed,
+    vectorized,
+)
+
+QUANTILES = {"q05": 0.05, "q50": 0.5, "q95": 0.95}
+
+
+def _draw_block(model, guide, kwargs, num, mpn, roles, want_predictive, vectorise):
+    """One block of ``num`` draws -> (samples, predictive) as tensors with draws first."""
+    if vectorise:
+        guide_run = vectorized(guide, num, mpn)
+        model_run = vectorized(model, num, mpn)
+        first_dim = -(mpn + 2)
+    else:
+        guide_run, model_run, first_dim = guide, model, -(mpn + 1)
+    guide_trace = poutine.trace(guide_run).get_trace(**kwargs)
+    conditioned = poutine.replay(model_run, trace=guide_trace)
+    if roles.enumerated:
+        conditioned = infer_discrete(conditioned, first_available_dim=first_dim, temperature=1)
+    model_trace = poutine.trace(conditioned).get_trace(**kwargs)
+    pred_trace = None
+    if want_predictive and roles.observed:
+        latent_values = {
+            name: site["value"]
+            for name, site in model_trace.nodes.items()
+            if is_sample_site(name, site) and not site["is_observed"]
+        }
+        pred_trace = poutine.trace(
+            uncondition_observed(poutine.condition(model_run, data=latent_values))
+        ).get_trace(**kwargs)
+    return model_trace, pred_trace
+
+
+def draw_posterior(
+    model: Callable,
+    guide: Callable,
+    kwargs: Mapping,
+    num_samples: int,
+    *,
+    predictive: bool = False,
+    observed_sites: Iterable[str] | None = None,
+    batch_size: int = 1000,
+    max_plate_nesting: int | None = None,
+    parallel: bool | None = None,
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """(samples, predictive_samples): dicts of site -> numpy array with draws first.
+
+    ``samples`` holds the latent sites (the guide's draws, plus enumerated discrete sites
+    drawn by ``infer_discrete``) and the deterministic sites; ``predictive_samples`` holds
+    the observed sites resampled given each draw (empty unless ``predictive``), restricted
+    to ``observed_sites`` when given. Draws are made in blocks of ``batch_size``.
+    ``parallel=None`` tries the vectorised path and falls back to a loop; ``False`` loops.
+    Runs under ``torch.no_grad``; the param store is only read.
+    """
+    with torch.no_grad():
+        if max_plate_nesting is None:
+            max_plate_nesting = guess_max_plate_nesting(model, guide, kwargs)
+        with poutine.block():
+            guide_trace, model_trace = traced_pair(model, guide, kwargs)
+        roles = site_roles(model_trace, guide_trace)
+        natural = {
+            n: tuple(s["value"].shape) for n, s in model_trace.nodes.items() if is_sample_site(n, s)
+        }
+        sample_sites = roles.latent + roles.enumerated + roles.unguided + roles.deterministic
+        obs_sites = list(roles.observed)
+        if observed_sites is not None:
+            wanted = set(observed_sites)
+            obs_sites = [n for n in obs_sites if n in wanted]
+
+        vectorise = parallel is not False
+        samples: dict[str, list] = {n: [] for n in sample_sites}
+        pred: dict[str, list] = {n: [] for n in obs_sites} if predictive else {}
+        done = 0
+        while done < num_samples:
+            num = min(batch_size, num_samples - done)
+            if vectorise:
+                try:
+                    with poutine.block():
+                        mtr, ptr = _draw_block(
+                            model, guide, kwargs, num, max_plate_nesting, roles, predictive, True
+                        )
+                    block = _collect(mtr, ptr, num, natural, sample_sites, obs_sites if predictive else [])
+                except Exception as exc:  # noqa: BLE001 - any failure to vectorise means "loop instead"
+                    if parallel:
+                        raise
+                    warnings.warn(f"posterior draws not vectorisable ({exc}); drawing one at a time")
+                    vectorise = False
+                    continue
+            else:
+                block = {n: [] for n in sample_sites + (obs_sites if predictive else [])}
+                for _ in range(num):
+                    with poutine.block():
+                        mtr, ptr = _draw_block(
+                            model, guide, kwargs, 1, max_plate_nesting, roles, predictive, False
+                        )
+                    one = _collect(mtr, ptr, 1, natural, sample_sites, obs_sites if predictive else [])
+                    for n, v in one.items():
+                        block[n].append(v)
+                block = {n: torch.cat(v) for n, v in block.items()}
+            for n in sample_sites:
+                samples[n].append(block[n])
+            for n in pred:
+                pred[n].append(block[n])
+            done += num
+    samples_np = {n: to_numpy(torch.cat(v)) for n, v in samples.items()}
+    pred_np = {n: to_numpy(torch.cat(v)) for n, v in pred.items()}
+    return samples_np, pred_np
+
+
+def _collect(model_trace, pred_trace, num, natural, sample_sites, obs_sites) -> dict[str, torch.Tensor]:
+    out = {}
+    for n in sample_sites:
+        out[n] = draws_first(model_trace.nodes[n]["value"], num, natural[n])
+    for n in obs_sites:
+        out[n] = draws_first(pred_trace.nodes[n]["value"], num, natural[n])
+    return out
+
+
+# ---------------------------------------------------------------- summaries
+
+
+def _as_json(x: np.ndarray) -> Any:
+    return float(x) if np.ndim(x) == 0 else np.asarray(x, dtype=float).tolist()
+
+
+def summarize(samples: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Per site: mean, sd (ddof=1), and the 5/50/95% quantiles over draws (axis 0).
+
+    Scalars give floats; vector sites give nested lists in the site's shape.
+    Non-numeric or empty sites are skipped.
+    """
+    summary = {}
+    for name, value in samples.items():
+        draws = np.asarray(to_numpy(value), dtype=float)
+        if draws.ndim == 0 or draws.shape[0] == 0:
+            continue
+        ddof = 1 if draws.shape[0] > 1 else 0
+        q = np.quantile(draws, list(QUANTILES.values()), axis=0)
+        summary[name] = {
+            "mean": _as_json(draws.mean(axis=0)),
+            "sd": _as_json(draws.std(axis=0, ddof=ddof)),
+            **{key: _as_json(q[i]) for i, key in enumerate(QUANTILES)},
+        }
+    return summary
+
+
+# ---------------------------------------------------------------- prediction on new data
+
+
+def predict_from_params(
+    model: Callable,
+    guide_factory: Callable[[Callable], Callable],
+    param_state: Mapping | bytes,
+    new_kwargs: Mapping,
+    num_samples: int,
+    *,
+    return_sites: Iterable[str] | None = None,
+    local_sites: Iterable[str] | None = None,
+    batch_size: int = 1000,
+) -> dict[str, np.ndarray]:
+    """Posterior predictive draws on new data from a stored fit.
+
+    ``param_state`` is a ``ParamStore.get_state()`` dict or the bytes of
+    :func:`inference.results.param_store_safetensors`; it REPLACES the live param store
+    (the worker runs one job per process, and clears the store around each). The guide is
+    rebuilt with ``guide_factory(model)`` and run on ``new_kwargs``; autoguides then find
+    their fitted params in the store by name.
+
+    Global latents are drawn from the guide; plates are sized by the new data. Latent
+    sites whose shape follows the data (``local_sites``, e.g. a per-observation latent
+    when N changes) cannot come from the guide: when the full guide does not fit the new
+    data, or when ``local_sites`` is given, the guide is rebuilt on the model with those
+    sites hidden and they are drawn from their prior given the globals. This works for
+    guides with one param set per site (AutoNormal, AutoDelta, AutoNormalMessenger, custom
+    guides); joint guides (AutoDiagonalNormal, AutoMultivariateNormal, ...) need every
+    latent's shape unchanged.
+
+    Returns site -> array (draws first) for the latent, deterministic and (resampled)
+    observed sites, restricted to ``return_sites`` when given.
+    """
+    from .params import load_param_store_safetensors
+
+    if isinstance(param_state, (bytes, bytearray, memoryview)):
+        param_state = load_param_store_safetensors(bytes(param_state))
+    store = pyro.get_param_store()
+    store.clear()
+    store.set_state(param_state)
+
+    def attempt(hidden: list[str]):
+        target = poutine.block(model, hide=hidden) if hidden else model
+        guide = guide_factory(target)
+        samples, pred = draw_posterior(
+            model, guide, new_kwargs, num_samples, predictive=True, batch_size=batch_size
+        )
+        return {**samples, **pred}
+
+    hidden = list(local_sites or [])
+    try:
+        out = attempt(hidden)
+    except (RuntimeError, ValueError, AssertionError) as exc:
+        if hidden:
+            raise
+        hidden = _data_sized_latents(model, new_kwargs)
+        if not hidden:
+            raise
+        warnings.warn(
+            f"the guide does not fit the new data ({exc}); drawing {hidden} from their prior"
+        )
+        store.clear()
+        store.set_state(param_state)
+        out = attempt(hidden)
+    if return_sites is not None:
+        wanted = set(return_sites)
+        out = {k: v for k, v in out.items() if k in wanted}
+    return out
+
+
+def _data_sized_latents(model: Callable, kwargs: Mapping) -> list[str]:
+    """Latent sites inside a vectorised plate: the ones whose shape can follow the data."""
+    with torch.no_grad(), poutine.block():
+        trace = poutine.trace(model).get_trace(**kwargs)
+    out = []
+    for name, site in trace.nodes.items():
+        if is_sample_site(name, site) and not site["is_observed"]:
+            if any(f.vectorized for f in site["cond_indep_stack"]):
+                out.append(name)
+    return out

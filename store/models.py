@@ -1,0 +1,251 @@
+"""SQLAlchemy 2 models of the vihub store.
+
+Tables: ``tenants``, ``api_keys``, ``datasets``, ``jobs``, ``loss_points``, ``artifacts``,
+``webhook_deliveries``. The schema is created only by Alembic (``migrations/``); keep
+the initial revision in step with this file.
+
+Conventions:
+- ids are UUID4 strings (``String(36)``) so SQLite and Postgres store them alike;
+- timestamps are timezone-aware UTC in Python (``UTCDateTime``), ``timestamptz`` on
+  Postgres and naive-UTC ISO text on SQLite (ordered comparisons stay correct);
+- JSON columns are ``JSONB`` on Postgres and ``JSON`` on SQLite;
+- relationships are ``lazy="raise"`` and blob columns are deferred with raiseload: a
+  lazy load fails loudly instead of issuing hidden queries or pulling megabytes; the
+  repositories load what they need explicitly.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects.postgresql import BYTEA, JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from store.job_states import JobState
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes in Python on both dialects."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTCDateTime column")
+        value = value.astimezone(timezone.utc)
+        if dialect.name == "sqlite":
+            # SQLite stores text: one fixed offset keeps string comparison chronological.
+            return value.replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
+        return value.astimezone(timezone.utc)
+
+
+JSONType = JSON().with_variant(JSONB(), "postgresql")
+BlobType = LargeBinary().with_variant(BYTEA(), "postgresql")
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSONType}
+
+
+class Tenant(Base):
+    __tablename__ = "tenants"
+    __table_args__ = (UniqueConstraint("name", name="uq_tenants_name"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    api_keys: Mapped[list[ApiKey]] = relationship(back_populates="tenant", lazy="raise")
+
+
+class ApiKey(Base):
+    """An API key: only its sha256 is stored; ``prefix`` identifies it in listings."""
+
+    __tablename__ = "api_keys"
+    __table_args__ = (UniqueConstraint("key_hash", name="uq_api_keys_key_hash"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    key_hash: Mapped[str] = mapped_column(String(64))
+    prefix: Mapped[str] = mapped_column(String(32))
+    name: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_used_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+
+    tenant: Mapped[Tenant] = relationship(back_populates="api_keys", lazy="raise")
+
+
+class Dataset(Base):
+    """A tenant's dataset: the canonical NPZ of its arrays, addressed by sha256.
+
+    ``fields`` is ``{name: {"dtype": str, "shape": [int, ...]}}``. ``content`` is
+    deferred (raiseload): read it with ``DatasetRepository.get_content``.
+    """
+
+    __tablename__ = "datasets"
+    __table_args__ = (UniqueConstraint("tenant_id", "sha256", name="uq_datasets_tenant_sha256"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    sha256: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str | None] = mapped_column(String(200))
+    fields: Mapped[dict[str, Any]]
+    format: Mapped[str] = mapped_column(String(16))
+    size_bytes: Mapped[int] = mapped_column(Integer)
+    content: Mapped[bytes] = mapped_column(BlobType, deferred=True, deferred_raiseload=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Job(Base):
+    """One inference job. ``state`` changes only through ``JobRepository`` transitions."""
+
+    __tablename__ = "jobs"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "idempotency_key", name="uq_jobs_tenant_idempotency_key"),
+        # keyset pagination of a tenant's jobs, newest first
+        Index("ix_jobs_tenant_created_id", "tenant_id", "created_at", "id"),
+        # the sweeper's scans
+        Index("ix_jobs_state_lease", "state", "lease_expires_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    state: Mapped[str] = mapped_column(String(16), default=JobState.QUEUED.value)
+    spec: Mapped[dict[str, Any]]
+    dataset_id: Mapped[str | None] = mapped_column(
+        ForeignKey("datasets.id", ondelete="RESTRICT"), index=True
+    )
+    labels: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    webhook: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    idempotency_key: Mapped[str | None] = mapped_column(String(255))
+    # sha256 of the request body an Idempotency-Key was first used with (409 on reuse
+    # with a different body).
+    request_fingerprint: Mapped[str | None] = mapped_column(String(64))
+    queue: Mapped[str] = mapped_column(String(16), default="cpu")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    max_attempts: Mapped[int] = mapped_column(Integer, default=3)
+    worker_id: Mapped[str | None] = mapped_column(String(255))
+    lease_expires_at: Mapped[datetime | None]
+    heartbeat_at: Mapped[datetime | None]
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    # {step, steps, loss, smoothed_loss, steps_per_s, eta_s}
+    progress: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    # problem+json (RFC 9457) when failed/cancelled
+    error: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    queued_at: Mapped[datetime | None]
+    # last time the job id was handed to the broker (API or sweeper)
+    published_at: Mapped[datetime | None]
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    deleted_at: Mapped[datetime | None]
+
+    @property
+    def is_final(self) -> bool:
+        return JobState(self.state) in (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)
+
+
+class LossPoint(Base):
+    """One step of a job's loss curve; (job_id, step) is the key, so writes are idempotent.
+
+    ``loss`` is NULL for a non-finite loss (SQLite cannot store NaN).
+    """
+
+    __tablename__ = "loss_points"
+
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    step: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    loss: Mapped[float | None] = mapped_column(Float)
+
+
+class Artifact(Base):
+    """A result blob of a job, one per (job_id, kind); ``put`` replaces it.
+
+    Kinds: see ``ArtifactKind``. ``meta`` holds small facts about the blob (the step of a
+    checkpoint). ``content`` is deferred (raiseload): read it with
+    ``ArtifactRepository.get_content``.
+    """
+
+    __tablename__ = "artifacts"
+
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32), primary_key=True)
+    content_type: Mapped[str] = mapped_column(String(100))
+    sha256: Mapped[str] = mapped_column(String(64))
+    size_bytes: Mapped[int] = mapped_column(Integer)
+    meta: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    content: Mapped[bytes] = mapped_column(BlobType, deferred=True, deferred_raiseload=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ArtifactKind:
+    """Artifact kinds and their content types."""
+
+    RESULT_JSON = "result_json"
+    SAMPLES_NPZ = "samples_npz"
+    PARAMS_SAFETENSORS = "params_safetensors"
+    LOG_PROBS_NPZ = "log_probs_npz"
+    NETCDF = "netcdf"
+    PARAM_STORE_PT = "param_store_pt"
+    CHECKPOINT = "checkpoint"
+
+    CONTENT_TYPES = {
+        RESULT_JSON: "application/json",
+        SAMPLES_NPZ: "application/x-npz",
+        PARAMS_SAFETENSORS: "application/octet-stream",
+        LOG_PROBS_NPZ: "application/x-npz",
+        NETCDF: "application/x-netcdf",
+        PARAM_STORE_PT: "application/octet-stream",
+        CHECKPOINT: "application/octet-stream",
+    }
+
+
+class WebhookDelivery(Base):
+    """One attempt to deliver a job's webhook (filled by the webhook issue)."""
+
+    __tablename__ = "webhook_deliveries"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    url: Mapped[str] = mapped_column(Text)
+    event: Mapped[str] = mapped_column(String(64))
+    attempt: Mapped[int] = mapped_column(Integer, default=1)
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    delivered_at: Mapped[datetime | None]

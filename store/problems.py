@@ -1,0 +1,35 @@
+"""problem+json (RFC 9457) documents stored in ``jobs.error``.
+
+``type`` is ``https://vihub.dev/problems/<kind>`` with the same slugs the API uses for
+HTTP errors, so a failed job's error and a 4xx response read alike.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+PROBLEM_BASE = "https://vihub.dev/problems/"
+
+# Job-level error kinds raised outside the engine.
+INTERNAL_ERROR = "internal-error"
+TOO_MANY_ATTEMPTS = "too-many-attempts"
+TIME_LIMIT = "time-limit-exceeded"
+DATA_MISSING = "data-missing"
+
+
+def problem(kind: str, title: str, detail: str | None = None, status: int = 422, **extra: Any) -> dict[str, Any]:
+    doc: dict[str, Any] = {"type": PROBLEM_BASE + kind, "title": title, "status": status}
+    if detail:
+        doc["detail"] = detail
+    doc.update({k: v for k, v in extra.items() if v is not None})
+    return doc
+
+
+def _title(kind: str) -> str:
+    return kind.replace("-", " ").capitalize()
+
+
+def from_inference_error(kind: str, payload: dict[str, Any]) -> dict[str, Any]:
+    """A problem document from ``InferenceError.kind`` and ``.to_dict()``."""
+    extra = {k: v for k, v in payload.items() if k not in ("kind", "message")}
+    return problem(kind, _title(kind), payload.get("message"), status=422, **extra)

@@ -1,0 +1,232 @@
+"""vihub's settings: one pydantic-settings class shared by the API, the worker and the CLI.
+
+Every setting comes from the environment with the ``VIHUB_`` prefix; nested sections use
+``__`` (``VIHUB_WORKER__LEASE_SECONDS=30``, ``VIHUB_QUOTAS__MAX_STEPS=50000``).
+
+Defaults are the *embedded* mode: everything lives under ``VIHUB_HOME`` (``~/.vihub``),
+the store is SQLite and the Celery broker is kombu's SQLAlchemy transport on a second
+SQLite file, so ``vihub up`` needs no server. Production sets ``VIHUB_DATABASE_URL``
+(Postgres) and ``VIHUB_BROKER_URL`` (Redis); auth then defaults to ``required``.
+
+Why the SQLAlchemy transport for the embedded broker: with Celery 5.7 / kombu 5.7 /
+SQLAlchemy 2.1 it works across processes (API publisher + worker consumer, prefork or
+solo pool), and it keeps the whole embedded state in two files under ``VIHUB_HOME``.
+It has no visibility timeout: a message delivered to a worker that is then SIGKILLed is
+not redelivered by the broker. The database is the source of truth, so the sweeper
+(lease expiry -> requeue -> republish) covers that case on both brokers.
+
+``get_settings()`` is cached; tests use ``override_settings(...)`` (a context manager)
+or ``get_settings.cache_clear()`` after changing the environment.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+EMBEDDED_DB_NAME = "vihub.sqlite3"
+EMBEDDED_BROKER_NAME = "broker.sqlite3"
+
+
+class LimitsSettings(BaseModel):
+    """Model-language limits; mirrors ``inference.language.Limits`` field by field.
+
+    The API converts this section with ``inference.language.Limits(**limits.model_dump())``.
+    """
+
+    max_source_bytes: int = 100_000
+    max_ast_nodes: int = 20_000
+    max_loop_iterations: int = 100_000
+    max_recursion_depth: int = 50
+    max_plate_size: int = 1_000_000
+    max_tensor_elements: int = 10_000_000
+    max_call_steps: int = 10_000_000
+
+
+class QuotaSettings(BaseModel):
+    """Per-tenant quotas, enforced by the API at submission time."""
+
+    max_steps: int = 100_000
+    max_run_seconds: int = 3_600
+    max_dataset_bytes: int = 50 * 1024 * 1024
+    max_concurrent_jobs: int = 8
+    max_upload_bytes: int = 64 * 1024 * 1024
+
+
+class WorkerSettings(BaseModel):
+    """How workers claim, heartbeat, checkpoint and get reclaimed."""
+
+    # A running job whose lease is older than this is presumed dead and reclaimed.
+    lease_seconds: int = 60
+    # The worker renews its lease this often, from a thread, independent of the engine's
+    # progress cadence (a single slow step must not lose the lease).
+    heartbeat_seconds: float = 10.0
+    checkpoint_every_s: float = 30.0
+    progress_every_s: float = 1.0
+    max_attempts: int = 3
+    soft_time_limit_s: int = 3_900  # above quotas.max_run_seconds: the engine stops first
+    hard_time_limit_s: int = 4_200
+    # Redis redelivers an unacked message after this; must exceed the hard time limit or a
+    # long job would be delivered twice while still running. Tests shorten all three.
+    visibility_timeout_s: int | None = None  # None -> hard_time_limit_s + 600
+    sweeper_interval_s: float = 15.0
+    # A queued job not (re)published for this long is republished by the sweeper.
+    requeue_after_s: float = 60.0
+    concurrency: int = 1
+    # Set by `vihub worker --queues gpu` (GPU memory fragments over many jobs).
+    gpu_max_tasks_per_child: int = 20
+
+    @model_validator(mode="after")
+    def _check_limits(self) -> WorkerSettings:
+        if self.hard_time_limit_s <= self.soft_time_limit_s:
+            raise ValueError("worker.hard_time_limit_s must exceed worker.soft_time_limit_s")
+        if self.heartbeat_seconds >= self.lease_seconds:
+            raise ValueError("worker.heartbeat_seconds must be below worker.lease_seconds")
+        if self.visibility_timeout_s is not None and self.visibility_timeout_s <= self.hard_time_limit_s:
+            raise ValueError("worker.visibility_timeout_s must exceed worker.hard_time_limit_s")
+        return self
+
+    @property
+    def effective_visibility_timeout_s(self) -> int:
+        if self.visibility_timeout_s is not None:
+            return self.visibility_timeout_s
+        return self.hard_time_limit_s + 600
+
+
+class Settings(BaseSettings):
+    """The one settings class. See the module docstring for the environment mapping."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="VIHUB_",
+        env_nested_delimiter="__",
+        extra="ignore",
+    )
+
+    home: Path = Field(default_factory=lambda: Path("~/.vihub"))
+    database_url: str = ""  # "" -> sqlite:///{home}/vihub.sqlite3
+    broker_url: str = ""  # "" -> sqla+sqlite:///{home}/broker.sqlite3
+    auth: Literal["required", "disabled"] | None = None  # None -> see _fill_defaults
+    database_echo: bool = False
+    db_pool_size: int = 5
+    db_max_overflow: int = 10
+    limits: LimitsSettings = Field(default_factory=LimitsSettings)
+    quotas: QuotaSettings = Field(default_factory=QuotaSettings)
+    worker: WorkerSettings = Field(default_factory=WorkerSettings)
+    webhooks_allow_private: bool = False
+    log_level: str = "INFO"
+
+    @model_validator(mode="after")
+    def _fill_defaults(self) -> Settings:
+        self.home = self.home.expanduser()
+        if not self.database_url:
+            self.database_url = f"sqlite:///{self.home / EMBEDDED_DB_NAME}"
+        self.database_url = normalize_database_url(self.database_url)
+        if not self.broker_url:
+            self.broker_url = f"sqla+sqlite:///{self.home / EMBEDDED_BROKER_NAME}"
+        if self.auth is None:
+            # Single-user only when the store is a local SQLite file; any server database
+            # is shared and must authenticate.
+            self.auth = "disabled" if self.is_sqlite else "required"
+        return self
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def auth_required(self) -> bool:
+        return self.auth == "required"
+
+    def ensure_home(self) -> Path:
+        """Create ``home`` (the embedded database and broker live there)."""
+        self.home.mkdir(parents=True, exist_ok=True)
+        return self.home
+
+
+def normalize_database_url(url: str) -> str:
+    """Point bare Postgres URLs at psycopg 3, the driver vihub ships with."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url
+
+
+_override: Settings | None = None
+
+
+@functools.lru_cache(maxsize=1)
+def _load_settings() -> Settings:
+    return Settings()
+
+
+def get_settings() -> Settings:
+    """The process's settings (cached). ``override_settings`` replaces them in tests."""
+    if _override is not None:
+        return _override
+    return _load_settings()
+
+
+get_settings.cache_clear = _load_settings.cache_clear  # type: ignore[attr-defined]
+
+
+@contextlib.contextmanager
+def override_settings(settings: Settings | None = None, **fields: Any) -> Iterator[Settings]:
+    """Use ``settings`` (or ``Settings(**fields)``) as the process settings inside the block."""
+    global _override
+    previous = _override
+    _override = settings if settings is not None else Settings(**fields)
+    try:
+        yield _override
+    finally:
+        _override = previous
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    """Celery configuration shared by the worker app and every publisher.
+
+    The API builds its own ``Celery(...)`` client from this dict and calls
+    ``send_task("vihub.run_job", args=[job_id], queue=job.queue)``; it never imports worker/.
+    """
+    w = settings.worker
+    transport_options: dict[str, Any] = {}
+    if settings.broker_url.startswith(("redis://", "rediss://")):
+        # Redis redelivers an unacked message after the visibility timeout; above the hard
+        # time limit so that a job still running is never handed to a second worker.
+        transport_options["visibility_timeout"] = w.effective_visibility_timeout_s
+    elif settings.broker_url.startswith(("sqla+", "sqlalchemy+")):
+        # kombu polls SQL brokers; 0.5 s keeps submit -> running snappy on a laptop.
+        transport_options["polling_interval"] = 0.5
+    return {
+        "broker_url": settings.broker_url,
+        "broker_transport_options": transport_options,
+        "broker_connection_retry_on_startup": True,
+        "broker_connection_max_retries": None,
+        # Results live in the vihub database, not in a Celery result backend.
+        "result_backend": None,
+        "task_ignore_result": True,
+        "task_serializer": "json",
+        "accept_content": ["json"],
+        "result_accept_content": ["json"],
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        "task_soft_time_limit": w.soft_time_limit_s,
+        "task_time_limit": w.hard_time_limit_s,
+        "task_default_queue": "cpu",
+        "task_routes": {"vihub.run_job": {"queue": "cpu"}},
+        "task_create_missing_queues": True,
+        "worker_hijack_root_logger": False,
+        "worker_send_task_events": False,
+        "timezone": "UTC",
+        "enable_utc": True,
+    }
+
+
+JOB_TASK_NAME = "vihub.run_job"
+QUEUES = ("cpu", "gpu")

@@ -22,6 +22,7 @@ from starlette.middleware.gzip import GZipMiddleware
 
 from api.dryrun import DryRunPool
 from api.errors import install_error_handlers
+from api.limits import BodyLimitMiddleware
 from api.metrics import ApiMetrics, MetricsMiddleware
 from api.publisher import JobPublisher
 
@@ -39,7 +40,6 @@ class ApiOptions:
     dry_run_time_limit_s: float = 20.0
     dry_run_queue_wait_s: float = 30.0
     warm_up_pool: bool = True
-    max_json_body_bytes: int = 16 * 1024 * 1024
     sse_poll_s: float = 0.5
     sse_max_s: float = 3600.0
     page_size: int = 50
@@ -90,7 +90,6 @@ def create_app(settings: Any = None, *, options: ApiOptions | None = None) -> Fa
         summary="Hosted variational inference: submit a Pyro model, get fitted parameters, "
         "samples and diagnostics over REST.",
         lifespan=lifespan,
-        max_body_size=options.max_json_body_bytes,
         openapi_tags=[
             {"name": "jobs", "description": "Submit, follow, cancel and delete SVI jobs."},
             {"name": "results", "description": "Fitted parameters, loss curves, samples, log-probs, diagnostics."},
@@ -106,6 +105,8 @@ def create_app(settings: Any = None, *, options: ApiOptions | None = None) -> Fa
     install_error_handlers(app)
     _include_routers(app)
     app.add_middleware(GZipMiddleware, minimum_size=1024)
+    # Any request body, JSON or upload, is bounded while it streams (413 problem+json).
+    app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.quotas.max_upload_bytes)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app
 

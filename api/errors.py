@@ -214,6 +214,10 @@ class InvalidData(Unprocessable):
     slug, title = "invalid-data", "Invalid data"
 
 
+class UnknownCatalogModel(Unprocessable):
+    slug, title = "unknown-catalog-model", "Unknown catalog model"
+
+
 class DryRunTimeout(Unprocessable):
     slug, title = "dry-run-timeout", "The model did not finish a trial run in time"
 

@@ -94,6 +94,12 @@ class MetricsMiddleware:
 
 
 def _route_template(scope: Mapping[str, Any]) -> str:
+    # FastAPI >= 0.16x resolves included routers lazily: the full template (with the
+    # include prefix) is on the effective route context, the route itself has its own.
+    context = (scope.get("fastapi") or {}).get("effective_route_context")
+    path = getattr(context, "path_format", None)
+    if isinstance(path, str):
+        return path
     route = scope.get("route")
-    path = getattr(route, "path", None)
+    path = getattr(route, "path_format", None) or getattr(route, "path", None)
     return path if isinstance(path, str) else "(unmatched)"

@@ -37,7 +37,9 @@ def encode_arrays(data: Mapping[str, Any]) -> EncodedArrays:
             if array.dtype == object:
                 raise ValueError(f"field {name!r} is not a numeric array")
             member = io.BytesIO()
-            np.lib.format.write_array(member, np.ascontiguousarray(array), allow_pickle=False)
+            # not np.ascontiguousarray: it turns a 0-d array into shape (1,)
+            array = np.array(array, order="C", copy=not array.flags.c_contiguous)
+            np.lib.format.write_array(member, array, allow_pickle=False)
             info = zipfile.ZipInfo(f"{name}.npy", date_time=_ZIP_DATE)
             info.external_attr = 0o600 << 16
             zf.writestr(info, member.getvalue())

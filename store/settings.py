@@ -198,10 +198,17 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     if settings.broker_url.startswith(("redis://", "rediss://")):
         # Redis redelivers an unacked message after the visibility timeout; above the hard
         # time limit so that a job still running is never handed to a second worker.
-        transport_options["visibility_timeout"] = w.effective_visibility_timeout_s
+        visibility = w.effective_visibility_timeout_s
+        transport_options["visibility_timeout"] = visibility
+        # kombu scans for unacked messages older than the visibility timeout every
+        # interval x throttle seconds (default 10 x 10); keep that a fraction of the
+        # timeout so a short timeout (tests, small deployments) redelivers promptly.
+        transport_options["unacked_restore_interval"] = max(1, min(10, visibility // 10))
+        transport_options["unacked_restore_throttle"] = 1 if visibility < 1000 else 10
     elif settings.broker_url.startswith(("sqla+", "sqlalchemy+")):
-        # kombu polls SQL brokers; 0.5 s keeps submit -> running snappy on a laptop.
-        transport_options["polling_interval"] = 0.5
+        # kombu hands these to sqlalchemy.create_engine: wait on a locked SQLite file
+        # (API, worker and sweeper all use it) instead of failing the publish.
+        transport_options["connect_args"] = {"timeout": 30}
     return {
         "broker_url": settings.broker_url,
         "broker_transport_options": transport_options,

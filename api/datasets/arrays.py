@@ -5,14 +5,13 @@ anything else — ragged nested lists, strings, nulls, NaN or infinities, object
 is refused with a 422 problem pointing at the field. NPZ files are read with
 ``allow_pickle=False``: user bytes are never unpickled.
 
-``canonical_sha256`` hashes the decoded arrays (name, dtype, shape, little-endian bytes,
-fields in name order), so the same data uploaded as CSV or as NPZ gets the same digest
-and is stored once per tenant.
+The decoded fields are stored in the store's canonical NPZ (``store.arrays``), whose
+sha256 addresses the dataset: the same data uploaded as CSV or as NPZ is stored once per
+tenant.
 """
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import math
@@ -230,35 +229,6 @@ def _dtype_name(value: Any, array: np.ndarray) -> str:
     if isinstance(value, float):
         return "float64"
     return str(array.dtype)
-
-
-def canonical_sha256(fields: Mapping[str, Any]) -> str:
-    digest = hashlib.sha256()
-    for name in sorted(fields):
-        array = np.asarray(fields[name])
-        dtype = np.dtype(_dtype_name(fields[name], array)).newbyteorder("<")
-        array = np.ascontiguousarray(array, dtype=dtype)
-        header = json.dumps([name, dtype.str, list(array.shape)]).encode()
-        digest.update(len(header).to_bytes(8, "little") + header)
-        digest.update(array.tobytes())
-    return digest.hexdigest()
-
-
-def to_npz_bytes(fields: Mapping[str, Any]) -> bytes:
-    """The stored form: an uncompressed-safe NPZ (no pickle) that keeps scalars 0-d."""
-    buffer = io.BytesIO()
-    np.savez_compressed(buffer, **{name: np.asarray(value) for name, value in fields.items()})
-    return buffer.getvalue()
-
-
-def from_npz_bytes(content: bytes) -> Arrays:
-    """Back from the stored form; 0-d arrays become Python numbers (integers stay integers)."""
-    out: Arrays = {}
-    with np.load(io.BytesIO(content), allow_pickle=False) as npz:
-        for name in npz.files:
-            array = npz[name]
-            out[name] = array.item() if array.ndim == 0 else array
-    return out
 
 
 def nbytes(fields: Mapping[str, Any]) -> int:

@@ -140,15 +140,16 @@ ENTRIES: dict[str, dict[str, Any]] = {
     },
     "hmm": {
         "data_schema": {
-            "T": _field("int", [], "length of the sequence"),
-            "y": _field("float", ["T"], "observed sequence"),
+            "N": _field("int", [], "number of sequences"),
+            "T": _field("int", [], "length of each sequence"),
+            "y": _field("float", ["N", "T"], "observed sequences, one per row"),
         },
         "suggested": _autoguide(
             "AutoDelta",
             lr=0.05,
             steps=500,
             elbo="TraceEnum_ELBO",
-            elbo_options={"max_plate_nesting": 0},
+            elbo_options={"max_plate_nesting": 1},
             expose=["probs_x", "locs", "scale"],
         ),
         "reference": {

@@ -70,7 +70,7 @@ class MeanFieldJacobianMixin:
         if torch.is_tensor(loss):
             loss = loss + correction.detach()
         else:
-            loss = loss + float(correction)
+            loss = loss + float(correction.detach())
         return loss, surrogate_loss + correction
 
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from inference.errors import InferenceError
 
-__all__ = ["SpecError", "ValidationFailed", "NonFiniteLoss", "FitCancelled"]
+__all__ = ["SpecError", "ValidationFailed", "NonFiniteLoss", "FitCancelled", "FitFailed"]
 
 
 class SpecError(InferenceError):
@@ -51,3 +51,10 @@ class FitCancelled(InferenceError):
     def __init__(self, step: int) -> None:
         super().__init__(f"fit cancelled at step {step}", step=step)
         self.step = step
+
+
+class FitFailed(InferenceError):
+    """The model or guide code failed during training or result assembly (``cause`` is the
+    original exception type); the message carries Pyro's/torch's own words."""
+
+    kind = "fit-failed"

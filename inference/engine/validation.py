@@ -28,7 +28,7 @@ from pyro.distributions import Delta
 from pyro.infer.autoguide import AutoDelta, AutoGuide, AutoGuideList
 from pyro.poutine.util import prune_subsample_sites
 from torch.distributions import biject_to
-from torch.distributions.transforms import IdentityTransform, IndependentTransform
+from torch.distributions.transforms import ComposeTransform, IndependentTransform
 
 from inference.engine.elbos import _max_dim, base_name, build_elbo, has_enumeration
 from inference.engine.guides import uses_delta_reparam
@@ -92,7 +92,8 @@ def _is_unconstrained(support) -> bool:
         return False
     if isinstance(t, IndependentTransform):
         t = t.base_transform
-    return isinstance(t, IdentityTransform)
+    # torch's identity_transform is an empty ComposeTransform.
+    return isinstance(t, ComposeTransform) and not t.parts
 
 
 def _latent_sites(trace) -> dict[str, dict]:

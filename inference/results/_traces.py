@@ -162,9 +162,16 @@ def traced_pair(
     With ``num`` set, both run inside the draws plate so every site gets a leading
     draws dim at ``-(max_plate_nesting+1)``.
     """
+    unwrapped = poutine.unwrap(guide)
     if num is not None:
         guide = vectorized(guide, num, max_plate_nesting)
         model = vectorized(model, num, max_plate_nesting)
+    if isinstance(unwrapped, poutine.messenger.Messenger):
+        # GuideMessenger (AutoNormalMessenger, ...): the guide runs the model itself and
+        # hands back both traces; its outer trace would mix model and guide sites.
+        guide(**kwargs)
+        model_trace, guide_trace = unwrapped.get_traces()
+        return guide_trace, model_trace
     guide_trace = poutine.trace(guide).get_trace(**kwargs)
     model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(**kwargs)
     return guide_trace, model_trace

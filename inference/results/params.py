@@ -178,11 +178,20 @@ def split_params(
     ``"traced": False`` so nothing in the store is silently dropped. Values are constrained.
     Tracing runs under ``torch.no_grad`` and samples nothing into the store.
     """
+    messenger = guide is not None and isinstance(poutine.unwrap(guide), poutine.messenger.Messenger)
     with torch.no_grad(), poutine.block():
         guide_trace = poutine.trace(guide).get_trace(**kwargs) if guide is not None else None
-        replayed = poutine.replay(model, trace=guide_trace) if guide_trace is not None else model
-        model_trace = poutine.trace(replayed).get_trace(**kwargs)
+        if messenger:
+            # A GuideMessenger runs the model inside itself, so its trace holds the model's
+            # params too: phi is then what the guide touches beyond the model alone.
+            model_trace = poutine.trace(model).get_trace(**kwargs)
+        else:
+            replayed = poutine.replay(model, trace=guide_trace) if guide_trace is not None else model
+            model_trace = poutine.trace(replayed).get_trace(**kwargs)
     guide_names = _param_names(guide_trace) if guide_trace is not None else []
+    if messenger:
+        model_names = set(_param_names(model_trace))
+        guide_names = [n for n in guide_names if n not in model_names]
     store = pyro.get_param_store()
     guide_params = {n: param_entry(n) for n in dict.fromkeys(guide_names) if n in store}
     model_params = {

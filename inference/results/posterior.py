@@ -44,12 +44,11 @@ QUANTILES = {"q05": 0.05, "q50": 0.5, "q95": 0.95}
 def _draw_block(model, guide, kwargs, num, mpn, roles, want_predictive, vectorise):
     """One block of ``num`` draws -> (samples, predictive) as tensors with draws first."""
     if vectorise:
-        guide_run = vectorized(guide, num, mpn)
         model_run = vectorized(model, num, mpn)
         first_dim = -(mpn + 2)
     else:
-        guide_run, model_run, first_dim = guide, model, -(mpn + 1)
-    guide_trace = poutine.trace(guide_run).get_trace(**kwargs)
+        model_run, first_dim = model, -(mpn + 1)
+    guide_trace, _ = traced_pair(model, guide, kwargs, num=num if vectorise else None, max_plate_nesting=mpn)
     conditioned = poutine.replay(model_run, trace=guide_trace)
     if roles.enumerated:
         conditioned = infer_discrete(conditioned, first_available_dim=first_dim, temperature=1)
@@ -61,8 +60,10 @@ def _draw_block(model, guide, kwargs, num, mpn, roles, want_predictive, vectoris
             for name, site in model_trace.nodes.items()
             if is_sample_site(name, site) and not site["is_observed"]
         }
+        # Handlers apply innermost first: unconditioning must come before conditioning the
+        # latents, or it would undo their conditioning too.
         pred_trace = poutine.trace(
-            uncondition_observed(poutine.condition(model_run, data=latent_values))
+            poutine.condition(uncondition_observed(model_run), data=latent_values)
         ).get_trace(**kwargs)
     return model_trace, pred_trace
 
@@ -192,6 +193,7 @@ def predict_from_params(
     *,
     return_sites: Iterable[str] | None = None,
     local_sites: Iterable[str] | None = None,
+    observed_sites: Iterable[str] | None = None,
     batch_size: int = 1000,
 ) -> dict[str, np.ndarray]:
     """Posterior predictive draws on new data from a stored fit.
@@ -210,6 +212,13 @@ def predict_from_params(
     guides with one param set per site (AutoNormal, AutoDelta, AutoNormalMessenger, custom
     guides); joint guides (AutoDiagonalNormal, AutoMultivariateNormal, ...) need every
     latent's shape unchanged.
+
+    The sites that were observed in the fit must not be given to the guide when the new
+    data leaves them out (``model(x, y=None)`` makes ``y`` latent): pass them as
+    ``observed_sites`` (``inference.fit`` records them). Without it, a site is taken as
+    observed-in-the-fit when no stored param name ends in ``.<site>`` while other sites'
+    do (the autoguide naming scheme); guides whose param names do not name sites fall
+    back to hiding data-sized sites if the full guide does not fit.
 
     Returns site -> array (draws first) for the latent, deterministic and (resampled)
     observed sites, restricted to ``return_sites`` when given.
@@ -230,14 +239,17 @@ def predict_from_params(
         )
         return {**samples, **pred}
 
-    hidden = list(local_sites or [])
+    if observed_sites is None:
+        observed_sites = _unfitted_sites(model, new_kwargs, param_state["params"])
+    observed = list(observed_sites)
+    hidden = list(dict.fromkeys(list(local_sites or []) + observed))
     try:
         out = attempt(hidden)
     except (RuntimeError, ValueError, AssertionError) as exc:
-        if hidden:
+        if local_sites:
             raise
-        hidden = _data_sized_latents(model, new_kwargs)
-        if not hidden:
+        hidden = list(dict.fromkeys(observed + _data_sized_latents(model, new_kwargs)))
+        if set(hidden) == set(observed):
             raise
         warnings.warn(
             f"the guide does not fit the new data ({exc}); drawing {hidden} from their prior"
@@ -249,6 +261,18 @@ def predict_from_params(
         wanted = set(return_sites)
         out = {k: v for k, v in out.items() if k in wanted}
     return out
+
+
+def _unfitted_sites(model: Callable, kwargs: Mapping, params: Mapping) -> list[str]:
+    """Unobserved sites on the new data that no stored (autoguide-named) param belongs to."""
+    with torch.no_grad(), poutine.block():
+        trace = poutine.trace(model).get_trace(**kwargs)
+    names = [
+        n for n, site in trace.nodes.items()
+        if is_sample_site(n, site) and not site["is_observed"]
+    ]
+    fitted = {n for n in names if any(p == n or p.endswith("." + n) for p in params)}
+    return [n for n in names if n not in fitted] if fitted else []
 
 
 def _data_sized_latents(model: Callable, kwargs: Mapping) -> list[str]:

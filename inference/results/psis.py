@@ -80,7 +80,7 @@ def pareto_khat(log_weights: Sequence[float] | np.ndarray, *, r_eff: float = 1.0
 
 def khat_reading(k: float) -> str:
     """The usual reading of k-hat: "good" (< 0.5), "ok" (< 0.7), "unreliable" (< 1), "very bad"."""
-    if k is None or not np.isfinite(k) and not np.isposinf(k):
+    if k is None or np.isnan(k):
         return "unknown"
     if k < 0.5:
         return "good"
@@ -99,3 +99,31 @@ def importance_ess(log_weights: Sequence[float] | np.ndarray) -> float:
         return float("nan")
     w = np.exp(lw - lw.max())
     return float(w.sum() ** 2 / np.sum(w**2))
+
+
+def importance_diagnostics(
+    log_weights: Sequence[float] | np.ndarray, *, point_mass_guide: bool = False
+) -> dict:
+    """k-hat, its reading, the importance ESS and a note, for ``FitResult.diagnostics``.
+
+    A point-mass guide (AutoDelta, a MAP fit) has no density to weigh against: its
+    "weights" are all equal, which PSIS would read as perfect. It is reported as
+    ``k_hat = inf``, reading "very bad", with a note that the guide represents no
+    uncertainty. Otherwise this is :func:`pareto_khat` and :func:`khat_reading`.
+    """
+    lw = np.asarray(log_weights, dtype=float).reshape(-1)
+    if point_mass_guide:
+        return {
+            "k_hat": float("inf"),
+            "k_hat_reading": "very bad",
+            "importance_ess": float("nan"),
+            "k_hat_note": "point-mass guide (Delta sites): it represents no posterior "
+            "uncertainty, so importance weights and k-hat are not meaningful",
+        }
+    k = pareto_khat(lw)
+    out = {"k_hat": k, "k_hat_reading": khat_reading(k), "importance_ess": importance_ess(lw)}
+    if np.isposinf(k) and lw.size and np.ptp(lw) == 0:
+        out["k_hat_note"] = "all importance weights are equal; nothing to fit the tail to"
+    elif np.isposinf(k):
+        out["k_hat_note"] = "too few distinct draws in the tail to fit (use more draws)"
+    return out

@@ -46,8 +46,10 @@ class DatasetRepository(Repository[Dataset]):
                 created_at=utcnow(),
             )
             .on_conflict_do_nothing(index_elements=[Dataset.tenant_id, Dataset.sha256])
+            .returning(Dataset.id)
         )
-        created = self.session.execute(stmt).rowcount == 1
+        # RETURNING, not rowcount: drivers disagree on rowcount for ON CONFLICT DO NOTHING.
+        created = self.session.execute(stmt).first() is not None
         dataset = self.session.scalar(
             select(Dataset).where(Dataset.tenant_id == tenant_id, Dataset.sha256 == sha256)
         )

@@ -17,6 +17,7 @@ lookups
   newest first; ``JobPage.items``, ``JobPage.next_page_token`` (opaque keyset token:
   urlsafe base64 of ``[created_at, id]``; a bad token raises ``InvalidPageToken``)
 - ``count_active_for_tenant(tenant_id) -> int`` — queued + running (concurrency quota)
+- ``count_by_state() -> dict[str, int]`` — all tenants, not deleted (API metrics)
 - ``is_cancel_requested(job_id) -> bool``
 
 transitions (see ``store.job_states``)
@@ -33,6 +34,8 @@ transitions (see ``store.job_states``)
   if ``worker_id`` is given and another worker holds it
 - ``request_cancel(job_id) -> Job | None`` — queued -> cancelled at once; running ->
   ``cancel_requested = True`` (the worker stops at its next check); final: no change
+- ``release(job_id, worker_id) -> bool`` — running -> queued by the worker holding it
+  (an internal error with attempts left: another attempt may succeed)
 - ``requeue_expired(job_id, now=None) -> bool`` — running with an expired lease ->
   queued (reclaim; attempts left, no cancel requested)
 - ``finish_expired(job_id, state, error=None, now=None) -> bool`` — running with an
@@ -193,6 +196,13 @@ class JobRepository(Repository[Job]):
             )
         ) or 0
 
+    def count_by_state(self) -> dict[str, int]:
+        """Jobs (not deleted) per state, all tenants (the API's ``/metrics``)."""
+        rows = self.session.execute(
+            select(Job.state, func.count()).where(Job.deleted_at.is_(None)).group_by(Job.state)
+        )
+        return {state: count for state, count in rows}
+
     def is_cancel_requested(self, job_id: str) -> bool:
         return bool(self.session.scalar(select(Job.cancel_requested).where(Job.id == job_id)))
 
@@ -314,6 +324,15 @@ class JobRepository(Repository[Job]):
         return self.session.scalar(
             select(Job).where(Job.id == job_id).execution_options(populate_existing=True)
         )
+
+    def release(self, job_id: str, worker_id: str) -> bool:
+        check_transition(job_id, JobState.RUNNING.value, JobState.QUEUED.value)
+        result = self.session.execute(
+            update(Job)
+            .where(Job.id == job_id, Job.state == JobState.RUNNING.value, Job.worker_id == worker_id)
+            .values(state=JobState.QUEUED.value, worker_id=None, lease_expires_at=None, published_at=None)
+        )
+        return result.rowcount == 1
 
     def requeue_expired(self, job_id: str, now: datetime | None = None) -> bool:
         now = now or utcnow()

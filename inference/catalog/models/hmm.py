@@ -1,10 +1,11 @@
-"""A discrete hidden Markov model with Gaussian emissions, ``K = 3`` hidden states.
+"""A discrete hidden Markov model with Gaussian emissions and ``K = 3`` hidden states.
 
-The hidden state ``x_t`` follows a Markov chain with transition matrix ``probs_x``
-(row ``i`` is the distribution of the next state given state ``i``; the chain starts
-from state 0); each observation is ``y[t] ~ Normal(locs[x_t], scale)``. The states are
-enumerated and summed out by ``TraceEnum_ELBO``; ``pyro.markov`` tells Pyro each state
-depends only on the previous one, so enumeration costs O(T K^2), not O(K^T).
+``N`` independent sequences of length ``T`` (the rows of ``y``). In each, the hidden
+state ``x_t`` follows a Markov chain with transition matrix ``probs_x`` (row ``i`` is the
+distribution of the next state given state ``i``; chains start from state 0), and
+``y[n, t] ~ Normal(locs[x_t], scale)``. The states are enumerated and summed out by
+``TraceEnum_ELBO``; ``pyro.markov`` tells Pyro each state depends only on the previous
+one, so enumeration costs O(T K^2), not O(K^T).
 """
 
 import pyro
@@ -16,11 +17,12 @@ K = 3
 
 
 @config_enumerate
-def model(T, y):
+def model(N, T, y):
     probs_x = pyro.sample("probs_x", dist.Dirichlet(0.9 * torch.eye(K) + 0.1).to_event(1))
     locs = pyro.sample("locs", dist.Normal(torch.linspace(-2.0, 2.0, K), 1.0).to_event(1))
     scale = pyro.sample("scale", dist.HalfNormal(1.0))
-    x = 0
-    for t in pyro.markov(range(T)):
-        x = pyro.sample(f"x_{t}", dist.Categorical(probs_x[x]))
-        pyro.sample(f"y_{t}", dist.Normal(locs[x], scale), obs=y[t])
+    with pyro.plate("sequences", N):
+        x = 0
+        for t in pyro.markov(range(T)):
+            x = pyro.sample(f"x_{t}", dist.Categorical(probs_x[x]))
+            pyro.sample(f"y_{t}", dist.Normal(locs[x], scale), obs=y[:, t])

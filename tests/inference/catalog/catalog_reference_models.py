@@ -77,16 +77,17 @@ def gaussian_mixture(N, y=None):
         pyro.sample("obs", dist.Normal(locs[assignment], scales[assignment]), obs=y)
 
 
-def hmm(T, y):
+def hmm(N, T, y):
     probs_x = pyro.sample("probs_x", dist.Dirichlet(0.9 * torch.eye(3) + 0.1).to_event(1))
     locs = pyro.sample("locs", dist.Normal(torch.tensor([-2.0, 0.0, 2.0]), 1.0).to_event(1))
     scale = pyro.sample("scale", dist.HalfNormal(1.0))
-    x = 0
-    for t in pyro.markov(range(T)):
-        x = pyro.sample(
-            "x_{}".format(t), dist.Categorical(probs_x[x]), infer={"enumerate": "parallel"}
-        )
-        pyro.sample("y_{}".format(t), dist.Normal(locs[x], scale), obs=y[t])
+    with pyro.plate("sequences", N):
+        x = 0
+        for t in pyro.markov(range(T)):
+            x = pyro.sample(
+                "x_{}".format(t), dist.Categorical(probs_x[x]), infer={"enumerate": "parallel"}
+            )
+            pyro.sample("y_{}".format(t), dist.Normal(locs[x], scale), obs=y[:, t])
 
 
 VAE_DECODER = nn.Sequential(nn.Linear(2, 32), nn.Softplus(), nn.Linear(32, 16))

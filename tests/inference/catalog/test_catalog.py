@@ -33,7 +33,7 @@ REQUIRED = {
     "hmm",
     "vae",
 }
-MAX_PLATE_NESTING = {"gaussian_mixture": 1, "hmm": 0}
+MAX_PLATE_NESTING = {"gaussian_mixture": 1, "hmm": 1}
 
 
 def language():

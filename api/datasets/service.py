@@ -1,0 +1,104 @@
+"""Datasets: decode and check uploads, store them content-addressed, resolve a job's data.
+
+Upload size is bounded twice: the raw request body (``quotas.max_upload_bytes``, counted
+while streaming by the router) and the decoded arrays (``quotas.max_dataset_bytes``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from api.datasets import arrays
+from api.datasets.schemas import DatasetList, DatasetOut, FieldInfo
+from api.errors import DatasetNotFound, UnknownCatalogModel, InvalidData, QuotaExceeded, Unprocessable
+from store.arrays import decode_arrays, encode_arrays
+from store.models import Dataset, Tenant
+from store.repositories.datasets import DatasetRepository
+
+
+def create_from_json(session: Session, settings: Any, tenant: Tenant, data: dict[str, Any],
+                     name: str | None) -> DatasetOut:
+    fields = arrays.from_json_mapping(data, pointer="/data")
+    return _out(*store_fields_created(session, settings, tenant, fields, fmt="json", name=name))
+
+
+def create_from_upload(session: Session, settings: Any, tenant: Tenant, content: bytes, *,
+                       filename: str | None, content_type: str | None, name: str | None) -> DatasetOut:
+    fields, fmt = arrays.from_upload(content, filename=filename, content_type=content_type)
+    return _out(*store_fields_created(session, settings, tenant, fields, fmt=fmt, name=name or filename))
+
+
+def store_fields(session: Session, settings: Any, tenant: Tenant, fields: dict[str, Any], *,
+                 fmt: str, name: str | None) -> Dataset:
+    return store_fields_created(session, settings, tenant, fields, fmt=fmt, name=name)[0]
+
+
+def store_fields_created(session: Session, settings: Any, tenant: Tenant, fields: dict[str, Any], *,
+                         fmt: str, name: str | None) -> tuple[Dataset, bool]:
+    if not fields:
+        raise InvalidData("The dataset has no fields.", pointer="/data")
+    size = arrays.nbytes(fields)
+    limit = settings.quotas.max_dataset_bytes
+    if size > limit:
+        raise QuotaExceeded(f"The data holds {size} bytes of arrays; the limit is {limit}.",
+                            pointer="/data", limit=limit)
+    encoded = encode_arrays(fields)
+    return DatasetRepository(session).get_or_create(
+        tenant.id, encoded.sha256, encoded.content, encoded.fields, fmt, name=name
+    )
+
+
+def get_dataset(session: Session, tenant: Tenant, dataset_id: str) -> DatasetOut:
+    return _out(_get(session, tenant, dataset_id), False)
+
+
+def _get(session: Session, tenant: Tenant, dataset_id: str) -> Dataset:
+    dataset = DatasetRepository(session).get_for_tenant(tenant.id, dataset_id)
+    if dataset is None:
+        raise DatasetNotFound(f"No dataset {dataset_id!r} in this account.", pointer="/data/dataset_id")
+    return dataset
+
+
+def list_datasets(session: Session, tenant: Tenant, limit: int) -> DatasetList:
+    return DatasetList(items=[_out(d, False) for d in DatasetRepository(session).list_for_tenant(tenant.id, limit)])
+
+
+def load_fields(session: Session, tenant: Tenant, dataset_id: str) -> dict[str, Any]:
+    dataset = _get(session, tenant, dataset_id)
+    content = DatasetRepository(session).get_content(dataset.id)
+    return decode_arrays(content or b"")
+
+
+def resolve_job_data(session: Session, tenant: Tenant, body: Any) -> tuple[dict[str, Any], str | None]:
+    """The fields a job (or validation) runs on, and its dataset id if it names one."""
+    data = body.data
+    if data is not None and hasattr(data, "dataset_id"):
+        dataset = _get(session, tenant, data.dataset_id)
+        return load_fields(session, tenant, dataset.id), dataset.id
+    if data is not None:
+        return arrays.from_json_mapping(data.inline, pointer="/data/inline"), None
+    catalog_name = getattr(body.model, "catalog", None)
+    if catalog_name is None:
+        raise Unprocessable("data is required unless the model is a catalog model.",
+                            errors=[{"pointer": "/data", "detail": "field required"}])
+    return catalog_example_data(catalog_name), None
+
+
+def catalog_example_data(name: str) -> dict[str, Any]:
+    from inference import catalog
+
+    if name not in catalog.names():
+        raise UnknownCatalogModel(f"There is no catalog model named {name!r}; GET /v1/catalog lists them.",
+                                  pointer="/model/catalog")
+    example = catalog.get(name).example_data or {}
+    return {k: v for k, v in example.items()}
+
+
+def _out(dataset: Dataset, created: bool) -> DatasetOut:
+    fields = [FieldInfo(name=n, shape=list(f.get("shape", [])), dtype=str(f.get("dtype")))
+              for n, f in sorted((dataset.fields or {}).items())]
+    return DatasetOut(id=dataset.id, name=dataset.name, sha256=dataset.sha256, format=dataset.format,
+                      size_bytes=dataset.size_bytes, fields=fields, created_at=dataset.created_at,
+                      created=created)

@@ -1,0 +1,137 @@
+"""Result downloads of a job: ``/params``, ``/loss``, ``/samples``, ``/log-probs``,
+``/diagnostics``, ``/summary`` (JSON or binary, see ``api.formats``) and ``/predict``."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import numpy as np
+from fastapi import APIRouter, Header, Query
+from fastapi.responses import JSONResponse, Response
+
+from api.deps import CurrentTenant, RuntimeDep, SessionDep
+from api.errors import NotAcceptable, problem_responses
+from api.formats import ResultFormat, array_response, binary_response, negotiate
+from api.jobs import predict as predict_service
+from api.jobs import results
+from api.jobs.schemas import PredictOut, PredictRequest
+from api.jobs.service import get_job
+from store.models import ArtifactKind
+
+router = APIRouter(prefix="/jobs/{job_id}", tags=["results"])
+
+FormatQuery = Annotated[ResultFormat | None, Query(alias="format", description="Wins over Accept")]
+AcceptHeader = Annotated[str | None, Header(alias="Accept", include_in_schema=False)]
+
+_ERRORS = problem_responses(401, 404, 406, 409, 422, 500)
+
+
+def _binary(*media: str) -> dict[int | str, dict[str, Any]]:
+    content: dict[str, Any] = {"application/json": {}}
+    content.update({m: {"schema": {"type": "string", "format": "binary"}} for m in media})
+    return {200: {"content": content, "description": "JSON, or a binary form by ?format= / Accept"}}
+
+
+ALL_BINARY = (ResultFormat.json, ResultFormat.npz, ResultFormat.safetensors, ResultFormat.netcdf, ResultFormat.pt)
+
+
+@router.get("/params", summary="Fitted guide (phi) and model (theta) parameters",
+            responses={**_binary("application/x-npz", "application/octet-stream", "application/x-pytorch"), **_ERRORS})
+def get_params(job_id: str, session: SessionDep, tenant: CurrentTenant, format: FormatQuery = None,
+               accept: AcceptHeader = None) -> Response:
+    allowed = (ResultFormat.json, ResultFormat.npz, ResultFormat.safetensors, ResultFormat.pt)
+    fmt = negotiate(format, accept, allowed)
+    job = get_job(session, tenant, job_id)
+    if fmt is ResultFormat.safetensors:
+        blob = results.stored_blob(session, job, ArtifactKind.PARAMS_SAFETENSORS)
+        if blob is not None:
+            return binary_response(blob, fmt, filename=f"{job.id}-params")
+    if fmt is ResultFormat.pt:
+        # Pyro's own param-store file: pyro.get_param_store().load(path)
+        blob = results.stored_blob(session, job, ArtifactKind.PARAM_STORE_PT)
+        if blob is None:
+            raise NotAcceptable("This job has no Pyro param-store file; use format=safetensors.")
+        return binary_response(blob, fmt, filename=f"{job.id}-param-store")
+    body = results.params(results.load_result(session, job))
+    if fmt is ResultFormat.json:
+        return JSONResponse({"job_id": job.id, **body})
+    return array_response(results.flatten_arrays(body), fmt, filename=f"{job.id}-params")
+
+
+@router.get("/loss", summary="Loss per step (downsampled on request) with ELBO terms and gradient norms",
+            responses={**_binary("application/x-npz", "application/octet-stream"), **_ERRORS})
+def get_loss(job_id: str, session: SessionDep, tenant: CurrentTenant, format: FormatQuery = None,
+             accept: AcceptHeader = None,
+             max_points: Annotated[int | None, Query(ge=2, le=1_000_000,
+                                                     description="Evenly spaced; first and last kept")] = None
+             ) -> Response:
+    fmt = negotiate(format, accept, (ResultFormat.json, ResultFormat.npz, ResultFormat.safetensors))
+    job = get_job(session, tenant, job_id)
+    result = results.load_result(session, job) if job.state == "succeeded" else None
+    body = results.loss(session, job, result, max_points)
+    if fmt is ResultFormat.json:
+        return JSONResponse(body)
+    arrays = {"step": np.asarray(body["steps"], dtype=np.int64),
+              "loss": np.asarray([np.nan if v is None else v for v in body["loss"]], dtype=np.float64)}
+    for section in ("elbo_terms", "grad_norms"):
+        arrays.update({f"{section}/{k}": v for k, v in results.flatten_arrays(body.get(section) or {}).items()})
+    return array_response(arrays, fmt, filename=f"{job.id}-loss")
+
+
+@router.get("/samples", summary="Posterior samples (latent and deterministic sites; predictive if asked)",
+            responses={**_binary("application/x-npz", "application/octet-stream", "application/x-netcdf",
+                                 "application/x-pytorch"), **_ERRORS})
+def get_samples(job_id: str, session: SessionDep, tenant: CurrentTenant, format: FormatQuery = None,
+                accept: AcceptHeader = None) -> Response:
+    fmt = negotiate(format, accept, ALL_BINARY)
+    job = get_job(session, tenant, job_id)
+    stored_kind = {ResultFormat.npz: ArtifactKind.SAMPLES_NPZ, ResultFormat.netcdf: ArtifactKind.NETCDF}.get(fmt)
+    if stored_kind is not None:
+        blob = results.stored_blob(session, job, stored_kind)
+        if blob is not None:
+            return binary_response(blob, fmt, filename=f"{job.id}-samples")
+    body = results.samples(results.load_result(session, job))
+    if fmt is ResultFormat.json:
+        return JSONResponse({"job_id": job.id, **body})
+    arrays = results.flatten_arrays(body["samples"])
+    arrays.update({f"predictive/{k}": v for k, v in results.flatten_arrays(body.get("predictive") or {}).items()})
+    return array_response(arrays, fmt, filename=f"{job.id}-samples", sample_dims=1)
+
+
+@router.get("/log-probs", summary="Per-draw log p per model site, log q per guide site, joint log p(x, z)",
+            responses={**_binary("application/x-npz", "application/octet-stream", "application/x-netcdf",
+                                 "application/x-pytorch"), **_ERRORS})
+def get_log_probs(job_id: str, session: SessionDep, tenant: CurrentTenant, format: FormatQuery = None,
+                  accept: AcceptHeader = None) -> Response:
+    fmt = negotiate(format, accept, ALL_BINARY)
+    job = get_job(session, tenant, job_id)
+    if fmt is ResultFormat.npz:
+        blob = results.stored_blob(session, job, ArtifactKind.LOG_PROBS_NPZ)
+        if blob is not None:
+            return binary_response(blob, fmt, filename=f"{job.id}-log-probs")
+    body = results.log_probs(results.load_result(session, job))
+    if fmt is ResultFormat.json:
+        return JSONResponse({"job_id": job.id, **body})
+    return array_response(results.flatten_arrays(body["log_probs"]), fmt, filename=f"{job.id}-log-probs",
+                          sample_dims=1, group="log_likelihood")
+
+
+@router.get("/diagnostics", summary="Validation report, convergence, NaN events, Pareto k-hat; run metadata",
+            responses=_ERRORS)
+def get_diagnostics(job_id: str, session: SessionDep, tenant: CurrentTenant) -> dict[str, Any]:
+    job = get_job(session, tenant, job_id)
+    return {"job_id": job.id, **results.diagnostics(results.load_result(session, job))}
+
+
+@router.get("/summary", summary="Per latent site: mean, sd, 5/50/95% quantiles", responses=_ERRORS)
+def get_summary(job_id: str, session: SessionDep, tenant: CurrentTenant) -> dict[str, Any]:
+    job = get_job(session, tenant, job_id)
+    return {"job_id": job.id, **results.summary(results.load_result(session, job))}
+
+
+@router.post("/predict", response_model=PredictOut, summary="Posterior predictive for new data",
+             responses={**problem_responses(400, 401, 404, 409, 413, 422, 500, 503)})
+def predict(job_id: str, body: PredictRequest, runtime: RuntimeDep, session: SessionDep,
+            tenant: CurrentTenant) -> PredictOut:
+    return predict_service.predict(session, runtime, tenant, job_id, body)
+

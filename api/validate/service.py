@@ -1,0 +1,19 @@
+"""The validation pass without a run: same data resolution and dry run as a submission."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from api.datasets import service as datasets_service
+from api.jobs import service as jobs_service
+from api.jobs.schemas import JobCreate
+from api.validate.schemas import ValidateOut
+from store.models import Tenant
+
+
+def validate(session: Session, runtime: Any, tenant: Tenant, body: JobCreate) -> ValidateOut:
+    fields, _ = datasets_service.resolve_job_data(session, tenant, body)
+    report = jobs_service.dry_run(runtime, body, fields)
+    return ValidateOut(valid=True, report=report)

@@ -1,0 +1,73 @@
+"""What ``Client`` and ``AsyncClient`` (and their jobs) share beyond single calls:
+submit-body preparation and the download plan."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from vihub_client import _inputs, _ops
+
+
+def prepare_submit(
+    *,
+    model: Any,
+    entry: str | None,
+    guide: Any,
+    data: Any,
+    inference: Mapping[str, Any] | None,
+    outputs: Mapping[str, Any] | None,
+    labels: Any,
+    webhook: Any,
+) -> tuple[dict[str, Any], dict[str, Any] | _inputs.UploadFile | None]:
+    """The job body without ``data``, and the data plan (inline/dataset id, or a file to upload)."""
+    body = _inputs.build_job_body(
+        model=_inputs.normalize_model(model, entry),
+        guide=_inputs.normalize_guide(guide),
+        data=None,
+        inference=_inputs.normalize_inference(inference),
+        outputs=dict(outputs) if outputs else None,
+        labels=_inputs.parse_labels(labels),
+        webhook=webhook,
+    )
+    return body, _inputs.plan_data(data)
+
+
+def with_data(body: dict[str, Any], data: dict[str, Any] | None) -> dict[str, Any]:
+    if data is None:
+        return body
+    return {**body, "data": data}
+
+
+# Artifacts written by ``download(dir)`` with no format: every form a user may want.
+DEFAULT_DOWNLOADS: tuple[tuple[str, str], ...] = (
+    ("params", "json"),
+    ("params", "safetensors"),
+    ("params", "pt"),
+    ("loss", "json"),
+    ("samples", "npz"),
+    ("samples", "netcdf"),
+    ("log-probs", "npz"),
+    ("diagnostics", "json"),
+    ("summary", "json"),
+)
+
+
+def download_plan(fmt: str | None) -> list[tuple[str, str, str]]:
+    """``(resource, format, file name)`` for ``download(dir, format)``.
+
+    With a format, each resource comes in that format where the server offers it and as
+    JSON otherwise (``diagnostics`` and ``summary`` are JSON only).
+    """
+    if fmt is None:
+        pairs = list(DEFAULT_DOWNLOADS)
+    else:
+        if fmt not in _ops.RESULT_FORMATS:
+            raise ValueError(f"format must be one of {', '.join(_ops.RESULT_FORMATS)}")
+        pairs = [(r, fmt if fmt in offered else "json") for r, offered in _ops.RESULT_RESOURCES.items()]
+    return [(r, f, f"{r.replace('-', '_')}.{_ops.FORMAT_EXTENSIONS[f]}") for r, f in pairs]
+
+
+def optional_in_default(resource: str, fmt: str) -> bool:
+    """Downloads that a job may legitimately lack (skipped, not an error, in the default plan)."""
+    return (resource, fmt) in {("params", "pt"), ("params", "safetensors"), ("samples", "netcdf")}

@@ -1,0 +1,325 @@
+"""``fit``, ``validate`` and ``predict``: a job spec and data in, a ``FitResult`` out.
+
+``fit`` resolves the model (catalog or source, via the model language), binds the data
+on the job's device, builds the guide, ELBO and optimizer, runs the validation pass,
+trains with :func:`inference.engine.loop.run_svi`, and assembles the result with the
+functions of :mod:`inference.results`. The param store is cleared before and after.
+
+Usable in a notebook::
+
+    from inference import fit, JobSpec
+    result = fit(JobSpec.model_validate({"model": {"catalog": "eight_schools_noncentered"}}), {})
+"""
+
+from __future__ import annotations
+
+import platform
+import sys
+import types
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+import numpy as np
+import torch
+import pyro
+
+from inference.engine.elbos import base_name, infer_max_plate_nesting
+from inference.engine.errors import (
+    FitCancelled,
+    FitFailed,
+    NonFiniteLoss,
+    SpecError,
+    ValidationFailed,
+)
+from inference.engine.guides import build_guide
+from inference.engine.loop import FitCallbacks, Progress, device_scope, resolve_device, run_svi
+from inference.engine.validation import ValidationMessage, ValidationReport, run_validation
+from inference.errors import InferenceError
+from inference.spec import CatalogModelSpec, JobSpec, SourceGuideSpec
+
+__all__ = [
+    "fit",
+    "validate",
+    "predict",
+    "prepare",
+    "PreparedJob",
+    "FitCallbacks",
+    "Progress",
+    "SpecError",
+    "ValidationFailed",
+    "NonFiniteLoss",
+    "FitCancelled",
+    "FitFailed",
+    "ValidationReport",
+]
+
+_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+@dataclass
+class PreparedJob:
+    """A spec made concrete: Pyro callables and keyword data, ready for the engine."""
+
+    model: Callable
+    guide_factory: Callable[[Callable | None], Callable]  # guide_factory(model) -> fresh guide
+    kwargs: dict[str, Any]
+    warnings: list[str]
+    device: torch.device
+    float_dtype: torch.dtype
+
+
+def _as_spec(spec: JobSpec | Mapping[str, Any]) -> JobSpec:
+    return spec if isinstance(spec, JobSpec) else JobSpec.model_validate(spec)
+
+
+def _keyword_only(program: Any) -> Callable:
+    """Call ``program`` with only the data fields it declares (a guide may take fewer)."""
+    names = {name for name, _ in getattr(program, "parameters", ())}
+    if not names:
+        return program
+
+    def call(**kwargs: Any) -> Any:
+        return program(**{k: v for k, v in kwargs.items() if k in names})
+
+    call.__name__ = getattr(program, "__name__", "guide")
+    return call
+
+
+def prepare(spec: JobSpec | Mapping[str, Any], data: Mapping[str, Any] | None,
+            *, device: torch.device | None = None) -> PreparedJob:
+    """Compile the model (and custom guide) and bind ``data`` (catalog example data if empty)."""
+    from inference.language import bind_data, compile_source
+
+    spec = _as_spec(spec)
+    device = device if device is not None else resolve_device(spec.inference.device)
+    float_dtype = _DTYPES[spec.inference.float_dtype]
+    if isinstance(spec.model, CatalogModelSpec):
+        from inference import catalog
+
+        entry = catalog.get(spec.model.catalog)
+        source, entry_name = entry.source, entry.entry
+        if not data:
+            data = entry.example_data
+    else:
+        source, entry_name = spec.model.source, spec.model.entry
+    program = compile_source(source, entry_name)
+    bound = bind_data(program, dict(data or {}), float_dtype=spec.inference.float_dtype, device=str(device))
+    model = program
+
+    compile_guide = None
+    if isinstance(spec.guide, SourceGuideSpec):
+        def compile_guide(src: str, entry: str) -> Callable:
+            return _keyword_only(compile_source(src, entry))
+
+    def guide_factory(for_model: Callable | None = None) -> Callable:
+        return build_guide(spec.guide, for_model if for_model is not None else model,
+                           float_dtype=float_dtype, device=device, compile_guide=compile_guide)
+
+    return PreparedJob(model=model, guide_factory=guide_factory, kwargs=dict(bound.kwargs),
+                       warnings=list(bound.warnings), device=device, float_dtype=float_dtype)
+
+
+def validate(spec: JobSpec | Mapping[str, Any], data: Mapping[str, Any] | None) -> ValidationReport:
+    """The validation pass alone (no training), on CPU whatever the spec's device.
+
+    Bad source or data raise ``ModelLanguageError``; model/guide problems are in the report.
+    """
+    spec = _as_spec(spec)
+    with _clean_store():
+        job = prepare(spec, data, device=torch.device("cpu"))
+        pyro.set_rng_seed(spec.inference.seed)
+        report = run_validation(job.model, job.guide_factory, job.kwargs, spec.inference.elbo)
+    for text in job.warnings:
+        report.warn("data_binding", text)
+    return report
+
+
+class _clean_store:
+    """Clear Pyro's (process-global) param store on entry and exit."""
+
+    def __enter__(self):
+        pyro.clear_param_store()
+        return self
+
+    def __exit__(self, *exc):
+        pyro.clear_param_store()
+        return False
+
+
+def fit(
+    spec: JobSpec | Mapping[str, Any],
+    data: Mapping[str, Any] | None,
+    *,
+    callbacks: FitCallbacks | None = None,
+    resume_from: bytes | None = None,
+):
+    """Train as ``spec`` says and return a :class:`inference.results.FitResult`.
+
+    Raises ``SpecError``, ``ModelLanguageError``, ``ValidationFailed``, ``NonFiniteLoss``,
+    ``FitCancelled`` or ``FitFailed`` (any other failure of the model code), all
+    ``InferenceError``.
+    """
+    t0 = time.perf_counter()
+    spec = _as_spec(spec)
+    device = resolve_device(spec.inference.device)
+    with _clean_store(), device_scope(device):
+        job = prepare(spec, data, device=device)
+        report = None
+        if spec.inference.validate:
+            pyro.set_rng_seed(spec.inference.seed)
+            report = run_validation(job.model, job.guide_factory, job.kwargs, spec.inference.elbo)
+            for text in job.warnings:
+                report.warn("data_binding", text)
+            if not report.ok:
+                raise ValidationFailed(report)
+            pyro.clear_param_store()
+        return _train_and_collect(spec, job, report, callbacks, resume_from, t0)
+
+
+def _train_and_collect(spec, job, report, callbacks, resume_from, t0):
+    from inference import results
+
+    inf, out = spec.inference, spec.outputs
+    model, kwargs = job.model, job.kwargs
+    try:
+        if inf.elbo.max_plate_nesting is not None:
+            mpn = inf.elbo.max_plate_nesting
+        elif report is not None:
+            mpn = int(report.info["max_plate_nesting"])
+        else:
+            pyro.set_rng_seed(inf.seed)
+            mpn = infer_max_plate_nesting(model, None, kwargs)
+        guide = job.guide_factory(model)
+        analytic_kl = base_name(inf.elbo.name) == "TraceMeanField_ELBO"
+        hooks = {}
+        if out.elbo_terms_every > 0:
+            def elbo_terms_at(step: int) -> dict[str, Any]:
+                terms = results.estimate_elbo_terms(model, guide, kwargs, num_particles=out.elbo_terms_particles,
+                                                    max_plate_nesting=mpn, analytic_kl=analytic_kl)
+                return _plain(terms)
+            hooks["elbo_terms"] = (out.elbo_terms_every, elbo_terms_at)
+        run = run_svi(
+            model, guide, kwargs, inf, callbacks=callbacks, resume_from=resume_from,
+            grad_norms_every=out.grad_norms_every, hooks=hooks, max_plate_nesting=mpn,
+            fingerprint={"seed": inf.seed, "guide": spec.guide.model_dump(mode="json"),
+                         "elbo": inf.elbo.name},
+        )
+        train_s = time.perf_counter() - t0
+
+        with torch.no_grad():
+            guide_params, model_params = results.split_params(model, guide, kwargs)
+        elbo_terms = [{"step": step, **terms} for step, terms in run.history.get("elbo_terms", [])]
+        if not elbo_terms or elbo_terms[-1]["step"] != run.steps_done:
+            final = results.estimate_elbo_terms(model, guide, kwargs, num_particles=out.elbo_terms_particles,
+                                                max_plate_nesting=mpn, analytic_kl=analytic_kl)
+            elbo_terms.append({"step": run.steps_done, **_plain(final)})
+        samples, predictive = results.draw_posterior(model, guide, kwargs, out.num_samples,
+                                                     predictive=out.predictive, max_plate_nesting=mpn)
+        summary = results.summarize(samples)
+        log_probs = results.trace_log_probs(model, guide, kwargs, out.log_prob_draws if out.log_probs
+                                            else min(out.log_prob_draws, 1000),
+                                            max_plate_nesting=mpn, pointwise=out.log_probs)
+        k_hat = float(results.pareto_khat(np.asarray(log_probs["log_weight"])))
+        param_store_state = results.param_store_safetensors(guide_params=guide_params, model_params=model_params)
+    except InferenceError:
+        raise
+    except Exception as e:  # noqa: BLE001 - user model code failing mid-run is the user's error
+        raise FitFailed(f"the fit failed: {type(e).__name__}: {e}", cause=type(e).__name__) from e
+
+    warnings_out = [_msg(m) for m in (report.warnings if report else [])]
+    warnings_out += [{"code": d["code"], "message": d["message"], "site": None} for d in run.diagnostics]
+    if report is None:
+        warnings_out += [{"code": "data_binding", "message": w, "site": None} for w in job.warnings]
+        warnings_out.append({"code": "validation_skipped",
+                             "message": "the validation pass was skipped (inference.validate: false)", "site": None})
+    reading = results.khat_reading(k_hat)
+    diagnostics = {
+        "k_hat": k_hat if np.isfinite(k_hat) else None,
+        "k_hat_reading": reading,
+        "warnings": warnings_out,
+        "converged": bool(run.converged),
+        "stopped_early": run.stopped_early,
+        "nan_events": [],
+        "validation": report.to_dict() if report is not None else None,
+        "jit": {"requested": inf.jit, "used": run.jit_used, "elbo": run.elbo_name},
+    }
+    wall_s = time.perf_counter() - t0
+    meta = {
+        "versions": _versions(),
+        "device": str(job.device),
+        "seed": inf.seed,
+        "settings": spec.model_dump(mode="json"),
+        "effective": {
+            "elbo": run.elbo_name,
+            "jit": run.jit_used,
+            "max_plate_nesting": run.max_plate_nesting,
+            "float_dtype": inf.float_dtype,
+            "torch_num_threads": torch.get_num_threads(),
+        },
+        "steps_requested": inf.steps,
+        "steps_done": run.steps_done,
+        "resumed_from_step": run.resumed_from_step,
+        "train_s": train_s,
+        "wall_s": wall_s,
+    }
+    return results.FitResult(
+        guide_params=guide_params, model_params=model_params, loss=list(run.losses), elbo_terms=elbo_terms,
+        grad_norms=run.grad_norms, samples=samples, predictive=predictive, summary=summary,
+        log_probs=log_probs, diagnostics=diagnostics, param_store_state=param_store_state, meta=meta,
+    )
+
+
+def predict(result, spec: JobSpec | Mapping[str, Any], new_data: Mapping[str, Any],
+            num_samples: int = 1000) -> dict[str, np.ndarray]:
+    """Posterior predictive draws on ``new_data`` from a stored ``FitResult`` (on CPU)."""
+    from inference import results
+
+    spec = _as_spec(spec)
+    with _clean_store():
+        job = prepare(spec, new_data, device=torch.device("cpu"))
+        pyro.set_rng_seed(spec.inference.seed)
+        try:
+            return results.predict_from_params(job.model, job.guide_factory, result.param_store_state,
+                                               job.kwargs, num_samples)
+        except InferenceError:
+            raise
+        except Exception as e:  # noqa: BLE001
+            raise FitFailed(f"prediction failed: {type(e).__name__}: {e}", cause=type(e).__name__) from e
+
+
+def _msg(m: ValidationMessage) -> dict[str, Any]:
+    return {"code": m.code, "message": m.message, "site": m.site}
+
+
+def _plain(x: Any) -> Any:
+    """JSON-friendly copy (tensors / numpy to floats and lists)."""
+    if isinstance(x, Mapping):
+        return {str(k): _plain(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_plain(v) for v in x]
+    if torch.is_tensor(x):
+        x = x.detach().cpu().numpy()
+    if isinstance(x, np.ndarray):
+        return x.tolist()
+    if isinstance(x, np.generic):
+        return x.item()
+    return x
+
+
+def _versions() -> dict[str, str]:
+    import inference
+
+    return {"torch": torch.__version__, "pyro": pyro.__version__, "vihub": inference.__version__,
+            "numpy": np.__version__, "python": platform.python_version()}
+
+
+class _CallableModule(types.ModuleType):
+    """``from inference import fit`` yields this module (Python binds a submodule to its
+    package attribute of the same name on import), so the module itself calls ``fit``."""
+
+    def __call__(self, *args: Any, **kwargs: Any):
+        return fit(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

@@ -1,0 +1,36 @@
+"""The model language: a safe, Pyro-compatible subset of Python.
+
+User source is parsed with ``ast``, checked against a whitelist (``checker``), turned
+into nested Python closures by our own compiler (``compiler``) and run against
+whitelisted namespaces (``namespaces``) under resource limits (``limits``). User text
+is never given to ``exec``, ``eval`` or ``compile``. See docs/model-language.md.
+"""
+
+from .binding import BoundData, bind_data
+from .errors import (
+    DataBindingError,
+    ForbiddenConstruct,
+    LimitExceeded,
+    ModelLanguageError,
+    ModelRuntimeError,
+    ModelSyntaxError,
+    UnknownName,
+)
+from .limits import DEFAULT_LIMITS, Limits
+from .program import Program, compile_source
+
+__all__ = [
+    "BoundData",
+    "DEFAULT_LIMITS",
+    "DataBindingError",
+    "ForbiddenConstruct",
+    "LimitExceeded",
+    "Limits",
+    "ModelLanguageError",
+    "ModelRuntimeError",
+    "ModelSyntaxError",
+    "Program",
+    "UnknownName",
+    "bind_data",
+    "compile_source",
+]

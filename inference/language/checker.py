@@ -1,0 +1,208 @@
+"""Static check of a parsed source against the model-language whitelist.
+
+Runs before compilation: counts nodes, bounds nesting depth, refuses every syntax node
+outside the subset (with the reason and the allowed alternative), dunder and private
+names, forbidden builtins, ``**kwargs`` calls and f-string format specs that could
+build huge strings.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+
+from .errors import ForbiddenConstruct, LimitExceeded
+from .limits import MAX_AST_DEPTH, Limits
+from .namespaces import FORBIDDEN_NAMES
+
+_ALLOWED = (
+    ast.Module,
+    ast.FunctionDef,
+    ast.Return,
+    ast.Assign,
+    ast.AugAssign,
+    ast.AnnAssign,
+    ast.For,
+    ast.If,
+    ast.With,
+    ast.Expr,
+    ast.Pass,
+    ast.Break,
+    ast.Continue,
+    ast.Import,
+    ast.ImportFrom,
+    ast.Assert,
+    ast.BoolOp,
+    ast.BinOp,
+    ast.UnaryOp,
+    ast.Lambda,
+    ast.IfExp,
+    ast.Dict,
+    ast.List,
+    ast.Tuple,
+    ast.ListComp,
+    ast.DictComp,
+    ast.GeneratorExp,
+    ast.Compare,
+    ast.Call,
+    ast.JoinedStr,
+    ast.FormattedValue,
+    ast.Constant,
+    ast.Attribute,
+    ast.Subscript,
+    ast.Name,
+    ast.Slice,
+    ast.Load,
+    ast.Store,
+    ast.boolop,
+    ast.operator,
+    ast.unaryop,
+    ast.cmpop,
+    ast.comprehension,
+    ast.arguments,
+    ast.arg,
+    ast.keyword,
+    ast.alias,
+    ast.withitem,
+)
+
+_REFUSED: dict[str, str] = {
+    "While": "`while` loops are not allowed; use `for i in range(n)` or `for t in pyro.markov(range(n))`",
+    "Try": "`try`/`except` is not allowed; an error stops the program and is reported with its line",
+    "TryStar": "`try`/`except*` is not allowed; an error stops the program and is reported with its line",
+    "ClassDef": "class definitions are not allowed; define functions, and build networks with `nn.Sequential(...)` at module level",
+    "AsyncFunctionDef": "async functions are not allowed; use `def`",
+    "AsyncFor": "`async for` is not allowed; use `for`",
+    "AsyncWith": "`async with` is not allowed; use `with pyro.plate(...)`",
+    "Await": "`await` is not allowed",
+    "Global": "`global` is not allowed; pass values as arguments and return results",
+    "Nonlocal": "`nonlocal` is not allowed; pass values as arguments and return results",
+    "Delete": "`del` is not allowed; rebind the name instead",
+    "Raise": "`raise` is not allowed; use `assert condition, \"message\"`",
+    "Match": "`match` is not allowed; use `if`/`elif`/`else`",
+    "Yield": "generators (`yield`) are not allowed; return a value or a list",
+    "YieldFrom": "generators (`yield from`) are not allowed; return a value or a list",
+    "NamedExpr": "the walrus operator `:=` is not allowed; assign on its own line",
+    "Set": "set literals are not allowed; use a list or a tuple",
+    "SetComp": "set comprehensions are not allowed; use a list comprehension",
+    "Starred": "`*` unpacking is not allowed; write the arguments or targets out explicitly",
+    "Del": "`del` is not allowed",
+    "TypeAlias": "`type` aliases are not allowed",
+}
+
+_SAFE_FORMAT_SPEC = re.compile(r"^[<>^=]?[+\- ]?#?0?\d{0,2}[,_]?(\.\d{1,2})?[bcdeEfFgGnosxX%]?$")
+
+
+def _refuse(node: ast.AST, message: str) -> ForbiddenConstruct:
+    return ForbiddenConstruct(
+        message, line=getattr(node, "lineno", None), col=getattr(node, "col_offset", None)
+    )
+
+
+def check_tree(tree: ast.Module, limits: Limits) -> None:
+    """Raise a ``ModelLanguageError`` for the first construct outside the subset."""
+    count = 0
+    # iterative walk: a hostile source must not be able to blow the Python stack here
+    stack: list[tuple[ast.AST, int, ast.AST | None]] = [(tree, 0, None)]
+    while stack:
+        node, depth, parent = stack.pop()
+        count += 1
+        if count > limits.max_ast_nodes:
+            raise LimitExceeded(
+                f"max_ast_nodes={limits.max_ast_nodes} exceeded: the source is too large",
+                limit="max_ast_nodes",
+                line=getattr(node, "lineno", None),
+                col=getattr(node, "col_offset", None),
+            )
+        if depth > MAX_AST_DEPTH:
+            raise LimitExceeded(
+                f"expressions and blocks may be nested at most {MAX_AST_DEPTH} deep",
+                limit="max_ast_depth",
+                line=getattr(node, "lineno", None),
+                col=getattr(node, "col_offset", None),
+            )
+        _check_node(node, parent)
+        for child in ast.iter_child_nodes(node):
+            stack.append((child, depth + 1, node))
+
+
+def _check_node(node: ast.AST, parent: ast.AST | None) -> None:
+    name = type(node).__name__
+    if not isinstance(node, _ALLOWED):
+        message = _REFUSED.get(name, f"`{name}` syntax is not allowed in the model language")
+        raise _refuse(node if hasattr(node, "lineno") else parent or node, message)
+    if isinstance(node, ast.Name):
+        _check_identifier(node, node.id)
+        if node.id in FORBIDDEN_NAMES:
+            raise _refuse(
+                node,
+                f"`{node.id}` is not available in the model language ({FORBIDDEN_NAMES[node.id]}); "
+                "use the torch/pyro functions and the builtins listed in docs/model-language.md",
+            )
+    elif isinstance(node, ast.Attribute):
+        if node.attr.startswith("_"):
+            raise _refuse(
+                node,
+                f"attribute `.{node.attr}` is not allowed: names starting with `_` are private "
+                "or interpreter internals",
+            )
+        if isinstance(node.ctx, ast.Store):
+            raise _refuse(
+                node,
+                f"assigning to an attribute (`.{node.attr} = ...`) is not allowed; use a local variable",
+            )
+    elif isinstance(node, (ast.FunctionDef, ast.Lambda)):
+        if isinstance(node, ast.FunctionDef):
+            _check_identifier(node, node.name)
+        args = node.args
+        if args.vararg is not None or args.kwarg is not None:
+            raise _refuse(
+                node, "`*args` and `**kwargs` parameters are not allowed; name every parameter"
+            )
+        for a in args.posonlyargs + args.args + args.kwonlyargs:
+            _check_identifier(a, a.arg)
+    elif isinstance(node, ast.arg):
+        _check_identifier(node, node.arg)
+    elif isinstance(node, ast.keyword):
+        if node.arg is None:
+            raise _refuse(
+                parent or node, "`**` unpacking in calls is not allowed; pass keywords explicitly"
+            )
+        _check_identifier(parent or node, node.arg)
+    elif isinstance(node, ast.alias):
+        for part in node.name.split(".") + ([node.asname] if node.asname else []):
+            _check_identifier(parent or node, part)
+    elif isinstance(node, ast.Constant):
+        if isinstance(node.value, bytes):
+            raise _refuse(node, "bytes literals are not allowed; use numbers, strings or tensors")
+    elif isinstance(node, ast.comprehension):
+        if node.is_async:
+            raise _refuse(parent or node, "async comprehensions are not allowed")
+    elif isinstance(node, ast.FormattedValue):
+        spec = node.format_spec
+        if spec is not None:
+            if not (
+                isinstance(spec, ast.JoinedStr)
+                and all(isinstance(v, ast.Constant) and isinstance(v.value, str) for v in spec.values)
+            ):
+                raise _refuse(node, "f-string format specs must be literal, e.g. f\"{x:.3f}\"")
+            text = "".join(v.value for v in spec.values)  # type: ignore[attr-defined]
+            if not _SAFE_FORMAT_SPEC.match(text):
+                raise _refuse(
+                    node,
+                    f"f-string format spec {text!r} is not allowed; use a simple spec such as "
+                    "`.3f`, `>8` or `d` (width at most 99)",
+                )
+    elif isinstance(node, ast.BinOp) and isinstance(node.op, ast.Mod):
+        if isinstance(node.left, (ast.Constant, ast.JoinedStr)) and isinstance(
+            getattr(node.left, "value", None) if isinstance(node.left, ast.Constant) else "", str
+        ):
+            raise _refuse(node, "`%` formatting of strings is not allowed; use an f-string")
+
+
+def _check_identifier(node: ast.AST, name: str) -> None:
+    if name.startswith("__"):
+        raise _refuse(
+            node,
+            f"the name `{name}` is not allowed: names starting with `__` are interpreter internals",
+        )

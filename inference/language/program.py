@@ -1,0 +1,152 @@
+"""``compile_source`` and ``Program``: the public face of the model language."""
+
+from __future__ import annotations
+
+import ast
+from typing import Any
+
+from .checker import check_tree
+from .compiler import CallError, Compiler, Frame, Unit
+from .errors import (
+    DataBindingError,
+    LimitExceeded,
+    ModelSyntaxError,
+    UnknownName,
+)
+from .limits import DEFAULT_LIMITS, Limits
+from .runtime import current_run, set_run
+
+
+class Program:
+    """A compiled entry function; calling it runs the function as a Pyro model/guide.
+
+    ``program(*args, **kwargs)`` binds arguments like Python does (positional in
+    signature order, then keywords). ``parameters`` lists ``(name, has_default)``;
+    ``print_log`` holds the lines printed by ``print`` (shared by all functions of the
+    same source); ``function(name)`` gives another top-level function of the source
+    as a ``Program`` (e.g. a guide written next to the model).
+    """
+
+    def __init__(self, unit: Unit, entry: str) -> None:
+        fn = unit.functions.get(entry)
+        if fn is None:
+            defined = ", ".join(sorted(unit.functions)) or "none"
+            raise UnknownName(
+                f"the source defines no top-level function `{entry}` (functions defined: {defined})"
+            )
+        self._unit = unit
+        self._function = fn
+        self._callable = unit.globals.get(entry, fn)
+        self.entry = entry
+        self.__name__ = entry
+
+    @property
+    def source(self) -> str:
+        return self._unit.source
+
+    @property
+    def limits(self) -> Limits:
+        return self._unit.limits
+
+    @property
+    def parameters(self) -> list[tuple[str, bool]]:
+        fn = self._function
+        return [(p, p in fn.defaults) for p in fn.params]
+
+    @property
+    def defaults(self) -> dict[str, Any]:
+        return dict(self._function.defaults)
+
+    @property
+    def print_log(self) -> list[str]:
+        return self._unit.print_log
+
+    @property
+    def functions(self) -> list[str]:
+        """Names of the top-level functions of the source."""
+        return sorted(self._unit.functions)
+
+    @property
+    def tree(self) -> ast.Module:
+        return self._unit.tree
+
+    def function(self, name: str) -> "Program":
+        return Program(self._unit, name)
+
+    def __repr__(self) -> str:
+        params = ", ".join(p if not d else f"{p}=..." for p, d in self.parameters)
+        return f"<Program {self.entry}({params})>"
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if current_run() is not None:  # called from inside another program's run
+            return self._call(args, kwargs)
+        set_run(self._unit.new_run())
+        try:
+            return self._call(args, kwargs)
+        finally:
+            set_run(None)
+
+    def _call(self, args: Any, kwargs: dict) -> Any:
+        try:
+            return self._callable(*args, **kwargs)
+        except CallError as exc:
+            raise DataBindingError(str(exc)) from exc
+        except RecursionError as exc:
+            raise LimitExceeded(
+                "the program nests calls or expressions too deeply (Python recursion limit)",
+                limit="max_recursion_depth",
+            ) from exc
+
+
+def parse(source: Any, limits: Limits) -> ast.Module:
+    if not isinstance(source, str):
+        raise ModelSyntaxError(f"the source must be text, got {type(source).__name__}")
+    size = len(source.encode("utf-8", errors="replace"))
+    if size > limits.max_source_bytes:
+        raise LimitExceeded(
+            f"max_source_bytes={limits.max_source_bytes} exceeded: the source has {size} bytes",
+            limit="max_source_bytes",
+        )
+    try:
+        return ast.parse(source, filename="<model>", mode="exec")
+    except SyntaxError as exc:
+        raise ModelSyntaxError(
+            f"invalid syntax: {exc.msg}", line=exc.lineno, col=(exc.offset - 1) if exc.offset else None
+        ) from None
+    except (ValueError, MemoryError, RecursionError, OverflowError) as exc:
+        raise ModelSyntaxError(f"the source cannot be parsed: {type(exc).__name__}: {exc}") from None
+
+
+def compile_source(source: str, entry: str = "model", *, limits: Limits | None = None) -> Program:
+    """Check and compile ``source``; return its function ``entry`` as a ``Program``.
+
+    The top-level statements (imports, constants, ``nn`` modules, function definitions)
+    run once here, under the same limits as a call. Raises ``ModelLanguageError``.
+    """
+    limits = limits or DEFAULT_LIMITS
+    if not isinstance(entry, str) or not entry.isidentifier():
+        raise UnknownName(f"entry must be a function name, got {entry!r}")
+    tree = parse(source, limits)
+    check_tree(tree, limits)
+    if not any(isinstance(s, ast.FunctionDef) and s.name == entry for s in tree.body):
+        defined = ", ".join(s.name for s in tree.body if isinstance(s, ast.FunctionDef)) or "none"
+        raise UnknownName(
+            f"the source defines no top-level function `{entry}` (functions defined: {defined})"
+        )
+    unit = Unit(source, tree, limits)
+    outer = current_run()
+    run = unit.new_run()
+    set_run(run)
+    try:
+        module_code = Compiler(unit).compile_module()
+        module_code(Frame(unit.globals, None, run))
+    except RecursionError:
+        raise LimitExceeded(
+            "the source nests expressions too deeply", limit="max_ast_depth"
+        ) from None
+    finally:
+        set_run(outer)
+    return Program(unit, entry)
+
+
+__all__ = ["Program", "compile_source", "parse"]

@@ -1,0 +1,72 @@
+"""Fitted params -> a local Pyro guide: build the same AutoNormal on the same model, load the
+downloaded param store, and get the medians the service reported (to 1e-6).
+
+Needs torch and pyro, so it runs in the server's environment only (skipped elsewhere).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+import vihub_client as vc
+
+pytestmark = [pytest.mark.integration, pytest.mark.e2e]
+
+torch = pytest.importorskip("torch")
+pyro = pytest.importorskip("pyro")
+
+MODEL = '''\
+import pyro
+import pyro.distributions as dist
+
+
+def model(J, y, sigma):
+    mu = pyro.sample("mu", dist.Normal(0.0, 5.0))
+    tau = pyro.sample("tau", dist.HalfCauchy(5.0))
+    with pyro.plate("schools", J):
+        theta_tilde = pyro.sample("theta_tilde", dist.Normal(0.0, 1.0))
+        theta = pyro.deterministic("theta", mu + tau * theta_tilde)
+        pyro.sample("obs", dist.Normal(theta, sigma), obs=y)
+'''
+DATA = {"J": 8, "y": [28.0, 8.0, -3.0, 7.0, -1.0, 1.0, 18.0, 12.0],
+        "sigma": [15.0, 10.0, 16.0, 11.0, 9.0, 11.0, 10.0, 18.0]}
+
+
+def _local_model(tmp_path: Path):
+    path = tmp_path / "schools_model.py"
+    path.write_text(MODEL)
+    spec = importlib.util.spec_from_file_location("schools_model", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)  # our own test model, the same text the service fitted
+    return path, module.model
+
+
+def test_params_round_trip_to_local_autonormal(live, api_key, tmp_path: Path) -> None:
+    from pyro.distributions import biject_to, constraints
+    from pyro.infer.autoguide import AutoNormal
+
+    path, model = _local_model(tmp_path)
+    with vc.Client(live.url, api_key) as client:
+        job = client.submit(path, guide="AutoNormal", data=DATA, inference={"steps": 300, "seed": 3},
+                            outputs={"num_samples": 50})
+        job.wait(timeout=300, progress=False)
+        reported = job.params()["guide_params"]
+        store_file = tmp_path / "param_store.pt"
+        store_file.write_bytes(job.fetch("params", "pt"))
+
+    pyro.clear_param_store()
+    pyro.get_param_store().load(str(store_file))
+    data = {"J": DATA["J"], "y": torch.tensor(DATA["y"]), "sigma": torch.tensor(DATA["sigma"])}
+    guide = AutoNormal(model)
+    guide(**data)  # builds the prototype; params come from the loaded store
+    medians = guide.median(**data)
+    supports = {"mu": constraints.real, "tau": constraints.positive, "theta_tilde": constraints.real}
+    assert set(medians) == set(supports)
+    for site, support in supports.items():
+        loc = torch.as_tensor(reported[f"AutoNormal.locs.{site}"]["value"], dtype=torch.float64)
+        expected = biject_to(support)(loc)
+        torch.testing.assert_close(medians[site].double(), expected, rtol=0, atol=1e-6)
+    pyro.clear_param_store()

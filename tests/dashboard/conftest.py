@@ -1,0 +1,172 @@
+"""Fixtures of the dashboard's browser tests: a real server (API + Celery worker on
+Postgres + Redis, see ``server.py``), headless Debian Chromium driven by Selenium, and a
+page helper that stores the API key the way a user does (the key dialog).
+
+Screenshots go to ``test-artifacts/dashboard/`` (git-ignored). Under ``CI=true`` a missing
+browser or service is a failure, never a skip.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from live_server import ARTIFACTS, running_server
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def _unavailable(reason: str) -> None:
+    if IN_CI:
+        pytest.fail(f"{reason} (CI=true: the browser tests must run; see tests/dashboard/install_browser.sh)")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def dashboard_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    try:
+        import psycopg  # noqa: F401
+        import redis
+
+        redis.Redis(host="127.0.0.1", port=6379, socket_connect_timeout=2).ping()
+    except Exception as exc:  # pragma: no cover - depends on the machine
+        _unavailable(f"Postgres/Redis not reachable for the dashboard server: {exc}")
+    log_dir = tmp_path_factory.mktemp("dashboard-server")
+    with running_server(log_dir) as server:
+        yield server
+        # Keep the server logs beside the screenshots: they explain a failed run.
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        for log in log_dir.glob("*.log"):
+            shutil.copy(log, ARTIFACTS / f"server-{log.name}")
+
+
+@pytest.fixture(scope="session")
+def download_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("downloads")
+
+
+@pytest.fixture(scope="session")
+def browser(download_dir: Path) -> Iterator[Any]:
+    try:
+        from selenium import webdriver
+        from selenium.webdriver.chrome.service import Service
+    except ImportError:
+        _unavailable("selenium is not installed (it is in the test extras)")
+    if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
+        _unavailable("Debian chromium/chromium-driver are not installed (tests/dashboard/install_browser.sh)")
+    profile = tempfile.mkdtemp(prefix="vihub-chromium-")
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--no-first-run", "--disable-extensions", "--disable-default-apps", "--mute-audio",
+                 "--disable-features=Translate,OptimizationHints,MediaRouter",
+                 f"--user-data-dir={profile}", "--window-size=1360,1000"):
+        options.add_argument(flag)
+    options.add_experimental_option("prefs", {
+        "download.default_directory": str(download_dir),
+        "download.prompt_for_download": False,
+        "safebrowsing.enabled": False,
+    })
+    # The performance log lists every request the page makes (Network.requestWillBeSent).
+    options.set_capability("goog:loggingPrefs", {"performance": "ALL", "browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(executable_path=str(CHROMEDRIVER)), options=options)
+    driver.set_script_timeout(30)
+    driver.execute_cdp_cmd("Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(download_dir)})
+    try:
+        yield driver
+    finally:
+        driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+class Page:
+    """The dashboard in the browser, with the waits the tests need."""
+
+    def __init__(self, driver: Any, server: Any) -> None:
+        self.driver = driver
+        self.server = server
+
+    def open(self, hash_path: str) -> None:
+        self.driver.get(f"{self.server.base_url}/{hash_path}")
+        self.wait(lambda d: d.execute_script("return document.readyState") == "complete")
+
+    def wait(self, condition: Callable[[Any], Any], timeout: float = 30, message: str = "") -> Any:
+        from selenium.webdriver.support.ui import WebDriverWait
+
+        return WebDriverWait(self.driver, timeout, poll_frequency=0.2).until(condition, message)
+
+    def css(self, selector: str) -> Any:
+        from selenium.webdriver.common.by import By
+
+        return self.driver.find_element(By.CSS_SELECTOR, selector)
+
+    def all(self, selector: str) -> list[Any]:
+        from selenium.webdriver.common.by import By
+
+        return self.driver.find_elements(By.CSS_SELECTOR, selector)
+
+    def wait_css(self, selector: str, timeout: float = 30) -> Any:
+        return self.wait(lambda d: self.all(selector)[0] if self.all(selector) and self.all(selector)[0].is_displayed() else None,
+                         timeout, f"{selector} did not appear")
+
+    def js(self, script: str, *args: Any) -> Any:
+        return self.driver.execute_script(script, *args)
+
+    def screenshot(self, name: str) -> Path:
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        path = ARTIFACTS / f"{name}.png"
+        # Full-page screenshot: size the window to the document for the capture.
+        height = self.js("return Math.max(document.body.scrollHeight, document.documentElement.scrollHeight)")
+        width = self.driver.get_window_size()["width"]
+        self.driver.set_window_size(width, min(max(int(height) + 120, 800), 6000))
+        time.sleep(0.2)
+        self.driver.save_screenshot(str(path))
+        self.driver.set_window_size(width, 1000)
+        return path
+
+    def api(self, method: str, path: str, body: Any = None) -> Any:
+        """A REST call from the test process (setting up jobs the UI then shows)."""
+        import urllib.request
+
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(f"{self.server.base_url}{path}", data=data, method=method, headers={
+            "Authorization": f"Bearer {self.server.api_key}", "Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return json.loads(response.read() or b"null")
+
+    def requested_urls(self) -> list[str]:
+        """URLs of every request the browser made since the last call (performance log)."""
+        urls = []
+        for entry in self.driver.get_log("performance"):
+            message = json.loads(entry["message"])["message"]
+            if message.get("method") == "Network.requestWillBeSent":
+                urls.append(message["params"]["request"]["url"])
+        return urls
+
+
+@pytest.fixture
+def page(browser: Any, dashboard_server: Any) -> Page:
+    p = Page(browser, dashboard_server)
+    p.open("")
+    # Enter the key through the dialog, as a user would. Without a stored key the jobs
+    # request gets a 401 and the page opens the dialog by itself; with one, use the button.
+    p.wait_css("#key-button")
+    if not p.js("return document.getElementById('key-dialog').open"):
+        p.css("#key-button").click()
+    key_input = p.wait_css("#key-input")
+    key_input.clear()
+    key_input.send_keys(dashboard_server.api_key)
+    p.css('#key-form button[value="save"]').click()
+    p.wait(lambda d: p.js("return localStorage.getItem('vihub.apiKey')") == dashboard_server.api_key)
+    return p

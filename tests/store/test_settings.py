@@ -1,0 +1,64 @@
+"""Settings: env mapping, embedded defaults, auth default and the Celery config."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from store.settings import Settings, celery_config, get_settings, override_settings
+
+
+def test_embedded_defaults_live_under_home(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for key in ("VIHUB_DATABASE_URL", "VIHUB_BROKER_URL", "VIHUB_AUTH"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("VIHUB_HOME", str(tmp_path))
+    s = Settings()
+    assert s.database_url == f"sqlite:///{tmp_path}/vihub.sqlite3"
+    assert s.broker_url == f"sqla+sqlite:///{tmp_path}/broker.sqlite3"
+    assert s.auth == "disabled"
+
+
+def test_server_database_requires_auth_and_uses_psycopg(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("VIHUB_AUTH", raising=False)
+    monkeypatch.setenv("VIHUB_DATABASE_URL", "postgresql://postgres@db:5432/vihub")
+    s = Settings()
+    assert s.database_url == "postgresql+psycopg://postgres@db:5432/vihub"
+    assert s.auth == "required"
+    monkeypatch.setenv("VIHUB_AUTH", "disabled")
+    assert Settings().auth == "disabled"
+
+
+def test_nested_sections_use_double_underscore(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VIHUB_WORKER__LEASE_SECONDS", "17")
+    monkeypatch.setenv("VIHUB_QUOTAS__MAX_STEPS", "123")
+    monkeypatch.setenv("VIHUB_LIMITS__MAX_PLATE_SIZE", "99")
+    s = Settings()
+    assert (s.worker.lease_seconds, s.quotas.max_steps, s.limits.max_plate_size) == (17, 123, 99)
+
+
+def test_time_limits_are_checked() -> None:
+    with pytest.raises(ValidationError):
+        Settings(worker={"soft_time_limit_s": 10, "hard_time_limit_s": 5})
+    with pytest.raises(ValidationError):
+        Settings(worker={"soft_time_limit_s": 10, "hard_time_limit_s": 20, "visibility_timeout_s": 15})
+
+
+def test_celery_config_for_redis_sets_visibility_above_hard_limit() -> None:
+    s = Settings(broker_url="redis://127.0.0.1:6379/0", database_url="sqlite:///x.db")
+    conf = celery_config(s)
+    assert conf["task_acks_late"] is True
+    assert conf["task_reject_on_worker_lost"] is True
+    assert conf["worker_prefetch_multiplier"] == 1
+    assert conf["task_serializer"] == "json" and conf["accept_content"] == ["json"]
+    assert conf["task_default_queue"] == "cpu"
+    assert conf["broker_transport_options"]["visibility_timeout"] > conf["task_time_limit"]
+    assert conf["task_time_limit"] > conf["task_soft_time_limit"]
+
+
+def test_override_settings_is_scoped() -> None:
+    before = get_settings()
+    with override_settings(database_url="sqlite:///override.db") as s:
+        assert get_settings() is s
+    assert get_settings() is before

@@ -1,0 +1,67 @@
+"""The sweeper against the real store (publishing captured in-process)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from store.models import utcnow
+from store.repositories import JobRepository
+from store.settings import Settings
+from worker.sweeper import sweep_once
+
+
+def test_sweep_reclaims_and_republishes(migrated_db: str, session_factory: Any, tenant: Any) -> None:
+    settings = Settings(database_url=migrated_db, worker={"requeue_after_s": 60})
+    old = utcnow() - timedelta(minutes=10)
+    past = utcnow() - timedelta(minutes=5)
+    spec = {"version": 1}
+    with session_factory.begin() as s:
+        repo = JobRepository(s)
+        expired = repo.create(tenant_id=tenant.id, spec=spec, max_attempts=3, created_at=old).id
+        exhausted = repo.create(tenant_id=tenant.id, spec=spec, max_attempts=1, created_at=old).id
+        cancelling = repo.create(tenant_id=tenant.id, spec=spec, max_attempts=3, created_at=old).id
+        live = repo.create(tenant_id=tenant.id, spec=spec, max_attempts=3, created_at=old).id
+        stuck = repo.create(tenant_id=tenant.id, spec=spec, max_attempts=3, created_at=old, queue="gpu").id
+        fresh = repo.create(tenant_id=tenant.id, spec=spec, max_attempts=3).id
+        for job_id in (expired, exhausted, cancelling):
+            repo.claim(job_id, "dead", lease_seconds=1, now=past)
+        repo.claim(live, "alive", lease_seconds=300)
+        repo.request_cancel(cancelling)
+
+    published: list[tuple[str, str]] = []
+    report = sweep_once(settings, publish=lambda job_id, queue: published.append((job_id, queue)),
+                        factory=session_factory)
+    mine = {expired, exhausted, cancelling, live, stuck, fresh}
+    published = [p for p in published if p[0] in mine]  # other tests share the database
+
+    assert sorted(published) == sorted([(expired, "cpu"), (stuck, "gpu")])
+    assert expired in report.requeued and stuck in report.republished
+    with session_factory.begin() as s:
+        repo = JobRepository(s)
+        states = {j: repo.get(j).state for j in mine}
+        assert repo.get(exhausted).error["type"].endswith("/too-many-attempts")
+        assert repo.get(stuck).published_at is not None
+    assert states == {expired: "queued", exhausted: "failed", cancelling: "cancelled", live: "running",
+                      stuck: "queued", fresh: "queued"}
+
+    # Just republished: the next sweep leaves them alone.
+    again: list[tuple[str, str]] = []
+    sweep_once(settings, publish=lambda job_id, queue: again.append((job_id, queue)), factory=session_factory)
+    assert not [p for p in again if p[0] in mine]
+
+
+def test_failed_publish_is_retried_next_sweep(migrated_db: str, session_factory: Any, tenant: Any) -> None:
+    settings = Settings(database_url=migrated_db, worker={"requeue_after_s": 60})
+    with session_factory.begin() as s:
+        stuck = JobRepository(s).create(tenant_id=tenant.id, spec={"version": 1}, max_attempts=3,
+                                        created_at=utcnow() - timedelta(minutes=10)).id
+
+    def broken(job_id: str, queue: str) -> None:
+        raise ConnectionError("broker down")
+
+    report = sweep_once(settings, publish=broken, factory=session_factory)
+    assert stuck in report.publish_errors
+    published: list[str] = []
+    sweep_once(settings, publish=lambda job_id, queue: published.append(job_id), factory=session_factory)
+    assert stuck in published

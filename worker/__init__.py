@@ -1,0 +1,12 @@
+"""vihub's worker: the Celery app, the ``vihub.run_job`` task and the sweeper.
+
+- ``worker.celery_app``: the Celery app (``celery -A worker.celery_app worker``)
+- ``worker.tasks``: ``run_job(job_id)``, a thin Celery wrapper around ``worker.runner``
+- ``worker.runner``: ``JobRunner`` — claim, load, fit with store-wired callbacks, write
+  results, end the job in exactly one final state
+- ``worker.sweeper``: republish stuck ``queued`` jobs, reclaim expired leases
+- ``worker.publisher``: ``publish_job(job_id, queue)`` for the sweeper
+- ``worker.hooks``: ``on_job_finished`` (webhook delivery plugs in here later)
+
+This package imports ``inference`` and ``store``; never ``api``.
+"""

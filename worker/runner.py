@@ -1,0 +1,487 @@
+"""Running one job: claim, fit with store-wired callbacks, write results, end it once.
+
+``JobRunner(job_id).run() -> str`` is what the ``vihub.run_job`` task calls. It returns
+an outcome word (``succeeded``, ``failed``, ``cancelled``, ``requeued``, ``not-claimed``,
+``lease-lost``, ``missing``) so tests and logs can tell what happened.
+
+The steps, and why:
+
+1. **Claim** with one atomic UPDATE (``JobRepository.claim``). A redelivered or duplicate
+   message for a job that is final, or running under a live lease, claims nothing and
+   the task just returns (Celery then acks it). A job out of attempts is failed here
+   with ``too-many-attempts``.
+2. **Load** the spec and the dataset (canonical NPZ). If a ``checkpoint`` artifact exists
+   (an earlier attempt died), it is passed to the engine as ``resume_from`` and loss
+   points after its step are deleted; without a checkpoint the curve is cleared. Either
+   way the stored curve is rebuilt from one consistent trajectory.
+3. **Fit**. Callbacks: ``on_progress`` buffers the engine's ``new_losses`` and writes
+   progress + loss points at most every ``worker.progress_every_s`` (and at the last
+   step); ``should_cancel`` re-reads ``cancel_requested`` at that cadence, and also stops
+   the run when the lease was lost or ``quotas.max_run_seconds`` is exceeded;
+   ``on_checkpoint`` flushes pending loss points and upserts the checkpoint artifact in
+   one transaction, so a checkpoint never refers to points the store does not have.
+   A heartbeat thread renews the lease every ``worker.heartbeat_seconds``, independent
+   of the engine's cadence. The checkpoint cadence is the operator's
+   (``worker.checkpoint_every_s`` replaces the spec's ``checkpoint_every_s``).
+4. **Finish** in exactly one final state: on success the artifacts, the full loss curve
+   (if anything is missing) and ``succeeded`` are written in ONE transaction; an
+   ``InferenceError`` becomes ``failed`` with a problem+json error from its ``kind``;
+   ``FitCancelled`` becomes ``cancelled``; anything else is logged with its traceback
+   and either released to ``queued`` for another attempt (attempts left) or ``failed``
+   with ``internal-error``. Every final write is guarded by this worker's lease: a worker
+   whose job was reclaimed writes nothing.
+
+Loss points use ``ON CONFLICT DO UPDATE``: after a resume the engine restores its loss
+history up to the checkpoint step and reports only later steps, which overwrite any
+points the dead attempt wrote after its checkpoint with the values of the run that
+produced the result; the curve is continuous and has one point per step.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from store import problems
+from store.arrays import decode_arrays
+from store.db import session_factory as default_session_factory
+from store.job_states import JobState
+from store.models import ArtifactKind, utcnow
+from store.repositories import ArtifactRepository, DatasetRepository, JobRepository, LossPointRepository
+from store.repositories.jobs import LeaseLost
+from store.job_states import InvalidTransition
+from store.settings import Settings, get_settings
+from worker.hooks import on_job_finished
+
+log = logging.getLogger("vihub.worker")
+
+FIT_CANCELLED_KIND = "fit-cancelled"
+
+
+def make_worker_id() -> str:
+    """``host:pid:nonce`` — unique per attempt; the pid lets operators (and the SIGKILL
+    test) find the process that holds a job."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def _finite(value: Any) -> float | None:
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) else None
+
+
+def _progress_dict(progress: Any) -> dict[str, Any]:
+    return {
+        "step": int(progress.step),
+        "steps": int(progress.steps),
+        "loss": _finite(progress.loss),
+        "smoothed_loss": _finite(progress.smoothed_loss),
+        "steps_per_s": _finite(progress.steps_per_s),
+        "eta_s": _finite(progress.eta_s),
+    }
+
+
+class _Heartbeat(threading.Thread):
+    """Renews the lease; sets ``lost`` when the job is no longer ours."""
+
+    def __init__(self, factory: sessionmaker[Session], job_id: str, worker_id: str,
+                 lease_seconds: float, interval: float) -> None:
+        super().__init__(name=f"vihub-heartbeat-{job_id[:8]}", daemon=True)
+        self.factory, self.job_id, self.worker_id = factory, job_id, worker_id
+        self.lease_seconds, self.interval = lease_seconds, interval
+        self.stopped = threading.Event()
+        self.lost = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopped.wait(self.interval):
+            try:
+                with self.factory.begin() as session:
+                    held = JobRepository(session).heartbeat(self.job_id, self.worker_id, self.lease_seconds)
+            except Exception:
+                # A database blip: try again next tick; if it lasts, the lease expires and
+                # the sweeper hands the job to another worker, which is the right outcome.
+                log.warning("heartbeat for job %s failed", self.job_id, exc_info=True)
+                continue
+            if not held:
+                log.warning("job %s: lease lost (reclaimed or finished elsewhere)", self.job_id)
+                self.lost.set()
+                return
+
+    def stop(self) -> None:
+        self.stopped.set()
+        if self.is_alive() and threading.current_thread() is not self:
+            self.join(timeout=5)
+
+
+class _StoreCallbacks:
+    """The engine's callbacks, wired to the store with the worker's cadence."""
+
+    def __init__(self, runner: JobRunner, heartbeat: _Heartbeat, attempt: int) -> None:
+        self.runner = runner
+        self.heartbeat = heartbeat
+        self.attempt = attempt
+        w = runner.settings.worker
+        self.write_every_s = w.progress_every_s
+        self.max_run_s = runner.settings.quotas.max_run_seconds
+        self.pending: list[tuple[int, float]] = []
+        self.last_progress: dict[str, Any] | None = None
+        self.last_write = 0.0  # monotonic; 0 -> the first report is written at once
+        self.last_cancel_check = 0.0
+        self.cancel_requested = False
+        self.timed_out = False
+        self.started = time.monotonic()
+
+    # -- engine callbacks ---------------------------------------------------------------
+
+    def on_progress(self, progress: Any) -> None:
+        self.pending.extend(progress.new_losses)
+        self.last_progress = _progress_dict(progress)
+        now = time.monotonic()
+        if now - self.last_write >= self.write_every_s or progress.step >= progress.steps:
+            self.flush()
+
+    def should_cancel(self) -> bool:
+        if self.heartbeat.lost.is_set():
+            return True
+        now = time.monotonic()
+        if self.max_run_s and now - self.started > self.max_run_s:
+            self.timed_out = True
+            return True
+        if now - self.last_cancel_check >= self.write_every_s:
+            self.last_cancel_check = now
+            with self.runner.factory.begin() as session:
+                self.cancel_requested = JobRepository(session).is_cancel_requested(self.runner.job_id)
+        return self.cancel_requested
+
+    def on_checkpoint(self, blob: bytes, step: int) -> None:
+        r = self.runner
+        with r.factory.begin() as session:
+            if not self._write_progress(session):
+                return
+            ArtifactRepository(session).put(
+                r.job_id, ArtifactKind.CHECKPOINT, blob,
+                meta={"step": int(step), "attempt": self.attempt, "worker_id": r.worker_id},
+            )
+        log.info("job %s: checkpoint at step %d (%d bytes)", r.job_id, step, len(blob))
+
+    # -- writes -------------------------------------------------------------------------
+
+    def flush(self) -> None:
+        with self.runner.factory.begin() as session:
+            self._write_progress(session)
+
+    def _write_progress(self, session: Session) -> bool:
+        """Progress + pending loss points + lease, in the caller's transaction."""
+        r = self.runner
+        if self.last_progress is None and not self.pending:
+            held = JobRepository(session).heartbeat(r.job_id, r.worker_id, r.settings.worker.lease_seconds)
+        else:
+            held = JobRepository(session).record_progress(
+                r.job_id, self.last_progress or {}, self.pending,
+                worker_id=r.worker_id, lease_seconds=r.settings.worker.lease_seconds,
+            )
+        if not held:
+            self.heartbeat.lost.set()
+            return False
+        self.pending = []
+        self.last_write = time.monotonic()
+        return True
+
+    def as_fit_callbacks(self) -> Any:
+        from inference import FitCallbacks
+
+        return FitCallbacks(
+            on_progress=self.on_progress,
+            should_cancel=self.should_cancel,
+            on_checkpoint=self.on_checkpoint,
+        )
+
+
+class JobRunner:
+    def __init__(
+        self,
+        job_id: str,
+        *,
+        settings: Settings | None = None,
+        worker_id: str | None = None,
+        factory: sessionmaker[Session] | None = None,
+        publish: Callable[[str, str], None] | None = None,
+    ) -> None:
+        self.job_id = str(job_id)
+        self.settings = settings or get_settings()
+        self.worker_id = worker_id or make_worker_id()
+        self.factory = factory or default_session_factory(self.settings)
+        self._publish = publish
+
+    # -- the run ------------------------------------------------------------------------
+
+    def run(self) -> str:
+        import pyro
+
+        pyro.clear_param_store()
+        try:
+            return self._run()
+        finally:
+            # Pyro's param store is process-global: never leak one job's params into the next.
+            pyro.clear_param_store()
+
+    def _run(self) -> str:
+        w = self.settings.worker
+        with self.factory.begin() as session:
+            job = JobRepository(session).claim(self.job_id, self.worker_id, w.lease_seconds)
+            if job is not None:
+                spec_data = dict(job.spec)
+                dataset_id, attempt, max_attempts, queue = job.dataset_id, job.attempts, job.max_attempts, job.queue
+        if job is None:
+            return self._not_claimed()
+        log.info("job %s: claimed by %s (attempt %d/%d)", self.job_id, self.worker_id, attempt, max_attempts)
+
+        heartbeat = _Heartbeat(self.factory, self.job_id, self.worker_id, w.lease_seconds, w.heartbeat_seconds)
+        heartbeat.start()
+        callbacks = _StoreCallbacks(self, heartbeat, attempt)
+        try:
+            try:
+                spec, data, resume_from = self._prepare(spec_data, dataset_id)
+            except _PrepareFailed as failure:
+                return self._finish(JobState.FAILED, failure.problem)
+            return self._fit_and_finish(spec, data, resume_from, callbacks, heartbeat, attempt, max_attempts, queue)
+        finally:
+            heartbeat.stop()
+
+    def _prepare(self, spec_data: dict[str, Any], dataset_id: str | None) -> tuple[Any, dict[str, Any], bytes | None]:
+        from pydantic import ValidationError
+
+        from inference import JobSpec
+
+        inference_part = dict(spec_data.get("inference") or {})
+        # The checkpoint cadence is an operational setting: the worker's, not the user's.
+        inference_part["checkpoint_every_s"] = self.settings.worker.checkpoint_every_s
+        spec_data = {**spec_data, "inference": inference_part}
+        try:
+            spec = JobSpec.model_validate(spec_data)
+        except ValidationError as exc:
+            raise _PrepareFailed(problems.problem(
+                "spec-error", "Invalid job spec", str(exc), errors=json.loads(exc.json(include_url=False)),
+            )) from exc
+
+        with self.factory.begin() as session:
+            data: dict[str, Any] = {}
+            if dataset_id is not None:
+                content = DatasetRepository(session).get_content(dataset_id)
+                if content is None:
+                    raise _PrepareFailed(problems.problem(
+                        problems.DATA_MISSING, "Dataset missing", f"dataset {dataset_id} no longer exists",
+                    ))
+                data = decode_arrays(content)
+            checkpoint = ArtifactRepository(session).get_with_content(self.job_id, ArtifactKind.CHECKPOINT)
+            losses = LossPointRepository(session)
+            if checkpoint is not None:
+                artifact, resume_from = checkpoint
+                step = int((artifact.meta or {}).get("step", 0))
+                losses.delete_after(self.job_id, step)
+                log.info("job %s: resuming from the checkpoint at step %d", self.job_id, step)
+            else:
+                resume_from = None
+                losses.delete_after(self.job_id, -1)
+        return spec, data, resume_from
+
+    def _fit_and_finish(
+        self, spec: Any, data: dict[str, Any], resume_from: bytes | None, callbacks: _StoreCallbacks,
+        heartbeat: _Heartbeat, attempt: int, max_attempts: int, queue: str,
+    ) -> str:
+        from celery.exceptions import SoftTimeLimitExceeded
+
+        from inference import InferenceError, fit
+
+        try:
+            try:
+                result = fit(spec, data, callbacks=callbacks.as_fit_callbacks(), resume_from=resume_from)
+            except InferenceError as exc:
+                if resume_from is None or exc.details.get("field") != "resume_from":
+                    raise
+                # The checkpoint does not fit this spec/engine (e.g. an upgrade in between):
+                # start over rather than fail the job.
+                log.warning("job %s: checkpoint unusable (%s); starting over", self.job_id, exc.message)
+                self._drop_checkpoint()
+                callbacks.pending.clear()
+                result = fit(spec, data, callbacks=callbacks.as_fit_callbacks(), resume_from=None)
+            artifacts = self._serialize(result)
+        except InferenceError as exc:
+            if exc.kind == FIT_CANCELLED_KIND:
+                if heartbeat.lost.is_set():
+                    return "lease-lost"
+                if callbacks.timed_out:
+                    return self._finish(JobState.FAILED, self._time_limit_problem())
+                self._flush_quietly(callbacks)
+                return self._finish(JobState.CANCELLED, None)
+            log.info("job %s: %s: %s", self.job_id, exc.kind, exc.message)
+            self._flush_quietly(callbacks)
+            return self._finish(JobState.FAILED, problems.from_inference_error(exc.kind, exc.to_dict()))
+        except SoftTimeLimitExceeded:
+            return self._finish(JobState.FAILED, self._time_limit_problem())
+        except Exception as exc:
+            log.exception("job %s: internal error in attempt %d/%d", self.job_id, attempt, max_attempts)
+            if heartbeat.lost.is_set():
+                return "lease-lost"
+            if attempt < max_attempts:
+                return self._release(queue)
+            return self._finish(JobState.FAILED, problems.problem(
+                problems.INTERNAL_ERROR, "Internal error",
+                f"the worker failed {attempt} times; the last error was {type(exc).__name__}", status=500,
+            ))
+        return self._succeed(result, artifacts, callbacks)
+
+    # -- outcomes -----------------------------------------------------------------------
+
+    def _serialize(self, result: Any) -> dict[str, tuple[bytes, str]]:
+        """Artifacts as bytes, built outside any transaction (CPU work)."""
+        out: dict[str, tuple[bytes, str]] = {
+            ArtifactKind.RESULT_JSON: (
+                json.dumps(result.to_json(), allow_nan=False, separators=(",", ":")).encode(),
+                "application/json",
+            ),
+            ArtifactKind.SAMPLES_NPZ: (result.samples_npz(), "application/x-npz"),
+            ArtifactKind.PARAMS_SAFETENSORS: (result.params_safetensors(), "application/octet-stream"),
+            ArtifactKind.LOG_PROBS_NPZ: (result.log_probs_npz(), "application/x-npz"),
+        }
+        # Optional forms: a missing optional dependency (arviz for netCDF) must not fail
+        # a fit that succeeded; the API answers 404 for an absent artifact.
+        optional: dict[str, tuple[Callable[[], bytes], str]] = {
+            ArtifactKind.NETCDF: (result.to_netcdf, "application/x-netcdf"),
+            ArtifactKind.PARAM_STORE_PT: (result.param_store_pt, "application/octet-stream"),
+        }
+        for kind, (make, content_type) in optional.items():
+            try:
+                out[kind] = (make(), content_type)
+            except Exception:
+                log.warning("job %s: could not build the %s artifact", self.job_id, kind, exc_info=True)
+        return out
+
+    def _succeed(self, result: Any, artifacts: dict[str, tuple[bytes, str]], callbacks: _StoreCallbacks) -> str:
+        try:
+            with self.factory.begin() as session:
+                if not callbacks._write_progress(session):
+                    return "lease-lost"
+                losses = LossPointRepository(session)
+                if losses.count(self.job_id) != len(result.loss):
+                    # Belt and braces: the engine's curve is the truth for the final state.
+                    losses.delete_after(self.job_id, len(result.loss))
+                    losses.upsert_many(self.job_id, [(i + 1, v) for i, v in enumerate(result.loss)])
+                repo = ArtifactRepository(session)
+                for kind, (content, content_type) in artifacts.items():
+                    repo.put(self.job_id, kind, content, content_type)
+                repo.delete(self.job_id, ArtifactKind.CHECKPOINT)
+                JobRepository(session).finish(self.job_id, JobState.SUCCEEDED.value, worker_id=self.worker_id)
+        except (LeaseLost, InvalidTransition) as exc:
+            log.warning("job %s: not finished by this worker: %s", self.job_id, exc)
+            return "lease-lost"
+        on_job_finished(self.job_id, JobState.SUCCEEDED.value)
+        log.info("job %s: succeeded", self.job_id)
+        return JobState.SUCCEEDED.value
+
+    def _finish(self, state: JobState, error: dict[str, Any] | None) -> str:
+        try:
+            with self.factory.begin() as session:
+                JobRepository(session).finish(self.job_id, state.value, error=error, worker_id=self.worker_id)
+        except (LeaseLost, InvalidTransition) as exc:
+            log.warning("job %s: not finished by this worker: %s", self.job_id, exc)
+            return "lease-lost"
+        on_job_finished(self.job_id, state.value)
+        log.info("job %s: %s", self.job_id, state.value)
+        return state.value
+
+    def _release(self, queue: str) -> str:
+        with self.factory.begin() as session:
+            released = JobRepository(session).release(self.job_id, self.worker_id)
+        if not released:
+            return "lease-lost"
+        try:
+            self.publish(self.job_id, queue)
+            with self.factory.begin() as session:
+                JobRepository(session).mark_published(self.job_id)
+        except Exception:
+            log.warning("job %s: republish failed; the sweeper will retry", self.job_id, exc_info=True)
+        return "requeued"
+
+    def _not_claimed(self) -> str:
+        """The claim failed: tell apart a harmless duplicate from a job out of attempts."""
+        now = utcnow()
+        with self.factory.begin() as session:
+            repo = JobRepository(session)
+            job = repo.get(self.job_id)
+            if job is None:
+                log.warning("job %s: no such job", self.job_id)
+                return "missing"
+            exhausted = job.attempts >= job.max_attempts
+            final_state: str | None = None
+            if job.state == JobState.QUEUED.value and exhausted and job.deleted_at is None:
+                if repo.fail_queued(self.job_id, self._too_many_attempts(job.attempts)):
+                    final_state = JobState.FAILED.value
+            elif job.state == JobState.RUNNING.value and job.lease_expires_at and job.lease_expires_at < now:
+                if job.cancel_requested:
+                    if repo.finish_expired(self.job_id, JobState.CANCELLED.value, None, now=now):
+                        final_state = JobState.CANCELLED.value
+                elif exhausted:
+                    if repo.finish_expired(self.job_id, JobState.FAILED.value,
+                                           self._too_many_attempts(job.attempts), now=now):
+                        final_state = JobState.FAILED.value
+            state = job.state
+        if final_state is not None:
+            on_job_finished(self.job_id, final_state)
+            return final_state
+        log.info("job %s: not claimed (state %s); duplicate delivery acknowledged", self.job_id, state)
+        return "not-claimed"
+
+    # -- helpers ------------------------------------------------------------------------
+
+    def publish(self, job_id: str, queue: str) -> None:
+        if self._publish is not None:
+            self._publish(job_id, queue)
+            return
+        from worker.publisher import publish_job
+
+        publish_job(job_id, queue, self.settings)
+
+    def _drop_checkpoint(self) -> None:
+        with self.factory.begin() as session:
+            ArtifactRepository(session).delete(self.job_id, ArtifactKind.CHECKPOINT)
+            LossPointRepository(session).delete_after(self.job_id, -1)
+
+    def _flush_quietly(self, callbacks: _StoreCallbacks) -> None:
+        try:
+            callbacks.flush()
+        except Exception:
+            log.warning("job %s: could not write the last progress", self.job_id, exc_info=True)
+
+    def _time_limit_problem(self) -> dict[str, Any]:
+        limit = self.settings.quotas.max_run_seconds
+        return problems.problem(
+            problems.TIME_LIMIT, "Time limit exceeded", f"the run exceeded its time limit ({limit} s)",
+            limit_s=limit,
+        )
+
+    @staticmethod
+    def _too_many_attempts(attempts: int) -> dict[str, Any]:
+        return problems.problem(
+            problems.TOO_MANY_ATTEMPTS, "Too many attempts",
+            f"the job was started {attempts} times without finishing (worker crashes or lost leases)",
+            attempts=attempts,
+        )
+
+
+class _PrepareFailed(Exception):
+    def __init__(self, problem: dict[str, Any]) -> None:
+        super().__init__(problem.get("detail") or problem["title"])
+        self.problem = problem

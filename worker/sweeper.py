@@ -1,0 +1,162 @@
+"""The sweeper: nothing stays stuck, whatever the broker lost.
+
+Every ``worker.sweeper_interval_s`` seconds, ``sweep_once``:
+
+1. reclaims ``running`` jobs whose lease expired (their worker died or hung):
+   - cancel requested -> ``cancelled``;
+   - out of attempts -> ``failed`` (``too-many-attempts``);
+   - otherwise -> ``queued`` and republished;
+2. republishes ``queued`` jobs not (re)published for ``worker.requeue_after_s`` (the
+   broker lost the message: Redis restarted without persistence, the API's publish
+   failed, a SIGKILLed embedded-broker consumer held it).
+
+Each transition is a guarded UPDATE, so any number of sweepers (one per ``vihub worker``)
+may run at once; a duplicate publish is harmless because the worker's claim is atomic.
+Publishing happens after the transaction that requeued the job has committed.
+
+Run it with ``python -m worker.sweeper`` (``vihub worker`` and ``vihub up`` run it as a
+thread of their own process, next to the Celery worker subprocess).
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from store import problems
+from store.db import session_factory as default_session_factory
+from store.job_states import JobState
+from store.models import utcnow
+from store.repositories import JobRepository
+from store.settings import Settings, get_settings
+from worker.hooks import on_job_finished
+
+log = logging.getLogger("vihub.sweeper")
+
+Publish = Callable[[str, str], None]
+
+
+@dataclass
+class SweepReport:
+    requeued: list[str] = field(default_factory=list)
+    republished: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    cancelled: list[str] = field(default_factory=list)
+    publish_errors: list[str] = field(default_factory=list)
+
+
+def sweep_once(
+    settings: Settings | None = None,
+    publish: Publish | None = None,
+    factory: sessionmaker[Session] | None = None,
+) -> SweepReport:
+    settings = settings or get_settings()
+    factory = factory or default_session_factory(settings)
+    if publish is None:
+        from worker.publisher import publish_job
+
+        def publish(job_id: str, queue: str) -> None:
+            publish_job(job_id, queue, settings)
+
+    report = SweepReport()
+    to_publish: list[tuple[str, str]] = []
+    now = utcnow()
+
+    with factory.begin() as session:
+        repo = JobRepository(session)
+        for job in repo.find_expired_leases(now):
+            if job.cancel_requested:
+                if repo.finish_expired(job.id, JobState.CANCELLED.value, None, now=now):
+                    report.cancelled.append(job.id)
+            elif job.attempts >= job.max_attempts:
+                error = problems.problem(
+                    problems.TOO_MANY_ATTEMPTS, "Too many attempts",
+                    f"the job's worker stopped responding on each of {job.attempts} attempts",
+                    attempts=job.attempts,
+                )
+                if repo.finish_expired(job.id, JobState.FAILED.value, error, now=now):
+                    report.failed.append(job.id)
+            elif repo.requeue_expired(job.id, now=now):
+                report.requeued.append(job.id)
+                to_publish.append((job.id, job.queue))
+        older_than = now - timedelta(seconds=settings.worker.requeue_after_s)
+        for job in repo.find_stuck_queued(older_than):
+            if job.id not in report.requeued:
+                to_publish.append((job.id, job.queue))
+
+    for job_id in report.failed:
+        on_job_finished(job_id, JobState.FAILED.value)
+    for job_id in report.cancelled:
+        on_job_finished(job_id, JobState.CANCELLED.value)
+
+    for job_id, queue in to_publish:
+        try:
+            publish(job_id, queue)
+        except Exception:
+            log.warning("could not republish job %s; next sweep retries", job_id, exc_info=True)
+            report.publish_errors.append(job_id)
+            continue
+        with factory.begin() as session:
+            JobRepository(session).mark_published(job_id)
+        if job_id not in report.requeued:
+            report.republished.append(job_id)
+
+    if report.requeued or report.republished or report.failed or report.cancelled or report.publish_errors:
+        log.info(
+            "sweep: requeued=%d republished=%d failed=%d cancelled=%d publish_errors=%d",
+            len(report.requeued), len(report.republished), len(report.failed),
+            len(report.cancelled), len(report.publish_errors),
+        )
+    return report
+
+
+class Sweeper(threading.Thread):
+    """``sweep_once`` every ``worker.sweeper_interval_s`` until ``stop()``."""
+
+    def __init__(self, settings: Settings | None = None, publish: Publish | None = None) -> None:
+        super().__init__(name="vihub-sweeper", daemon=True)
+        self.settings = settings or get_settings()
+        self.publish = publish
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        log.info("sweeper started (every %.1f s)", self.settings.worker.sweeper_interval_s)
+        while not self.stopped.is_set():
+            try:
+                sweep_once(self.settings, self.publish)
+            except Exception:
+                # The database may be restarting: keep going, the next sweep catches up.
+                log.warning("sweep failed", exc_info=True)
+            self.stopped.wait(self.settings.worker.sweeper_interval_s)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self.stopped.set()
+        if self.is_alive():
+            self.join(timeout=timeout)
+
+
+def main() -> None:
+    """``python -m worker.sweeper``: run the sweeper in the foreground until SIGTERM/SIGINT."""
+    settings = get_settings()
+    logging.basicConfig(level=settings.log_level, format="[%(asctime)s: %(levelname)s/%(name)s] %(message)s")
+    sweeper = Sweeper(settings)
+    done = threading.Event()
+
+    def _stop(*_: object) -> None:
+        done.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    sweeper.start()
+    done.wait()
+    sweeper.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -15,6 +15,7 @@ raising: library exceptions with keyword-only constructors do not survive pickli
 from __future__ import annotations
 
 import concurrent.futures
+import json
 import logging
 import multiprocessing
 import signal
@@ -213,7 +214,7 @@ def predict(result_json: Any, spec: dict[str, Any], new_data: Mapping[str, Any],
         import inference
         from inference.results import FitResult
 
-        result = FitResult.from_json(result_json)
+        result = FitResult.from_json(json.loads(result_json) if isinstance(result_json, (str, bytes)) else result_json)
         job_spec = inference.JobSpec.model_validate(spec)
         arrays = inference.predict(result, job_spec, dict(new_data), num_samples)
         return {"predictive": {k: _to_numpy(v) for k, v in arrays.items()}}

@@ -112,6 +112,9 @@ class Settings(BaseSettings):
     database_url: str = ""  # "" -> sqlite:///{home}/vihub.sqlite3
     broker_url: str = ""  # "" -> sqla+sqlite:///{home}/broker.sqlite3
     auth: Literal["required", "disabled"] | None = None  # None -> see _fill_defaults
+    # Extra kombu transport options, merged over vihub's (JSON in the environment), e.g.
+    # VIHUB_BROKER_TRANSPORT_OPTIONS='{"global_keyprefix": "vihub:"}' to share a Redis.
+    broker_transport_options: dict[str, Any] = Field(default_factory=dict)
     database_echo: bool = False
     db_pool_size: int = 5
     db_max_overflow: int = 10
@@ -209,6 +212,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # kombu hands these to sqlalchemy.create_engine: wait on a locked SQLite file
         # (API, worker and sweeper all use it) instead of failing the publish.
         transport_options["connect_args"] = {"timeout": 30}
+    transport_options.update(settings.broker_transport_options)
     return {
         "broker_url": settings.broker_url,
         "broker_transport_options": transport_options,

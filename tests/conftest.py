@@ -19,6 +19,7 @@ the test); locally a test needing an unreachable server is skipped.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import signal
@@ -170,8 +171,15 @@ def tenant(session_factory: Any) -> Any:
 # ---- brokers ------------------------------------------------------------------------
 
 
+_redis_prefixes: set[str] = set()
+
+
 @pytest.fixture
 def redis_url() -> Iterator[str]:
+    """A Redis URL with a random-ish db number. Many test runs share this Redis, so
+    ``settings_env`` also gives every environment its own ``global_keyprefix``; at the
+    end the keys under the prefixes this session made are deleted (never FLUSHDB a
+    database another run may be using)."""
     require_server("Redis", REDIS_HOST, REDIS_PORT)
     import redis
 
@@ -180,7 +188,10 @@ def redis_url() -> Iterator[str]:
     yield url
     try:
         client = redis.Redis.from_url(url, socket_timeout=5)
-        client.flushdb()
+        for prefix in list(_redis_prefixes):
+            keys = list(client.scan_iter(match=prefix + "*", count=1000))
+            if keys:
+                client.delete(*keys)
         client.close()
     except Exception:  # Redis may be down after a restart test that failed midway
         pass
@@ -207,8 +218,14 @@ def settings_env(
     env["VIHUB_BROKER_URL"] = broker_url
     if home is not None:
         env["VIHUB_HOME"] = str(home)
+    if broker_url.startswith("redis") and "broker_transport_options" not in overrides:
+        # Isolate this environment's queues from every other test run on the shared Redis.
+        prefix = f"vihubtest-{secrets.token_hex(4)}:"
+        _redis_prefixes.add(prefix)
+        env["VIHUB_BROKER_TRANSPORT_OPTIONS"] = json.dumps({"global_keyprefix": prefix})
     for key, value in overrides.items():
-        env["VIHUB_" + key.upper()] = str(value)
+        env["VIHUB_" + key.upper()] = value if isinstance(value, str) else (
+            json.dumps(value) if isinstance(value, (dict, list)) else str(value))
     env["PYTHONPATH"] = str(REPO_ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     # Two cores shared by many: one torch thread per test process keeps tests fair.
     env.setdefault("OMP_NUM_THREADS", "1")

@@ -54,7 +54,8 @@ def format_event(event: str, data: Any, event_id: int | None = None) -> str:
 async def job_event_stream(runtime: Any, request: Request, tenant_id: str, job_id: str,
                            last_step: int | None) -> AsyncIterator[str]:
     options = runtime.options
-    sent_step = last_step if last_step is not None else -1
+    # Step 0 is in the first `state` event already; progress events start at step 1.
+    sent_step = last_step if last_step is not None else 0
     sent_state: str | None = None
     started = last_write = time.monotonic()
     yield "retry: 2000\n\n"

@@ -92,9 +92,9 @@ def loss(session: Session, job: Job, result: Mapping[str, Any] | None, max_point
     steps = [step for step, _ in points]
     values = [value for _, value in points]
     if not points and result and isinstance(result.get("loss"), list):
-        # Results written without per-step rows: the engine's own curve.
+        # Results written without per-step rows: the engine's own curve (one per step).
         values = list(result["loss"])
-        steps = list(range(len(values)))
+        steps = list(range(1, len(values) + 1))
     total = len(steps)
     steps, (values,) = downsample(steps, values, max_points=max_points)
     body: dict[str, Any] = {"job_id": job.id, "state": job.state, "num_points": total,
@@ -105,27 +105,26 @@ def loss(session: Session, job: Job, result: Mapping[str, Any] | None, max_point
 
 
 def downsample_series(series: Any, max_points: int | None) -> Any:
-    """Downsample a ``{"steps": [...], <name>: [...] | {<name>: [...]}}`` record of
-    per-step series the same way as the loss curve (first and last kept)."""
-    if not isinstance(series, dict) or max_points is None:
+    """Downsample a per-step record list (``elbo_terms``: ``[{"step", "elbo",
+    "reconstruction": {...}, "kl": {...}}, ...]``; ``grad_norms``: ``[{"step", "norms"}]``)
+    the way the loss curve is: evenly spaced, first and last kept."""
+    if not isinstance(series, list) or max_points is None or len(series) <= max_points:
         return series
-    steps_key = next((k for k in ("steps", "step") if isinstance(series.get(k), list)), None)
-    if steps_key is None:
-        return {k: downsample_series(v, max_points) for k, v in series.items()}
-    n = len(series[steps_key])
-    if n <= max_points:
-        return series
-    index = list(range(n))
-    kept, _ = downsample(index, max_points=max_points)
+    kept, _ = downsample(list(range(len(series))), max_points=max_points)
+    return [series[i] for i in kept]
 
-    def pick(value: Any) -> Any:
-        if isinstance(value, list) and len(value) == n:
-            return [value[i] for i in kept]
-        if isinstance(value, dict):
-            return {k: pick(v) for k, v in value.items()}
-        return value
 
-    return {k: pick(v) for k, v in series.items()}
+def records_to_columns(records: Any, prefix: str) -> dict[str, np.ndarray]:
+    """``[{"step": 0, "kl": {"mu": 1.0}}, ...]`` -> ``{"<prefix>/step": [...],
+    "<prefix>/kl/mu": [...]}`` (missing values become NaN) for the binary loss forms."""
+    if not isinstance(records, list) or not records:
+        return {}
+    flat_rows = [flatten_arrays(r) if isinstance(r, Mapping) else {} for r in records]
+    names = sorted({k for row in flat_rows for k, v in row.items() if v.ndim == 0})
+    return {
+        f"{prefix}/{name}": np.asarray([float(row[name]) if name in row else np.nan for row in flat_rows])
+        for name in names
+    }
 
 
 def samples(result: Mapping[str, Any]) -> dict[str, Any]:

@@ -74,7 +74,7 @@ def get_loss(job_id: str, session: SessionDep, tenant: CurrentTenant, format: Fo
     arrays = {"step": np.asarray(body["steps"], dtype=np.int64),
               "loss": np.asarray([np.nan if v is None else v for v in body["loss"]], dtype=np.float64)}
     for section in ("elbo_terms", "grad_norms"):
-        arrays.update({f"{section}/{k}": v for k, v in results.flatten_arrays(body.get(section) or {}).items()})
+        arrays.update(results.records_to_columns(body.get(section), section))
     return array_response(arrays, fmt, filename=f"{job.id}-loss")
 
 

@@ -3,10 +3,17 @@ submit-body preparation and the download plan."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import httpx
+
 from vihub_client import _inputs, _ops
+from vihub_client._http import Call
+from vihub_client.errors import VihubError
 
 
 def prepare_submit(
@@ -71,3 +78,35 @@ def download_plan(fmt: str | None) -> list[tuple[str, str, str]]:
 def optional_in_default(resource: str, fmt: str) -> bool:
     """Downloads that a job may legitimately lack (skipped, not an error, in the default plan)."""
     return (resource, fmt) in {("params", "pt"), ("params", "safetensors"), ("samples", "netcdf")}
+
+
+@dataclass
+class DownloadStep:
+    filename: str
+    call: Call
+    optional: bool
+
+    def skip(self, error: VihubError) -> bool:
+        """A missing optional form (404/406) is skipped; anything else is the caller's error."""
+        return self.optional and error.status in (404, 406)
+
+
+def download_steps(job_id: str, fmt: str | None) -> list[DownloadStep]:
+    """What ``download(dir, format)`` fetches, as raw bytes per file."""
+    steps = []
+    for resource, form, filename in download_plan(fmt):
+        call = _ops.result(job_id, resource, form)
+        call.parse = _raw
+        steps.append(DownloadStep(filename, call, fmt is None and optional_in_default(resource, form)))
+    return steps
+
+
+def _raw(response: httpx.Response) -> bytes:
+    return response.content
+
+
+def write_job(directory: Path, job: dict[str, Any]) -> dict[str, Path]:
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "job.json"
+    path.write_text(json.dumps(job, indent=2))
+    return {"job.json": path}

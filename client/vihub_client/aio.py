@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -250,20 +249,16 @@ class AsyncJob(JobData):
 
     async def download(self, directory: str | Path, format: str | None = None) -> dict[str, Path]:  # noqa: A002
         out = Path(directory)
-        out.mkdir(parents=True, exist_ok=True)
-        written = {"job.json": out / "job.json"}
-        written["job.json"].write_text(json.dumps((await self.refresh()).raw, indent=2))
-        for resource, fmt, filename in _common.download_plan(format):
-            call = _ops.result(self.id, resource, fmt)
-            call.parse = lambda r: r.content
+        written = _common.write_job(out, (await self.refresh()).raw)
+        for step in _common.download_steps(self.id, format):
             try:
-                content = await self._client._run(call)
+                content = await self._client._run(step.call)
             except VihubError as error:
-                if format is None and _common.optional_in_default(resource, fmt) and error.status in (404, 406):
+                if step.skip(error):
                     continue
                 raise
-            (out / filename).write_bytes(content)
-            written[filename] = out / filename
+            (out / step.filename).write_bytes(content)
+            written[step.filename] = out / step.filename
         return written
 
     async def predict(self, new_data: Any, num_samples: int = 100) -> dict[str, Any]:

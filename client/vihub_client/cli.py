@@ -283,7 +283,7 @@ def results(
         raise typer.BadParameter(f"choose one of {', '.join(_ops.RESULT_FORMATS)}", param_hint="--format")
     with _client(url, api_key) as client:
         written = client.job(job_id).download(out_dir, format=fmt)
-        for name, path in written.items():
+        for path in written.values():
             out.print(f"{path}  ({path.stat().st_size} bytes)", highlight=False)
 
 

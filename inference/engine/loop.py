@@ -211,12 +211,16 @@ def _try_jit(inference: InferenceSpec, model, guide, args, static, mpn, diagnost
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             jit_elbo.loss_and_grads(model, guide, *args, **static)  # traces and compiles
-            torch.set_rng_state(rng)
-            jit_loss = float(jit_elbo.loss_and_grads(model, guide, *args, **static))
-        torch.set_rng_state(rng)
-        plain_loss = float(plain.loss(model, guide, *args, **static))
-        if not (abs(jit_loss - plain_loss) <= 1e-3 * (1.0 + abs(plain_loss))):
-            raise RuntimeError(f"the traced loss {jit_loss:.6g} differs from the plain loss {plain_loss:.6g}")
+            # The compiled graph must agree with the plain ELBO on fresh draws (a trace
+            # silently freezes data-dependent Python branches).
+            for _ in range(3):
+                state = torch.get_rng_state()
+                jit_loss = float(jit_elbo.loss_and_grads(model, guide, *args, **static))
+                torch.set_rng_state(state)
+                plain_loss = float(plain.loss(model, guide, *args, **static))
+                if not (abs(jit_loss - plain_loss) <= 1e-3 * (1.0 + abs(plain_loss))):
+                    raise RuntimeError(
+                        f"the traced loss {jit_loss:.6g} differs from the plain loss {plain_loss:.6g}")
     except Exception as e:  # noqa: BLE001 - any tracing failure means: run without JIT
         diagnostics.append({
             "code": "jit_fallback",
@@ -229,6 +233,25 @@ def _try_jit(inference: InferenceSpec, model, guide, args, static, mpn, diagnost
         for _, p in pyro.get_param_store().named_parameters():
             p.grad = None
     return jit_elbo
+
+
+def _compile_jit(elbo, model, guide, args, static) -> None:
+    """Trace the JIT ELBO once before training, RNG state restored, so that step 1 draws
+    the same numbers as without JIT (tracing runs the function an extra time)."""
+    rng = torch.get_rng_state()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            elbo.loss_and_grads(model, guide, *args, **static)
+    except Exception as e:  # noqa: BLE001
+        raise SpecError(
+            f"inference.jit is true but {type(elbo).__name__} could not trace this model "
+            f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); use jit 'auto' or false",
+            field="inference.jit") from e
+    finally:
+        torch.set_rng_state(rng)
+        for _, p in pyro.get_param_store().named_parameters():
+            p.grad = None
 
 
 def run_svi(
@@ -282,6 +305,8 @@ def run_svi(
             elbo = _try_jit(inference, model_call, guide_call, args, static, mpn, diagnostics)
         if elbo is None:
             elbo = build_elbo(inference.elbo, max_plate_nesting=mpn, jit=want_jit)
+            if want_jit:
+                _compile_jit(elbo, model_call, guide_call, args, static)
         jit_used = type(elbo).__name__.startswith("Jit")
 
         losses: list[float] = []

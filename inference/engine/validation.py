@@ -190,6 +190,12 @@ def _validate(model, guide_factory, kwargs, elbo_spec, elbo_base, num_traces, re
         message, site = _reword(e)
         report.error("model_error", f"the model raised while running on the data: {message}", site)
         return
+    try:
+        prior_trace.compute_log_prob()
+    except Exception as e:  # noqa: BLE001
+        message, site = _reword(e)
+        report.error("model_error", f"the model's log-density cannot be computed on the data: {message}", site)
+        return
     latents = _latent_sites(prior_trace)
     enumerated = set(has_enumeration(prior_trace))
     nesting = _max_dim(prior_trace)
@@ -244,30 +250,91 @@ def _validate(model, guide_factory, kwargs, elbo_spec, elbo_base, num_traces, re
         if discrete:
             return
 
-    guide_traces, model_traces = [], []
+    guide_traces = []
     for _ in range(num_traces):
         try:
             with poutine.block():
-                guide_trace = prune_subsample_sites(poutine.trace(guide).get_trace(**kwargs))
+                guide_traces.append(prune_subsample_sites(poutine.trace(guide).get_trace(**kwargs)))
         except Exception as e:  # noqa: BLE001
             message, site = _reword(e)
             report.error("guide_error", f"the guide raised while running on the data: {message}", site)
             return
+
+    # Structure and shapes against the model's own (prior) trace: static models only,
+    # which is what SVI assumes anyway; the replay below would only crash on these.
+    _compare(prior_trace, guide_traces[0], enumerated, elbo_base, report)
+    if not report.ok:
+        return
+
+    model_traces = []
+    for guide_trace in guide_traces:
         try:
             with poutine.block():
-                model_trace = prune_subsample_sites(
-                    poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(**kwargs)
-                )
+                model_traces.append(prune_subsample_sites(
+                    poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(**kwargs)))
         except Exception as e:  # noqa: BLE001
             message, site = _reword(e)
             report.error(
                 "model_error", f"the model raised when replayed against the guide's draws: {message}", site
             )
             return
-        guide_traces.append(guide_trace)
-        model_traces.append(model_trace)
-
     guide_trace, model_trace = guide_traces[0], model_traces[0]
+    guide_samples = {n: s for n, s in guide_trace.nodes.items() if s["type"] == "sample"}
+    for mtrace in model_traces:
+        for name, msite in _latent_sites(mtrace).items():
+            if name not in guide_samples:
+                continue
+            value = msite["value"]
+            try:
+                inside = bool(msite["fn"].support.check(value).all())
+            except Exception:  # noqa: BLE001 - odd shapes are reported above
+                continue
+            if not inside:
+                report.error(
+                    "value_outside_support",
+                    f"site '{name}': the guide drew a value outside the model's support "
+                    f"({_support_text(msite['fn'].support)})",
+                    name,
+                )
+    if not report.ok:
+        return
+
+    # 3. The mean-field pitfall (corrected by the engine; reported so nobody is surprised).
+    if base_name(elbo_spec.name) == "TraceMeanField_ELBO" and uses_delta_reparam(guide):
+        sites = mean_field_jacobian_sites(model_trace, guide_trace)
+        report.info["mean_field_jacobian_sites"] = sites
+        if sites:
+            report.warn(
+                "mean_field_jacobian",
+                f"TraceMeanField_ELBO with {_guide_name(guide)} drops the log-Jacobian of the "
+                f"constrained latents {sites} in Pyro (the analytic KL of the guide's Delta ignores "
+                "its log_density), which biases the fit; vihub adds the term back, i.e. uses the "
+                "Monte Carlo ELBO for those sites, so the fit matches Trace_ELBO's",
+            )
+
+    # 4. The ELBO once, as training will run it (no JIT here).
+    try:
+        mpn = explicit if explicit is not None else nesting
+        if enumerated:
+            mpn = max(mpn, nesting)
+        elbo = build_elbo(elbo_spec.model_copy(update={"name": base_name(elbo_spec.name)}),
+                          max_plate_nesting=mpn)
+        loss = elbo.loss(model, guide, **kwargs)
+    except Exception as e:  # noqa: BLE001
+        message, site = _reword(e)
+        hint = ""
+        if "max_plate_nesting" in message or "plate" in message.lower():
+            hint = " (check max_plate_nesting and the plates' dims)"
+        report.error("elbo_error", f"{elbo_spec.name} failed on this model and guide: {message}{hint}", site)
+        return
+    if not (loss == loss) or abs(float(loss)) == float("inf"):
+        report.warn(
+            "non_finite_initial_loss",
+            f"the initial loss is {float(loss)}; check the priors, the data and init_loc_fn",
+        )
+
+
+def _compare(model_trace, guide_trace, enumerated, elbo_base, report) -> None:
     guide_samples = {n: s for n, s in guide_trace.nodes.items() if s["type"] == "sample"}
     for name, site in _latent_sites(model_trace).items():
         if name in enumerated and elbo_base == "TraceEnum_ELBO":
@@ -343,55 +410,3 @@ def _validate(model, guide_factory, kwargs, elbo_spec, elbo_base, num_traces, re
                     f"support {_support_text(m_sup)}",
                     name,
                 )
-    for mtrace in model_traces:
-        for name, msite in _latent_sites(mtrace).items():
-            if name not in guide_samples:
-                continue
-            value = msite["value"]
-            try:
-                inside = bool(msite["fn"].support.check(value).all())
-            except Exception:  # noqa: BLE001 - odd shapes are reported above
-                continue
-            if not inside:
-                report.error(
-                    "value_outside_support",
-                    f"site '{name}': the guide drew a value outside the model's support "
-                    f"({_support_text(msite['fn'].support)})",
-                    name,
-                )
-    if not report.ok:
-        return
-
-    # 3. The mean-field pitfall (corrected by the engine; reported so nobody is surprised).
-    if base_name(elbo_spec.name) == "TraceMeanField_ELBO" and uses_delta_reparam(guide):
-        sites = mean_field_jacobian_sites(model_trace, guide_trace)
-        report.info["mean_field_jacobian_sites"] = sites
-        if sites:
-            report.warn(
-                "mean_field_jacobian",
-                f"TraceMeanField_ELBO with {_guide_name(guide)} drops the log-Jacobian of the "
-                f"constrained latents {sites} in Pyro (the analytic KL of the guide's Delta ignores "
-                "its log_density), which biases the fit; vihub adds the term back, i.e. uses the "
-                "Monte Carlo ELBO for those sites, so the fit matches Trace_ELBO's",
-            )
-
-    # 4. The ELBO once, as training will run it (no JIT here).
-    try:
-        mpn = explicit if explicit is not None else nesting
-        if enumerated:
-            mpn = max(mpn, nesting)
-        elbo = build_elbo(elbo_spec.model_copy(update={"name": base_name(elbo_spec.name)}),
-                          max_plate_nesting=mpn)
-        loss = elbo.loss(model, guide, **kwargs)
-    except Exception as e:  # noqa: BLE001
-        message, site = _reword(e)
-        hint = ""
-        if "max_plate_nesting" in message or "plate" in message.lower():
-            hint = " (check max_plate_nesting and the plates' dims)"
-        report.error("elbo_error", f"{elbo_spec.name} failed on this model and guide: {message}{hint}", site)
-        return
-    if not (loss == loss) or abs(float(loss)) == float("inf"):
-        report.warn(
-            "non_finite_initial_loss",
-            f"the initial loss is {float(loss)}; check the priors, the data and init_loc_fn",
-        )

@@ -36,6 +36,7 @@ from .namespaces import (
     attribute_rules,
     check_combined,
     check_module_call,
+    check_text_source,
     describe,
     get_attribute,
     is_context_manager,
@@ -1109,6 +1110,7 @@ class Compiler:
 
         def formatted(frame: Frame) -> str:
             v = value(frame)
+            check_text_source(v)
             if conversion == ord("r"):
                 v = repr(v)
             elif conversion == ord("a"):

@@ -39,9 +39,10 @@ class Limits:
 DEFAULT_LIMITS = Limits()
 
 #: Fixed bounds that are not settings (they protect the interpreter itself).
-MAX_AST_DEPTH = 60
+MAX_AST_DEPTH = 100
 MAX_INT_BITS = 8_192
 MAX_SEQUENCE_LENGTH = 100_000
 MAX_STRING_CHARS = 100_000
 MAX_PRINT_LINES = 1_000
 MAX_PRINT_LINE_CHARS = 2_000
+MAX_TEXT_ITEMS = 10_000

@@ -28,7 +28,8 @@ from pyro.distributions import transforms as pyro_transforms
 from pyro.infer import config_enumerate as pyro_config_enumerate
 from pyro.poutine.messenger import Messenger
 
-from .errors import ForbiddenConstruct, UnknownName
+from .errors import ForbiddenConstruct, LimitExceeded, UnknownName
+from .limits import MAX_TEXT_ITEMS
 from .runtime import (
     check_elements,
     check_plate_size,
@@ -132,6 +133,8 @@ def _tensor_like(fn: Callable, name: str) -> Callable:
     def guarded(data: Any, *args: Any, **kwargs: Any) -> Any:
         if isinstance(data, range):
             check_elements(len(data), f"torch.{name}(range(...))")
+        elif isinstance(data, (list, tuple)):
+            check_elements(nested_size(data, 1 << 62), f"torch.{name}(...)")
         return fn(data, *args, **kwargs)
 
     return _named(guarded, name)
@@ -248,6 +251,85 @@ def _combinations(input: Any, r: int = 2, with_replacement: bool = False) -> Any
     return torch.combinations(input, r, with_replacement)
 
 
+
+def _concatenating(fn: Callable, name: str) -> Callable:
+    def guarded(tensors: Any, *args: Any, **kwargs: Any) -> Any:
+        if isinstance(tensors, (list, tuple)):
+            check_elements(
+                sum(t.numel() if isinstance(t, torch.Tensor) else 1 for t in tensors), f"torch.{name}(...)"
+            )
+        return fn(tensors, *args, **kwargs)
+
+    return _named(guarded, name)
+
+
+def _diagonal_size(t: Any, name: str, *args: Any, **kwargs: Any) -> int:
+    if not isinstance(t, torch.Tensor):
+        return 0
+    offset = abs(int(kwargs.get("offset", kwargs.get("diagonal", args[0] if args else 0)) or 0))
+    if name == "diag_embed":
+        n = t.shape[-1] + offset if t.dim() else 1
+        return t.numel() * n
+    if name == "diagflat" or t.dim() <= 1:
+        n = t.numel() + offset
+        return n * n
+    return t.numel()
+
+
+def _diagonalizing(fn: Callable, name: str) -> Callable:
+    def guarded(input: Any, *args: Any, **kwargs: Any) -> Any:
+        check_elements(_diagonal_size(input, name, *args, **kwargs), f"torch.{name}(...)")
+        return fn(input, *args, **kwargs)
+
+    return _named(guarded, name)
+
+
+def _tensor_diagonalizing(name: str) -> Callable:
+    def factory(t: torch.Tensor) -> Callable:
+        method = getattr(t, name)
+
+        def guarded(*args: Any, **kwargs: Any) -> Any:
+            check_elements(_diagonal_size(t, name, *args, **kwargs), f"Tensor.{name}(...)")
+            return method(*args, **kwargs)
+
+        return guarded
+
+    return factory
+
+
+def nested_size(data: Any, budget: int) -> int:
+    """Element count of nested lists/tuples/dicts (stops counting past ``budget``)."""
+    total = 0
+    stack = [data]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, (list, tuple)):
+            total += len(item)
+            if total > budget:
+                return total
+            stack.extend(item)
+        elif isinstance(item, dict):
+            total += len(item)
+            if total > budget:
+                return total
+            stack.extend(item.values())
+            stack.extend(item.keys())
+        elif isinstance(item, torch.Tensor):
+            total += item.numel()
+            if total > budget:
+                return total
+    return total
+
+
+def check_text_source(value: Any) -> None:
+    """Refuse turning a huge nested container into text (``str``, ``print``, f-strings)."""
+    if isinstance(value, (list, tuple, dict)) and nested_size(value, MAX_TEXT_ITEMS) > MAX_TEXT_ITEMS:
+        raise LimitExceeded(
+            f"converting a container with more than {MAX_TEXT_ITEMS} items to text is not allowed",
+            limit="max_string_chars",
+        )
+
+
 # ----------------------------------------------------------------------------------
 # torch
 
@@ -267,7 +349,7 @@ _TORCH_REDUCE_SHAPE = """
 sum nansum mean nanmean prod cumsum cumprod cummax cummin logcumsumexp logsumexp max min
 amax amin argmax argmin std var std_mean var_mean median nanmedian mode quantile
 nanquantile norm all any count_nonzero softmax log_softmax sort argsort topk kthvalue
-unique unique_consecutive searchsorted bucketize histc diff trapezoid
+unique unique_consecutive searchsorted bucketize diff trapezoid
 reshape flatten unflatten squeeze unsqueeze transpose swapaxes swapdims permute movedim
 moveaxis t narrow chunk split tensor_split unbind flip fliplr flipud roll rot90 gather
 index_select masked_select masked_fill scatter scatter_add take take_along_dim diag
@@ -281,6 +363,15 @@ randint_like is_nonzero result_type promote_types can_cast broadcast_shapes
 
 _TORCH_COMBINING = "matmul mm bmm outer ger kron einsum cdist tensordot broadcast_tensors broadcast_to block_diag chain_matmul addmm baddbmm".split()
 
+_TORCH_BROADCASTING = """
+where maximum minimum atan2 arctan2 logaddexp logaddexp2 add sub subtract mul multiply div
+divide true_divide floor_divide remainder fmod pow float_power lerp xlogy hypot fmax fmin
+copysign nextafter heaviside eq ne lt le gt ge logical_and logical_or logical_xor
+bitwise_and bitwise_or bitwise_xor isclose allclose equal take_along_dim masked_fill
+""".split()
+
+_TORCH_CONCATENATING = "cat concat concatenate stack hstack vstack dstack column_stack row_stack".split()
+
 _TORCH_VALUES = """
 float float16 float32 float64 double half bfloat16 int int8 int16 int32 int64 long short
 uint8 bool complex64 complex128 cfloat cdouble Size pi e inf nan
@@ -293,13 +384,17 @@ def _build_torch() -> dict[str, Any]:
     members.update(_pick(torch, _TORCH_REDUCE_SHAPE))
     members.update(_pick(torch, _TORCH_VALUES))
     members.pop("special", None)
-    for k in [k for k in members if k.startswith("_F_")]:
-        del members[k]
     for name in _TORCH_COMBINING:
         if hasattr(torch, name):
             members[name] = _combining(getattr(torch, name), name)
-    for name in ("where", "maximum", "minimum", "atan2", "logaddexp", "add", "sub", "mul", "div", "pow", "lerp", "xlogy", "hypot"):
-        members[name] = _combining(getattr(torch, name), name)
+    for name in _TORCH_BROADCASTING:
+        if hasattr(torch, name):
+            members[name] = _combining(getattr(torch, name), name)
+    for name in _TORCH_CONCATENATING:
+        if hasattr(torch, name):
+            members[name] = _concatenating(getattr(torch, name), name)
+    for name in ("diag", "diagflat", "diag_embed"):
+        members[name] = _diagonalizing(getattr(torch, name), name)
     for name in ("zeros", "ones", "empty", "rand", "randn"):
         members[name] = _creation(getattr(torch, name), name)
     members["full"] = _named(_full, "full")
@@ -317,9 +412,7 @@ def _build_torch() -> dict[str, Any]:
     members["repeat_interleave"] = _named(_repeat_interleave, "repeat_interleave")
     members["tile"] = _named(_tile, "tile")
     members["combinations"] = _named(_combinations, "combinations")
-    for name in ("linear", "embedding", "bilinear"):
-        if hasattr(torch_F, name):
-            members.setdefault("_F_" + name, None)
+
     members["linalg"] = Namespace(
         "torch.linalg",
         _pick(
@@ -344,7 +437,12 @@ def _build_torch() -> dict[str, Any]:
 # ----------------------------------------------------------------------------------
 # distributions, constraints, transforms
 
-_EXCLUDED_DISTRIBUTIONS = {"Rejector", "TorchDistribution", "ExponentialFamily", "Distribution"}
+# abstract bases; Rejector takes callables; the combinatorial ones enumerate
+# factorially/exponentially many values
+_EXCLUDED_DISTRIBUTIONS = {
+    "Rejector", "TorchDistribution", "ExponentialFamily", "Distribution", "SpanningTree",
+    "OneOneMatching", "OneTwoMatching", "CoalescentTimes", "CoalescentTimesWithRate",
+}
 
 
 def _build_constraints() -> dict[str, Any]:
@@ -407,6 +505,27 @@ def _param(name: Any, init_tensor: Any = None, constraint: Any = None, event_dim
     if event_dim is not None:
         kwargs["event_dim"] = event_dim
     return pyro.param(name, init_tensor, **kwargs)
+
+
+_WIDE_SUPPORT = tuple(
+    getattr(pyro_dist, n)
+    for n in ("Binomial", "BetaBinomial", "ExtendedBinomial", "ExtendedBetaBinomial")
+    if hasattr(pyro_dist, n)
+)
+
+
+def _sample(name: Any, fn: Any, *args: Any, **kwargs: Any) -> Any:
+    # A latent count distribution may be enumerated by TraceEnum_ELBO outside our code:
+    # bound its support x batch size here, where the user's line is known.
+    if kwargs.get("obs") is None and isinstance(fn, _WIDE_SUPPORT) and not torch.jit.is_tracing():
+        base = fn
+        total = getattr(base, "total_count", None)
+        if isinstance(total, torch.Tensor) and total.numel():
+            check_elements(
+                (int(total.max()) + 1) * max(shape_numel(tuple(fn.batch_shape)), 1),
+                f"the enumerable support of {type(fn).__name__} at site {name!r}",
+            )
+    return pyro.sample(name, fn, *args, **kwargs)
 
 
 def _plate(name: Any, size: Any = None, subsample_size: Any = None, subsample: Any = None, dim: Any = None, **kwargs: Any) -> Any:
@@ -570,6 +689,7 @@ def _min_max(fn: Callable, name: str) -> Callable:
 
 
 def _str(value: Any = "") -> str:
+    check_text_source(value)
     return check_sequence(str(value))
 
 
@@ -670,7 +790,7 @@ TORCH_DISTRIBUTIONS = Namespace(
 TORCH = Namespace("torch", {**_build_torch(), "nn": NN, "distributions": TORCH_DISTRIBUTIONS})
 PLATE = _named(_plate, "plate")
 PYRO_PRIMITIVES = {
-    "sample": pyro.sample,
+    "sample": _named(_sample, "sample"),
     "param": _named(_param, "param"),
     "plate": PLATE,
     "iarange": PLATE,
@@ -786,6 +906,8 @@ def _str_format(template: str) -> Callable:
                     f"format spec {spec!r} is not allowed; use a simple spec such as `.3f` (width at most 99)"
                 )
         args = tuple(a.item() if isinstance(a, torch.Tensor) and a.numel() == 1 else a for a in args)
+        for a in list(args) + list(kwargs.values()):
+            check_text_source(a)
         return check_sequence(template.format(*args, **kwargs))
 
     return format_
@@ -894,6 +1016,7 @@ _TENSOR_GUARDED: dict[str, Callable[[Any], Any]] = {
     "tile": _tensor_tile,
     "to": _tensor_to,
     "repeat_interleave": lambda t: functools.partial(_repeat_interleave, t),
+    **{n: _tensor_diagonalizing(n) for n in ("diag", "diag_embed")},
     **{n: _tensor_new(n) for n in ("new_zeros", "new_ones", "new_full", "new_empty")},
     "new_tensor": lambda t: _tensor_like(t.new_tensor, "Tensor.new_tensor"),
     **{

@@ -120,7 +120,8 @@ def draw_posterior(
                 except Exception as exc:  # noqa: BLE001 - any failure to vectorise means "loop instead"
                     if parallel:
                         raise
-                    warnings.warn(f"posterior draws not vectorisable ({exc}); drawing one at a time")
+                    first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                    warnings.warn(f"posterior draws not vectorisable ({first_line}); drawing one at a time")
                     vectorise = False
                     continue
             else:

@@ -177,3 +177,14 @@ def linear_job(steps: int = 10, **extra: Any) -> dict[str, Any]:
     }
     body.update(extra)
     return body
+
+
+@pytest.fixture
+def make_job() -> Callable[..., dict[str, Any]]:
+    """``make_job(steps=10, **top_level_overrides)``: a tiny valid job body."""
+    return linear_job
+
+
+@pytest.fixture
+def quotas() -> dict[str, int]:
+    return dict(TEST_QUOTAS)

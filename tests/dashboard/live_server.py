@@ -81,6 +81,16 @@ def _empty_redis_db() -> int:
     raise RuntimeError("no empty Redis database (1-15) for the dashboard tests")
 
 
+def _flush_redis_db(index: int) -> None:
+    import redis
+
+    client = redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=index)
+    try:
+        client.flushdb()
+    finally:
+        client.close()
+
+
 def _create_api_key(database_url: str) -> str:
     from sqlalchemy.orm import Session
 
@@ -133,10 +143,12 @@ def running_server(log_dir: Path, *, database_url: str | None = None, broker_url
     """Start migrate + API + worker; yield a ``Server``; stop and clean up everything."""
     log_dir.mkdir(parents=True, exist_ok=True)
     created_db = None
+    redis_db = None
     if database_url is None:
         created_db, database_url = _create_database()
     if broker_url is None:
-        broker_url = f"redis://{REDIS_HOST}:{REDIS_PORT}/{_empty_redis_db()}"
+        redis_db = _empty_redis_db()
+        broker_url = f"redis://{REDIS_HOST}:{REDIS_PORT}/{redis_db}"
     env = {
         **os.environ,
         "VIHUB_DATABASE_URL": database_url,
@@ -173,9 +185,14 @@ def running_server(log_dir: Path, *, database_url: str | None = None, broker_url
         if created_db:
             with contextlib.suppress(Exception):
                 _drop_database(created_db)
+        if redis_db is not None:
+            with contextlib.suppress(Exception):
+                _flush_redis_db(redis_db)
 
 
 if __name__ == "__main__":
+    # SIGTERM (kill) unwinds like Ctrl-C, so the processes stop and the database is dropped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     with running_server(Path(sys.argv[1] if len(sys.argv) > 1 else "/tmp/vihub-dashboard-dev")) as server:
         print(f"{server.base_url}  key: {server.api_key}", flush=True)
         try:

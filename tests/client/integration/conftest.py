@@ -32,6 +32,7 @@ def _root_helpers() -> Any:
     spec = importlib.util.spec_from_file_location("vihub_tests_root_conftest", REPO_ROOT / "tests" / "conftest.py")
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 

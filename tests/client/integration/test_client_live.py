@@ -31,7 +31,7 @@ def client(live, api_key) -> vc.Client:
 def test_full_cycle(client: vc.Client, live, tmp_path: Path) -> None:
     job = client.submit(CATALOG, guide="AutoNormal", inference={"steps": STEPS, "seed": 0,
                         "optimizer": {"name": "Adam", "lr": 0.05}, "progress_every_steps": 50},
-                        outputs={"num_samples": NUM_SAMPLES}, labels={"suite": "client"})
+                        outputs={"num_samples": NUM_SAMPLES, "log_prob_draws": NUM_SAMPLES}, labels={"suite": "client"})
     assert job.state in ("queued", "running") and job.labels == {"suite": "client"}
     updates: list[tuple[str, int]] = []
     job.wait(timeout=300, progress=lambda j: updates.append((j.state, j.progress.step)))

@@ -29,7 +29,7 @@ def test_503_without_retry_after_backs_off_exponentially(server) -> None:
         client.job("j")
     assert len(server.sleeps) == 3
     # full jitter in [0.5, 1] x nominal 1, 2, 4
-    for delay, nominal in zip(server.sleeps, (1.0, 2.0, 4.0)):
+    for delay, nominal in zip(server.sleeps, (1.0, 2.0, 4.0), strict=True):
         assert nominal * 0.5 <= delay <= nominal
 
 

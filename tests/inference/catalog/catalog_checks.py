@@ -125,7 +125,10 @@ def suggested_svi(suggested: dict[str, Any], model: Callable, custom_guide: Call
         if guide_spec.get("hide") or guide_spec.get("expose"):
             guide_model = poutine.block(model, hide=guide_spec.get("hide"), expose=guide_spec.get("expose"))
         guide_class = getattr(pyro.infer.autoguide, guide_spec["auto"])
-        guide = guide_class(guide_model, **guide_spec.get("options", {}))
+        options = dict(guide_spec.get("options", {}))
+        if isinstance(options.get("init_loc_fn"), str):
+            options["init_loc_fn"] = getattr(pyro.infer.autoguide.initialization, options["init_loc_fn"])
+        guide = guide_class(guide_model, **options)
     else:
         assert custom_guide is not None, "this entry suggests a source guide"
         guide = custom_guide

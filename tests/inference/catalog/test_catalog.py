@@ -97,6 +97,15 @@ def test_entry_fields_are_populated(name):
         assert "@config_enumerate" in entry.source
 
 
+@pytest.mark.parametrize("name", NAMES)
+def test_suggested_settings_are_a_valid_job_spec(name):
+    spec_module = pytest.importorskip("inference.spec")
+    entry = catalog.get(name)
+    spec = spec_module.JobSpec.model_validate({"model": {"catalog": name}, **entry.suggested})
+    assert spec.inference.steps == entry.suggested["inference"]["steps"]
+    assert spec.inference.elbo.name == entry.suggested["inference"]["elbo"]["name"]
+
+
 def test_eight_schools_reference_posterior():
     for name in ("eight_schools_centered", "eight_schools_noncentered"):
         posterior = catalog.get(name).reference["posterior"]

@@ -131,7 +131,7 @@ def logistic_data(n=100, d=3, seed=4):
 def spec(steps=300, lr=0.05, elbo="Trace_ELBO", particles=1, vectorize=False, decay_to=None,
          seed=0, **kwargs) -> InferenceSpec:
     """An InferenceSpec for tests; ``decay_to`` adds an exponential decay to that lr factor."""
-    scheduler = None
+    scheduler = kwargs.pop("scheduler", None)
     if decay_to is not None:
         scheduler = SchedulerSpec(name="exponential", gamma=decay_to ** (1.0 / steps))
     return InferenceSpec(

@@ -111,7 +111,7 @@ def model():
     return a, b, c
 """
     a, b, c = run(src)
-    assert torch.equal(a, torch.ones(3)) and float(b) == 0.5 and c.shape == (2, 2)
+    assert torch.equal(a, torch.ones(3)) and float(b.detach()) == 0.5 and c.shape == (2, 2)
     assert pyro.get_param_store().get_state()["constraints"]["a"] == torch.distributions.constraints.positive
 
 
@@ -388,3 +388,62 @@ def model():
 def test_program_reusable_and_nested_program_calls():
     program = compile_source("def model(x):\n    return x * 2")
     assert [program(i) for i in range(3)] == [0, 2, 4]
+
+
+def test_pyro_control_flow_exceptions_pass_through_untouched():
+    from pyro.poutine.runtime import NonlocalExit
+
+    program = compile_source(
+        "def model():\n    a = pyro.sample('a', dist.Normal(0.0, 1.0))\n    with pyro.plate('p', 2):\n        pyro.sample('b', dist.Normal(a, 1.0))"
+    )
+    escaped = poutine.escape(program, escape_fn=lambda msg: msg["name"] == "b")
+    with pytest.raises(NonlocalExit):
+        escaped()
+    assert pyro.poutine.runtime._PYRO_STACK == []
+
+
+def test_sequential_enumeration_in_guide_uses_escape_machinery():
+    src = """
+def model():
+    k = pyro.sample("k", dist.Categorical(torch.ones(3) / 3))
+    pyro.sample("y", dist.Normal(k.float(), 1.0), obs=torch.tensor(1.0))
+
+@config_enumerate(default="sequential")
+def guide():
+    probs = pyro.param("probs", torch.ones(3) / 3, constraint=constraints.simplex)
+    pyro.sample("k", dist.Categorical(probs))
+"""
+    model = compile_source(src)
+    guide = model.function("guide")
+    loss = pyro.infer.TraceEnum_ELBO(max_plate_nesting=0).loss(model, guide)
+    assert torch.isfinite(torch.tensor(loss))
+
+
+def test_errors_inside_handlers_leave_pyro_stack_clean():
+    src = """
+def model():
+    with pyro.plate("p", 3):
+        for t in pyro.markov(range(3)):
+            pyro.sample(f"x_{t}", dist.Normal(torch.zeros(2), 1.0))
+            torch.ones(2) + torch.ones(5)
+"""
+    with pytest.raises(ModelRuntimeError):
+        run(src)
+    assert pyro.poutine.runtime._PYRO_STACK == []
+
+
+def test_break_out_of_markov_loop_closes_its_context():
+    src = """
+def model():
+    for t in pyro.markov(range(10)):
+        pyro.sample(f"x_{t}", dist.Normal(0.0, 1.0))
+        if t == 2:
+            break
+"""
+    tr = trace(src)
+    assert [n for n in tr.nodes if n.startswith("x_")] == ["x_0", "x_1", "x_2"]
+    assert pyro.poutine.runtime._PYRO_STACK == []
+
+
+def test_str_format_plain_fields_work():
+    assert run("def model(i):\n    return 'obs_{}_{name}'.format(i, name='a')", 3) == "obs_3_a"

@@ -77,7 +77,7 @@ def test_log_probs_of_a_point_mass_guide_equal_log_prob_sum():
     guide = AutoDelta(eight_schools)
     train(eight_schools, guide, EIGHT, steps=20)
     model_trace = poutine.trace(poutine.replay(eight_schools, trace=poutine.trace(guide).get_trace(**EIGHT)))
-    expected = float(model_trace.get_trace(**EIGHT).log_prob_sum())
+    expected = float(model_trace.get_trace(**EIGHT).log_prob_sum().detach())
     for parallel in (None, False):
         lp = trace_log_probs(eight_schools, guide, EIGHT, 4, parallel=parallel)
         np.testing.assert_allclose(lp["log_joint"], expected, rtol=1e-5)

@@ -15,6 +15,7 @@ const ROUTES = [
 ];
 
 let cleanup = null;
+let firstRoute = true;
 
 function splitHash(hash) {
   const i = hash.indexOf('?');
@@ -46,8 +47,11 @@ async function route() {
     console.error(error);
     root.append(h('div', { class: 'alert error', role: 'alert' }, `This page failed to load: ${error.message}`));
   }
-  // Move focus to the new page so keyboard and screen-reader users start at its top.
-  const heading = root.querySelector('h1');
+  // After an in-app navigation, move focus to the new page's heading so keyboard and
+  // screen-reader users start at its top; on first load focus stays at the document start
+  // (where the skip link is).
+  const heading = firstRoute ? null : root.querySelector('h1');
+  firstRoute = false;
   if (heading) {
     heading.setAttribute('tabindex', '-1');
     heading.focus({ preventScroll: true });

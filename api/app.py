@@ -113,6 +113,7 @@ def create_app(settings: Any = None, *, options: ApiOptions | None = None) -> Fa
 
 def _include_routers(app: FastAPI) -> None:
     from api.catalog.router import router as catalog_router
+    from api.dashboard.router import router as dashboard_router
     from api.datasets.router import router as datasets_router
     from api.health.router import router as health_router
     from api.jobs.router import router as jobs_router
@@ -125,6 +126,8 @@ def _include_routers(app: FastAPI) -> None:
     app.include_router(datasets_router, prefix="/v1")
     app.include_router(catalog_router, prefix="/v1")
     app.include_router(validate_router, prefix="/v1")
+    # The dashboard page (/) and its packaged assets (/ui/...); not in the OpenAPI schema.
+    app.include_router(dashboard_router)
 
 
 def _start_runtime(settings: Any, options: ApiOptions, metrics: ApiMetrics) -> Runtime:

@@ -233,6 +233,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_routes": {"vihub.run_job": {"queue": "cpu"}},
         "task_create_missing_queues": True,
         "worker_hijack_root_logger": False,
+        # A fresh pool child on a loaded machine can take a while to report UP; the
+        # default (4 s) makes the parent kill and respawn it in a loop.
+        "worker_proc_alive_timeout": 60,
         "worker_send_task_events": False,
         "timezone": "UTC",
         "enable_utc": True,

@@ -6,8 +6,8 @@ same dict). Process model (ARCHITECTURE §4):
 - one job per process at a time: prefork (``--concurrency N`` processes) or solo; never
   threads, because Pyro's param store and RNG are process-global;
 - the parent process never imports torch (``worker.tasks`` imports ``inference``
-  lazily), so no OpenMP/CUDA state exists before fork; each child imports the engine in
-  ``worker_process_init`` (after fork) so the first job does not pay for it;
+  lazily), so no OpenMP/CUDA state exists before fork; each child imports the engine
+  right after fork, in a background thread;
 - pooled DB connections are dropped in each child after fork;
 - GPU workers recycle their child after ``worker.gpu_max_tasks_per_child`` jobs
   (``vihub worker --queues gpu`` sets ``--max-tasks-per-child``).
@@ -16,6 +16,7 @@ same dict). Process model (ARCHITECTURE §4):
 from __future__ import annotations
 
 import logging
+import threading
 
 from celery import Celery, signals
 
@@ -41,9 +42,17 @@ def _after_fork(**_: object) -> None:
 
     # Connections inherited from the parent must not be shared with it.
     dispose_engines()
+    # Warm the engine import (torch, pyro) after fork, in the background: the parent
+    # waits only `worker_proc_alive_timeout` for the child's UP message, and importing
+    # torch on a busy machine can take longer. A job arriving meanwhile simply waits on
+    # the import lock.
+    threading.Thread(target=_preload_engine, name="vihub-preload", daemon=True).start()
+
+
+def _preload_engine() -> None:
     try:
-        import inference.fit  # noqa: F401 - warm the engine import in the child, after fork
-    except Exception:  # pragma: no cover - surfaced by the first job instead
+        import inference.fit  # noqa: F401
+    except Exception:  # pragma: no cover - the first job reports the real error
         log.warning("could not preload the inference engine", exc_info=True)
 
 

@@ -64,15 +64,24 @@ def download_plan(fmt: str | None) -> list[tuple[str, str, str]]:
     """``(resource, format, file name)`` for ``download(dir, format)``.
 
     With a format, each resource comes in that format where the server offers it and as
-    JSON otherwise (``diagnostics`` and ``summary`` are JSON only).
+    JSON otherwise (``diagnostics`` and ``summary`` are JSON only); with ``netcdf``,
+    ``samples.nc`` is the whole InferenceData and the log-probs come as NPZ.
     """
     if fmt is None:
         pairs = list(DEFAULT_DOWNLOADS)
     else:
         if fmt not in _ops.RESULT_FORMATS:
             raise ValueError(f"format must be one of {', '.join(_ops.RESULT_FORMATS)}")
-        pairs = [(r, fmt if fmt in offered else "json") for r, offered in _ops.RESULT_RESOURCES.items()]
+        pairs = [(r, _form_for(r, fmt, offered)) for r, offered in _ops.RESULT_RESOURCES.items()]
     return [(r, f, f"{r.replace('-', '_')}.{_ops.FORMAT_EXTENSIONS[f]}") for r, f in pairs]
+
+
+def _form_for(resource: str, fmt: str, offered: tuple[str, ...]) -> str:
+    # samples.nc is the whole InferenceData (posterior, posterior_predictive,
+    # log_likelihood, sample_stats); the per-site trace log-probs it does not hold come as NPZ.
+    if fmt == "netcdf" and resource == "log-probs":
+        return "npz"
+    return fmt if fmt in offered else "json"
 
 
 def optional_in_default(resource: str, fmt: str) -> bool:

@@ -82,13 +82,28 @@ class JitTraceMeanFieldJacobian_ELBO(MeanFieldJacobianMixin, JitTraceMeanField_E
     """JIT-compiled :class:`TraceMeanFieldJacobian_ELBO`."""
 
 
+class TraceTailAdaptiveLoss_ELBO(TraceTailAdaptive_ELBO):
+    """Pyro's TraceTailAdaptive_ELBO reports its loss as ``inf`` (it only builds the
+    surrogate). This also returns the plain Monte Carlo ``-ELBO`` of the same particles,
+    so the loss curve, NaN detection and the stop rule work."""
+
+    def _differentiable_loss_particle(self, model_trace, guide_trace):
+        _, surrogate_loss = super()._differentiable_loss_particle(model_trace, guide_trace)
+        log_pq = 0.0
+        for trace, sign in ((model_trace, 1.0), (guide_trace, -1.0)):
+            for site in trace.nodes.values():
+                if site["type"] == "sample":
+                    log_pq = log_pq + sign * site["log_prob"].reshape(self.num_particles, -1).sum(-1)
+        return -float(log_pq.detach().mean()), surrogate_loss
+
+
 _CLASSES: dict[str, type] = {
     "Trace_ELBO": Trace_ELBO,
     "TraceMeanField_ELBO": TraceMeanFieldJacobian_ELBO,
     "TraceEnum_ELBO": TraceEnum_ELBO,
     "TraceGraph_ELBO": TraceGraph_ELBO,
     "RenyiELBO": RenyiELBO,
-    "TraceTailAdaptive_ELBO": TraceTailAdaptive_ELBO,
+    "TraceTailAdaptive_ELBO": TraceTailAdaptiveLoss_ELBO,
     "JitTrace_ELBO": JitTrace_ELBO,
     "JitTraceMeanField_ELBO": JitTraceMeanFieldJacobian_ELBO,
     "JitTraceEnum_ELBO": JitTraceEnum_ELBO,

@@ -44,6 +44,7 @@ INIT_LOC_FNS = (
     "init_to_value",
 )
 # Keyword options of each strategy besides ``fallback`` (which takes a strategy name).
+# (``init_to_mean`` is wrapped so that a non-finite prior mean falls back too.)
 _INIT_OPTIONS = {
     "init_to_median": ("num_samples",),
     "init_to_mean": (),
@@ -123,7 +124,30 @@ def make_init_loc_fn(
                 raise SpecError(f"{field}.values: {e}", field=f"{field}.values") from e
         else:
             kwargs[key] = option
+    if name == "init_to_mean":
+        return _finite_mean(kwargs.get("fallback"))
     return getattr(init_strategies, name)(**kwargs) if kwargs else getattr(init_strategies, name)
+
+
+def _finite_mean(fallback: Callable | None = None) -> Callable:
+    """``init_to_mean`` that falls back when the prior mean is not finite (HalfCauchy,
+    StudentT(1), ...): Pyro's own fallback only covers a missing ``.mean``, and an
+    infinite init makes the first loss nan."""
+    fallback = fallback or init_strategies.init_to_median
+
+    def init(site=None):
+        if site is None:
+            return init
+        value = init_strategies.init_to_mean(site, fallback=fallback)
+        if torch.is_tensor(value) and not bool(torch.isfinite(value).all()):
+            return fallback(site)
+        return value
+
+    return init
+
+
+# The messenger guides default to init_to_mean; keep that, with the finite fallback.
+_DEFAULT_INIT = {"AutoNormalMessenger", "AutoHierarchicalNormalMessenger"}
 
 
 def _block(model: Callable, hide: list[str], expose: list[str] | None) -> Callable:
@@ -166,6 +190,8 @@ def build_autoguide(
             raise SpecError("AutoGaussian: only backend 'dense' is available",
                             field=f"{field}.options.backend")
         kwargs[key] = value
+    if name in _DEFAULT_INIT and "init_loc_fn" not in kwargs:
+        kwargs["init_loc_fn"] = _finite_mean(init_strategies.init_to_feasible)
     cls = getattr(autoguide, name)
     try:
         return cls(_block(model, spec.hide, spec.expose), **kwargs)

@@ -32,6 +32,7 @@ from torch.distributions.transforms import ComposeTransform, IndependentTransfor
 
 from inference.engine.elbos import _max_dim, base_name, build_elbo, has_enumeration
 from inference.engine.guides import uses_delta_reparam
+from inference.errors import InferenceError
 from inference.spec import ElboSpec
 
 __all__ = [
@@ -228,6 +229,8 @@ def _validate(model, guide_factory, kwargs, elbo_spec, elbo_base, num_traces, re
     # 2. Fresh guide, a few traces, the model replayed against each.
     try:
         guide = guide_factory()
+    except InferenceError:
+        raise  # a SpecError (bad option) or ModelLanguageError is the caller's to report
     except Exception as e:  # noqa: BLE001
         message, site = _reword(e)
         report.error("guide_error", f"the guide could not be built: {message}", site)

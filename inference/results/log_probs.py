@@ -130,8 +130,11 @@ def _guide_values(guide_trace, num: int, natural: Mapping[str, tuple]) -> dict[s
     }
 
 
-def _vectorised_block(model, guide, kwargs, num, mpn, roles, batch_shapes, *, analytic_kl, pointwise, natural):
-    guide_trace, model_trace = traced_pair(model, guide, kwargs, num=num, max_plate_nesting=mpn)
+def _block(model, guide, kwargs, num, mpn, roles, batch_shapes, *, analytic_kl, pointwise, natural, vectorise):
+    """``num`` draws at once inside the draws plate, or (``vectorise=False``) one plain draw."""
+    guide_trace, model_trace = traced_pair(
+        model, guide, kwargs, num=num if vectorise else None, max_plate_nesting=mpn
+    )
     guide_trace.compute_log_prob()
     model_trace.compute_log_prob()
     model_sites = {}
@@ -341,9 +344,10 @@ def _collect(
             num = min(batch_size, num_draws - done) if vectorise else 1
             try:
                 with poutine.block():
-                    block = _vectorised_block(
+                    block = _block(
                         model, guide, kwargs, num, mpn, roles, batch_shapes,
                         analytic_kl=analytic_kl, pointwise=pointwise, natural=natural,
+                        vectorise=vectorise,
                     )
             except Exception as exc:  # noqa: BLE001 - any failure to vectorise means "loop instead"
                 if not vectorise or parallel:

@@ -13,7 +13,7 @@ import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-EXAMPLES_PER_OPERATION = 12
+EXAMPLES_PER_OPERATION = 15
 
 
 def _operations(schema):
@@ -29,7 +29,6 @@ def test_no_5xx_on_generated_requests(api_sqlite, make_job):
     dataset_id = api.client.post("/v1/datasets", headers=headers, json={"data": {"x": [1.0]}}).json()["id"]
     schema = schemathesis.openapi.from_asgi("/openapi.json", api.app)
     failures: list[str] = []
-    seen: list[tuple[str, str, int]] = []
     operations = list(_operations(schema))
     assert len(operations) >= 19
 
@@ -40,7 +39,7 @@ def test_no_5xx_on_generated_requests(api_sqlite, make_job):
         @settings(max_examples=EXAMPLES_PER_OPERATION, deadline=None, database=None, derandomize=True,
                   phases=[Phase.explicit, Phase.generate],
                   suppress_health_check=list(HealthCheck))
-        @given(case=strategy, real_id=ids, with_key=st.booleans())
+        @given(case=strategy, real_id=ids, with_key=st.sampled_from([True, True, True, False]))
         def check(case, real_id, with_key):
             if case.path_parameters:
                 for name in list(case.path_parameters):
@@ -50,14 +49,12 @@ def test_no_5xx_on_generated_requests(api_sqlite, make_job):
             if case.path.endswith("/events"):
                 case.path_parameters["job_id"] = "missing-id"
             response = case.call(headers=headers if with_key else {})
-            seen.append((case.method, case.path, response.status_code))
             if response.status_code >= 500 and response.status_code != 503:
                 failures.append(f"{case.method} {case.formatted_path} -> {response.status_code}: "
                                 f"{response.text[:300]}")
 
         check()
     assert not failures, "\n".join(failures[:10])
-    import collections; print(collections.Counter(seen))
 
 
 @pytest.mark.parametrize("path", ["/openapi.json", "/docs"])

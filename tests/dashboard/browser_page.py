@@ -62,8 +62,10 @@ class Page:
         import urllib.request
 
         data = json.dumps(body).encode() if body is not None else None
-        request = urllib.request.Request(f"{self.server.base_url}{path}", data=data, method=method, headers={
-            "Authorization": f"Bearer {self.server.api_key}", "Content-Type": "application/json"})
+        headers = {"Content-Type": "application/json"}
+        if self.server.api_key:
+            headers["Authorization"] = f"Bearer {self.server.api_key}"
+        request = urllib.request.Request(f"{self.server.base_url}{path}", data=data, method=method, headers=headers)
         with urllib.request.urlopen(request, timeout=60) as response:
             return json.loads(response.read() or b"null")
 

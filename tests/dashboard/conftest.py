@@ -32,16 +32,24 @@ def _unavailable(reason: str) -> None:
 
 
 @pytest.fixture(scope="session")
-def dashboard_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    try:
-        import psycopg  # noqa: F401
-        import redis
+def dashboard_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """The server the browser talks to. ``VIHUB_DASHBOARD_BACKEND=embedded`` runs the
+    ``vihub up`` configuration (SQLite, serverless broker, no key) instead of Postgres +
+    Redis with API keys (the default, which exercises the key handling)."""
+    backend = os.environ.get("VIHUB_DASHBOARD_BACKEND", "postgres")
+    database_url = None
+    if backend != "embedded":
+        try:
+            import redis
 
-        redis.Redis(host="127.0.0.1", port=6379, socket_connect_timeout=2).ping()
-    except Exception as exc:  # pragma: no cover - depends on the machine
-        _unavailable(f"Postgres/Redis not reachable for the dashboard server: {exc}")
+            redis.Redis(host="127.0.0.1", port=6379, socket_connect_timeout=2).ping()
+        except Exception as exc:  # pragma: no cover - depends on the machine
+            _unavailable(f"Redis is not reachable for the dashboard server: {exc}")
+        # The shared session database (tests/conftest.py); the dashboard's tenant sees
+        # only its own jobs there.
+        database_url = request.getfixturevalue("pg_url")
     log_dir = tmp_path_factory.mktemp("dashboard-server")
-    with running_server(log_dir) as server:
+    with running_server(log_dir, backend=backend, database_url=database_url) as server:
         yield server
         # Keep the server logs beside the screenshots: they explain a failed run.
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
@@ -93,9 +101,14 @@ def browser(download_dir: Path) -> Iterator[Any]:
 def page(browser: Any, dashboard_server: Any) -> Page:
     p = Page(browser, dashboard_server)
     p.open("")
+    p.wait_css("#key-button")
+    if not dashboard_server.api_key:  # embedded mode: no key needed
+        return p
     # Enter the key through the dialog, as a user would. Without a stored key the jobs
     # request gets a 401 and the page opens the dialog by itself; with one, use the button.
-    p.wait_css("#key-button")
+    # Settle first: the dialog opened by a 401, or the list loaded with a stored key.
+    p.wait(lambda d: p.js("""return document.getElementById('key-dialog').open
+        || !/Loading/.test(document.getElementById('jobs-status')?.textContent || 'Loading')"""))
     if not p.js("return document.getElementById('key-dialog').open"):
         p.css("#key-button").click()
     key_input = p.wait_css("#key-input")

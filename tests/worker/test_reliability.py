@@ -2,7 +2,7 @@
 
 Postgres store, Redis broker, real ``celery worker`` processes and the real engine on
 eight schools. The settings are shortened for the tests (lease 5 s, checkpoint every
-1 s, Redis visibility timeout 50 s) so recovery happens within a minute or two.
+1 s, Redis visibility timeout 50 s in the broker-redelivery case) so recovery happens within a minute or two.
 """
 
 from __future__ import annotations
@@ -78,15 +78,15 @@ def test_sigkill_mid_job_resumes_from_checkpoint(
 ) -> None:
     """``broker-redelivery``: the whole worker dies (main process and child, like a lost
     machine); a new worker gets the unacked message back from Redis after the visibility
-    timeout (shortened to 30 s here). ``sweeper``: only the child running the job is
+    timeout (shortened to 50 s here). ``sweeper``: only the child running the job is
     killed; the sweeper reclaims the job when its lease expires and republishes it.
     Either way the job resumes from its last checkpoint."""
     steps = 1200
     factory = session_factory_for(pg_url)
     options = dict(RELIABILITY)
     if recovery == "broker-redelivery":
-        options.update(worker__soft_time_limit_s=20, worker__hard_time_limit_s=25,
-                       worker__visibility_timeout_s=30)
+        options.update(worker__soft_time_limit_s=40, worker__hard_time_limit_s=45,
+                       worker__visibility_timeout_s=50)
     env = make_settings_env(pg_url, redis_url, home=tmp_path, **options)
     first = celery_worker_proc(env)
     if recovery == "sweeper":
@@ -94,7 +94,8 @@ def test_sigkill_mid_job_resumes_from_checkpoint(
     job_id = create_job_in(factory, tenant_factory_for(factory).id, spec=make_spec(steps=steps))
     publish_job(job_id, "cpu", env_settings(env))
 
-    wait_until(lambda: (checkpoint_step(factory, job_id) or 0) > 0, 240, message="a checkpoint")
+    # Kill well into the run, so the resume visibly skips work.
+    wait_until(lambda: (checkpoint_step(factory, job_id) or 0) >= 100, 240, message="a checkpoint")
     job = job_of(factory, job_id)
     assert job.state == "running" and job.attempts == 1
     pid = child_pid(job)

@@ -2,7 +2,8 @@
 
 Each group ``j`` has its own intercept ``alpha[j] ~ Normal(mu, tau)``; observation
 ``n`` belongs to group ``group[n]`` (an integer in ``0..J-1``) and
-``y[n] ~ Normal(alpha[group[n]], sigma)``.
+``y[n] ~ Normal(alpha[group[n]], sigma)``. (``alpha[..., group]`` rather than
+``alpha[group]`` keeps the model usable with a batch of posterior draws at once.)
 """
 
 import pyro
@@ -16,4 +17,4 @@ def model(J, N, group, y=None):
     with pyro.plate("groups", J):
         alpha = pyro.sample("alpha", dist.Normal(mu, tau))
     with pyro.plate("data", N):
-        pyro.sample("y", dist.Normal(alpha[group], sigma), obs=y)
+        pyro.sample("y", dist.Normal(alpha[..., group], sigma), obs=y)

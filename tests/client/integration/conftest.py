@@ -1,7 +1,7 @@
 """A live vihub for the client's integration tests: uvicorn + a Celery worker as
-subprocesses on a fresh Postgres database and Redis, shared by the tests of a module.
+subprocesses on a fresh Postgres database and Redis, shared by the client's integration tests.
 
-One server per module (not per test): starting the API's dry-run pool and a worker each
+One server for the session (not per test): starting the API's dry-run pool and a worker each
 imports torch, which costs many seconds on the shared cores. Tests isolate by tenant
 (``live.new_key()``). The processes are started and stopped with the helpers of
 ``tests/conftest.py`` (loaded by path: conftest modules are not importable by name).
@@ -94,7 +94,7 @@ def _wait_healthy(url: str, proc: Any, timeout: float) -> None:
     raise TimeoutError(f"API not ready after {timeout}s:\n{proc.log()[-4000:]}")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def live(pg_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     root.require_server("Redis", root.REDIS_HOST, root.REDIS_PORT)
     root.migrate(pg_url)

@@ -93,8 +93,8 @@ def test_cli_end_to_end(live, api_key, tmp_path: Path) -> None:
     assert result.returncode == 3 and "401" in result.stderr
 
     bad = tmp_path / "bad.py"
-    bad.write_text("import os\n\ndef model():\n    os.system('true')\n")
-    result = vihub(live, api_key, "submit", str(bad))
+    bad.write_text("import os\n\ndef model(y, sigma):\n    os.system('true')\n")
+    result = vihub(live, api_key, "submit", str(bad), "--data", str(data))
     assert result.returncode == 3 and "422" in result.stderr and "line" in result.stderr
 
     result = vihub(live, api_key, "submit", str(tmp_path / "missing.py"))

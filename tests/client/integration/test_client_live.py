@@ -52,7 +52,7 @@ def test_full_cycle(client: vc.Client, live, tmp_path: Path) -> None:
     diagnostics = job.diagnostics()
     assert "k_hat" in diagnostics and "meta" in diagnostics
     loss = job.loss(max_points=50)
-    assert len(loss["loss"]) <= 50 and loss["steps"][-1] == STEPS - 1 and loss["num_points"] == STEPS
+    assert len(loss["loss"]) <= 50 and loss["steps"][-1] == STEPS and loss["num_points"] == STEPS
 
     az = pytest.importorskip("arviz")
     idata = job.to_arviz()
@@ -146,7 +146,7 @@ def test_error_types(client: vc.Client, live) -> None:
         assert info.value.status == 401
 
     with pytest.raises(vc.InvalidRequest) as info:
-        client.submit("import os\ndef model():\n    os.system('true')\n")
+        client.submit("import os\ndef model(y):\n    os.system('true')\n", data={"y": [1.0]})
     assert info.value.status == 422 and info.value.extra.get("line") is not None
 
     with pytest.raises(vc.InvalidRequest) as info:
@@ -163,9 +163,11 @@ def test_error_types(client: vc.Client, live) -> None:
 def test_upload_dataset_and_predict(client: vc.Client, tmp_path: Path) -> None:
     entry = client.catalog_entry("eight_schools_noncentered")
     example = entry["example_data"]
-    npz = tmp_path / "schools.npz"
-    np.savez(npz, **{k: np.asarray(v) for k, v in example.items()})
-    dataset = client.upload_dataset(npz)
+    csv = tmp_path / "schools.csv"
+    csv.write_text("y,sigma\n" + "".join(f"{y},{s}\n" for y, s in zip(example["y"], example["sigma"], strict=True)))
+    dataset = client.upload_dataset(csv)
+    assert {f["name"] for f in dataset.fields} == {"y", "sigma"}
+    dataset = client.upload_dataset(example)  # a dict goes up as JSON (J stays an integer)
     assert {f["name"] for f in dataset.fields} == set(example)
     job = client.submit(CATALOG, data=dataset, inference={"steps": 100}, outputs={"num_samples": 20})
     assert job.raw.get("dataset_id") == dataset.id

@@ -45,7 +45,8 @@ def _local_model(tmp_path: Path):
 
 
 def test_params_round_trip_to_local_autonormal(live, api_key, tmp_path: Path) -> None:
-    from pyro.distributions import biject_to, constraints
+    from pyro.distributions import constraints
+    from torch.distributions import biject_to
     from pyro.infer.autoguide import AutoNormal
 
     path, model = _local_model(tmp_path)
@@ -62,6 +63,11 @@ def test_params_round_trip_to_local_autonormal(live, api_key, tmp_path: Path) ->
     data = {"J": DATA["J"], "y": torch.tensor(DATA["y"]), "sigma": torch.tensor(DATA["sigma"])}
     guide = AutoNormal(model)
     guide(**data)  # builds the prototype; params come from the loaded store
+    store = pyro.get_param_store()
+    assert set(reported) <= set(store.keys())
+    for name, record in reported.items():  # every fitted value, constrained, as the service reported it
+        torch.testing.assert_close(store[name].detach().double(),
+                                   torch.as_tensor(record["value"], dtype=torch.float64), rtol=0, atol=1e-6)
     medians = guide.median(**data)
     supports = {"mu": constraints.real, "tau": constraints.positive, "theta_tilde": constraints.real}
     assert set(medians) == set(supports)

@@ -199,3 +199,13 @@ def test_predict(server) -> None:
     assert json.loads(server.requests[-1].content) == {"data": {"inline": {"x": [0.5, 1.5]}}, "num_samples": 2}
     obs = out["obs"]
     assert (obs.tolist() if hasattr(obs, "tolist") else obs) == [[1.0, 2.0], [3.0, 4.0]]
+
+
+def test_download_netcdf_is_one_inference_data_plus_log_prob_npz(server, tmp_path: Path) -> None:
+    server.add("GET", r"/v1/jobs/j(/.*)?", lambda r, _: httpx.Response(200, content=r.url.query))
+    server.add("GET", "/v1/jobs/j", httpx.Response(200, json=job_json("j", "succeeded")))
+    with server.client() as client:
+        written = client.job("j").download(tmp_path, format="netcdf")
+    assert set(written) == {"job.json", "params.json", "loss.json", "samples.nc", "log_probs.npz",
+                            "diagnostics.json", "summary.json"}
+    assert (tmp_path / "samples.nc").read_bytes() == b"format=netcdf"

@@ -253,3 +253,34 @@ def test_suggested_settings_run_svi(name):
     params = pyro.get_param_store()
     assert len(params) > 0
     assert all(torch.isfinite(params[p]).all() for p in params.keys())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "name, expected, tolerance",
+    [
+        # posteriordb's NUTS reference: mu has mean 4.4 and sd 3.3
+        ("eight_schools_noncentered", {"mu": 4.4}, 1.0),
+        ("poisson_regression", {"alpha": 1.0, "beta": 0.6}, 0.15),
+    ],
+)
+def test_suggested_fit_through_language_recovers_reference(name, expected, tolerance):
+    """The full suggested fit of the compiled model lands on the catalog's reference."""
+    entry = catalog.get(name)
+    reference_values = entry.reference.get("posterior") or entry.reference["true_values"]
+    for site, value in expected.items():
+        got = reference_values[site]["mean"] if "posterior" in entry.reference else reference_values[site]
+        assert got == pytest.approx(value)
+    program, bound = compiled(name)
+    svi = checks.suggested_svi(entry.suggested, program)
+    pyro.set_rng_seed(0)
+    pyro.enable_validation(False)
+    try:
+        for _ in range(entry.suggested["inference"]["steps"]):
+            svi.step(**bound.kwargs)
+    finally:
+        pyro.enable_validation(True)
+    # AutoNormal's median of an unconstrained site is its posterior mean.
+    medians = svi.guide.median(**bound.kwargs)
+    for site, value in expected.items():
+        assert medians[site].item() == pytest.approx(value, abs=tolerance), site

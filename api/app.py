@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fastapi import FastAPI
-from starlette.middleware.gzip import GZipMiddleware
+from starlette.middleware.gzip import DEFAULT_EXCLUDED_CONTENT_TYPES, GZipMiddleware
 
 from api.dryrun import DryRunPool
 from api.errors import install_error_handlers
@@ -42,7 +42,8 @@ class ApiOptions:
     warm_up_pool: bool = True
     sse_poll_s: float = 0.5
     sse_max_s: float = 3600.0
-    page_size: int = 50
+    # How long an API key -> tenant lookup is reused (a revoked key works this much longer).
+    auth_cache_ttl_s: float = 10.0
 
     @classmethod
     def from_settings(cls, settings: Any) -> ApiOptions:
@@ -64,6 +65,7 @@ class Runtime:
     dry_runs: DryRunPool
     publisher: JobPublisher
     metrics: ApiMetrics
+    tenants: Any = None  # api.deps.TenantCache
 
 
 def create_app(settings: Any = None, *, options: ApiOptions | None = None) -> FastAPI:
@@ -104,7 +106,10 @@ def create_app(settings: Any = None, *, options: ApiOptions | None = None) -> Fa
     app.state.metrics = metrics
     install_error_handlers(app)
     _include_routers(app)
-    app.add_middleware(GZipMiddleware, minimum_size=1024)
+    # SSE is never buffered for compression (Starlette excludes text/event-stream); npz
+    # is compressed already.
+    app.add_middleware(GZipMiddleware, minimum_size=1024,
+                       exclude_content_types=(*DEFAULT_EXCLUDED_CONTENT_TYPES, "application/x-npz"))
     # Any request body, JSON or upload, is bounded while it streams (413 problem+json).
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.quotas.max_upload_bytes)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
@@ -116,8 +121,8 @@ def _include_routers(app: FastAPI) -> None:
     from api.dashboard.router import router as dashboard_router
     from api.datasets.router import router as datasets_router
     from api.health.router import router as health_router
-    from api.jobs.router import router as jobs_router
     from api.jobs.results_router import router as results_router
+    from api.jobs.router import router as jobs_router
     from api.validate.router import router as validate_router
 
     app.include_router(health_router)
@@ -155,7 +160,10 @@ def _start_runtime(settings: Any, options: ApiOptions, metrics: ApiMetrics) -> R
     if options.warm_up_pool:
         dry_runs.warm_up()
     publisher = JobPublisher(settings)
-    runtime = Runtime(settings, options, engine, sessionmaker, dry_runs, publisher, metrics)
+    from api.deps import TenantCache
+
+    runtime = Runtime(settings, options, engine, sessionmaker, dry_runs, publisher, metrics,
+                      tenants=TenantCache(ttl_s=options.auth_cache_ttl_s))
 
     def count_jobs() -> dict[str, int]:
         from api.jobs import service

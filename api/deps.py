@@ -7,14 +7,18 @@ broker only for a committed row. It is a ``scope="function"`` dependency so the 
 happens before the response is sent: a client that gets ``202`` can read its job at once.
 
 ``CurrentTenant`` authenticates ``Authorization: Bearer <key>`` or ``X-API-Key: <key>``:
-the key is hashed with sha256 and looked up through the store. With auth disabled
-(embedded, single-user mode) every request acts as the default tenant.
+the key is hashed with sha256 and looked up through the store (cached per process for a
+few seconds, see ``TenantCache``). With auth disabled (embedded, single-user mode) every
+request acts as the default tenant.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import Depends, Request, Security
@@ -23,7 +27,6 @@ from sqlalchemy.orm import Session
 
 from api.app import Runtime
 from api.errors import Unauthorized
-from store.models import Tenant
 from store.repositories.api_keys import ApiKeyRepository
 from store.repositories.tenants import TenantRepository, ensure_default_tenant
 from store.security import hash_api_key
@@ -70,22 +73,69 @@ _bearer = HTTPBearer(auto_error=False, description="`Authorization: Bearer <api 
 _api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="`X-API-Key: <api key>`")
 
 
+@dataclass(frozen=True)
+class TenantRef:
+    """The authenticated tenant as requests use it (services only need its id)."""
+
+    id: str
+    name: str
+
+
+class TenantCache:
+    """API key hash -> tenant, for ``ttl_s`` seconds, per process.
+
+    Saves the key and tenant lookups on every request (pollers hit ``GET /v1/jobs/{id}``
+    many times a second), and in embedded mode the default tenant's upsert, which on
+    SQLite would take the write lock on every read. A revoked key stops working within
+    ``ttl_s``.
+    """
+
+    def __init__(self, ttl_s: float = 10.0, max_entries: int = 10_000) -> None:
+        self.ttl_s = ttl_s
+        self.max_entries = max_entries
+        self._entries: dict[str, tuple[float, TenantRef]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> TenantRef | None:
+        with self._lock:
+            entry = self._entries.get(key)
+        if entry is None or entry[0] < time.monotonic():
+            return None
+        return entry[1]
+
+    def put(self, key: str, tenant: TenantRef) -> TenantRef:
+        with self._lock:
+            if len(self._entries) >= self.max_entries:
+                self._entries.clear()
+            self._entries[key] = (time.monotonic() + self.ttl_s, tenant)
+        return tenant
+
+
 def get_current_tenant(
     runtime: RuntimeDep,
     session: SessionDep,
     bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
     api_key: Annotated[str | None, Security(_api_key_header)],
-) -> Tenant:
+) -> TenantRef:
+    cache: TenantCache = runtime.tenants
     if not runtime.settings.auth_required:
-        return ensure_default_tenant(session)
+        cached = cache.get("")
+        if cached is None:
+            tenant = ensure_default_tenant(session)
+            cached = cache.put("", TenantRef(tenant.id, tenant.name))
+        return cached
     key = bearer.credentials if bearer is not None else api_key
     if not key:
         raise Unauthorized("Send an API key as 'Authorization: Bearer <key>' or 'X-API-Key: <key>'.")
-    api_key_row = ApiKeyRepository(session).find_active_by_hash(hash_api_key(key.strip()))
+    key_hash = hash_api_key(key.strip())
+    cached = cache.get(key_hash)
+    if cached is not None:
+        return cached
+    api_key_row = ApiKeyRepository(session).find_active_by_hash(key_hash)
     tenant = TenantRepository(session).get(api_key_row.tenant_id) if api_key_row is not None else None
     if tenant is None:
         raise Unauthorized("The API key is not valid (unknown or revoked).")
-    return tenant
+    return cache.put(key_hash, TenantRef(tenant.id, tenant.name))
 
 
-CurrentTenant = Annotated[Tenant, Depends(get_current_tenant)]
+CurrentTenant = Annotated[TenantRef, Depends(get_current_tenant)]

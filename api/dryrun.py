@@ -127,8 +127,8 @@ def _child_init() -> None:
 
 def _child_ping(time_limit_s: float | None = None) -> bool:
     try:
-        import inference.spec  # noqa: F401  (warms the import cache)
         import inference.language  # noqa: F401
+        import inference.spec  # noqa: F401  (warms the import cache)
     except Exception:
         pass
     return True
@@ -186,20 +186,39 @@ def _run_guarded(body: Any, time_limit_s: float) -> dict[str, Any]:
         return {"ok": False, "timeout": True}
     except Exception as exc:
         if _is_library_error(exc):
-            return {"ok": False, "error": _error_dict(exc)}
+            error = _error_dict(exc)
+            if getattr(exc, "vihub_part", None) == "guide":
+                error["where"] = "guide"
+            return {"ok": False, "error": error}
         # Anything else is a bug on our side or in the engine, not the user's input.
         import traceback
 
         return {"ok": False, "internal": True, "message": "".join(traceback.format_exception(exc))[-4000:]}
 
 
-def dry_run(spec: dict[str, Any], data: Mapping[str, Any], time_limit_s: float) -> dict[str, Any]:
-    """Compile, bind and trace the job once. Returns ``{"ok", "report" | "error" | "timeout"}``."""
+def dry_run(spec: dict[str, Any], data: Mapping[str, Any], limits: Mapping[str, Any] | None,
+            time_limit_s: float) -> dict[str, Any]:
+    """Compile, bind and trace the job once. Returns ``{"ok", "report" | "error" | "timeout"}``.
+
+    ``limits`` (the operator's ``settings.limits``) are applied by compiling user source
+    with them first: ``inference.validate`` compiles with the library defaults.
+    """
 
     def body() -> dict[str, Any]:
         import inference
+        from inference.language import Limits, compile_source
 
         job_spec = inference.JobSpec.model_validate(spec)
+        if limits:
+            bounds = Limits(**limits)
+            for part, default_entry in (("model", "model"), ("guide", "guide")):
+                source = (spec.get(part) or {}).get("source")
+                if source:
+                    try:
+                        compile_source(source, (spec.get(part) or {}).get("entry") or default_entry, limits=bounds)
+                    except Exception as exc:
+                        exc.vihub_part = part  # type: ignore[attr-defined]
+                        raise
         report = inference.validate(job_spec, dict(data))
         return {"report": jsonable(report)}
 

@@ -25,13 +25,13 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests" / "inference" / "catalog"))
 
-import pyro  # noqa: E402
-import torch  # noqa: E402
+import catalog_checks
+import catalog_reference_models as reference
+import pyro
+import torch
 
-import catalog_checks  # noqa: E402
-import catalog_reference_models as reference  # noqa: E402
-from inference import catalog  # noqa: E402
-from inference.language import bind_data, compile_source  # noqa: E402
+from inference import catalog
+from inference.language import bind_data, compile_source
 
 DEFAULT_MODELS = [
     "eight_schools_noncentered",
@@ -68,37 +68,62 @@ def bench_model(name: str, steps: int, rounds: int, clock) -> tuple[float, float
     entry = catalog.get(name)
     language_model = compile_source(entry.source, entry.entry)
     kwargs = bind_data(language_model, entry.example_data).kwargs
-    language_guide = compile_source(entry.source, entry.guide_entry) if entry.guide_entry else None
+    language_guide = (
+        compile_source(entry.source, entry.guide_entry) if entry.guide_entry else None
+    )
     native_model = reference.MODELS[name]
     native_guide = reference.GUIDES.get(name)
     best = {"language": 0.0, "native": 0.0}
     for _ in range(rounds):
-        best["native"] = max(best["native"], steps_per_second(native_model, native_guide, entry, kwargs, steps, clock))
+        best["native"] = max(
+            best["native"],
+            steps_per_second(native_model, native_guide, entry, kwargs, steps, clock),
+        )
         best["language"] = max(
-            best["language"], steps_per_second(language_model, language_guide, entry, kwargs, steps, clock)
+            best["language"],
+            steps_per_second(
+                language_model, language_guide, entry, kwargs, steps, clock
+            ),
         )
     return best["language"], best["native"]
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=100, help="timed SVI steps per round")
-    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per model")
-    parser.add_argument("--clock", choices=sorted(CLOCKS), default="cpu", help="what a second is")
-    parser.add_argument("--models", default=",".join(DEFAULT_MODELS), help="comma-separated catalog names")
+    parser.add_argument(
+        "--steps", type=int, default=100, help="timed SVI steps per round"
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="alternating rounds per model"
+    )
+    parser.add_argument(
+        "--clock", choices=sorted(CLOCKS), default="cpu", help="what a second is"
+    )
+    parser.add_argument(
+        "--models",
+        default=",".join(DEFAULT_MODELS),
+        help="comma-separated catalog names",
+    )
     args = parser.parse_args(argv)
 
     pyro.enable_validation(False)
     torch.set_num_threads(1)  # small models: threads only add noise
-    print(f"torch {torch.__version__}, pyro {pyro.__version__}, {args.steps} steps x {args.rounds} rounds, "
-          f"best round kept, {args.clock} clock")
+    print(
+        f"torch {torch.__version__}, pyro {pyro.__version__}, {args.steps} steps x {args.rounds} rounds, "
+        f"best round kept, {args.clock} clock"
+    )
     print(f"{'model':<28}{'language steps/s':>18}{'pyro steps/s':>15}{'ratio':>8}")
     ratios = []
     for name in args.models.split(","):
-        language_rate, native_rate = bench_model(name, args.steps, args.rounds, CLOCKS[args.clock])
+        language_rate, native_rate = bench_model(
+            name, args.steps, args.rounds, CLOCKS[args.clock]
+        )
         ratio = language_rate / native_rate
         ratios.append(ratio)
-        print(f"{name:<28}{language_rate:>18.1f}{native_rate:>15.1f}{ratio:>8.3f}", flush=True)
+        print(
+            f"{name:<28}{language_rate:>18.1f}{native_rate:>15.1f}{ratio:>8.3f}",
+            flush=True,
+        )
     geomean = math.exp(sum(math.log(r) for r in ratios) / len(ratios))
     verdict = "meets" if geomean >= 0.95 else "below"
     print(f"{'geometric mean ratio':<61}{geomean:>8.3f}  ({verdict} the 0.95 target)")

@@ -255,7 +255,7 @@ def _train_and_collect(spec, job, report, callbacks, resume_from, t0):
             "jit": run.jit_used,
             "max_plate_nesting": run.max_plate_nesting,
             "float_dtype": inf.float_dtype,
-            "torch_num_threads": torch.get_num_threads(),
+            "torch_num_threads": run.num_threads,
         },
         "steps_requested": inf.steps,
         "steps_done": run.steps_done,

@@ -317,6 +317,9 @@ class InferenceSpec(_Strict):
     progress_every_s: Annotated[float, Field(gt=0.0)] = 2.0
     checkpoint_every_s: Annotated[float, Field(gt=0.0)] | None = 60.0
     validate: bool = True
+    # torch intra-op threads during the fit; None = 1 for small data on CPU (SVI steps on
+    # small tensors lose more to thread hand-offs than they gain), torch's default otherwise.
+    num_threads: Annotated[int, Field(ge=1, le=256)] | None = None
 
 
 class OutputsSpec(_Strict):

@@ -208,6 +208,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # timeout so a short timeout (tests, small deployments) redelivers promptly.
         transport_options["unacked_restore_interval"] = max(1, min(10, visibility // 10))
         transport_options["unacked_restore_throttle"] = 1 if visibility < 1000 else 10
+        # The restore scan holds a Redis mutex; a worker killed while holding it blocks
+        # every other worker's restore until it expires (default 300 s).
+        transport_options["unacked_mutex_expire"] = max(10, min(300, visibility // 4))
     elif settings.broker_url.startswith(("sqla+", "sqlalchemy+")):
         # kombu hands these to sqlalchemy.create_engine: wait on a locked SQLite file
         # (API, worker and sweeper all use it) instead of failing the publish.

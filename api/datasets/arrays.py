@@ -208,27 +208,7 @@ def _from_arrow_table(table: Any) -> Arrays:
 
 
 # ---------------------------------------------------------------------------------------
-# Describing, hashing and storing
-
-
-def describe(fields: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """``[{name, shape, dtype}]`` in name order."""
-    out = []
-    for name in sorted(fields):
-        value = fields[name]
-        array = np.asarray(value)
-        out.append({"name": name, "shape": list(array.shape), "dtype": _dtype_name(value, array)})
-    return out
-
-
-def _dtype_name(value: Any, array: np.ndarray) -> str:
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, int):
-        return "int64"
-    if isinstance(value, float):
-        return "float64"
-    return str(array.dtype)
+# Size
 
 
 def nbytes(fields: Mapping[str, Any]) -> int:

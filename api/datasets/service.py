@@ -12,30 +12,31 @@ from sqlalchemy.orm import Session
 
 from api.datasets import arrays
 from api.datasets.schemas import DatasetList, DatasetOut, FieldInfo
-from api.errors import DatasetNotFound, UnknownCatalogModel, InvalidData, QuotaExceeded, Unprocessable
+from api.deps import TenantRef
+from api.errors import DatasetNotFound, InvalidData, QuotaExceeded, UnknownCatalogModel, Unprocessable
 from store.arrays import decode_arrays, encode_arrays
-from store.models import Dataset, Tenant
+from store.models import Dataset
 from store.repositories.datasets import DatasetRepository
 
 
-def create_from_json(session: Session, settings: Any, tenant: Tenant, data: dict[str, Any],
+def create_from_json(session: Session, settings: Any, tenant: TenantRef, data: dict[str, Any],
                      name: str | None) -> DatasetOut:
     fields = arrays.from_json_mapping(data, pointer="/data")
     return _out(*store_fields_created(session, settings, tenant, fields, fmt="json", name=name))
 
 
-def create_from_upload(session: Session, settings: Any, tenant: Tenant, content: bytes, *,
+def create_from_upload(session: Session, settings: Any, tenant: TenantRef, content: bytes, *,
                        filename: str | None, content_type: str | None, name: str | None) -> DatasetOut:
     fields, fmt = arrays.from_upload(content, filename=filename, content_type=content_type)
     return _out(*store_fields_created(session, settings, tenant, fields, fmt=fmt, name=name or filename))
 
 
-def store_fields(session: Session, settings: Any, tenant: Tenant, fields: dict[str, Any], *,
+def store_fields(session: Session, settings: Any, tenant: TenantRef, fields: dict[str, Any], *,
                  fmt: str, name: str | None) -> Dataset:
     return store_fields_created(session, settings, tenant, fields, fmt=fmt, name=name)[0]
 
 
-def store_fields_created(session: Session, settings: Any, tenant: Tenant, fields: dict[str, Any], *,
+def store_fields_created(session: Session, settings: Any, tenant: TenantRef, fields: dict[str, Any], *,
                          fmt: str, name: str | None) -> tuple[Dataset, bool]:
     if not fields:
         raise InvalidData("The dataset has no fields.", pointer="/data")
@@ -50,28 +51,28 @@ def store_fields_created(session: Session, settings: Any, tenant: Tenant, fields
     )
 
 
-def get_dataset(session: Session, tenant: Tenant, dataset_id: str) -> DatasetOut:
+def get_dataset(session: Session, tenant: TenantRef, dataset_id: str) -> DatasetOut:
     return _out(_get(session, tenant, dataset_id), False)
 
 
-def _get(session: Session, tenant: Tenant, dataset_id: str) -> Dataset:
+def _get(session: Session, tenant: TenantRef, dataset_id: str) -> Dataset:
     dataset = DatasetRepository(session).get_for_tenant(tenant.id, dataset_id)
     if dataset is None:
         raise DatasetNotFound(f"No dataset {dataset_id!r} in this account.", pointer="/data/dataset_id")
     return dataset
 
 
-def list_datasets(session: Session, tenant: Tenant, limit: int) -> DatasetList:
+def list_datasets(session: Session, tenant: TenantRef, limit: int) -> DatasetList:
     return DatasetList(items=[_out(d, False) for d in DatasetRepository(session).list_for_tenant(tenant.id, limit)])
 
 
-def load_fields(session: Session, tenant: Tenant, dataset_id: str) -> dict[str, Any]:
+def load_fields(session: Session, tenant: TenantRef, dataset_id: str) -> dict[str, Any]:
     dataset = _get(session, tenant, dataset_id)
     content = DatasetRepository(session).get_content(dataset.id)
     return decode_arrays(content or b"")
 
 
-def resolve_job_data(session: Session, tenant: Tenant, body: Any) -> tuple[dict[str, Any], str | None]:
+def resolve_job_data(session: Session, tenant: TenantRef, body: Any) -> tuple[dict[str, Any], str | None]:
     """The fields a job (or validation) runs on, and its dataset id if it names one."""
     data = body.data
     if data is not None and hasattr(data, "dataset_id"):

@@ -11,16 +11,17 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from api import dryrun
-from api.datasets import arrays, service as datasets_service
+from api.datasets import arrays
+from api.datasets import service as datasets_service
+from api.deps import TenantRef
 from api.dryrun import jsonable
 from api.errors import DryRunTimeout, ServiceUnavailable, inference_problem
 from api.jobs import results
 from api.jobs.schemas import PredictOut, PredictRequest
 from api.jobs.service import get_job
-from store.models import Tenant
 
 
-def predict(session: Session, runtime: Any, tenant: Tenant, job_id: str, body: PredictRequest) -> PredictOut:
+def predict(session: Session, runtime: Any, tenant: TenantRef, job_id: str, body: PredictRequest) -> PredictOut:
     job = get_job(session, tenant, job_id)
     result_json = results.result_json_bytes(session, job)
     if hasattr(body.data, "dataset_id"):

@@ -178,7 +178,3 @@ def _numeric(value: Any) -> np.ndarray | None:
         return array
     return None
 
-
-def strip_prefix(arrays: Mapping[str, np.ndarray], prefix: str) -> dict[str, np.ndarray]:
-    cut = prefix.rstrip("/") + "/"
-    return {k[len(cut):] if k.startswith(cut) else k: v for k, v in arrays.items()}

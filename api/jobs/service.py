@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 
 from api import dryrun
 from api.datasets import service as datasets_service
-from api.deps import after_commit
+from api.deps import TenantRef, after_commit
 from api.errors import (
     DryRunTimeout,
     IdempotencyKeyReused,
@@ -43,7 +43,7 @@ from api.errors import (
 )
 from api.jobs.schemas import JobCreate, JobLinks, JobList, JobOut, Progress
 from store.job_states import FINAL_STATES, JobState
-from store.models import Job, Tenant
+from store.models import Job
 from store.repositories.jobs import InvalidPageToken as StoreInvalidPageToken
 from store.repositories.jobs import JobFilters, JobRepository
 
@@ -57,7 +57,7 @@ log = logging.getLogger("vihub.api.jobs")
 def create_job(
     session: Session,
     runtime: Any,
-    tenant: Tenant,
+    tenant: TenantRef,
     body: JobCreate,
     idempotency_key: str | None,
 ) -> tuple[Job, bool]:
@@ -140,7 +140,7 @@ def queue_for(body: JobCreate) -> str:
     return "gpu" if body.inference.device == "cuda" else "cpu"
 
 
-def check_quotas(jobs: JobRepository, settings: Any, tenant: Tenant, body: JobCreate) -> None:
+def check_quotas(jobs: JobRepository, settings: Any, tenant: TenantRef, body: JobCreate) -> None:
     quotas = settings.quotas
     if body.inference.steps > quotas.max_steps:
         raise QuotaExceeded(
@@ -162,7 +162,8 @@ def dry_run(runtime: Any, body: JobCreate, fields: dict[str, Any]) -> dict[str, 
     """Run the validation pass in the pool; the report on success, a 4xx/5xx otherwise."""
     spec = body.spec().model_dump(mode="json")
     try:
-        outcome = runtime.dry_runs.run(dryrun.dry_run, spec, fields)
+        limits = runtime.settings.limits.model_dump()
+        outcome = runtime.dry_runs.run(dryrun.dry_run, spec, fields, limits)
     except dryrun.DryRunTimedOut as exc:
         raise DryRunTimeout(_timeout_detail(runtime)) from exc
     except dryrun.DryRunUnavailable as exc:
@@ -239,7 +240,7 @@ def _data_pointer(body: JobCreate) -> str | None:
 # Reads and changes
 
 
-def get_job(session: Session, tenant: Tenant, job_id: str) -> Job:
+def get_job(session: Session, tenant: TenantRef, job_id: str) -> Job:
     job = JobRepository(session).get_for_tenant(tenant.id, job_id)
     if job is None:
         # Another tenant's job is indistinguishable from a missing one.
@@ -249,7 +250,7 @@ def get_job(session: Session, tenant: Tenant, job_id: str) -> Job:
 
 def list_jobs(
     session: Session,
-    tenant: Tenant,
+    tenant: TenantRef,
     *,
     states: list[str] | None,
     labels: dict[str, str],
@@ -267,7 +268,7 @@ def list_jobs(
     return JobList(items=[job_out(job) for job in page.items], next_page_token=page.next_page_token)
 
 
-def cancel_job(session: Session, tenant: Tenant, job_id: str) -> Job:
+def cancel_job(session: Session, tenant: TenantRef, job_id: str) -> Job:
     job = get_job(session, tenant, job_id)
     if JobState(job.state) in FINAL_STATES:
         if job.state == JobState.CANCELLED.value:
@@ -277,7 +278,7 @@ def cancel_job(session: Session, tenant: Tenant, job_id: str) -> Job:
     return updated or job
 
 
-def delete_job(session: Session, tenant: Tenant, job_id: str) -> None:
+def delete_job(session: Session, tenant: TenantRef, job_id: str) -> None:
     job = get_job(session, tenant, job_id)
     if JobState(job.state) not in FINAL_STATES:
         # A running worker sees cancel_requested and stops; the row stays for it to finish.

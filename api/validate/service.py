@@ -7,13 +7,13 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from api.datasets import service as datasets_service
+from api.deps import TenantRef
 from api.jobs import service as jobs_service
 from api.jobs.schemas import JobCreate
 from api.validate.schemas import ValidateOut
-from store.models import Tenant
 
 
-def validate(session: Session, runtime: Any, tenant: Tenant, body: JobCreate) -> ValidateOut:
+def validate(session: Session, runtime: Any, tenant: TenantRef, body: JobCreate) -> ValidateOut:
     fields, _ = datasets_service.resolve_job_data(session, tenant, body)
     report = jobs_service.dry_run(runtime, body, fields)
     return ValidateOut(valid=True, report=report)

@@ -105,9 +105,8 @@ def plan_data(data: Any) -> dict[str, Any] | UploadFile | None:
     """The ``data`` member of the body, or an ``UploadFile`` the client uploads first."""
     if data is None:
         return None
-    dataset_id = getattr(data, "dataset_id", None) or (getattr(data, "id", None) if _is_dataset(data) else None)
-    if dataset_id:
-        return {"dataset_id": str(dataset_id)}
+    if _is_dataset(data):
+        return {"dataset_id": str(data.id)}
     if isinstance(data, os.PathLike):
         return _file(Path(data))
     if isinstance(data, str):
@@ -115,7 +114,7 @@ def plan_data(data: Any) -> dict[str, Any] | UploadFile | None:
             return _file(Path(data).expanduser())
         return {"dataset_id": data}
     if _is_dataframe(data):
-        return {"inline": dataframe_fields(data)}
+        return {"inline": to_jsonable_fields(dataframe_fields(data))}
     if isinstance(data, Mapping):
         if set(data) == {"inline"} or set(data) == {"dataset_id"}:
             if "inline" in data:
@@ -153,7 +152,24 @@ def dataframe_fields(frame: Any) -> dict[str, Any]:
 
 
 def to_jsonable_fields(data: Mapping[str, Any]) -> dict[str, Any]:
-    return {str(name): to_jsonable(value) for name, value in data.items()}
+    fields = {}
+    for name, value in data.items():
+        fields[str(name)] = converted = to_jsonable(value)
+        if not _all_finite(converted):
+            # JSON has no NaN; say which field instead of failing inside the encoder.
+            raise ValueError(
+                f"data field {name!r} contains NaN or infinity; the service needs finite data "
+                "(drop or impute missing values, or use obs_mask in the model)"
+            )
+    return fields
+
+
+def _all_finite(value: Any) -> bool:
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, list):
+        return all(_all_finite(v) for v in value)
+    return True
 
 
 def to_jsonable(value: Any) -> Any:
@@ -164,8 +180,8 @@ def to_jsonable(value: Any) -> Any:
         return value.tolist()
     if isinstance(value, (list, tuple)):
         return [to_jsonable(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return value  # the server names the field; json would write NaN
+    if hasattr(value, "item") and hasattr(value, "dtype"):  # a numpy scalar
+        return value.item()
     return value
 
 

@@ -266,7 +266,10 @@ def cancel(
     """Cancel a job (a running job stops at the worker's next check)."""
     with _client(url, api_key) as client:
         job = client.cancel(job_id)
-        out.print(f"{job.id} {_state(job.state)}")
+        if job.done:
+            out.print(f"{job.id} {_state(job.state)}")
+        else:
+            out.print(f"{job.id} {_state(job.state)}: cancellation requested; it stops at the worker's next check")
 
 
 @client_app.command()

@@ -6,6 +6,12 @@ import lines and a docstring, which is the description) with a small example dat
 entry function, the data schema, settings in the job-body format that suit the model
 and, where known, facts about its posterior. The catalog only reads text; compiling a
 source is the language's job (``inference.language.compile_source``).
+
+Adding a model: write ``models/<name>.py`` (docstring first, plain Pyro imports, data
+fields as the entry function's parameters), add its dataset to ``generate_data.py`` and
+run ``python -m inference.catalog.generate_data``, describe it in ``_registry.py``, and
+write the same model directly in Pyro in
+``tests/inference/catalog/catalog_reference_models.py``: the tests compare the two.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ import ast
 import copy
 import json
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache
 from importlib import resources
 from typing import Any
 
@@ -91,20 +97,24 @@ def get(name: str) -> CatalogEntry:
     )
 
 
-@lru_cache(maxsize=None)
+@cache
 def _source(name: str) -> str:
-    return (resources.files(__name__) / "models" / f"{name}.py").read_text(encoding="utf-8")
+    return (resources.files(__name__) / "models" / f"{name}.py").read_text(
+        encoding="utf-8"
+    )
 
 
-@lru_cache(maxsize=None)
+@cache
 def _description(name: str) -> str:
     # Our own package file, parsed for its docstring only (never executed here).
     return ast.get_docstring(ast.parse(_source(name))) or ""
 
 
-@lru_cache(maxsize=None)
+@cache
 def _raw_data(name: str) -> dict[str, Any]:
-    text = (resources.files(__name__) / "data" / f"{name}.json").read_text(encoding="utf-8")
+    text = (resources.files(__name__) / "data" / f"{name}.json").read_text(
+        encoding="utf-8"
+    )
     return json.loads(text)
 
 

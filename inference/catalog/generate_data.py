@@ -15,7 +15,9 @@ from pathlib import Path
 import numpy as np
 
 DATA_DIR = Path(__file__).parent / "data"
-POSTERIORDB = Path(__file__).resolve().parents[3] / "shared" / "datasets" / "posteriordb"
+POSTERIORDB = (
+    Path(__file__).resolve().parents[3] / "shared" / "datasets" / "posteriordb"
+)
 
 
 def _round(values: np.ndarray, digits: int = 4) -> list:
@@ -42,8 +44,11 @@ def logistic_regression() -> dict:
     x = rng.normal(size=(n, d))
     p = 1.0 / (1.0 + np.exp(-(alpha + x @ beta)))
     y = (rng.uniform(size=n) < p).astype(float)
-    return {"X": _round(x), "y": y.tolist(),
-            "_true_values": {"alpha": alpha, "beta": beta.tolist()}}
+    return {
+        "X": _round(x),
+        "y": y.tolist(),
+        "_true_values": {"alpha": alpha, "beta": beta.tolist()},
+    }
 
 
 def poisson_regression() -> dict:
@@ -52,8 +57,12 @@ def poisson_regression() -> dict:
     alpha, beta = 1.0, 0.6
     x = rng.normal(size=n)
     counts = rng.poisson(np.exp(alpha + beta * x))
-    return {"N": n, "x": _round(x), "counts": counts.astype(int).tolist(),
-            "_true_values": {"alpha": alpha, "beta": beta}}
+    return {
+        "N": n,
+        "x": _round(x),
+        "counts": counts.astype(int).tolist(),
+        "_true_values": {"alpha": alpha, "beta": beta},
+    }
 
 
 def hierarchical_intercept() -> dict:
@@ -63,8 +72,13 @@ def hierarchical_intercept() -> dict:
     alpha = rng.normal(mu, tau, size=groups)
     group = np.arange(n) % groups
     y = rng.normal(alpha[group], sigma)
-    return {"J": groups, "N": n, "group": group.astype(int).tolist(), "y": _round(y),
-            "_true_values": {"mu": mu, "tau": tau, "sigma": sigma, "alpha": _round(alpha)}}
+    return {
+        "J": groups,
+        "N": n,
+        "group": group.astype(int).tolist(),
+        "y": _round(y),
+        "_true_values": {"mu": mu, "tau": tau, "sigma": sigma, "alpha": _round(alpha)},
+    }
 
 
 def gaussian_mixture() -> dict:
@@ -83,9 +97,17 @@ def hmm() -> dict:
             state = rng.choice(3, p=transition[state])
             states[n, t] = state
     y = rng.normal(locs[states], scale)
-    return {"N": num_sequences, "T": t_len, "y": _round(y),
-            "_true_values": {"locs": locs.tolist(), "scale": scale,
-                             "probs_x": transition.tolist(), "states": states.tolist()}}
+    return {
+        "N": num_sequences,
+        "T": t_len,
+        "y": _round(y),
+        "_true_values": {
+            "locs": locs.tolist(),
+            "scale": scale,
+            "probs_x": transition.tolist(),
+            "states": states.tolist(),
+        },
+    }
 
 
 def vae() -> dict:
@@ -99,7 +121,7 @@ def vae() -> dict:
     return {"x": x.tolist(), "_true_values": {"prototype": which.tolist()}}
 
 
-def arK() -> dict:  # noqa: N802 - posteriordb's name
+def arK() -> dict:
     return _posteriordb("arK")
 
 

@@ -74,6 +74,7 @@ class SVIRun:
     elbo_name: str  # the class actually used
     jit_used: bool
     max_plate_nesting: int
+    num_threads: int
     wall_s: float
     diagnostics: list[dict[str, Any]]  # {"code", "message"}
     model: Callable  # keyword-calling model and guide, as trained
@@ -284,6 +285,10 @@ def run_svi(
     model_call, guide_call = ArgsAdapter(model, names), ArgsAdapter(guide, names)
 
     was_validating = is_validation_enabled()
+    threads_before = torch.get_num_threads()
+    threads = choose_num_threads(inference.num_threads, kwargs)
+    if threads != threads_before:
+        torch.set_num_threads(threads)
     pyro.enable_validation(False)
     pyro.clear_param_store()
     pyro.set_rng_seed(inference.seed)
@@ -413,11 +418,27 @@ def run_svi(
         return SVIRun(
             losses=losses, steps_done=len(losses), stopped_early=stopped_early, converged=converged,
             grad_norms=grad_norms, history=history, elbo_name=type(elbo).__name__, jit_used=jit_used,
-            max_plate_nesting=int(mpn), wall_s=time.perf_counter() - t0, diagnostics=diagnostics,
+            max_plate_nesting=int(mpn), num_threads=threads, wall_s=time.perf_counter() - t0, diagnostics=diagnostics,
             model=model, guide=guide, elbo=elbo, optim=optim, resumed_from_step=resumed_from,
         )
     finally:
         pyro.enable_validation(was_validating)
+        if torch.get_num_threads() != threads_before:
+            torch.set_num_threads(threads_before)
+
+
+SMALL_DATA_ELEMENTS = 1_000_000
+
+
+def choose_num_threads(requested: int | None, kwargs: Mapping[str, Any]) -> int:
+    """``requested``, else 1 when every data tensor is on CPU with < 1e6 elements, else
+    torch's current setting."""
+    if requested is not None:
+        return requested
+    tensors = [v for v in kwargs.values() if torch.is_tensor(v)]
+    if all(t.device.type == "cpu" and t.numel() < SMALL_DATA_ELEMENTS for t in tensors):
+        return 1
+    return torch.get_num_threads()
 
 
 def _default_rule(n: int) -> tuple[float, int]:

@@ -20,8 +20,8 @@ from .limits import DEFAULT_LIMITS, Limits
 from .program import Program, compile_source
 
 __all__ = [
-    "BoundData",
     "DEFAULT_LIMITS",
+    "BoundData",
     "DataBindingError",
     "ForbiddenConstruct",
     "LimitExceeded",

@@ -5,8 +5,9 @@ from __future__ import annotations
 import ast
 import math
 import numbers
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -40,9 +41,13 @@ def bind_data(
     not numeric, NaN/inf in float data, or a shape that contradicts the source.
     """
     if float_dtype not in _FLOAT_DTYPES:
-        raise DataBindingError(f"float_dtype must be one of {sorted(_FLOAT_DTYPES)}, got {float_dtype!r}")
+        raise DataBindingError(
+            f"float_dtype must be one of {sorted(_FLOAT_DTYPES)}, got {float_dtype!r}"
+        )
     if not isinstance(data, Mapping):
-        raise DataBindingError(f"data must be a mapping of field names to values, got {type(data).__name__}")
+        raise DataBindingError(
+            f"data must be a mapping of field names to values, got {type(data).__name__}"
+        )
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError) as exc:
@@ -72,7 +77,9 @@ def bind_data(
     return BoundData(kwargs=kwargs, warnings=warnings)
 
 
-def _convert(name: str, value: Any, dtype: torch.dtype, device: torch.device, max_elements: int) -> Any:
+def _convert(
+    name: str, value: Any, dtype: torch.dtype, device: torch.device, max_elements: int
+) -> Any:
     if value is None:
         return None
     if isinstance(value, (bool, np.bool_)):
@@ -82,12 +89,21 @@ def _convert(name: str, value: Any, dtype: torch.dtype, device: torch.device, ma
     if isinstance(value, numbers.Real) and not isinstance(value, torch.Tensor):
         v = float(value)
         if not math.isfinite(v):
-            raise DataBindingError(f"data field {name!r} is {v}; NaN and infinite values are not allowed", field=name)
+            raise DataBindingError(
+                f"data field {name!r} is {v}; NaN and infinite values are not allowed",
+                field=name,
+            )
         return v
     if isinstance(value, (str, bytes)):
-        raise DataBindingError(f"data field {name!r} is text; only numbers and arrays are allowed", field=name)
+        raise DataBindingError(
+            f"data field {name!r} is text; only numbers and arrays are allowed",
+            field=name,
+        )
     if isinstance(value, Mapping):
-        raise DataBindingError(f"data field {name!r} is a nested mapping; only numbers and arrays are allowed", field=name)
+        raise DataBindingError(
+            f"data field {name!r} is a nested mapping; only numbers and arrays are allowed",
+            field=name,
+        )
     if isinstance(value, torch.Tensor):
         array = value.detach().cpu()
         if array.numel() > max_elements:
@@ -97,7 +113,10 @@ def _convert(name: str, value: Any, dtype: torch.dtype, device: torch.device, ma
         elif array.dtype == torch.bool:
             tensor = array
         elif array.is_complex():
-            raise DataBindingError(f"data field {name!r} is complex; only real numbers are allowed", field=name)
+            raise DataBindingError(
+                f"data field {name!r} is complex; only real numbers are allowed",
+                field=name,
+            )
         else:
             tensor = array.to(torch.int64)
     else:
@@ -105,7 +124,9 @@ def _convert(name: str, value: Any, dtype: torch.dtype, device: torch.device, ma
             try:
                 array = np.asarray(value)
             except (ValueError, TypeError) as exc:
-                raise DataBindingError(f"data field {name!r} is not a rectangular array: {exc}", field=name) from None
+                raise DataBindingError(
+                    f"data field {name!r} is not a rectangular array: {exc}", field=name
+                ) from None
         elif isinstance(value, np.ndarray):
             array = value
         elif isinstance(value, np.generic):
@@ -126,7 +147,10 @@ def _convert(name: str, value: Any, dtype: torch.dtype, device: torch.device, ma
         elif kind == "b":
             tensor = torch.as_tensor(np.ascontiguousarray(array))
         elif kind == "c":
-            raise DataBindingError(f"data field {name!r} is complex; only real numbers are allowed", field=name)
+            raise DataBindingError(
+                f"data field {name!r} is complex; only real numbers are allowed",
+                field=name,
+            )
         else:
             raise DataBindingError(
                 f"data field {name!r} holds {array.dtype} values (text, objects or nested/ragged "
@@ -136,7 +160,10 @@ def _convert(name: str, value: Any, dtype: torch.dtype, device: torch.device, ma
         if array.ndim == 0:
             item = tensor.item()
             if isinstance(item, float) and not math.isfinite(item):
-                raise DataBindingError(f"data field {name!r} is {item}; NaN and infinite values are not allowed", field=name)
+                raise DataBindingError(
+                    f"data field {name!r} is {item}; NaN and infinite values are not allowed",
+                    field=name,
+                )
             return item
     if tensor.is_floating_point():
         bad = (~torch.isfinite(tensor)).sum().item()
@@ -151,7 +178,8 @@ def _convert(name: str, value: Any, dtype: torch.dtype, device: torch.device, ma
 
 def _too_big(name: str, n: int, limit: int) -> DataBindingError:
     return DataBindingError(
-        f"data field {name!r} has {n} elements, more than max_tensor_elements={limit}", field=name
+        f"data field {name!r} has {n} elements, more than max_tensor_elements={limit}",
+        field=name,
     )
 
 
@@ -164,25 +192,45 @@ def _plate_size_param(call: ast.AST, params: set[str]) -> str | None:
         return None
     if call.func.attr not in ("plate", "iarange"):
         return None
-    if any(k.arg in ("subsample_size", "subsample", "dim") for k in call.keywords) or len(call.args) > 2:
+    if (
+        any(k.arg in ("subsample_size", "subsample", "dim") for k in call.keywords)
+        or len(call.args) > 2
+    ):
         return None
-    size = call.args[1] if len(call.args) > 1 else next((k.value for k in call.keywords if k.arg == "size"), None)
+    size = (
+        call.args[1]
+        if len(call.args) > 1
+        else next((k.value for k in call.keywords if k.arg == "size"), None)
+    )
     if isinstance(size, ast.Name) and size.id in params:
         return size.id
     return None
 
 
 def _obs_param(call: ast.AST, params: set[str]) -> str | None:
-    if isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute) and call.func.attr == "sample":
+    if (
+        isinstance(call, ast.Call)
+        and isinstance(call.func, ast.Attribute)
+        and call.func.attr == "sample"
+    ):
         for k in call.keywords:
-            if k.arg == "obs" and isinstance(k.value, ast.Name) and k.value.id in params:
+            if (
+                k.arg == "obs"
+                and isinstance(k.value, ast.Name)
+                and k.value.id in params
+            ):
                 return k.value.id
     return None
 
 
 def _check_shapes(program: Program, kwargs: dict[str, Any]) -> None:
     node = next(
-        (s for s in program.tree.body if isinstance(s, ast.FunctionDef) and s.name == program.entry), None
+        (
+            s
+            for s in program.tree.body
+            if isinstance(s, ast.FunctionDef) and s.name == program.entry
+        ),
+        None,
     )
     if node is None:
         return
@@ -190,7 +238,9 @@ def _check_shapes(program: Program, kwargs: dict[str, Any]) -> None:
     assigned = set()
     for sub in ast.walk(node):
         if isinstance(sub, (ast.Assign, ast.AugAssign, ast.AnnAssign, ast.For)):
-            for t in ast.walk(sub.targets[0] if isinstance(sub, ast.Assign) else sub.target):
+            for t in ast.walk(
+                sub.targets[0] if isinstance(sub, ast.Assign) else sub.target
+            ):
                 if isinstance(t, ast.Name):
                     assigned.add(t.id)
     params -= assigned  # a rebound parameter no longer holds the data
@@ -199,7 +249,9 @@ def _check_shapes(program: Program, kwargs: dict[str, Any]) -> None:
         for s in stmts:
             if isinstance(s, ast.With):
                 sizes = [_plate_size_param(i.context_expr, params) for i in s.items]
-                nested = plates + [x for x in sizes if x] if all(sizes) else plates + ["?"]
+                nested = (
+                    plates + [x for x in sizes if x] if all(sizes) else plates + ["?"]
+                )
                 visit(s.body, nested)
                 continue
             if isinstance(s, (ast.If, ast.For)):

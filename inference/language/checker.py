@@ -78,7 +78,7 @@ _REFUSED: dict[str, str] = {
     "Global": "`global` is not allowed; pass values as arguments and return results",
     "Nonlocal": "`nonlocal` is not allowed; pass values as arguments and return results",
     "Delete": "`del` is not allowed; rebind the name instead",
-    "Raise": "`raise` is not allowed; use `assert condition, \"message\"`",
+    "Raise": '`raise` is not allowed; use `assert condition, "message"`',
     "Match": "`match` is not allowed; use `if`/`elif`/`else`",
     "Yield": "generators (`yield`) are not allowed; return a value or a list",
     "YieldFrom": "generators (`yield from`) are not allowed; return a value or a list",
@@ -90,12 +90,16 @@ _REFUSED: dict[str, str] = {
     "TypeAlias": "`type` aliases are not allowed",
 }
 
-_SAFE_FORMAT_SPEC = re.compile(r"^[<>^=]?[+\- ]?#?0?\d{0,2}[,_]?(\.\d{1,2})?[bcdeEfFgGnosxX%]?$")
+_SAFE_FORMAT_SPEC = re.compile(
+    r"^[<>^=]?[+\- ]?#?0?\d{0,2}[,_]?(\.\d{1,2})?[bcdeEfFgGnosxX%]?$"
+)
 
 
 def _refuse(node: ast.AST, message: str) -> ForbiddenConstruct:
     return ForbiddenConstruct(
-        message, line=getattr(node, "lineno", None), col=getattr(node, "col_offset", None)
+        message,
+        line=getattr(node, "lineno", None),
+        col=getattr(node, "col_offset", None),
     )
 
 
@@ -129,7 +133,9 @@ def check_tree(tree: ast.Module, limits: Limits) -> None:
 def _check_node(node: ast.AST, parent: ast.AST | None) -> None:
     name = type(node).__name__
     if not isinstance(node, _ALLOWED):
-        message = _REFUSED.get(name, f"`{name}` syntax is not allowed in the model language")
+        message = _REFUSED.get(
+            name, f"`{name}` syntax is not allowed in the model language"
+        )
         raise _refuse(node if hasattr(node, "lineno") else parent or node, message)
     if isinstance(node, ast.Name):
         _check_identifier(node, node.id)
@@ -157,7 +163,8 @@ def _check_node(node: ast.AST, parent: ast.AST | None) -> None:
         args = node.args
         if args.vararg is not None or args.kwarg is not None:
             raise _refuse(
-                node, "`*args` and `**kwargs` parameters are not allowed; name every parameter"
+                node,
+                "`*args` and `**kwargs` parameters are not allowed; name every parameter",
             )
         for a in args.posonlyargs + args.args + args.kwonlyargs:
             _check_identifier(a, a.arg)
@@ -166,7 +173,8 @@ def _check_node(node: ast.AST, parent: ast.AST | None) -> None:
     elif isinstance(node, ast.keyword):
         if node.arg is None:
             raise _refuse(
-                parent or node, "`**` unpacking in calls is not allowed; pass keywords explicitly"
+                parent or node,
+                "`**` unpacking in calls is not allowed; pass keywords explicitly",
             )
         _check_identifier(parent or node, node.arg)
     elif isinstance(node, ast.alias):
@@ -174,7 +182,9 @@ def _check_node(node: ast.AST, parent: ast.AST | None) -> None:
             _check_identifier(parent or node, part)
     elif isinstance(node, ast.Constant):
         if isinstance(node.value, bytes):
-            raise _refuse(node, "bytes literals are not allowed; use numbers, strings or tensors")
+            raise _refuse(
+                node, "bytes literals are not allowed; use numbers, strings or tensors"
+            )
     elif isinstance(node, ast.comprehension):
         if node.is_async:
             raise _refuse(parent or node, "async comprehensions are not allowed")
@@ -183,9 +193,14 @@ def _check_node(node: ast.AST, parent: ast.AST | None) -> None:
         if spec is not None:
             if not (
                 isinstance(spec, ast.JoinedStr)
-                and all(isinstance(v, ast.Constant) and isinstance(v.value, str) for v in spec.values)
+                and all(
+                    isinstance(v, ast.Constant) and isinstance(v.value, str)
+                    for v in spec.values
+                )
             ):
-                raise _refuse(node, "f-string format specs must be literal, e.g. f\"{x:.3f}\"")
+                raise _refuse(
+                    node, 'f-string format specs must be literal, e.g. f"{x:.3f}"'
+                )
             text = "".join(v.value for v in spec.values)  # type: ignore[attr-defined]
             if not _SAFE_FORMAT_SPEC.match(text):
                 raise _refuse(
@@ -193,11 +208,17 @@ def _check_node(node: ast.AST, parent: ast.AST | None) -> None:
                     f"f-string format spec {text!r} is not allowed; use a simple spec such as "
                     "`.3f`, `>8` or `d` (width at most 99)",
                 )
-    elif isinstance(node, ast.BinOp) and isinstance(node.op, ast.Mod):
-        if isinstance(node.left, (ast.Constant, ast.JoinedStr)) and isinstance(
-            getattr(node.left, "value", None) if isinstance(node.left, ast.Constant) else "", str
-        ):
-            raise _refuse(node, "`%` formatting of strings is not allowed; use an f-string")
+    elif (
+        isinstance(node, ast.BinOp)
+        and isinstance(node.op, ast.Mod)
+        and (
+            isinstance(node.left, ast.JoinedStr)
+            or (
+                isinstance(node.left, ast.Constant) and isinstance(node.left.value, str)
+            )
+        )
+    ):
+        raise _refuse(node, "`%` formatting of strings is not allowed; use an f-string")
 
 
 def _check_identifier(node: ast.AST, name: str) -> None:

@@ -13,7 +13,8 @@ import ast
 import difflib
 import operator
 import types
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from pyro.poutine.runtime import NonlocalExit
@@ -58,9 +59,9 @@ _PASS_THROUGH = (NonlocalExit,)
 
 
 class Frame:
-    __slots__ = ("vars", "parent", "run", "ret")
+    __slots__ = ("parent", "ret", "run", "vars")
 
-    def __init__(self, vars: dict, parent: "Frame | None", run: RunState) -> None:
+    def __init__(self, vars: dict, parent: Frame | None, run: RunState) -> None:
         self.vars = vars
         self.parent = parent
         self.run = run
@@ -140,16 +141,22 @@ class UserFunction:
         if kwargs:
             for key, value in kwargs.items():
                 if key not in self.param_set:
-                    raise CallError(f"{self.__name__}() got an unexpected argument {key!r}")
+                    raise CallError(
+                        f"{self.__name__}() got an unexpected argument {key!r}"
+                    )
                 if key in values:
-                    raise CallError(f"{self.__name__}() got multiple values for argument {key!r}")
+                    raise CallError(
+                        f"{self.__name__}() got multiple values for argument {key!r}"
+                    )
                 values[key] = value
         if len(values) < len(self.params):
             for p in self.params:
                 if p not in values:
                     default = self.defaults.get(p, _MISSING)
                     if default is _MISSING:
-                        raise CallError(f"{self.__name__}() is missing the argument {p!r}")
+                        raise CallError(
+                            f"{self.__name__}() is missing the argument {p!r}"
+                        )
                     values[p] = default
         return values
 
@@ -179,9 +186,11 @@ class UserFunction:
 
 
 class Scope:
-    def __init__(self, kind: str, parent: "Scope | None", names: set[str]) -> None:
+    def __init__(self, kind: str, parent: Scope | None, names: set[str]) -> None:
         self.kind = kind  # "module", "function" or "comprehension"
-        self.parent = parent  # enclosing function/comprehension scope (None at module level)
+        self.parent = (
+            parent  # enclosing function/comprehension scope (None at module level)
+        )
         self.names = names
 
 
@@ -274,32 +283,40 @@ def _seq_result(value: Any) -> Any:
     if t is str:
         if len(value) > MAX_STRING_CHARS:
             raise LimitExceeded(
-                f"strings are limited to {MAX_STRING_CHARS} characters", limit="max_string_chars"
+                f"strings are limited to {MAX_STRING_CHARS} characters",
+                limit="max_string_chars",
             )
-    elif t is list or t is tuple:
-        if len(value) > MAX_SEQUENCE_LENGTH:
-            raise LimitExceeded(
-                f"lists and tuples are limited to {MAX_SEQUENCE_LENGTH} items",
-                limit="max_sequence_length",
-            )
+    elif (t is list or t is tuple) and len(value) > MAX_SEQUENCE_LENGTH:
+        raise LimitExceeded(
+            f"lists and tuples are limited to {MAX_SEQUENCE_LENGTH} items",
+            limit="max_sequence_length",
+        )
     return value
 
 
 def _py_binop_guard(kind: str, a: Any, b: Any) -> None:
     """Refuse Python-level operations whose *result* would be huge, before computing."""
     ta, tb = type(a), type(b)
+    ints = ta in (int, bool) and tb in (int, bool)
     if kind == "pow":
-        if ta in (int, bool) and tb in (int, bool) and b > 0:
-            if abs(a) > 1 and (abs(a).bit_length() - 1) * b > MAX_INT_BITS:
-                raise LimitExceeded(
-                    f"`{a if a.bit_length() < 64 else '<big int>'} ** {b if b.bit_length() < 64 else '<big int>'}` "
-                    f"exceeds the {MAX_INT_BITS}-bit integer limit",
-                    limit="max_int_bits",
-                )
-    elif kind == "lshift":
-        if ta in (int, bool) and tb in (int, bool) and b > 0 and a.bit_length() + b > MAX_INT_BITS:
+        # |a| ** b has about (bit_length(a) - 1) * b bits: refuse before computing it
+        if (
+            ints
+            and b > 0
+            and abs(a) > 1
+            and (abs(a).bit_length() - 1) * b > MAX_INT_BITS
+        ):
+            shown_a = a if a.bit_length() < 64 else "<big int>"
+            shown_b = b if b.bit_length() < 64 else "<big int>"
             raise LimitExceeded(
-                f"`<<` result exceeds the {MAX_INT_BITS}-bit integer limit", limit="max_int_bits"
+                f"`{shown_a} ** {shown_b}` exceeds the {MAX_INT_BITS}-bit integer limit",
+                limit="max_int_bits",
+            )
+    elif kind == "lshift":
+        if ints and b > 0 and a.bit_length() + b > MAX_INT_BITS:
+            raise LimitExceeded(
+                f"`<<` result exceeds the {MAX_INT_BITS}-bit integer limit",
+                limit="max_int_bits",
             )
     elif kind == "mul":
         for seq, n in ((a, b), (b, a)):
@@ -309,11 +326,14 @@ def _py_binop_guard(kind: str, a: Any, b: Any) -> None:
                     raise LimitExceeded(
                         f"repeating a {type(seq).__name__} would make {len(seq) * n} items "
                         f"(limit {limit})",
-                        limit="max_string_chars" if type(seq) is str else "max_sequence_length",
+                        limit="max_string_chars"
+                        if type(seq) is str
+                        else "max_sequence_length",
                     )
-    elif kind == "mod":
-        if ta is str:
-            raise ForbiddenConstruct("`%` formatting of strings is not allowed; use an f-string")
+    elif kind == "mod" and ta is str:
+        raise ForbiddenConstruct(
+            "`%` formatting of strings is not allowed; use an f-string"
+        )
 
 
 _BINOPS: dict[type, tuple[str, Callable, Callable]] = {
@@ -338,7 +358,11 @@ def make_binop_fn(kind: str, fn: Callable) -> Callable[[Any, Any, RunState], Any
     if kind == "matmul":
 
         def matmul(a: Any, b: Any, run: RunState) -> Any:
-            if isinstance(a, Tensor) and isinstance(b, Tensor) and a.numel() * b.numel() > run.max_elements:
+            if (
+                isinstance(a, Tensor)
+                and isinstance(b, Tensor)
+                and a.numel() * b.numel() > run.max_elements
+            ):
                 check_combined(torch.matmul, "`@`", (a, b), {})
             return fn(a, b)
 
@@ -380,7 +404,9 @@ _COMPARE = {
 }
 
 
-def _runtime_error(exc: BaseException, line: int | None, col: int | None, source_line: str) -> ModelLanguageError:
+def _runtime_error(
+    exc: BaseException, line: int | None, col: int | None, source_line: str
+) -> ModelLanguageError:
     if isinstance(exc, RecursionError):
         return LimitExceeded(
             "the program nests calls or expressions too deeply (Python recursion limit)",
@@ -414,7 +440,11 @@ class Compiler:
     # -- helpers ---------------------------------------------------------------------
 
     def error(self, cls: type, node: ast.AST, message: str) -> ModelLanguageError:
-        return cls(message, line=getattr(node, "lineno", None), col=getattr(node, "col_offset", None))
+        return cls(
+            message,
+            line=getattr(node, "lineno", None),
+            col=getattr(node, "col_offset", None),
+        )
 
     def source_line(self, line: int | None) -> str:
         if line is None or line < 1 or line > len(self.lines):
@@ -429,7 +459,9 @@ class Compiler:
 
     # -- statements ------------------------------------------------------------------
 
-    def block(self, stmts: list[ast.stmt], scope: Scope, module_level: bool = False) -> Evaluator:
+    def block(
+        self, stmts: list[ast.stmt], scope: Scope, module_level: bool = False
+    ) -> Evaluator:
         compiled: list[tuple[Evaluator, int, int]] = []
         for s in stmts:
             if isinstance(s, ast.Pass):
@@ -445,7 +477,9 @@ class Compiler:
                 self._check_module_statement(s)
             elif isinstance(s, (ast.Import, ast.ImportFrom)):
                 raise self.error(
-                    ForbiddenConstruct, s, "imports are only allowed at the top level of the source"
+                    ForbiddenConstruct,
+                    s,
+                    "imports are only allowed at the top level of the source",
                 )
             compiled.append((self.stmt(s, scope), s.lineno, s.col_offset))
         fns = tuple(c[0] for c in compiled)
@@ -485,14 +519,22 @@ class Compiler:
         while pending:
             node = pending.pop()
             if isinstance(node, (ast.FunctionDef, ast.Lambda)):
-                pending.extend(node.decorator_list if isinstance(node, ast.FunctionDef) else [])
-                pending.extend(node.args.defaults + [d for d in node.args.kw_defaults if d])
+                pending.extend(
+                    node.decorator_list if isinstance(node, ast.FunctionDef) else []
+                )
+                pending.extend(
+                    node.args.defaults + [d for d in node.args.kw_defaults if d]
+                )
                 continue
             pending.extend(ast.iter_child_nodes(node))
             if isinstance(node, ast.Call):
                 f = node.func
                 name = None
-                if isinstance(f, ast.Attribute) and isinstance(f.value, ast.Name) and f.value.id == "pyro":
+                if (
+                    isinstance(f, ast.Attribute)
+                    and isinstance(f.value, ast.Name)
+                    and f.value.id == "pyro"
+                ):
                     name = f.attr
                 if name in PYRO_PRIMITIVES:
                     raise self.error(
@@ -505,7 +547,9 @@ class Compiler:
     def stmt(self, s: ast.stmt, scope: Scope) -> Evaluator:
         method = getattr(self, "stmt_" + type(s).__name__, None)
         if method is None:  # pragma: no cover - the checker refuses these first
-            raise self.error(ForbiddenConstruct, s, f"`{type(s).__name__}` is not allowed")
+            raise self.error(
+                ForbiddenConstruct, s, f"`{type(s).__name__}` is not allowed"
+            )
         return method(s, scope)
 
     def stmt_Expr(self, s: ast.Expr, scope: Scope) -> Evaluator:
@@ -577,7 +621,9 @@ class Compiler:
                 obj[key] = op(obj[key], value(frame), frame.run)
 
             return aug_item
-        raise self.error(ForbiddenConstruct, s, "this augmented assignment target is not allowed")
+        raise self.error(
+            ForbiddenConstruct, s, "this augmented assignment target is not allowed"
+        )
 
     def stmt_If(self, s: ast.If, scope: Scope) -> Evaluator:
         test = self.expr(s.test, scope)
@@ -678,9 +724,15 @@ class Compiler:
             body = self._with_item(item, body, scope)
         return body
 
-    def _with_item(self, item: ast.withitem, body: Evaluator, scope: Scope) -> Evaluator:
+    def _with_item(
+        self, item: ast.withitem, body: Evaluator, scope: Scope
+    ) -> Evaluator:
         ctx_ev = self.expr(item.context_expr, scope)
-        store = self.store(item.optional_vars, scope) if item.optional_vars is not None else None
+        store = (
+            self.store(item.optional_vars, scope)
+            if item.optional_vars is not None
+            else None
+        )
 
         def with_(frame: Frame) -> Any:
             mgr = ctx_ev(frame)
@@ -706,7 +758,11 @@ class Compiler:
 
     def stmt_FunctionDef(self, s: ast.FunctionDef, scope: Scope) -> Evaluator:
         if s.decorator_list and scope.kind != "module":
-            raise self.error(ForbiddenConstruct, s, "decorators are only allowed on top-level functions")
+            raise self.error(
+                ForbiddenConstruct,
+                s,
+                "decorators are only allowed on top-level functions",
+            )
         decorators = [self._decorator(d, scope) for d in s.decorator_list]
         make = self.function(s, scope, s.name, s.body, is_lambda=False)
         name = s.name
@@ -750,13 +806,20 @@ class Compiler:
             # the syntax was checked above; every value reachable is whitelisted, so
             # applying it to a function is no more than calling it with one
             if not callable(value):
-                raise ForbiddenConstruct(f"{describe(value)} cannot be used as a decorator")
+                raise ForbiddenConstruct(
+                    f"{describe(value)} cannot be used as a decorator"
+                )
             return value
 
         return decorator
 
     def function(
-        self, node: ast.FunctionDef | ast.Lambda, scope: Scope, name: str, body_nodes: Any, is_lambda: bool
+        self,
+        node: ast.FunctionDef | ast.Lambda,
+        scope: Scope,
+        name: str,
+        body_nodes: Any,
+        is_lambda: bool,
     ) -> Callable[[Frame], UserFunction]:
         args = node.args
         params = [a.arg for a in args.posonlyargs + args.args + args.kwonlyargs]
@@ -765,17 +828,23 @@ class Compiler:
         kwonly = {a.arg for a in args.kwonlyargs}
         positional = [a.arg for a in args.posonlyargs + args.args]
         default_evs: list[tuple[str, Evaluator]] = []
-        for p, d in zip(positional[len(positional) - len(args.defaults):], args.defaults):
+        for p, d in zip(
+            positional[len(positional) - len(args.defaults) :], args.defaults
+        ):
             default_evs.append((p, self.expr(d, scope)))
         for a, d in zip(args.kwonlyargs, args.kw_defaults):
             if d is not None:
                 default_evs.append((a.arg, self.expr(d, scope)))
         if is_lambda:
-            fscope = Scope("function", scope if scope.kind != "module" else None, set(params))
+            fscope = Scope(
+                "function", scope if scope.kind != "module" else None, set(params)
+            )
             body = self.expr(body_nodes, fscope)
         else:
             fscope = Scope(
-                "function", scope if scope.kind != "module" else None, set(params) | _bound_names(body_nodes)
+                "function",
+                scope if scope.kind != "module" else None,
+                set(params) | _bound_names(body_nodes),
             )
             body = self.block(body_nodes, fscope)
         unit = self.unit
@@ -785,7 +854,15 @@ class Compiler:
         def make(frame: Frame) -> UserFunction:
             defaults = {p: ev(frame) for p, ev in default_evs}
             return UserFunction(
-                unit, name, params, defaults, kwonly, body, frame if nested else None, is_lambda, line
+                unit,
+                name,
+                params,
+                defaults,
+                kwonly,
+                body,
+                frame if nested else None,
+                is_lambda,
+                line,
             )
 
         return make
@@ -808,11 +885,19 @@ class Compiler:
             return lambda frame: None
         module = MODULES.get(s.module or "") if not s.level else None
         if module is None:
-            raise self.error(ForbiddenConstruct, s, _import_refusal(("." * s.level) + (s.module or "")))
+            raise self.error(
+                ForbiddenConstruct,
+                s,
+                _import_refusal(("." * s.level) + (s.module or "")),
+            )
         bindings = []
         for alias in s.names:
             if alias.name == "*":
-                raise self.error(ForbiddenConstruct, s, "`from ... import *` is not allowed; import names explicitly")
+                raise self.error(
+                    ForbiddenConstruct,
+                    s,
+                    "`from ... import *` is not allowed; import names explicitly",
+                )
             value = module.members.get(alias.name, _MISSING)
             if value is _MISSING:
                 value = MODULES.get(f"{s.module}.{alias.name}", _MISSING)
@@ -820,7 +905,9 @@ class Compiler:
                 close = difflib.get_close_matches(alias.name, list(module.members), n=3)
                 hint = f"; did you mean {', '.join(close)}?" if close else ""
                 raise self.error(
-                    UnknownName, s, f"`{s.module}.{alias.name}` is not available in the model language{hint}"
+                    UnknownName,
+                    s,
+                    f"`{s.module}.{alias.name}` is not available in the model language{hint}",
                 )
             bindings.append((alias.asname or alias.name, value))
         return _binder(bindings)
@@ -844,14 +931,18 @@ class Compiler:
                     items = v
                 else:
                     if isinstance(v, Tensor) and (v.dim() == 0 or v.shape[0] != n):
-                        raise ValueError(f"cannot unpack a tensor of shape {tuple(v.shape)} into {n} names")
+                        raise ValueError(
+                            f"cannot unpack a tensor of shape {tuple(v.shape)} into {n} names"
+                        )
                     items = []
                     for x in iter(v):
                         items.append(x)
                         if len(items) > n:
                             break
                 if len(items) != n:
-                    raise ValueError(f"expected {n} values to unpack, got {len(items)}{'+' if len(items) > n else ''}")
+                    raise ValueError(
+                        f"expected {n} values to unpack, got {len(items)}{'+' if len(items) > n else ''}"
+                    )
                 for st, x in zip(stores, items):
                     st(frame, x)
 
@@ -866,14 +957,20 @@ class Compiler:
                 obj[key_ev(frame)] = v
 
             return store_item
-        raise self.error(ForbiddenConstruct, target, "this assignment target is not allowed; assign to a name")
+        raise self.error(
+            ForbiddenConstruct,
+            target,
+            "this assignment target is not allowed; assign to a name",
+        )
 
     # -- expressions -------------------------------------------------------------------
 
     def expr(self, e: ast.expr, scope: Scope) -> Evaluator:
         method = getattr(self, "expr_" + type(e).__name__, None)
         if method is None:  # pragma: no cover - the checker refuses these first
-            raise self.error(ForbiddenConstruct, e, f"`{type(e).__name__}` is not allowed")
+            raise self.error(
+                ForbiddenConstruct, e, f"`{type(e).__name__}` is not allowed"
+            )
         return method(e, scope)
 
     def expr_Constant(self, e: ast.Constant, scope: Scope) -> Evaluator:
@@ -900,7 +997,9 @@ class Compiler:
                         try:
                             return frame.vars[name]
                         except KeyError:
-                            raise UnknownName(f"`{name}` is used before it is assigned") from None
+                            raise UnknownName(
+                                f"`{name}` is used before it is assigned"
+                            ) from None
 
                     return load_local
 
@@ -911,7 +1010,9 @@ class Compiler:
                     try:
                         return f.vars[name]
                     except KeyError:
-                        raise UnknownName(f"`{name}` is used before it is assigned") from None
+                        raise UnknownName(
+                            f"`{name}` is used before it is assigned"
+                        ) from None
 
                 return load_enclosing
         if name in self.module_names or name in BUILTINS:
@@ -925,11 +1026,19 @@ class Compiler:
                     try:
                         return b[name]
                     except KeyError:
-                        raise UnknownName(f"`{name}` is used before it is assigned") from None
+                        raise UnknownName(
+                            f"`{name}` is used before it is assigned"
+                        ) from None
 
             return load_global
-        if name in FORBIDDEN_NAMES:  # pragma: no cover - the checker refuses these first
-            raise self.error(ForbiddenConstruct, e, f"`{name}` is not available in the model language")
+        if (
+            name in FORBIDDEN_NAMES
+        ):  # pragma: no cover - the checker refuses these first
+            raise self.error(
+                ForbiddenConstruct,
+                e,
+                f"`{name}` is not available in the model language",
+            )
         known = sorted(self.module_names | set(BUILTINS) | _scope_names(scope))
         close = difflib.get_close_matches(name, known, n=3)
         hint = f"; did you mean {', '.join(f'`{c}`' for c in close)}?" if close else ""
@@ -993,7 +1102,7 @@ class Compiler:
         return load_item
 
     def expr_Slice(self, e: ast.Slice, scope: Scope) -> Evaluator:
-        none = lambda frame: None  # noqa: E731
+        none = lambda frame: None
         lower = self.expr(e.lower, scope) if e.lower is not None else none
         upper = self.expr(e.upper, scope) if e.upper is not None else none
         step = self.expr(e.step, scope) if e.step is not None else none
@@ -1012,8 +1121,12 @@ class Compiler:
 
     def expr_Dict(self, e: ast.Dict, scope: Scope) -> Evaluator:
         if any(k is None for k in e.keys):
-            raise self.error(ForbiddenConstruct, e, "`**` unpacking in dict literals is not allowed")
-        pairs = tuple((self.expr(k, scope), self.expr(v, scope)) for k, v in zip(e.keys, e.values))  # type: ignore[arg-type]
+            raise self.error(
+                ForbiddenConstruct, e, "`**` unpacking in dict literals is not allowed"
+            )
+        pairs = tuple(
+            (self.expr(k, scope), self.expr(v, scope)) for k, v in zip(e.keys, e.values)
+        )  # type: ignore[arg-type]
         return lambda frame: {k(frame): v(frame) for k, v in pairs}
 
     def expr_BinOp(self, e: ast.BinOp, scope: Scope) -> Evaluator:
@@ -1183,11 +1296,15 @@ class Compiler:
         make = self.function(e, scope, "<lambda>", e.body, is_lambda=True)
         return make
 
-    def _comprehension(self, generators: list[ast.comprehension], scope: Scope, node: ast.expr) -> tuple[Scope, Callable]:
+    def _comprehension(
+        self, generators: list[ast.comprehension], scope: Scope, node: ast.expr
+    ) -> tuple[Scope, Callable]:
         names: set[str] = set()
         for g in generators:
             _targets(g.target, names)
-        cscope = Scope("comprehension", scope if scope.kind != "module" else None, names)
+        cscope = Scope(
+            "comprehension", scope if scope.kind != "module" else None, names
+        )
         first_iter = self.expr(generators[0].iter, scope)
         levels = []
         for i, g in enumerate(generators):
@@ -1267,11 +1384,15 @@ def _static_bindings(body: list[ast.stmt]) -> dict[str, Any]:
         elif isinstance(s, ast.ImportFrom) and s.module in MODULES and not s.level:
             for alias in s.names:
                 module = MODULES[s.module]
-                value = module.members.get(alias.name, MODULES.get(f"{s.module}.{alias.name}", _MISSING))
+                value = module.members.get(
+                    alias.name, MODULES.get(f"{s.module}.{alias.name}", _MISSING)
+                )
                 values[alias.asname or alias.name] = value
         else:
             rebound |= _bound_names([s])
-    return {k: v for k, v in values.items() if k not in rebound and type(v) is Namespace}
+    return {
+        k: v for k, v in values.items() if k not in rebound and type(v) is Namespace
+    }
 
 
 def _scope_names(scope: Scope | None) -> set[str]:
@@ -1299,11 +1420,11 @@ def _binder(bindings: list[tuple[str, Any]]) -> Evaluator:
 
 def _import_refusal(name: str) -> str:
     allowed = ", ".join(sorted(MODULES))
-    if name.startswith("pyro.infer") or name.startswith("pyro.optim"):
+    if name.startswith(("pyro.infer", "pyro.optim")):
         extra = " (guides, ELBOs and optimizers are chosen in the job's settings, not in the source)"
     else:
         extra = ""
     return f"importing `{name}` is not allowed{extra}; the model language provides only: {allowed}"
 
 
-__all__ = ["Compiler", "Frame", "Unit", "UserFunction", "CallError", "check_elements"]
+__all__ = ["CallError", "Compiler", "Frame", "Unit", "UserFunction", "check_elements"]

@@ -34,7 +34,7 @@ class ModelLanguageError(InferenceError):
         self.line = line
         self.col = col
 
-    def locate(self, line: int | None, col: int | None) -> "ModelLanguageError":
+    def locate(self, line: int | None, col: int | None) -> ModelLanguageError:
         """Fill in the position if it is not known yet (errors raised by guards)."""
         if self.line is None and line is not None:
             self.line = line
@@ -90,7 +90,9 @@ class LimitExceeded(ModelLanguageError):
 
     kind = "limit-exceeded"
 
-    def __init__(self, message: str, *, limit: str | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self, message: str, *, limit: str | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(message, **kwargs)
         self.limit = limit
         if limit is not None:

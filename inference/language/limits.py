@@ -33,7 +33,9 @@ class Limits:
     def __post_init__(self) -> None:
         for name, value in self.__dict__.items():
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"Limits.{name} must be a positive integer, got {value!r}")
+                raise ValueError(
+                    f"Limits.{name} must be a positive integer, got {value!r}"
+                )
 
 
 DEFAULT_LIMITS = Limits()

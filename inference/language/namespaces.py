@@ -15,7 +15,8 @@ import inspect
 import math
 import re
 import string
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pyro
 import pyro.distributions as pyro_dist
@@ -33,7 +34,6 @@ from .limits import MAX_TEXT_ITEMS
 from .runtime import (
     check_elements,
     check_plate_size,
-    check_result_tensor,
     check_sequence,
     counted,
     current_run,
@@ -45,7 +45,7 @@ from .runtime import (
 class Namespace:
     """A whitelisted module: only ``members`` can be reached through it."""
 
-    __slots__ = ("ns_name", "members")
+    __slots__ = ("members", "ns_name")
 
     def __init__(self, ns_name: str, members: dict[str, Any]) -> None:
         self.ns_name = ns_name
@@ -65,6 +65,19 @@ def _pick(module: Any, names: str | list[str]) -> dict[str, Any]:
 # guards
 
 
+def _check_placement(kwargs: dict) -> None:
+    # The job chooses the device; a model may follow an existing tensor's device
+    # (`device=x.device`) but may not name one (which could initialise CUDA).
+    device = kwargs.get("device")
+    if device is not None and not isinstance(device, torch.device):
+        raise ForbiddenConstruct(
+            "device=... accepts only another tensor's device (e.g. device=x.device); "
+            "the job chooses the device"
+        )
+    if kwargs.get("pin_memory"):
+        raise ForbiddenConstruct("pin_memory=True is not allowed")
+
+
 def _named(fn: Callable, name: str) -> Callable:
     fn.__name__ = fn.__qualname__ = name
     return fn
@@ -72,19 +85,30 @@ def _named(fn: Callable, name: str) -> Callable:
 
 def _creation(fn: Callable, name: str) -> Callable:
     def guarded(*args: Any, **kwargs: Any) -> Any:
+        _check_placement(kwargs)
         check_elements(size_from_args(args, kwargs), f"torch.{name}(...)")
         return fn(*args, **kwargs)
 
     return _named(guarded, name)
 
 
+def _placed(fn: Callable, name: str) -> Callable:
+    def guarded(*args: Any, **kwargs: Any) -> Any:
+        _check_placement(kwargs)
+        return fn(*args, **kwargs)
+
+    return _named(guarded, name)
+
+
 def _full(*args: Any, **kwargs: Any) -> Any:
+    _check_placement(kwargs)
     size = kwargs["size"] if "size" in kwargs else args[0]
     check_elements(shape_numel(size), "torch.full(...)")
     return torch.full(*args, **kwargs)
 
 
 def _randint(*args: Any, **kwargs: Any) -> Any:
+    _check_placement(kwargs)
     size = kwargs.get("size")
     if size is None:
         size = next((a for a in args if isinstance(a, (tuple, list, torch.Size))), ())
@@ -93,6 +117,7 @@ def _randint(*args: Any, **kwargs: Any) -> Any:
 
 
 def _arange(*args: Any, **kwargs: Any) -> Any:
+    _check_placement(kwargs)
     start, end, step = 0, None, 1
     pos = [a for a in args]
     if len(pos) == 1:
@@ -115,7 +140,10 @@ def _arange(*args: Any, **kwargs: Any) -> Any:
 
 def _linspace_like(fn: Callable, name: str) -> Callable:
     def guarded(*args: Any, **kwargs: Any) -> Any:
-        steps = kwargs["steps"] if "steps" in kwargs else (args[2] if len(args) > 2 else 0)
+        _check_placement(kwargs)
+        steps = (
+            kwargs["steps"] if "steps" in kwargs else (args[2] if len(args) > 2 else 0)
+        )
         check_elements(shape_numel(steps), f"torch.{name}(...)")
         return fn(*args, **kwargs)
 
@@ -123,18 +151,22 @@ def _linspace_like(fn: Callable, name: str) -> Callable:
 
 
 def _eye(*args: Any, **kwargs: Any) -> Any:
+    _check_placement(kwargs)
     n = kwargs.get("n", args[0] if args else 0)
-    m = kwargs.get("m", args[1] if len(args) > 1 and not isinstance(args[1], torch.dtype) else n)
+    m = kwargs.get(
+        "m", args[1] if len(args) > 1 and not isinstance(args[1], torch.dtype) else n
+    )
     check_elements(shape_numel((n, m)), "torch.eye(...)")
     return torch.eye(*args, **kwargs)
 
 
 def _tensor_like(fn: Callable, name: str) -> Callable:
     def guarded(data: Any, *args: Any, **kwargs: Any) -> Any:
+        _check_placement(kwargs)
         if isinstance(data, range):
             check_elements(len(data), f"torch.{name}(range(...))")
         elif isinstance(data, (list, tuple)):
-            check_elements(nested_size(data, 1 << 62), f"torch.{name}(...)")
+            check_elements(_nested_shape_numel(data), f"torch.{name}(...)")
         return fn(data, *args, **kwargs)
 
     return _named(guarded, name)
@@ -180,7 +212,7 @@ def check_combined(fn: Callable, what: str, args: tuple, kwargs: dict) -> None:
         return
     try:
         out = fn(*_to_meta(args), **{k: _to_meta(v) for k, v in kwargs.items()})
-    except Exception:  # an op without a meta kernel: the result check after the op
+    except Exception:  # noqa: BLE001 - an op without a meta kernel: the result check after the op
         return
     if isinstance(out, torch.Tensor):
         check_elements(out.numel(), what)
@@ -215,22 +247,19 @@ def _tril_indices(fn: Callable, name: str) -> Callable:
     return _named(guarded, name)
 
 
-def _result_checked(fn: Callable, name: str) -> Callable:
-    def guarded(*args: Any, **kwargs: Any) -> Any:
-        return check_result_tensor(fn(*args, **kwargs), f"torch.{name}(...)")
-
-    return _named(guarded, name)
-
-
-
-def _repeat_interleave(input: Any, repeats: Any = None, dim: Any = None, **kwargs: Any) -> Any:
+def _repeat_interleave(
+    input: Any, repeats: Any = None, dim: Any = None, **kwargs: Any
+) -> Any:
     if not isinstance(input, torch.Tensor):
         return torch.repeat_interleave(input)
     if repeats is None:
         return torch.repeat_interleave(input)
     if isinstance(repeats, torch.Tensor) and repeats.numel() > 1:
         per = int(repeats.sum()) if not torch.jit.is_tracing() else 1
-        n = per * (input.numel() // max(input.shape[dim] if dim is not None else input.numel(), 1))
+        n = per * (
+            input.numel()
+            // max(input.shape[dim] if dim is not None else input.numel(), 1)
+        )
     else:
         n = input.numel() * max(int(repeats), 0)
     check_elements(n, "repeat_interleave(...)")
@@ -251,12 +280,12 @@ def _combinations(input: Any, r: int = 2, with_replacement: bool = False) -> Any
     return torch.combinations(input, r, with_replacement)
 
 
-
 def _concatenating(fn: Callable, name: str) -> Callable:
     def guarded(tensors: Any, *args: Any, **kwargs: Any) -> Any:
         if isinstance(tensors, (list, tuple)):
             check_elements(
-                sum(t.numel() if isinstance(t, torch.Tensor) else 1 for t in tensors), f"torch.{name}(...)"
+                sum(t.numel() if isinstance(t, torch.Tensor) else 1 for t in tensors),
+                f"torch.{name}(...)",
             )
         return fn(tensors, *args, **kwargs)
 
@@ -266,7 +295,9 @@ def _concatenating(fn: Callable, name: str) -> Callable:
 def _diagonal_size(t: Any, name: str, *args: Any, **kwargs: Any) -> int:
     if not isinstance(t, torch.Tensor):
         return 0
-    offset = abs(int(kwargs.get("offset", kwargs.get("diagonal", args[0] if args else 0)) or 0))
+    offset = abs(
+        int(kwargs.get("offset", kwargs.get("diagonal", args[0] if args else 0)) or 0)
+    )
     if name == "diag_embed":
         n = t.shape[-1] + offset if t.dim() else 1
         return t.numel() * n
@@ -278,7 +309,9 @@ def _diagonal_size(t: Any, name: str, *args: Any, **kwargs: Any) -> int:
 
 def _diagonalizing(fn: Callable, name: str) -> Callable:
     def guarded(input: Any, *args: Any, **kwargs: Any) -> Any:
-        check_elements(_diagonal_size(input, name, *args, **kwargs), f"torch.{name}(...)")
+        check_elements(
+            _diagonal_size(input, name, *args, **kwargs), f"torch.{name}(...)"
+        )
         return fn(input, *args, **kwargs)
 
     return _named(guarded, name)
@@ -289,12 +322,31 @@ def _tensor_diagonalizing(name: str) -> Callable:
         method = getattr(t, name)
 
         def guarded(*args: Any, **kwargs: Any) -> Any:
-            check_elements(_diagonal_size(t, name, *args, **kwargs), f"Tensor.{name}(...)")
+            check_elements(
+                _diagonal_size(t, name, *args, **kwargs), f"Tensor.{name}(...)"
+            )
             return method(*args, **kwargs)
 
         return guarded
 
     return factory
+
+
+def _nested_shape_numel(data: Any) -> int:
+    """Elements torch allocates for nested lists: it infers the shape from first items."""
+    n = 1
+    item = data
+    for _ in range(64):
+        if isinstance(item, (list, tuple)):
+            n *= len(item)
+            if not item:
+                return n
+            item = item[0]
+        elif isinstance(item, torch.Tensor):
+            return n * item.numel()
+        else:
+            return n
+    return n
 
 
 def nested_size(data: Any, budget: int) -> int:
@@ -307,7 +359,9 @@ def nested_size(data: Any, budget: int) -> int:
             total += len(item)
             if total > budget:
                 return total
-            stack.extend(item)
+            stack.extend(
+                x for x in item if isinstance(x, (list, tuple, dict, torch.Tensor))
+            )
         elif isinstance(item, dict):
             total += len(item)
             if total > budget:
@@ -323,7 +377,10 @@ def nested_size(data: Any, budget: int) -> int:
 
 def check_text_source(value: Any) -> None:
     """Refuse turning a huge nested container into text (``str``, ``print``, f-strings)."""
-    if isinstance(value, (list, tuple, dict)) and nested_size(value, MAX_TEXT_ITEMS) > MAX_TEXT_ITEMS:
+    if (
+        isinstance(value, (list, tuple, dict))
+        and nested_size(value, MAX_TEXT_ITEMS) > MAX_TEXT_ITEMS
+    ):
         raise LimitExceeded(
             f"converting a container with more than {MAX_TEXT_ITEMS} items to text is not allowed",
             limit="max_string_chars",
@@ -333,49 +390,347 @@ def check_text_source(value: Any) -> None:
 # ----------------------------------------------------------------------------------
 # torch
 
-_TORCH_ELEMENTWISE = """
-abs absolute acos acosh asin asinh atan atanh atan2 arctan2 add sub subtract mul multiply
-div divide true_divide floor_divide remainder fmod pow float_power neg negative exp exp2
-expm1 log log1p log2 log10 sqrt rsqrt square sin cos tan sinh cosh tanh sigmoid relu
-erf erfc erfinv lgamma digamma polygamma mvlgamma floor ceil round trunc frac sign
-sgn reciprocal clamp clamp_min clamp_max clip maximum minimum fmax fmin logaddexp
-logaddexp2 logit xlogy lerp hypot isnan isinf isfinite isposinf isneginf isreal
-nan_to_num eq ne lt le gt ge equal allclose isclose logical_and logical_or logical_not
-logical_xor bitwise_and bitwise_or bitwise_not bitwise_xor where heaviside i0 sinc
-deg2rad rad2deg copysign nextafter special
-""".split()
+_TORCH_ELEMENTWISE = [
+    "abs",
+    "absolute",
+    "acos",
+    "acosh",
+    "asin",
+    "asinh",
+    "atan",
+    "atanh",
+    "atan2",
+    "arctan2",
+    "add",
+    "sub",
+    "subtract",
+    "mul",
+    "multiply",
+    "div",
+    "divide",
+    "true_divide",
+    "floor_divide",
+    "remainder",
+    "fmod",
+    "pow",
+    "float_power",
+    "neg",
+    "negative",
+    "exp",
+    "exp2",
+    "expm1",
+    "log",
+    "log1p",
+    "log2",
+    "log10",
+    "sqrt",
+    "rsqrt",
+    "square",
+    "sin",
+    "cos",
+    "tan",
+    "sinh",
+    "cosh",
+    "tanh",
+    "sigmoid",
+    "relu",
+    "erf",
+    "erfc",
+    "erfinv",
+    "lgamma",
+    "digamma",
+    "polygamma",
+    "mvlgamma",
+    "floor",
+    "ceil",
+    "round",
+    "trunc",
+    "frac",
+    "sign",
+    "sgn",
+    "reciprocal",
+    "clamp",
+    "clamp_min",
+    "clamp_max",
+    "clip",
+    "maximum",
+    "minimum",
+    "fmax",
+    "fmin",
+    "logaddexp",
+    "logaddexp2",
+    "logit",
+    "xlogy",
+    "lerp",
+    "hypot",
+    "isnan",
+    "isinf",
+    "isfinite",
+    "isposinf",
+    "isneginf",
+    "isreal",
+    "nan_to_num",
+    "eq",
+    "ne",
+    "lt",
+    "le",
+    "gt",
+    "ge",
+    "equal",
+    "allclose",
+    "isclose",
+    "logical_and",
+    "logical_or",
+    "logical_not",
+    "logical_xor",
+    "bitwise_and",
+    "bitwise_or",
+    "bitwise_not",
+    "bitwise_xor",
+    "where",
+    "heaviside",
+    "i0",
+    "sinc",
+    "deg2rad",
+    "rad2deg",
+    "copysign",
+    "nextafter",
+    "special",
+]
 
-_TORCH_REDUCE_SHAPE = """
-sum nansum mean nanmean prod cumsum cumprod cummax cummin logcumsumexp logsumexp max min
-amax amin argmax argmin std var std_mean var_mean median nanmedian mode quantile
-nanquantile norm all any count_nonzero softmax log_softmax sort argsort topk kthvalue
-unique unique_consecutive searchsorted bucketize diff trapezoid
-reshape flatten unflatten squeeze unsqueeze transpose swapaxes swapdims permute movedim
-moveaxis t narrow chunk split tensor_split unbind flip fliplr flipud roll rot90 gather
-index_select masked_select masked_fill scatter scatter_add take take_along_dim diag
-diagonal diag_embed diagflat tril triu trace cat concat concatenate stack hstack vstack
-dstack column_stack row_stack atleast_1d atleast_2d atleast_3d nonzero numel is_tensor
-is_floating_point dot vdot mv inverse det logdet slogdet cholesky cholesky_solve
-cholesky_inverse triangular_solve lu_solve pinverse matrix_power matrix_exp cross
-clone detach zeros_like ones_like full_like rand_like randn_like empty_like
-randint_like is_nonzero result_type promote_types can_cast broadcast_shapes
-""".split()
+_TORCH_REDUCE_SHAPE = [
+    "sum",
+    "nansum",
+    "mean",
+    "nanmean",
+    "prod",
+    "cumsum",
+    "cumprod",
+    "cummax",
+    "cummin",
+    "logcumsumexp",
+    "logsumexp",
+    "max",
+    "min",
+    "amax",
+    "amin",
+    "argmax",
+    "argmin",
+    "std",
+    "var",
+    "std_mean",
+    "var_mean",
+    "median",
+    "nanmedian",
+    "mode",
+    "quantile",
+    "nanquantile",
+    "norm",
+    "all",
+    "any",
+    "count_nonzero",
+    "softmax",
+    "log_softmax",
+    "sort",
+    "argsort",
+    "topk",
+    "kthvalue",
+    "unique",
+    "unique_consecutive",
+    "searchsorted",
+    "bucketize",
+    "diff",
+    "trapezoid",
+    "reshape",
+    "flatten",
+    "unflatten",
+    "squeeze",
+    "unsqueeze",
+    "transpose",
+    "swapaxes",
+    "swapdims",
+    "permute",
+    "movedim",
+    "moveaxis",
+    "t",
+    "narrow",
+    "chunk",
+    "split",
+    "tensor_split",
+    "unbind",
+    "flip",
+    "fliplr",
+    "flipud",
+    "roll",
+    "rot90",
+    "gather",
+    "index_select",
+    "masked_select",
+    "masked_fill",
+    "scatter",
+    "scatter_add",
+    "take",
+    "take_along_dim",
+    "diag",
+    "diagonal",
+    "diag_embed",
+    "diagflat",
+    "tril",
+    "triu",
+    "trace",
+    "cat",
+    "concat",
+    "concatenate",
+    "stack",
+    "hstack",
+    "vstack",
+    "dstack",
+    "column_stack",
+    "row_stack",
+    "atleast_1d",
+    "atleast_2d",
+    "atleast_3d",
+    "nonzero",
+    "numel",
+    "is_tensor",
+    "is_floating_point",
+    "dot",
+    "vdot",
+    "mv",
+    "inverse",
+    "det",
+    "logdet",
+    "slogdet",
+    "cholesky",
+    "cholesky_solve",
+    "cholesky_inverse",
+    "triangular_solve",
+    "lu_solve",
+    "pinverse",
+    "matrix_power",
+    "matrix_exp",
+    "cross",
+    "clone",
+    "detach",
+    "zeros_like",
+    "ones_like",
+    "full_like",
+    "rand_like",
+    "randn_like",
+    "empty_like",
+    "randint_like",
+    "is_nonzero",
+    "result_type",
+    "promote_types",
+    "can_cast",
+    "broadcast_shapes",
+]
 
-_TORCH_COMBINING = "matmul mm bmm outer ger kron einsum cdist tensordot broadcast_tensors broadcast_to block_diag chain_matmul addmm baddbmm".split()
+_TORCH_COMBINING = [
+    "matmul",
+    "mm",
+    "bmm",
+    "outer",
+    "ger",
+    "kron",
+    "einsum",
+    "cdist",
+    "tensordot",
+    "broadcast_tensors",
+    "broadcast_to",
+    "block_diag",
+    "chain_matmul",
+    "addmm",
+    "baddbmm",
+]
 
-_TORCH_BROADCASTING = """
-where maximum minimum atan2 arctan2 logaddexp logaddexp2 add sub subtract mul multiply div
-divide true_divide floor_divide remainder fmod pow float_power lerp xlogy hypot fmax fmin
-copysign nextafter heaviside eq ne lt le gt ge logical_and logical_or logical_xor
-bitwise_and bitwise_or bitwise_xor isclose allclose equal take_along_dim masked_fill
-""".split()
+_TORCH_BROADCASTING = [
+    "where",
+    "maximum",
+    "minimum",
+    "atan2",
+    "arctan2",
+    "logaddexp",
+    "logaddexp2",
+    "add",
+    "sub",
+    "subtract",
+    "mul",
+    "multiply",
+    "div",
+    "divide",
+    "true_divide",
+    "floor_divide",
+    "remainder",
+    "fmod",
+    "pow",
+    "float_power",
+    "lerp",
+    "xlogy",
+    "hypot",
+    "fmax",
+    "fmin",
+    "copysign",
+    "nextafter",
+    "heaviside",
+    "eq",
+    "ne",
+    "lt",
+    "le",
+    "gt",
+    "ge",
+    "logical_and",
+    "logical_or",
+    "logical_xor",
+    "bitwise_and",
+    "bitwise_or",
+    "bitwise_xor",
+    "isclose",
+    "allclose",
+    "equal",
+    "take_along_dim",
+    "masked_fill",
+]
 
-_TORCH_CONCATENATING = "cat concat concatenate stack hstack vstack dstack column_stack row_stack".split()
+_TORCH_CONCATENATING = [
+    "cat",
+    "concat",
+    "concatenate",
+    "stack",
+    "hstack",
+    "vstack",
+    "dstack",
+    "column_stack",
+    "row_stack",
+]
 
-_TORCH_VALUES = """
-float float16 float32 float64 double half bfloat16 int int8 int16 int32 int64 long short
-uint8 bool complex64 complex128 cfloat cdouble Size pi e inf nan
-""".split()
+_TORCH_VALUES = [
+    "float",
+    "float16",
+    "float32",
+    "float64",
+    "double",
+    "half",
+    "bfloat16",
+    "int",
+    "int8",
+    "int16",
+    "int32",
+    "int64",
+    "long",
+    "short",
+    "uint8",
+    "bool",
+    "complex64",
+    "complex128",
+    "cfloat",
+    "cdouble",
+    "Size",
+    "pi",
+    "e",
+    "inf",
+    "nan",
+]
 
 
 def _build_torch() -> dict[str, Any]:
@@ -397,6 +752,16 @@ def _build_torch() -> dict[str, Any]:
         members[name] = _diagonalizing(getattr(torch, name), name)
     for name in ("zeros", "ones", "empty", "rand", "randn"):
         members[name] = _creation(getattr(torch, name), name)
+    for name in (
+        "zeros_like",
+        "ones_like",
+        "full_like",
+        "empty_like",
+        "rand_like",
+        "randn_like",
+        "randint_like",
+    ):
+        members[name] = _placed(getattr(torch, name), name)
     members["full"] = _named(_full, "full")
     members["randint"] = _named(_randint, "randint")
     members["arange"] = _named(_arange, "arange")
@@ -440,36 +805,67 @@ def _build_torch() -> dict[str, Any]:
 # abstract bases; Rejector takes callables; the combinatorial ones enumerate
 # factorially/exponentially many values
 _EXCLUDED_DISTRIBUTIONS = {
-    "Rejector", "TorchDistribution", "ExponentialFamily", "Distribution", "SpanningTree",
-    "OneOneMatching", "OneTwoMatching", "CoalescentTimes", "CoalescentTimesWithRate",
+    "Rejector",
+    "TorchDistribution",
+    "ExponentialFamily",
+    "Distribution",
+    "SpanningTree",
+    "OneOneMatching",
+    "OneTwoMatching",
+    "CoalescentTimes",
+    "CoalescentTimesWithRate",
 }
 
 
 def _build_constraints() -> dict[str, Any]:
     members: dict[str, Any] = {}
     for name in dir(pyro_constraints):
-        if name.startswith("_") or name in {"Constraint", "dependent_property", "is_dependent"}:
+        if name.startswith("_") or name in {
+            "Constraint",
+            "dependent_property",
+            "is_dependent",
+        }:
             continue
         value = getattr(pyro_constraints, name)
         if isinstance(value, torch.distributions.constraints.Constraint) or (
-            inspect.isclass(value) and issubclass(value, torch.distributions.constraints.Constraint)
+            inspect.isclass(value)
+            and issubclass(value, torch.distributions.constraints.Constraint)
         ):
             members[name] = value
     return members
 
 
-_TRANSFORMS = """
-ExpTransform AffineTransform SigmoidTransform TanhTransform SoftmaxTransform
-StickBreakingTransform LowerCholeskyTransform PowerTransform AbsTransform
-ComposeTransform CorrCholeskyTransform CholeskyTransform SoftplusTransform
-CorrLCholeskyTransform OrderedTransform PositivePowerTransform ReshapeTransform
-IndependentTransform CatTransform StackTransform
-""".split()
+_TRANSFORMS = [
+    "ExpTransform",
+    "AffineTransform",
+    "SigmoidTransform",
+    "TanhTransform",
+    "SoftmaxTransform",
+    "StickBreakingTransform",
+    "LowerCholeskyTransform",
+    "PowerTransform",
+    "AbsTransform",
+    "ComposeTransform",
+    "CorrCholeskyTransform",
+    "CholeskyTransform",
+    "SoftplusTransform",
+    "CorrLCholeskyTransform",
+    "OrderedTransform",
+    "PositivePowerTransform",
+    "ReshapeTransform",
+    "IndependentTransform",
+    "CatTransform",
+    "StackTransform",
+]
 
 
 def _build_transforms() -> dict[str, Any]:
     members = _pick(pyro_transforms, _TRANSFORMS)
-    members.update(_pick(torch.distributions.transforms, [n for n in _TRANSFORMS if n not in members]))
+    members.update(
+        _pick(
+            torch.distributions.transforms, [n for n in _TRANSFORMS if n not in members]
+        )
+    )
     members["biject_to"] = pyro_transforms.biject_to
     members["transform_to"] = pyro_transforms.transform_to
     return members
@@ -495,7 +891,9 @@ def _build_dist(constraints_ns: Namespace, transforms_ns: Namespace) -> dict[str
 # pyro
 
 
-def _param(name: Any, init_tensor: Any = None, constraint: Any = None, event_dim: Any = None) -> Any:
+def _param(
+    name: Any, init_tensor: Any = None, constraint: Any = None, event_dim: Any = None
+) -> Any:
     # Pyro requires a tensor; a modeller writing ``pyro.param("a", 0.5)`` means one.
     if isinstance(init_tensor, (int, float)) and not isinstance(init_tensor, bool):
         init_tensor = torch.tensor(float(init_tensor))
@@ -517,7 +915,11 @@ _WIDE_SUPPORT = tuple(
 def _sample(name: Any, fn: Any, *args: Any, **kwargs: Any) -> Any:
     # A latent count distribution may be enumerated by TraceEnum_ELBO outside our code:
     # bound its support x batch size here, where the user's line is known.
-    if kwargs.get("obs") is None and isinstance(fn, _WIDE_SUPPORT) and not torch.jit.is_tracing():
+    if (
+        kwargs.get("obs") is None
+        and isinstance(fn, _WIDE_SUPPORT)
+        and not torch.jit.is_tracing()
+    ):
         base = fn
         total = getattr(base, "total_count", None)
         if isinstance(total, torch.Tensor) and total.numel():
@@ -528,7 +930,19 @@ def _sample(name: Any, fn: Any, *args: Any, **kwargs: Any) -> Any:
     return pyro.sample(name, fn, *args, **kwargs)
 
 
-def _plate(name: Any, size: Any = None, subsample_size: Any = None, subsample: Any = None, dim: Any = None, **kwargs: Any) -> Any:
+def _plate(
+    name: Any,
+    size: Any = None,
+    subsample_size: Any = None,
+    subsample: Any = None,
+    dim: Any = None,
+    **kwargs: Any,
+) -> Any:
+    _check_placement(kwargs)
+    if kwargs.get("use_cuda"):
+        raise ForbiddenConstruct(
+            "pyro.plate(use_cuda=True) is not allowed; the job chooses the device"
+        )
     if kwargs.keys() - {"use_cuda", "device"}:
         raise ForbiddenConstruct(
             f"pyro.plate got unexpected keyword(s) {sorted(kwargs.keys() - {'use_cuda', 'device'})}; "
@@ -543,12 +957,22 @@ def _plate(name: Any, size: Any = None, subsample_size: Any = None, subsample: A
     return pyro.plate(name, size, subsample_size, subsample, dim, **kwargs)
 
 
-def _config_enumerate(guide: Any = None, default: str = "parallel", expand: bool = False, num_samples: Any = None, tmc: str = "diagonal") -> Any:
-    return pyro_config_enumerate(guide, default=default, expand=expand, num_samples=num_samples, tmc=tmc)
+def _config_enumerate(
+    guide: Any = None,
+    default: str = "parallel",
+    expand: bool = False,
+    num_samples: Any = None,
+    tmc: str = "diagonal",
+) -> Any:
+    return pyro_config_enumerate(
+        guide, default=default, expand=expand, num_samples=num_samples, tmc=tmc
+    )
 
 
 def _build_poutine() -> dict[str, Any]:
-    return _pick(pyro_poutine, "block mask scale condition do uncondition markov infer_config")
+    return _pick(
+        pyro_poutine, "block mask scale condition do uncondition markov infer_config"
+    )
 
 
 # ----------------------------------------------------------------------------------
@@ -556,18 +980,38 @@ def _build_poutine() -> dict[str, Any]:
 
 
 def _guard_module(cls: type, name: str) -> Callable:
-    gate = {"GRU": 3, "LSTM": 4, "RNN": 1, "GRUCell": 3, "LSTMCell": 4, "RNNCell": 1}.get(name)
+    gate = {
+        "GRU": 3,
+        "LSTM": 4,
+        "RNN": 1,
+        "GRUCell": 3,
+        "LSTMCell": 4,
+        "RNNCell": 1,
+    }.get(name)
 
     def guarded(*args: Any, **kwargs: Any) -> Any:
         ints = [a for a in args if isinstance(a, int) and not isinstance(a, bool)]
-        for key in ("in_features", "out_features", "num_embeddings", "embedding_dim", "input_size", "hidden_size", "normalized_shape", "num_features"):
+        for key in (
+            "in_features",
+            "out_features",
+            "num_embeddings",
+            "embedding_dim",
+            "input_size",
+            "hidden_size",
+            "normalized_shape",
+            "num_features",
+        ):
             v = kwargs.get(key)
             if isinstance(v, int) and not isinstance(v, bool):
                 ints.append(v)
         if ints:
             if gate is not None:
-                size = max(ints[:2]) * (ints[1] if len(ints) > 1 else ints[0]) * gate * 2
-                size *= int(kwargs.get("num_layers", ints[2] if len(ints) > 2 else 1) or 1)
+                size = (
+                    max(ints[:2]) * (ints[1] if len(ints) > 1 else ints[0]) * gate * 2
+                )
+                size *= int(
+                    kwargs.get("num_layers", ints[2] if len(ints) > 2 else 1) or 1
+                )
             elif len(ints) >= 2:
                 size = ints[0] * ints[1]
             else:
@@ -578,11 +1022,43 @@ def _guard_module(cls: type, name: str) -> Callable:
     return _named(guarded, name)
 
 
-_NN_MODULES = """
-Linear Bilinear Sequential ModuleList Identity Flatten Unflatten ReLU Tanh Sigmoid Softplus
-ELU LeakyReLU SELU CELU GELU SiLU Mish Softmax LogSoftmax Softmin Hardtanh ReLU6 PReLU
-LogSigmoid Dropout LayerNorm BatchNorm1d Embedding GRU RNN LSTM GRUCell RNNCell LSTMCell
-""".split()
+_NN_MODULES = [
+    "Linear",
+    "Bilinear",
+    "Sequential",
+    "ModuleList",
+    "Identity",
+    "Flatten",
+    "Unflatten",
+    "ReLU",
+    "Tanh",
+    "Sigmoid",
+    "Softplus",
+    "ELU",
+    "LeakyReLU",
+    "SELU",
+    "CELU",
+    "GELU",
+    "SiLU",
+    "Mish",
+    "Softmax",
+    "LogSoftmax",
+    "Softmin",
+    "Hardtanh",
+    "ReLU6",
+    "PReLU",
+    "LogSigmoid",
+    "Dropout",
+    "LayerNorm",
+    "BatchNorm1d",
+    "Embedding",
+    "GRU",
+    "RNN",
+    "LSTM",
+    "GRUCell",
+    "RNNCell",
+    "LSTMCell",
+]
 
 
 def _one_hot(tensor: Any, num_classes: int = -1) -> Any:
@@ -604,12 +1080,38 @@ def _pad(input: Any, pad: Any, mode: str = "constant", value: Any = None) -> Any
     return torch_F.pad(input, pad, mode, value)
 
 
-_FUNCTIONAL = """
-relu relu6 elu selu celu gelu silu mish leaky_relu prelu softplus softsign sigmoid
-logsigmoid tanh hardtanh softmax softmin log_softmax gumbel_softmax normalize dropout
-linear embedding layer_norm binary_cross_entropy binary_cross_entropy_with_logits
-cross_entropy nll_loss mse_loss
-""".split()
+_FUNCTIONAL = [
+    "relu",
+    "relu6",
+    "elu",
+    "selu",
+    "celu",
+    "gelu",
+    "silu",
+    "mish",
+    "leaky_relu",
+    "prelu",
+    "softplus",
+    "softsign",
+    "sigmoid",
+    "logsigmoid",
+    "tanh",
+    "hardtanh",
+    "softmax",
+    "softmin",
+    "log_softmax",
+    "gumbel_softmax",
+    "normalize",
+    "dropout",
+    "linear",
+    "embedding",
+    "layer_norm",
+    "binary_cross_entropy",
+    "binary_cross_entropy_with_logits",
+    "cross_entropy",
+    "nll_loss",
+    "mse_loss",
+]
 
 
 def _build_nn() -> tuple[dict[str, Any], dict[str, Any]]:
@@ -618,7 +1120,11 @@ def _build_nn() -> tuple[dict[str, Any], dict[str, Any]]:
     functional["pad"] = _named(_pad, "pad")
     for name in ("linear", "embedding"):
         functional[name] = _combining(getattr(torch_F, name), name)
-    nn_members = {n: _guard_module(getattr(torch_nn, n), n) for n in _NN_MODULES if hasattr(torch_nn, n)}
+    nn_members = {
+        n: _guard_module(getattr(torch_nn, n), n)
+        for n in _NN_MODULES
+        if hasattr(torch_nn, n)
+    }
     return nn_members, functional
 
 
@@ -626,11 +1132,51 @@ def _build_nn() -> tuple[dict[str, Any], dict[str, Any]]:
 # math
 
 
-_MATH = """
-pi e tau inf nan sqrt exp expm1 log log1p log2 log10 pow sin cos tan asin acos atan atan2
-sinh cosh tanh asinh acosh atanh erf erfc gamma lgamma floor ceil trunc fabs fmod copysign
-hypot isnan isinf isfinite isclose degrees radians
-""".split()
+_MATH = [
+    "pi",
+    "e",
+    "tau",
+    "inf",
+    "nan",
+    "sqrt",
+    "exp",
+    "expm1",
+    "log",
+    "log1p",
+    "log2",
+    "log10",
+    "pow",
+    "sin",
+    "cos",
+    "tan",
+    "asin",
+    "acos",
+    "atan",
+    "atan2",
+    "sinh",
+    "cosh",
+    "tanh",
+    "asinh",
+    "acosh",
+    "atanh",
+    "erf",
+    "erfc",
+    "gamma",
+    "lgamma",
+    "floor",
+    "ceil",
+    "trunc",
+    "fabs",
+    "fmod",
+    "copysign",
+    "hypot",
+    "isnan",
+    "isinf",
+    "isfinite",
+    "isclose",
+    "degrees",
+    "radians",
+]
 
 
 # ----------------------------------------------------------------------------------
@@ -667,7 +1213,9 @@ def _dict(*args: Any, **kwargs: Any) -> dict:
 
 def _sum(iterable: Any, start: Any = 0) -> Any:
     if isinstance(start, (str, list, tuple)):
-        raise TypeError("sum() adds numbers and tensors; join lists with a comprehension")
+        raise TypeError(
+            "sum() adds numbers and tensors; join lists with a comprehension"
+        )
     if isinstance(iterable, torch.Tensor) and iterable.dim() == 0:
         raise TypeError("sum() of a 0-d tensor; use x.sum()")
     return sum(counted(iterable), start)
@@ -755,14 +1303,64 @@ BUILTINS: dict[str, Any] = {
 #: names that exist in Python but are refused with a pointed message
 FORBIDDEN_NAMES: dict[str, str] = {
     name: "it could reach the interpreter's internals"
-    for name in (
-        "getattr setattr delattr hasattr open exec eval compile __import__ globals locals "
-        "vars type input breakpoint help dir memoryview object super classmethod "
-        "staticmethod property id hash iter next callable isinstance issubclass "
-        "__builtins__ __loader__ __spec__ __name__ __file__ exit quit copyright credits "
-        "license bytearray bytes frozenset set format repr ascii chr ord bin hex oct "
-        "pow slice map filter"
-    ).split()
+    for name in [
+        "getattr",
+        "setattr",
+        "delattr",
+        "hasattr",
+        "open",
+        "exec",
+        "eval",
+        "compile",
+        "__import__",
+        "globals",
+        "locals",
+        "vars",
+        "type",
+        "input",
+        "breakpoint",
+        "help",
+        "dir",
+        "memoryview",
+        "object",
+        "super",
+        "classmethod",
+        "staticmethod",
+        "property",
+        "id",
+        "hash",
+        "iter",
+        "next",
+        "callable",
+        "isinstance",
+        "issubclass",
+        "__builtins__",
+        "__loader__",
+        "__spec__",
+        "__name__",
+        "__file__",
+        "exit",
+        "quit",
+        "copyright",
+        "credits",
+        "license",
+        "bytearray",
+        "bytes",
+        "frozenset",
+        "set",
+        "format",
+        "repr",
+        "ascii",
+        "chr",
+        "ord",
+        "bin",
+        "hex",
+        "oct",
+        "pow",
+        "slice",
+        "map",
+        "filter",
+    ]
 }
 
 
@@ -787,7 +1385,9 @@ TORCH_DISTRIBUTIONS = Namespace(
         "transform_to": pyro_transforms.transform_to,
     },
 )
-TORCH = Namespace("torch", {**_build_torch(), "nn": NN, "distributions": TORCH_DISTRIBUTIONS})
+TORCH = Namespace(
+    "torch", {**_build_torch(), "nn": NN, "distributions": TORCH_DISTRIBUTIONS}
+)
 PLATE = _named(_plate, "plate")
 PYRO_PRIMITIVES = {
     "sample": _named(_sample, "sample"),
@@ -846,43 +1446,252 @@ DECORATORS = {CONFIG_ENUMERATE, *(POUTINE.members.values())}
 # attributes of values
 
 
-_TENSOR_ATTRS = set(
-    """
-abs acos asin atan atan2 add sub mul div true_divide floor_divide remainder fmod pow neg
-exp exp2 expm1 log log1p log2 log10 sqrt rsqrt square sin cos tan sinh cosh tanh sigmoid
-relu softmax log_softmax logsumexp lgamma digamma erf erfc erfinv floor ceil round trunc
-frac sign reciprocal clamp clamp_min clamp_max clip sum nansum mean nanmean prod cumsum
-cumprod cummax cummin logcumsumexp max min amax amin argmax argmin std var norm median
-sort argsort topk all any reshape reshape_as view view_as unsqueeze squeeze expand_as t
-T mT H transpose permute flatten unflatten contiguous narrow chunk split unbind flip roll
-diagonal diag diag_embed tril triu trace matmul mm bmm mv dot inverse det logdet slogdet
-cholesky float double long int bool half type_as shape size dim ndim ndimension numel
-nelement dtype device item detach clone index_select gather scatter scatter_add
-masked_fill masked_select where eq ne lt le gt ge logical_and logical_or logical_not
-isnan isinf isfinite nonzero is_floating_point requires_grad lerp nan_to_num logaddexp
-logit maximum minimum sum_to_size is_contiguous real imag abs count_nonzero
-unique take is_complex xlogy square msort
-""".split()
-)
+_TENSOR_ATTRS = {
+    "abs",
+    "acos",
+    "asin",
+    "atan",
+    "atan2",
+    "add",
+    "sub",
+    "mul",
+    "div",
+    "true_divide",
+    "floor_divide",
+    "remainder",
+    "fmod",
+    "pow",
+    "neg",
+    "exp",
+    "exp2",
+    "expm1",
+    "log",
+    "log1p",
+    "log2",
+    "log10",
+    "sqrt",
+    "rsqrt",
+    "square",
+    "sin",
+    "cos",
+    "tan",
+    "sinh",
+    "cosh",
+    "tanh",
+    "sigmoid",
+    "relu",
+    "softmax",
+    "log_softmax",
+    "logsumexp",
+    "lgamma",
+    "digamma",
+    "erf",
+    "erfc",
+    "erfinv",
+    "floor",
+    "ceil",
+    "round",
+    "trunc",
+    "frac",
+    "sign",
+    "reciprocal",
+    "clamp",
+    "clamp_min",
+    "clamp_max",
+    "clip",
+    "sum",
+    "nansum",
+    "mean",
+    "nanmean",
+    "prod",
+    "cumsum",
+    "cumprod",
+    "cummax",
+    "cummin",
+    "logcumsumexp",
+    "max",
+    "min",
+    "amax",
+    "amin",
+    "argmax",
+    "argmin",
+    "std",
+    "var",
+    "norm",
+    "median",
+    "sort",
+    "argsort",
+    "topk",
+    "all",
+    "any",
+    "reshape",
+    "reshape_as",
+    "view",
+    "view_as",
+    "unsqueeze",
+    "squeeze",
+    "expand_as",
+    "t",
+    "T",
+    "mT",
+    "H",
+    "transpose",
+    "permute",
+    "flatten",
+    "unflatten",
+    "contiguous",
+    "narrow",
+    "chunk",
+    "split",
+    "unbind",
+    "flip",
+    "roll",
+    "diagonal",
+    "diag",
+    "diag_embed",
+    "tril",
+    "triu",
+    "trace",
+    "matmul",
+    "mm",
+    "bmm",
+    "mv",
+    "dot",
+    "inverse",
+    "det",
+    "logdet",
+    "slogdet",
+    "cholesky",
+    "float",
+    "double",
+    "long",
+    "int",
+    "bool",
+    "half",
+    "type_as",
+    "shape",
+    "size",
+    "dim",
+    "ndim",
+    "ndimension",
+    "numel",
+    "nelement",
+    "dtype",
+    "device",
+    "item",
+    "detach",
+    "clone",
+    "index_select",
+    "gather",
+    "scatter",
+    "scatter_add",
+    "masked_fill",
+    "masked_select",
+    "where",
+    "eq",
+    "ne",
+    "lt",
+    "le",
+    "gt",
+    "ge",
+    "logical_and",
+    "logical_or",
+    "logical_not",
+    "isnan",
+    "isinf",
+    "isfinite",
+    "nonzero",
+    "is_floating_point",
+    "requires_grad",
+    "lerp",
+    "nan_to_num",
+    "logaddexp",
+    "logit",
+    "maximum",
+    "minimum",
+    "sum_to_size",
+    "is_contiguous",
+    "real",
+    "imag",
+    "count_nonzero",
+    "unique",
+    "take",
+    "is_complex",
+    "xlogy",
+    "msort",
+}
 
-_DIST_ATTRS = set(
-    """
-to_event independent mask log_prob score_parts sample rsample expand expand_by mean mode
-variance stddev batch_shape event_shape support has_rsample has_enumerate_support
-enumerate_support entropy cdf icdf shape loc scale probs logits concentration
-concentration0 concentration1 rate low high df covariance_matrix scale_tril
-precision_matrix total_count component_distribution mixture_distribution base_dist
-reinterpreted_batch_ndims v
-""".split()
-)
+_DIST_ATTRS = {
+    "to_event",
+    "independent",
+    "mask",
+    "log_prob",
+    "score_parts",
+    "sample",
+    "rsample",
+    "expand",
+    "expand_by",
+    "mean",
+    "mode",
+    "variance",
+    "stddev",
+    "batch_shape",
+    "event_shape",
+    "support",
+    "has_rsample",
+    "has_enumerate_support",
+    "enumerate_support",
+    "entropy",
+    "cdf",
+    "icdf",
+    "shape",
+    "loc",
+    "scale",
+    "probs",
+    "logits",
+    "concentration",
+    "concentration0",
+    "concentration1",
+    "rate",
+    "low",
+    "high",
+    "df",
+    "covariance_matrix",
+    "scale_tril",
+    "precision_matrix",
+    "total_count",
+    "component_distribution",
+    "mixture_distribution",
+    "base_dist",
+    "reinterpreted_batch_ndims",
+    "v",
+}
 
 _RETURN_TYPE_ATTRS = {
-    "values", "indices", "sign", "logabsdet", "eigenvalues", "eigenvectors", "U", "S",
-    "Vh", "V", "Q", "R", "L", "info", "solution", "inverse", "LU", "pivots",
+    "values",
+    "indices",
+    "sign",
+    "logabsdet",
+    "eigenvalues",
+    "eigenvectors",
+    "U",
+    "S",
+    "Vh",
+    "V",
+    "Q",
+    "R",
+    "L",
+    "info",
+    "solution",
+    "inverse",
+    "LU",
+    "pivots",
 }
 _STR_ATTRS = {"format", "startswith", "endswith", "lower", "upper", "strip"}
 _FIELD_NAME = re.compile(r"^(\d+|[A-Za-z][A-Za-z0-9]*)?$")
-_SAFE_SPEC = re.compile(r"^[<>^=]?[+\- ]?#?0?\d{0,2}[,_]?(\.\d{1,2})?[bcdeEfFgGnosxX%]?$")
+_SAFE_SPEC = re.compile(
+    r"^[<>^=]?[+\- ]?#?0?\d{0,2}[,_]?(\.\d{1,2})?[bcdeEfFgGnosxX%]?$"
+)
 
 
 def _str_format(template: str) -> Callable:
@@ -905,7 +1714,10 @@ def _str_format(template: str) -> Callable:
                 raise ForbiddenConstruct(
                     f"format spec {spec!r} is not allowed; use a simple spec such as `.3f` (width at most 99)"
                 )
-        args = tuple(a.item() if isinstance(a, torch.Tensor) and a.numel() == 1 else a for a in args)
+        args = tuple(
+            a.item() if isinstance(a, torch.Tensor) and a.numel() == 1 else a
+            for a in args
+        )
         for a in list(args) + list(kwargs.values()):
             check_text_source(a)
         return check_sequence(template.format(*args, **kwargs))
@@ -921,7 +1733,11 @@ _DICT_ATTRS = {"get", "keys", "values", "items"}
 
 def _tensor_expand(t: torch.Tensor) -> Callable:
     def expand(*sizes: Any) -> Any:
-        shape = sizes[0] if len(sizes) == 1 and isinstance(sizes[0], (tuple, list, torch.Size)) else sizes
+        shape = (
+            sizes[0]
+            if len(sizes) == 1 and isinstance(sizes[0], (tuple, list, torch.Size))
+            else sizes
+        )
         shape = list(shape)
         offset = len(shape) - t.dim()
         n = 1
@@ -952,27 +1768,21 @@ def _tensor_tile(t: torch.Tensor) -> Callable:
     return tile
 
 
-def _tensor_result_checked(name: str) -> Callable:
-    def factory(t: torch.Tensor) -> Callable:
-        method = getattr(t, name)
-
-        def checked(*args: Any, **kwargs: Any) -> Any:
-            return check_result_tensor(method(*args, **kwargs), f"Tensor.{name}(...)")
-
-        return checked
-
-    return factory
-
-
 def _tensor_new(name: str) -> Callable:
     def factory(t: torch.Tensor) -> Callable:
         method = getattr(t, name)
 
         def new(*args: Any, **kwargs: Any) -> Any:
+            _check_placement(kwargs)
             if name == "new_full":
                 size = kwargs.get("size", args[0] if args else ())
             else:
-                size = kwargs.get("size", args[0] if len(args) == 1 and isinstance(args[0], (tuple, list, torch.Size)) else args)
+                size = kwargs.get(
+                    "size",
+                    args[0]
+                    if len(args) == 1 and isinstance(args[0], (tuple, list, torch.Size))
+                    else args,
+                )
             check_elements(shape_numel(size), f"Tensor.{name}(...)")
             return method(*args, **kwargs)
 
@@ -1001,7 +1811,9 @@ def _tensor_combining(name: str) -> Callable:
         method = getattr(t, name)
 
         def combined(*args: Any, **kwargs: Any) -> Any:
-            check_combined(getattr(torch.Tensor, name), f"Tensor.{name}(...)", (t, *args), kwargs)
+            check_combined(
+                getattr(torch.Tensor, name), f"Tensor.{name}(...)", (t, *args), kwargs
+            )
             return method(*args, **kwargs)
 
         return combined
@@ -1021,7 +1833,27 @@ _TENSOR_GUARDED: dict[str, Callable[[Any], Any]] = {
     "new_tensor": lambda t: _tensor_like(t.new_tensor, "Tensor.new_tensor"),
     **{
         n: _tensor_combining(n)
-        for n in ("matmul", "mm", "bmm", "outer", "ger", "kron", "add", "sub", "mul", "div", "pow", "where", "maximum", "minimum", "lerp", "logaddexp", "xlogy", "atan2", "masked_fill")
+        for n in (
+            "matmul",
+            "mm",
+            "bmm",
+            "outer",
+            "ger",
+            "kron",
+            "add",
+            "sub",
+            "mul",
+            "div",
+            "pow",
+            "where",
+            "maximum",
+            "minimum",
+            "lerp",
+            "logaddexp",
+            "xlogy",
+            "atan2",
+            "masked_fill",
+        )
     },
 }
 
@@ -1031,9 +1863,13 @@ def _dist_shape_guard(name: str) -> Callable:
         method = getattr(d, name)
 
         def guarded(*args: Any, **kwargs: Any) -> Any:
-            shape = kwargs.get("sample_shape", kwargs.get("batch_shape", args[0] if args else ()))
+            shape = kwargs.get(
+                "sample_shape", kwargs.get("batch_shape", args[0] if args else ())
+            )
             if name in ("sample", "rsample", "expand_by"):
-                n = shape_numel(shape) * shape_numel(tuple(d.batch_shape) + tuple(d.event_shape))
+                n = shape_numel(shape) * shape_numel(
+                    tuple(d.batch_shape) + tuple(d.event_shape)
+                )
             else:
                 n = shape_numel(shape) * shape_numel(tuple(d.event_shape))
             check_elements(n, f"Distribution.{name}(...)")
@@ -1044,7 +1880,9 @@ def _dist_shape_guard(name: str) -> Callable:
     return factory
 
 
-_DIST_GUARDED = {n: _dist_shape_guard(n) for n in ("sample", "rsample", "expand", "expand_by")}
+_DIST_GUARDED = {
+    n: _dist_shape_guard(n) for n in ("sample", "rsample", "expand", "expand_by")
+}
 
 #: per type: ``None`` (no attribute), or (allowed names, guarded-name factories)
 _ATTR_RULES_CACHE: dict[type, tuple[frozenset, dict]] = {}
@@ -1120,7 +1958,11 @@ def get_attribute(value: Any, name: str) -> Any:
         return getattr(value, name)
     raise UnknownName(
         f"attribute `.{name}` of {describe(value)} is not available in the model language"
-        + (f"; allowed: {', '.join(sorted(allowed)[:40])}{', ...' if len(allowed) > 40 else ''}" if allowed else "")
+        + (
+            f"; allowed: {', '.join(sorted(allowed)[:40])}{', ...' if len(allowed) > 40 else ''}"
+            if allowed
+            else ""
+        )
     )
 
 
@@ -1128,14 +1970,18 @@ def _unknown_member(ns: Namespace, name: str) -> UnknownName:
     import difflib
 
     close = difflib.get_close_matches(name, list(ns.members), n=3)
-    hint = f"; did you mean {', '.join(f'`{ns.ns_name}.{c}`' for c in close)}?" if close else ""
-    return UnknownName(f"`{ns.ns_name}.{name}` is not available in the model language{hint}")
+    hint = (
+        f"; did you mean {', '.join(f'`{ns.ns_name}.{c}`' for c in close)}?"
+        if close
+        else ""
+    )
+    return UnknownName(
+        f"`{ns.ns_name}.{name}` is not available in the model language{hint}"
+    )
 
 
 def is_context_manager(value: Any) -> bool:
     return isinstance(value, Messenger)
-
-
 
 
 def _module_output_shape(module: Any, shape: tuple) -> tuple:
@@ -1161,4 +2007,7 @@ def _module_output_shape(module: Any, shape: tuple) -> tuple:
 def check_module_call(module: Any, args: Any) -> None:
     """Bound the output of calling an ``nn`` module before it runs."""
     if args and isinstance(args[0], torch.Tensor) and not torch.jit.is_tracing():
-        check_elements(shape_numel(_module_output_shape(module, tuple(args[0].shape))), f"calling nn.{type(module).__name__}")
+        check_elements(
+            shape_numel(_module_output_shape(module, tuple(args[0].shape))),
+            f"calling nn.{type(module).__name__}",
+        )

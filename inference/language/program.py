@@ -70,7 +70,7 @@ class Program:
     def tree(self) -> ast.Module:
         return self._unit.tree
 
-    def function(self, name: str) -> "Program":
+    def function(self, name: str) -> Program:
         return Program(self._unit, name)
 
     def __repr__(self) -> str:
@@ -111,13 +111,19 @@ def parse(source: Any, limits: Limits) -> ast.Module:
         return ast.parse(source, filename="<model>", mode="exec")
     except SyntaxError as exc:
         raise ModelSyntaxError(
-            f"invalid syntax: {exc.msg}", line=exc.lineno, col=(exc.offset - 1) if exc.offset else None
+            f"invalid syntax: {exc.msg}",
+            line=exc.lineno,
+            col=(exc.offset - 1) if exc.offset else None,
         ) from None
     except (ValueError, MemoryError, RecursionError, OverflowError) as exc:
-        raise ModelSyntaxError(f"the source cannot be parsed: {type(exc).__name__}: {exc}") from None
+        raise ModelSyntaxError(
+            f"the source cannot be parsed: {type(exc).__name__}: {exc}"
+        ) from None
 
 
-def compile_source(source: str, entry: str = "model", *, limits: Limits | None = None) -> Program:
+def compile_source(
+    source: str, entry: str = "model", *, limits: Limits | None = None
+) -> Program:
     """Check and compile ``source``; return its function ``entry`` as a ``Program``.
 
     The top-level statements (imports, constants, ``nn`` modules, function definitions)
@@ -129,7 +135,10 @@ def compile_source(source: str, entry: str = "model", *, limits: Limits | None =
     tree = parse(source, limits)
     check_tree(tree, limits)
     if not any(isinstance(s, ast.FunctionDef) and s.name == entry for s in tree.body):
-        defined = ", ".join(s.name for s in tree.body if isinstance(s, ast.FunctionDef)) or "none"
+        defined = (
+            ", ".join(s.name for s in tree.body if isinstance(s, ast.FunctionDef))
+            or "none"
+        )
         raise UnknownName(
             f"the source defines no top-level function `{entry}` (functions defined: {defined})"
         )

@@ -38,7 +38,9 @@ class PrintLog(list):
         if len(self) >= MAX_PRINT_LINES:
             self.dropped += 1
             if len(self) == MAX_PRINT_LINES:
-                self.append(f"... (print output beyond {MAX_PRINT_LINES} lines dropped)")
+                self.append(
+                    f"... (print output beyond {MAX_PRINT_LINES} lines dropped)"
+                )
             return
         if len(text) > MAX_PRINT_LINE_CHARS:
             text = text[:MAX_PRINT_LINE_CHARS] + " ...(truncated)"
@@ -47,15 +49,15 @@ class PrintLog(list):
 
 class RunState:
     __slots__ = (
-        "limits",
-        "steps",
-        "max_steps",
-        "loop_iterations",
-        "max_loop_iterations",
         "depth",
+        "limits",
+        "loop_iterations",
         "max_depth",
         "max_elements",
+        "max_loop_iterations",
+        "max_steps",
         "print_log",
+        "steps",
     )
 
     def __init__(self, limits: Limits, print_log: PrintLog) -> None:
@@ -130,7 +132,11 @@ def _as_int(value: Any) -> int:
 def shape_numel(shape: Any) -> int:
     """Number of elements of a shape given as ints, a tuple/list/Size, or a tensor."""
     if isinstance(shape, torch.Tensor):
-        return math.prod(int(v) for v in shape.reshape(-1).tolist()) if shape.dim() else int(shape)
+        return (
+            math.prod(int(v) for v in shape.reshape(-1).tolist())
+            if shape.dim()
+            else int(shape)
+        )
     if isinstance(shape, (tuple, list, torch.Size)):
         total = 1
         for v in shape:
@@ -149,7 +155,9 @@ def size_from_args(args: tuple, kwargs: dict) -> int:
 
 
 def check_elements(n: int, what: str) -> None:
-    if isinstance(n, torch.Tensor):  # a traced size under torch.jit: data-derived, bounded
+    if isinstance(
+        n, torch.Tensor
+    ):  # a traced size under torch.jit: data-derived, bounded
         return
     limit = current_limits().max_tensor_elements
     if n > limit:

@@ -215,3 +215,54 @@ def to_numpy(x: Any):
     if torch.is_tensor(x):
         return x.detach().cpu().numpy()
     return np.asarray(x)
+
+
+def check_vectorised_draw(
+    model: Callable,
+    vectorised_trace: poutine.Trace,
+    kwargs: Mapping,
+    *,
+    num: int,
+    max_plate_nesting: int,
+    natural: Mapping[str, tuple],
+    index: int = 0,
+) -> str | None:
+    """Rerun draw ``index`` of a vectorised model trace without the draws plate and compare.
+
+    A model that is not written for batching (e.g. ``x @ beta`` or ``alpha[group]`` on a
+    latent that gains a leading draws dim) can run under the draws plate and still give
+    wrong numbers. Conditioning the plain model on one draw's values and comparing every
+    site's log-density (and every deterministic value) catches that. Returns ``None``
+    when they agree, else a short description of the first disagreement.
+    """
+    values, deterministic = {}, {}
+    for name, site in vectorised_trace.nodes.items():
+        if not is_sample_site(name, site) or name not in natural:
+            continue
+        value = draws_first(site["value"], num, natural[name])[index]
+        (deterministic if is_deterministic(site) else values)[name] = value
+    with poutine.block():
+        plain = poutine.trace(poutine.condition(model, data=values)).get_trace(**kwargs)
+    plain.compute_log_prob()
+    vectorised_trace.compute_log_prob()
+    for name in values:
+        if name not in plain.nodes:
+            return f"site {name!r} missing from the plain run"
+        expected = plain.nodes[name]["log_prob"]
+        expected = float(expected.sum()) if torch.is_tensor(expected) else float(expected)
+        got = float(per_draw(vectorised_trace.nodes[name]["log_prob"], num, max_plate_nesting)[index])
+        if not _close(got, expected):
+            return f"log p of site {name!r}: {got} vectorised vs {expected} plain"
+    for name, value in deterministic.items():
+        plain_value = plain.nodes[name]["value"]
+        if tuple(plain_value.shape) != tuple(value.shape) or not torch.allclose(
+            plain_value.to(value.dtype), value, rtol=1e-4, atol=1e-5, equal_nan=True
+        ):
+            return f"deterministic site {name!r} differs"
+    return None
+
+
+def _close(a: float, b: float) -> bool:
+    if a == b:  # equal infinities included
+        return True
+    return abs(a - b) <= 1e-3 + 1e-4 * max(abs(a), abs(b))

@@ -57,6 +57,7 @@ from ._traces import (
     site_roles,
     to_numpy,
     traced_pair,
+    check_vectorised_draw,
 )
 
 
@@ -130,13 +131,22 @@ def _guide_values(guide_trace, num: int, natural: Mapping[str, tuple]) -> dict[s
     }
 
 
-def _block(model, guide, kwargs, num, mpn, roles, batch_shapes, *, analytic_kl, pointwise, natural, vectorise):
-    """``num`` draws at once inside the draws plate, or (``vectorise=False``) one plain draw."""
+def _block(model, guide, kwargs, num, mpn, roles, batch_shapes, *, analytic_kl, pointwise, natural, vectorise, check=None):
+    """``num`` draws at once inside the draws plate, or (``vectorise=False``) one plain draw.
+
+    ``check`` (model-site natural shapes) verifies draw 0 against a plain run first.
+    """
     guide_trace, model_trace = traced_pair(
         model, guide, kwargs, num=num if vectorise else None, max_plate_nesting=mpn
     )
     guide_trace.compute_log_prob()
     model_trace.compute_log_prob()
+    if vectorise and check is not None:
+        problem = check_vectorised_draw(
+            model, model_trace, kwargs, num=num, max_plate_nesting=mpn, natural=check
+        )
+        if problem:
+            raise ValueError(f"the batched run disagrees with a plain run: {problem}")
     model_sites = {}
     for name, site in model_trace.nodes.items():
         if is_sample_site(name, site) and name not in roles.deterministic:
@@ -339,6 +349,8 @@ def _collect(
             return draws, roles
 
         vectorise = parallel is not False
+        checked = False
+        model_natural = {n: tuple(s["value"].shape) for n, s in model_trace.nodes.items() if is_sample_site(n, s)}
         done = 0
         while done < num_draws:
             num = min(batch_size, num_draws - done) if vectorise else 1
@@ -347,8 +359,9 @@ def _collect(
                     block = _block(
                         model, guide, kwargs, num, mpn, roles, batch_shapes,
                         analytic_kl=analytic_kl, pointwise=pointwise, natural=natural,
-                        vectorise=vectorise,
+                        vectorise=vectorise, check=None if checked else model_natural,
                     )
+                checked = True
             except Exception as exc:  # noqa: BLE001 - any failure to vectorise means "loop instead"
                 if not vectorise or parallel:
                     raise

@@ -33,6 +33,7 @@ from ._traces import (
     site_roles,
     to_numpy,
     traced_pair,
+    check_vectorised_draw,
     is_sample_site,
     uncondition_observed,
     vectorized,
@@ -105,6 +106,7 @@ def draw_posterior(
             obs_sites = [n for n in obs_sites if n in wanted]
 
         vectorise = parallel is not False
+        checked = False
         samples: dict[str, list] = {n: [] for n in sample_sites}
         pred: dict[str, list] = {n: [] for n in obs_sites} if predictive else {}
         done = 0
@@ -117,6 +119,14 @@ def draw_posterior(
                             model, guide, kwargs, num, max_plate_nesting, roles, predictive, True
                         )
                     block = _collect(mtr, ptr, num, natural, sample_sites, obs_sites if predictive else [])
+                    if not checked:
+                        problem = check_vectorised_draw(
+                            model, ptr if ptr is not None else mtr, kwargs,
+                            num=num, max_plate_nesting=max_plate_nesting, natural=natural,
+                        )
+                        if problem:
+                            raise ValueError(f"the batched run disagrees with a plain run: {problem}")
+                        checked = True
                 except Exception as exc:  # noqa: BLE001 - any failure to vectorise means "loop instead"
                     if parallel:
                         raise

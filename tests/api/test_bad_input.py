@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 
 
-
 def assert_nothing_queued(api, headers, before_published):
     listing = api.client.get("/v1/jobs", headers=headers)
     assert listing.status_code == 200
@@ -243,3 +242,23 @@ def test_body_copy_is_not_mutated(api, headers, make_job):
     snapshot = copy.deepcopy(job)
     api.client.post("/v1/jobs", headers=headers, json=job)
     assert job == snapshot
+
+
+def test_guide_outside_the_language_points_at_the_guide(api, headers, problem, make_job):
+    job = make_job()
+    job["guide"] = {"source": "def guide(x, y=None):\n    return open('/etc/passwd')\n"}
+    body = problem(api.client.post("/v1/jobs", headers=headers, json=job), 422)
+    assert body["pointer"] == "/guide/source"
+    assert body["line"] == 2
+
+
+def test_operator_language_limits_apply_at_submission(api_embedded, problem, make_job):
+    limits = api_embedded.runtime.settings.limits
+    saved = limits.max_source_bytes
+    limits.max_source_bytes = 100
+    try:
+        body = problem(api_embedded.client.post("/v1/jobs", json=make_job()), 422, "limit-exceeded")
+        assert body["pointer"] == "/model/source"
+    finally:
+        limits.max_source_bytes = saved
+    assert api_embedded.client.post("/v1/validate", json=make_job()).status_code == 200

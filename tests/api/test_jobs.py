@@ -379,3 +379,28 @@ def test_embedded_mode_needs_no_key(api_embedded, make_job):
     assert job.status_code == 202, job.text
     assert client.get(f"/v1/jobs/{job.json()['id']}").json()["state"] == "queued"
     assert any(j["id"] == job.json()["id"] for j in client.get("/v1/jobs").json()["items"])
+
+
+def test_a_broker_outage_delays_but_never_loses_a_job(tmp_path, make_job):
+    """Publish fails after the commit: the job stays queued (published_at unset) for the
+    sweeper to republish, and the client still gets its 202."""
+    from fastapi.testclient import TestClient
+
+    from api.app import ApiOptions, create_app
+    from store.migrate import upgrade
+    from store.models import Job
+    from store.settings import Settings
+
+    url = f"sqlite:///{tmp_path / 'v.sqlite3'}"
+    upgrade(url)
+    settings = Settings(home=tmp_path, database_url=url, broker_url="redis://127.0.0.1:1/0", auth="disabled")
+    with TestClient(create_app(settings, options=ApiOptions(dry_run_time_limit_s=30.0))) as client:
+        response = client.post("/v1/jobs", json=make_job())
+        assert response.status_code == 202, response.text
+        job_id = response.json()["id"]
+        assert client.get(f"/v1/jobs/{job_id}").json()["state"] == "queued"
+        with client.app.state.runtime.sessionmaker() as session:
+            job = session.get(Job, job_id)
+            assert job.published_at is None and job.queued_at is not None
+        metrics = client.get("/metrics").text
+        assert 'vihub_jobs_published_total{outcome="failed"} 1.0' in metrics

@@ -21,7 +21,6 @@ import math
 
 import numpy as np
 import pyro
-import pyro.distributions as dist
 import pytest
 import torch
 from pyro import poutine
@@ -29,7 +28,7 @@ from pyro.infer import SVI, Trace_ELBO, TraceEnum_ELBO
 from pyro.infer.autoguide import AutoDelta
 from pyro.optim import Adam, ClippedAdam
 
-COIN_SOURCE = '''
+COIN_SOURCE = """
 import torch
 import pyro
 import pyro.distributions as dist
@@ -58,9 +57,9 @@ def guide(data):
     beta_q = pyro.param("beta_q", torch.tensor(15.0), constraint=constraints.positive)
     # sample latent_fairness from the distribution Beta(alpha_q, beta_q)
     pyro.sample("latent_fairness", dist.Beta(alpha_q, beta_q))
-'''
+"""
 
-GMM_SOURCE = '''
+GMM_SOURCE = """
 import torch
 import pyro
 import pyro.distributions as dist
@@ -81,9 +80,9 @@ def model(data):
         # Local variables.
         assignment = pyro.sample('assignment', dist.Categorical(weights))
         pyro.sample('obs', dist.Normal(locs[assignment], scale), obs=data)
-'''
+"""
 
-LDA_SOURCE = '''
+LDA_SOURCE = """
 import torch
 import torch.nn as nn
 import pyro
@@ -169,7 +168,7 @@ def guide(data):
         )
         doc_topics = predictor(counts.transpose(0, 1))
         pyro.sample("doc_topics", dist.Delta(doc_topics, event_dim=1))
-'''
+"""
 
 
 def language():
@@ -177,7 +176,10 @@ def language():
         import inference.language as lang
 
         lang.compile_source  # noqa: B018 - raises AttributeError while missing
-    except (ImportError, AttributeError) as exc:  # pragma: no cover - only while it is being built
+    except (
+        ImportError,
+        AttributeError,
+    ) as exc:  # pragma: no cover - only while it is being built
         pytest.skip(f"inference.language is not importable yet: {exc}")
     return lang
 
@@ -217,7 +219,9 @@ def test_coin_posterior_mean_matches_closed_form():
 
     pyro.set_rng_seed(0)
     pyro.enable_validation(False)  # training speed, as the service trains
-    svi = SVI(model, guide, Adam({"lr": 0.05, "betas": (0.90, 0.999)}), loss=Trace_ELBO())
+    svi = SVI(
+        model, guide, Adam({"lr": 0.05, "betas": (0.90, 0.999)}), loss=Trace_ELBO()
+    )
     steps, inferred_means = 400, []
     for step in range(steps):
         svi.step(**kwargs)
@@ -239,9 +243,14 @@ def test_coin_posterior_mean_matches_closed_form():
 def test_gmm_recovers_component_means():
     generator = torch.Generator().manual_seed(0)
     data = torch.cat(
-        [torch.randn(40, generator=generator), 10.0 + torch.randn(60, generator=generator)]
+        [
+            torch.randn(40, generator=generator),
+            10.0 + torch.randn(60, generator=generator),
+        ]
     )
-    model, kwargs = compile_with_data(GMM_SOURCE, "model", {"data": data.numpy().astype(np.float64)})
+    model, kwargs = compile_with_data(
+        GMM_SOURCE, "model", {"data": data.numpy().astype(np.float64)}
+    )
     data = kwargs["data"]
     K = 2
 
@@ -256,7 +265,10 @@ def test_gmm_recovers_component_means():
         raise ValueError(site["name"])
 
     pyro.set_rng_seed(1)
-    guide = AutoDelta(poutine.block(model, expose=["weights", "locs", "scale"]), init_loc_fn=init_loc_fn)
+    guide = AutoDelta(
+        poutine.block(model, expose=["weights", "locs", "scale"]),
+        init_loc_fn=init_loc_fn,
+    )
     optim = pyro.optim.Adam({"lr": 0.1, "betas": [0.8, 0.99]})
     svi = SVI(model, guide, optim, loss=TraceEnum_ELBO(max_plate_nesting=1))
     losses = [svi.step(**kwargs) for _ in range(200)]
@@ -279,7 +291,9 @@ def test_lda_with_mlp_guide_trains():
     generator = torch.Generator().manual_seed(0)
     # Documents drawn from three disjoint-ish vocabularies, one topic per document.
     doc_topic = torch.arange(num_docs) % num_topics
-    word_ids = doc_topic * 6 + torch.randint(0, 8, (words_per_doc, num_docs), generator=generator)
+    word_ids = doc_topic * 6 + torch.randint(
+        0, 8, (words_per_doc, num_docs), generator=generator
+    )
     data = {"data": word_ids.clamp(max=num_words - 1).numpy()}
     model, kwargs = compile_with_data(LDA_SOURCE, "model", data)
     guide, _ = compile_with_data(LDA_SOURCE, "guide", data)

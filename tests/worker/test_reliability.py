@@ -81,7 +81,7 @@ def test_sigkill_mid_job_resumes_from_checkpoint(
     timeout (shortened to 50 s here). ``sweeper``: only the child running the job is
     killed; the sweeper reclaims the job when its lease expires and republishes it.
     Either way the job resumes from its last checkpoint."""
-    steps = 1200
+    steps = 700
     factory = session_factory_for(pg_url)
     options = dict(RELIABILITY)
     if recovery == "broker-redelivery":

@@ -18,8 +18,12 @@ K = 3
 
 @config_enumerate
 def model(N, T, y):
-    probs_x = pyro.sample("probs_x", dist.Dirichlet(0.9 * torch.eye(K) + 0.1).to_event(1))
-    locs = pyro.sample("locs", dist.Normal(torch.linspace(-2.0, 2.0, K), 1.0).to_event(1))
+    probs_x = pyro.sample(
+        "probs_x", dist.Dirichlet(0.9 * torch.eye(K) + 0.1).to_event(1)
+    )
+    locs = pyro.sample(
+        "locs", dist.Normal(torch.linspace(-2.0, 2.0, K), 1.0).to_event(1)
+    )
     scale = pyro.sample("scale", dist.HalfNormal(1.0))
     with pyro.plate("sequences", N):
         x = 0

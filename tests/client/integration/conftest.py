@@ -73,7 +73,8 @@ class LiveServer:
 
     def client_env(self, key: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("VIHUB_")}
-        env.update(VIHUB_URL=self.url, VIHUB_API_KEY=key, PYTHONPATH=str(REPO_ROOT))
+        env.update(VIHUB_URL=self.url, VIHUB_API_KEY=key,
+                   PYTHONPATH=os.pathsep.join([str(REPO_ROOT / "client"), str(REPO_ROOT)]))
         return env
 
     def logs(self) -> str:

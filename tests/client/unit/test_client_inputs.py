@@ -72,8 +72,18 @@ def test_numpy_arrays_become_lists() -> None:
 
 def test_dataframe_columns_become_fields() -> None:
     pd = pytest.importorskip("pandas")
-    frame = pd.DataFrame({"x": [1.0, 2.0], "y": [0, 1]})
-    assert plan_data(frame) == {"inline": {"x": [1.0, 2.0], "y": [0, 1]}}
+    frame = pd.DataFrame({"x": [1.0, 2.0], "y": [0, 1], "dataset_id": [5, 6]})
+    assert plan_data(frame) == {"inline": {"x": [1.0, 2.0], "y": [0, 1], "dataset_id": [5, 6]}}
+    with pytest.raises(ValueError, match="'x' contains NaN"):
+        plan_data(pd.DataFrame({"x": [1.0, float("nan")]}))
+
+
+def test_non_finite_data_is_refused_before_sending(server) -> None:
+    with pytest.raises(ValueError, match="'y' contains NaN or infinity"):
+        plan_data({"y": [[1.0, float("inf")]]})
+    with server.client() as client, pytest.raises(ValueError, match="'y'"):
+        client.submit("catalog:x", data={"y": [float("nan")]})
+    assert server.requests == []
 
 
 def test_submit_body(server) -> None:

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import importlib.util
 import math
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
+import catalog_reference_models as reference
 import pyro
 import pyro.infer
 import pyro.infer.autoguide
@@ -18,9 +20,9 @@ import torch
 from pyro import poutine
 from pyro.poutine.util import site_is_subsample
 
-import catalog_reference_models as reference
-
-CATALOG_MODELS_DIR = Path(__file__).resolve().parents[3] / "inference" / "catalog" / "models"
+CATALOG_MODELS_DIR = (
+    Path(__file__).resolve().parents[3] / "inference" / "catalog" / "models"
+)
 
 
 def load_plain_python(name: str, entry: str) -> Callable:
@@ -44,17 +46,25 @@ def sync_reference_modules(module_names: list[str]) -> None:
                 value.copy_(store[f"{module_name}$$${param_name}"])
 
 
-def trace_pair(candidate: Callable, native: Callable, kwargs: dict[str, Any], seed: int = 0):
+def trace_pair(
+    candidate: Callable, native: Callable, kwargs: dict[str, Any], seed: int = 0
+):
     """Trace ``candidate`` with a fixed seed, then ``native`` replayed on its latent
     values; both traces with log-probs computed."""
     pyro.clear_param_store()
     pyro.set_rng_seed(seed)
     candidate_trace = poutine.trace(candidate).get_trace(**kwargs)
     module_names = sorted(
-        {n.split("$$$")[0] for n, s in candidate_trace.nodes.items() if s["type"] == "param" and "$$$" in n}
+        {
+            n.split("$$$")[0]
+            for n, s in candidate_trace.nodes.items()
+            if s["type"] == "param" and "$$$" in n
+        }
     )
     sync_reference_modules(module_names)
-    native_trace = poutine.trace(poutine.replay(native, trace=candidate_trace)).get_trace(**kwargs)
+    native_trace = poutine.trace(
+        poutine.replay(native, trace=candidate_trace)
+    ).get_trace(**kwargs)
     candidate_trace.compute_log_prob()
     native_trace.compute_log_prob()
     return candidate_trace, native_trace
@@ -75,9 +85,18 @@ def assert_same_traces(candidate_trace, native_trace, *, rtol=1e-6, atol=1e-5) -
     for name, site in candidate_sites.items():
         other = native_sites[name]
         assert site["type"] == other["type"], name
-        value, other_value = torch.as_tensor(site["value"]), torch.as_tensor(other["value"])
+        value, other_value = (
+            torch.as_tensor(site["value"]),
+            torch.as_tensor(other["value"]),
+        )
         assert value.shape == other_value.shape, (name, value.shape, other_value.shape)
-        torch.testing.assert_close(value.float(), other_value.float(), rtol=rtol, atol=atol, msg=lambda m, name=name: f"site {name}: {m}")
+        torch.testing.assert_close(
+            value.float(),
+            other_value.float(),
+            rtol=rtol,
+            atol=atol,
+            msg=lambda m, name=name: f"site {name}: {m}",
+        )
         if site["type"] != "sample" or site_is_subsample(site):
             continue
         assert site["is_observed"] == other["is_observed"], name
@@ -85,15 +104,27 @@ def assert_same_traces(candidate_trace, native_trace, *, rtol=1e-6, atol=1e-5) -
         assert site["fn"].batch_shape == other["fn"].batch_shape, name
         assert site["fn"].event_shape == other["fn"].event_shape, name
         assert site["infer"].get("enumerate") == other["infer"].get("enumerate"), name
-        assert [f.name for f in site["cond_indep_stack"]] == [f.name for f in other["cond_indep_stack"]], name
-        torch.testing.assert_close(site["log_prob"], other["log_prob"], rtol=rtol, atol=atol, msg=lambda m, name=name: f"site {name}: {m}")
+        assert [f.name for f in site["cond_indep_stack"]] == [
+            f.name for f in other["cond_indep_stack"]
+        ], name
+        torch.testing.assert_close(
+            site["log_prob"],
+            other["log_prob"],
+            rtol=rtol,
+            atol=atol,
+            msg=lambda m, name=name: f"site {name}: {m}",
+        )
     total, other_total = candidate_trace.log_prob_sum(), native_trace.log_prob_sum()
     assert math.isfinite(float(total.detach()))
     torch.testing.assert_close(total, other_total, rtol=rtol, atol=atol)
 
 
 def enumerated_comparison(
-    candidate: Callable, native: Callable, kwargs: dict[str, Any], max_plate_nesting: int, expose: list[str]
+    candidate: Callable,
+    native: Callable,
+    kwargs: dict[str, Any],
+    max_plate_nesting: int,
+    expose: list[str],
 ):
     """``TraceEnum_ELBO`` losses of both models under one AutoDelta guide (built on the
     native model, hence the same parameter values for both), and both models' traces
@@ -101,33 +132,46 @@ def enumerated_comparison(
     pyro.clear_param_store()
     pyro.set_rng_seed(0)
     guide = pyro.infer.autoguide.AutoDelta(
-        poutine.block(native, expose=expose), init_loc_fn=pyro.infer.autoguide.init_to_sample)
+        poutine.block(native, expose=expose),
+        init_loc_fn=pyro.infer.autoguide.init_to_sample,
+    )
     guide(**kwargs)  # creates the parameters
     elbo = pyro.infer.TraceEnum_ELBO(max_plate_nesting=max_plate_nesting)
-    losses = [float(elbo.differentiable_loss(m, guide, **kwargs).detach()) for m in (candidate, native)]
+    losses = [
+        float(elbo.differentiable_loss(m, guide, **kwargs).detach())
+        for m in (candidate, native)
+    ]
 
     guide_trace = poutine.trace(guide).get_trace(**kwargs)
     traces = []
     for model in (candidate, native):
         enumerated = poutine.enum(model, first_available_dim=-1 - max_plate_nesting)
-        trace = poutine.trace(poutine.replay(enumerated, trace=guide_trace)).get_trace(**kwargs)
+        trace = poutine.trace(poutine.replay(enumerated, trace=guide_trace)).get_trace(
+            **kwargs
+        )
         trace.compute_log_prob()
         traces.append(trace)
     return losses, traces
 
 
-def suggested_svi(suggested: dict[str, Any], model: Callable, custom_guide: Callable | None = None):
+def suggested_svi(
+    suggested: dict[str, Any], model: Callable, custom_guide: Callable | None = None
+):
     """A plain ``pyro.infer.SVI`` built from a catalog entry's ``suggested`` settings."""
     inference = suggested["inference"]
     guide_spec = suggested["guide"]
     if "auto" in guide_spec:
         guide_model = model
         if guide_spec.get("hide") or guide_spec.get("expose"):
-            guide_model = poutine.block(model, hide=guide_spec.get("hide"), expose=guide_spec.get("expose"))
+            guide_model = poutine.block(
+                model, hide=guide_spec.get("hide"), expose=guide_spec.get("expose")
+            )
         guide_class = getattr(pyro.infer.autoguide, guide_spec["auto"])
         options = dict(guide_spec.get("options", {}))
         if isinstance(options.get("init_loc_fn"), str):
-            options["init_loc_fn"] = getattr(pyro.infer.autoguide.initialization, options["init_loc_fn"])
+            options["init_loc_fn"] = getattr(
+                pyro.infer.autoguide.initialization, options["init_loc_fn"]
+            )
         guide = guide_class(guide_model, **options)
     else:
         assert custom_guide is not None, "this entry suggests a source guide"

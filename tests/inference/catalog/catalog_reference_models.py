@@ -12,8 +12,8 @@ from __future__ import annotations
 import pyro
 import pyro.distributions as dist
 import torch
-import torch.nn as nn
 from pyro.infer import config_enumerate
+from torch import nn
 
 
 def eight_schools_centered(J, sigma, y=None):
@@ -38,7 +38,11 @@ def linear_regression(N, mom_iq, kid_score=None):
     beta = pyro.sample("beta", dist.Normal(0.0, 1.0))
     sigma = pyro.sample("sigma", dist.HalfNormal(20.0))
     with pyro.plate("children", N):
-        pyro.sample("kid_score", dist.Normal(alpha + beta * (mom_iq - 100.0), sigma), obs=kid_score)
+        pyro.sample(
+            "kid_score",
+            dist.Normal(alpha + beta * (mom_iq - 100.0), sigma),
+            obs=kid_score,
+        )
 
 
 def logistic_regression(X, y=None):
@@ -78,16 +82,20 @@ def gaussian_mixture(N, y=None):
 
 
 def hmm(N, T, y):
-    probs_x = pyro.sample("probs_x", dist.Dirichlet(0.9 * torch.eye(3) + 0.1).to_event(1))
-    locs = pyro.sample("locs", dist.Normal(torch.tensor([-2.0, 0.0, 2.0]), 1.0).to_event(1))
+    probs_x = pyro.sample(
+        "probs_x", dist.Dirichlet(0.9 * torch.eye(3) + 0.1).to_event(1)
+    )
+    locs = pyro.sample(
+        "locs", dist.Normal(torch.tensor([-2.0, 0.0, 2.0]), 1.0).to_event(1)
+    )
     scale = pyro.sample("scale", dist.HalfNormal(1.0))
     with pyro.plate("sequences", N):
         x = 0
         for t in pyro.markov(range(T)):
             x = pyro.sample(
-                "x_{}".format(t), dist.Categorical(probs_x[x]), infer={"enumerate": "parallel"}
+                f"x_{t}", dist.Categorical(probs_x[x]), infer={"enumerate": "parallel"}
             )
-            pyro.sample("y_{}".format(t), dist.Normal(locs[x], scale), obs=y[:, t])
+            pyro.sample(f"y_{t}", dist.Normal(locs[x], scale), obs=y[:, t])
 
 
 VAE_DECODER = nn.Sequential(nn.Linear(2, 32), nn.Softplus(), nn.Linear(32, 16))
@@ -108,7 +116,7 @@ def vae_guide(x):
         pyro.sample("z", dist.Normal(hidden[:, :2], hidden[:, 2:].exp()).to_event(1))
 
 
-def arK(K, T, y):  # noqa: N802 - posteriordb's name
+def arK(K, T, y):
     alpha = pyro.sample("alpha", dist.Normal(0.0, 10.0))
     with pyro.plate("lags", K):
         beta = pyro.sample("beta", dist.Normal(0.0, 10.0))

@@ -15,11 +15,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-import catalog_checks as checks  # noqa: E402
-import catalog_reference_models as reference  # noqa: E402
+import catalog_checks as checks
+import catalog_reference_models as reference
 
-from inference import catalog  # noqa: E402
-from inference.errors import InferenceError  # noqa: E402
+from inference import catalog
+from inference.errors import InferenceError
 
 NAMES = catalog.names()
 REQUIRED = {
@@ -34,6 +34,20 @@ REQUIRED = {
     "vae",
 }
 MAX_PLATE_NESTING = {"gaussian_mixture": 1, "hmm": 1}
+# Models written to run on a batch of posterior draws at once (Predictive(parallel=True)),
+# which the results module uses for samples and log-probs; the others fall back to one
+# draw at a time there.
+VECTORISED = {
+    "eight_schools_centered",
+    "eight_schools_noncentered",
+    "linear_regression",
+    "logistic_regression",
+    "poisson_regression",
+    "hierarchical_intercept",
+    "vae",
+    "arK",
+    "gp_pois_regr",
+}
 
 
 def language():
@@ -42,7 +56,10 @@ def language():
         import inference.language as lang
 
         lang.compile_source  # noqa: B018 - raises AttributeError while missing
-    except (ImportError, AttributeError) as exc:  # pragma: no cover - only while it is being built
+    except (
+        ImportError,
+        AttributeError,
+    ) as exc:  # pragma: no cover - only while it is being built
         pytest.skip(f"inference.language is not importable yet: {exc}")
     return lang
 
@@ -53,7 +70,11 @@ def example_tensors(entry) -> dict:
     out = {}
     for field, value in entry.example_data.items():
         if isinstance(value, np.ndarray):
-            dtype = torch.float32 if entry.data_schema[field]["dtype"] == "float" else torch.int64
+            dtype = (
+                torch.float32
+                if entry.data_schema[field]["dtype"] == "float"
+                else torch.int64
+            )
             out[field] = torch.as_tensor(value, dtype=dtype)
         else:
             out[field] = value
@@ -101,7 +122,9 @@ def test_entry_fields_are_populated(name):
 def test_suggested_settings_are_a_valid_job_spec(name):
     spec_module = pytest.importorskip("inference.spec")
     entry = catalog.get(name)
-    spec = spec_module.JobSpec.model_validate({"model": {"catalog": name}, **entry.suggested})
+    spec = spec_module.JobSpec.model_validate(
+        {"model": {"catalog": name}, **entry.suggested}
+    )
     assert spec.inference.steps == entry.suggested["inference"]["steps"]
     assert spec.inference.elbo.name == entry.suggested["inference"]["elbo"]["name"]
 
@@ -146,7 +169,9 @@ def test_example_data_matches_schema(name):
             assert type(value) is (float if spec["dtype"] == "float" else int), field
             continue
         assert isinstance(value, np.ndarray), field
-        assert value.dtype == (np.float64 if spec["dtype"] == "float" else np.int64), field
+        assert value.dtype == (np.float64 if spec["dtype"] == "float" else np.int64), (
+            field
+        )
         assert value.ndim == len(spec["shape"]), field
         assert np.all(np.isfinite(value)), field
         for size, dim in zip(spec["shape"], value.shape):
@@ -171,15 +196,23 @@ def test_catalog_source_as_plain_python_matches_reference(name):
     plain = checks.load_plain_python(name, entry.entry)
     if name in reference.ENUMERATED:
         losses, traces = checks.enumerated_comparison(
-            plain, reference.MODELS[name], kwargs, MAX_PLATE_NESTING[name], entry.suggested["guide"]["expose"]
+            plain,
+            reference.MODELS[name],
+            kwargs,
+            MAX_PLATE_NESTING[name],
+            entry.suggested["guide"]["expose"],
         )
         assert losses[0] == pytest.approx(losses[1], rel=1e-6, abs=1e-5)
         checks.assert_same_traces(*traces)
     else:
-        checks.assert_same_traces(*checks.trace_pair(plain, reference.MODELS[name], kwargs))
+        checks.assert_same_traces(
+            *checks.trace_pair(plain, reference.MODELS[name], kwargs)
+        )
     if entry.guide_entry:
         plain_guide = checks.load_plain_python(name, entry.guide_entry)
-        checks.assert_same_traces(*checks.trace_pair(plain_guide, reference.GUIDES[name], kwargs))
+        checks.assert_same_traces(
+            *checks.trace_pair(plain_guide, reference.GUIDES[name], kwargs)
+        )
 
 
 # ---------------------------------------------------------------- through the language
@@ -213,13 +246,61 @@ def test_compiles_and_binds_example_data(name):
     assert required <= set(entry.data_schema)
 
 
+@pytest.mark.parametrize("name", sorted(VECTORISED))
+def test_runs_on_a_batch_of_posterior_draws(name):
+    entry = catalog.get(name)
+    program, bound = compiled(name)
+    custom_guide = compiled(name, entry.guide_entry)[0] if entry.guide_entry else None
+    guide = checks.suggested_svi(entry.suggested, program, custom_guide).guide
+    guide(**bound.kwargs)  # creates the guide's parameters
+    num_draws = 5
+    predictive = pyro.infer.Predictive(
+        program, guide=guide, num_samples=num_draws, parallel=True
+    )
+    draws = predictive(**bound.kwargs)
+    one_trace = pyro.poutine.trace(program).get_trace(**bound.kwargs)
+    for site_name, value in draws.items():
+        site = one_trace.nodes[site_name]
+        expected = (num_draws, *site["value"].shape)
+        assert value.shape[0] == num_draws and value.numel() == math.prod(expected), (
+            site_name
+        )
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_runs_in_float64_under_float64_default_dtype(name):
+    """No catalog source hard-codes float32: compiled, bound and run with torch's default
+    dtype set to float64 (as a float64 job must run), every log-density is float64.
+    (With float64 data but the float32 default, ``X @ beta`` mixes a float64 matrix with
+    float32 prior draws and fails: an engine running float64 jobs must set the default.)"""
+    lang = language()
+    entry = catalog.get(name)
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        program = lang.compile_source(entry.source, entry.entry)
+        bound = lang.bind_data(program, entry.example_data, float_dtype="float64")
+        trace = pyro.poutine.trace(program).get_trace(**bound.kwargs)
+        trace.compute_log_prob()
+    finally:
+        torch.set_default_dtype(previous)
+    for site_name, site in trace.nodes.items():
+        if site["type"] == "sample" and "log_prob" in site:
+            assert site["log_prob"].dtype == torch.float64, site_name
+    assert math.isfinite(trace.log_prob_sum().item())
+
+
 @pytest.mark.parametrize("name", [n for n in NAMES if n not in reference.ENUMERATED])
 def test_trace_matches_reference(name):
     program, bound = compiled(name)
-    candidate_trace, native_trace = checks.trace_pair(program, reference.MODELS[name], bound.kwargs)
+    candidate_trace, native_trace = checks.trace_pair(
+        program, reference.MODELS[name], bound.kwargs
+    )
     checks.assert_same_traces(candidate_trace, native_trace)
     # A second seed: other latent values, still the same log-density.
-    checks.assert_same_traces(*checks.trace_pair(program, reference.MODELS[name], bound.kwargs, seed=1))
+    checks.assert_same_traces(
+        *checks.trace_pair(program, reference.MODELS[name], bound.kwargs, seed=1)
+    )
 
 
 @pytest.mark.parametrize("name", sorted(reference.ENUMERATED))
@@ -232,13 +313,19 @@ def test_enumerated_model_matches_reference(name):
     assert all(math.isfinite(loss) for loss in losses)
     assert losses[0] == pytest.approx(losses[1], rel=1e-6, abs=1e-5)
     checks.assert_same_traces(*traces)
-    enumerated = [s for s in traces[0].nodes.values() if s["type"] == "sample" and s["infer"].get("_enumerate_dim") is not None]
+    enumerated = [
+        s
+        for s in traces[0].nodes.values()
+        if s["type"] == "sample" and s["infer"].get("_enumerate_dim") is not None
+    ]
     assert enumerated, "discrete sites were not enumerated"
 
 
 def test_vae_guide_matches_reference():
     guide, bound = compiled("vae", "guide")
-    checks.assert_same_traces(*checks.trace_pair(guide, reference.GUIDES["vae"], bound.kwargs))
+    checks.assert_same_traces(
+        *checks.trace_pair(guide, reference.GUIDES["vae"], bound.kwargs)
+    )
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -252,7 +339,7 @@ def test_suggested_settings_run_svi(name):
     assert all(math.isfinite(loss) for loss in losses), losses
     params = pyro.get_param_store()
     assert len(params) > 0
-    assert all(torch.isfinite(params[p]).all() for p in params.keys())
+    assert all(torch.isfinite(params[p]).all() for p in params)
 
 
 @pytest.mark.slow
@@ -267,9 +354,15 @@ def test_suggested_settings_run_svi(name):
 def test_suggested_fit_through_language_recovers_reference(name, expected, tolerance):
     """The full suggested fit of the compiled model lands on the catalog's reference."""
     entry = catalog.get(name)
-    reference_values = entry.reference.get("posterior") or entry.reference["true_values"]
+    reference_values = (
+        entry.reference.get("posterior") or entry.reference["true_values"]
+    )
     for site, value in expected.items():
-        got = reference_values[site]["mean"] if "posterior" in entry.reference else reference_values[site]
+        got = (
+            reference_values[site]["mean"]
+            if "posterior" in entry.reference
+            else reference_values[site]
+        )
         assert got == pytest.approx(value)
     program, bound = compiled(name)
     svi = checks.suggested_svi(entry.suggested, program)

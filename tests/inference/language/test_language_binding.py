@@ -43,7 +43,13 @@ def test_conversion_rules(program):
 def test_float64_on_request_and_scalars_stay_python(program):
     bound = bind_data(
         program,
-        {"N": 2, "x": [1.0, 2.0], "counts": np.array([1, 2], dtype=np.int32), "flags": [True, True], "scale": np.float32(2.5)},
+        {
+            "N": 2,
+            "x": [1.0, 2.0],
+            "counts": np.array([1, 2], dtype=np.int32),
+            "flags": [True, True],
+            "scale": np.float32(2.5),
+        },
         float_dtype="float64",
     )
     assert bound.kwargs["x"].dtype == torch.float64
@@ -52,8 +58,19 @@ def test_float64_on_request_and_scalars_stay_python(program):
 
 
 def test_torch_tensors_are_accepted(program):
-    bound = bind_data(program, {"N": 2, "x": torch.ones(2, dtype=torch.float64), "counts": torch.ones(2, dtype=torch.int32), "flags": torch.ones(2, dtype=torch.bool)})
-    assert bound.kwargs["x"].dtype == torch.float32 and bound.kwargs["counts"].dtype == torch.int64
+    bound = bind_data(
+        program,
+        {
+            "N": 2,
+            "x": torch.ones(2, dtype=torch.float64),
+            "counts": torch.ones(2, dtype=torch.int32),
+            "flags": torch.ones(2, dtype=torch.bool),
+        },
+    )
+    assert (
+        bound.kwargs["x"].dtype == torch.float32
+        and bound.kwargs["counts"].dtype == torch.int64
+    )
 
 
 def test_missing_field_lists_present_fields(program):
@@ -65,7 +82,9 @@ def test_missing_field_lists_present_fields(program):
 
 
 def test_unused_fields_are_warnings(program):
-    bound = bind_data(program, {"N": 1, "x": [1.0], "counts": [1], "flags": [True], "extra": [1, 2]})
+    bound = bind_data(
+        program, {"N": 1, "x": [1.0], "counts": [1], "flags": [True], "extra": [1, 2]}
+    )
     assert len(bound.warnings) == 1 and "'extra'" in bound.warnings[0]
 
 
@@ -85,13 +104,24 @@ def test_unused_fields_are_warnings(program):
 )
 def test_bad_values_are_data_binding_errors(program, value, fragment):
     with pytest.raises(DataBindingError) as err:
-        bind_data(program, {"N": 2, "x": value, "counts": [1, 2], "flags": [True, True]})
+        bind_data(
+            program, {"N": 2, "x": value, "counts": [1, 2], "flags": [True, True]}
+        )
     assert fragment in str(err.value) and "'x'" in str(err.value)
 
 
 def test_plate_size_contradicting_observed_length_is_reported(program):
     with pytest.raises(DataBindingError) as err:
-        bind_data(program, {"N": 3, "x": [1.0, 2.0, 3.0], "counts": [1], "flags": [True], "y": [1.0, 2.0]})
+        bind_data(
+            program,
+            {
+                "N": 3,
+                "x": [1.0, 2.0, 3.0],
+                "counts": [1],
+                "flags": [True],
+                "y": [1.0, 2.0],
+            },
+        )
     assert "'y'" in str(err.value) and "N=3" in str(err.value)
 
 
@@ -103,14 +133,25 @@ def test_bad_dtype_option_and_non_mapping(program):
 
 
 def test_bound_data_runs_the_program(program):
-    bound = bind_data(program, {"N": 3, "x": [1.0, 2.0, 3.0], "counts": [1, 2, 3], "flags": [True, False, True], "y": [1.0, 2.0, 3.0]})
+    bound = bind_data(
+        program,
+        {
+            "N": 3,
+            "x": [1.0, 2.0, 3.0],
+            "counts": [1, 2, 3],
+            "flags": [True, False, True],
+            "y": [1.0, 2.0, 3.0],
+        },
+    )
     program(**bound.kwargs)
 
 
 def test_size_limit_applies_to_data():
     from inference.language import Limits
 
-    small = compile_source("def model(x):\n    pass", limits=Limits(max_tensor_elements=10))
+    small = compile_source(
+        "def model(x):\n    pass", limits=Limits(max_tensor_elements=10)
+    )
     with pytest.raises(DataBindingError) as err:
         bind_data(small, {"x": np.zeros(11)})
     assert "max_tensor_elements=10" in str(err.value)

@@ -11,10 +11,10 @@ import pyro
 import pyro.distributions as dist
 import pytest
 import torch
-import torch.nn as nn
 from pyro import poutine
 from pyro.infer import SVI, Trace_ELBO, TraceEnum_ELBO, config_enumerate
 from pyro.infer.autoguide import AutoDelta, AutoNormal
+from torch import nn
 
 from inference import compile_source
 
@@ -121,11 +121,15 @@ def model(obs, hidden_dim=2):
 
 def hmm(obs, hidden_dim=2):
     T = obs.shape[0]
-    trans = pyro.sample("trans", dist.Dirichlet(torch.ones(hidden_dim, hidden_dim)).to_event(1))
+    trans = pyro.sample(
+        "trans", dist.Dirichlet(torch.ones(hidden_dim, hidden_dim)).to_event(1)
+    )
     locs = pyro.sample("locs", dist.Normal(torch.zeros(hidden_dim), 3.0).to_event(1))
     x = 0
     for t in pyro.markov(range(T)):
-        x = pyro.sample(f"x_{t}", dist.Categorical(trans[x]), infer={"enumerate": "parallel"})
+        x = pyro.sample(
+            f"x_{t}", dist.Categorical(trans[x]), infer={"enumerate": "parallel"}
+        )
         pyro.sample(f"y_{t}", dist.Normal(locs[x], 1.0), obs=obs[t])
 
 
@@ -148,7 +152,9 @@ def gp(x, y):
     d = torch.cdist(x.unsqueeze(-1), x.unsqueeze(-1))
     K = var * torch.exp(-0.5 * (d / ls) ** 2) + (noise + 1e-4) * torch.eye(x.shape[0])
     L = torch.linalg.cholesky(K)
-    pyro.sample("y", dist.MultivariateNormal(torch.zeros(x.shape[0]), scale_tril=L), obs=y)
+    pyro.sample(
+        "y", dist.MultivariateNormal(torch.zeros(x.shape[0]), scale_tril=L), obs=y
+    )
 
 
 torch.manual_seed(0)
@@ -157,7 +163,11 @@ CASES = {
     "eight_schools": (
         EIGHT_SCHOOLS,
         eight_schools,
-        (8, torch.tensor([15.0, 10, 16, 11, 9, 11, 10, 18]), torch.tensor([28.0, 8, -3, 7, -1, 1, 18, 12])),
+        (
+            8,
+            torch.tensor([15.0, 10, 16, 11, 9, 11, 10, 18]),
+            torch.tensor([28.0, 8, -3, 7, -1, 1, 18, 12]),
+        ),
     ),
     "logistic": (LOGISTIC, logistic, (_X, (torch.rand(20) > 0.5).float())),
     "poisson_hier": (
@@ -173,7 +183,12 @@ CASES = {
 
 def _sites(tr):
     return {
-        name: (site["type"], tuple(site["value"].shape), site.get("is_observed"), dict(site.get("infer", {})))
+        name: (
+            site["type"],
+            tuple(site["value"].shape),
+            site.get("is_observed"),
+            dict(site.get("infer", {})),
+        )
         for name, site in tr.nodes.items()
         if site["type"] == "sample"
     }
@@ -185,9 +200,15 @@ def test_trace_matches_native_pyro(name):
     program = compile_source(source)
     pyro.set_rng_seed(1)
     reference = poutine.trace(native).get_trace(*args)
-    values = {n: s["value"] for n, s in reference.nodes.items() if s["type"] == "sample" and not s["is_observed"]}
+    values = {
+        n: s["value"]
+        for n, s in reference.nodes.items()
+        if s["type"] == "sample" and not s["is_observed"]
+    }
     native_tr = poutine.trace(poutine.condition(native, data=values)).get_trace(*args)
-    language_tr = poutine.trace(poutine.condition(program, data=values)).get_trace(*args)
+    language_tr = poutine.trace(poutine.condition(program, data=values)).get_trace(
+        *args
+    )
     assert _sites(language_tr) == _sites(native_tr)
     assert torch.allclose(language_tr.log_prob_sum(), native_tr.log_prob_sum())
     # and unconditioned runs with the same seed draw the same values
@@ -206,7 +227,12 @@ def test_enumerated_gmm_elbo_matches_native():
         pyro.clear_param_store()
         pyro.set_rng_seed(3)
         guide = AutoDelta(poutine.block(model, expose=["weights", "locs", "scale"]))
-        svi = SVI(model, guide, pyro.optim.Adam({"lr": 0.1}), TraceEnum_ELBO(max_plate_nesting=1))
+        svi = SVI(
+            model,
+            guide,
+            pyro.optim.Adam({"lr": 0.1}),
+            TraceEnum_ELBO(max_plate_nesting=1),
+        )
         losses.append([svi.step(data) for _ in range(5)])
     assert losses[0] == pytest.approx(losses[1], rel=1e-5)
 
@@ -223,13 +249,17 @@ def model(x):
         pyro.sample("x", dist.Bernoulli(decoder(z)).to_event(1), obs=x)
 """
     program = compile_source(source)
-    decoder = nn.Sequential(nn.Linear(2, 8), nn.Softplus(), nn.Linear(8, 5), nn.Sigmoid())
+    decoder = nn.Sequential(
+        nn.Linear(2, 8), nn.Softplus(), nn.Linear(8, 5), nn.Sigmoid()
+    )
     decoder.load_state_dict(program._unit.globals["decoder"].state_dict())
 
     def native(x):
         pyro.module("decoder", decoder)
         with pyro.plate("data", x.shape[0]):
-            z = pyro.sample("z", dist.Normal(torch.zeros(x.shape[0], 2), 1.0).to_event(1))
+            z = pyro.sample(
+                "z", dist.Normal(torch.zeros(x.shape[0], 2), 1.0).to_event(1)
+            )
             pyro.sample("x", dist.Bernoulli(decoder(z)).to_event(1), obs=x)
 
     x = (torch.rand(4, 5) > 0.5).float()
@@ -277,7 +307,7 @@ def guide(data):
     data = torch.cat([torch.ones(6), torch.zeros(4)])
     losses = _svi(model, guide, data, steps=20)
     assert all(torch.isfinite(torch.tensor(losses)))
-    assert set(pyro.get_param_store().keys()) == {"alpha_q", "beta_q"}
+    assert set(pyro.get_param_store()) == {"alpha_q", "beta_q"}
 
 
 def test_tutorial_gmm_with_autodelta_block_expose():
@@ -285,7 +315,9 @@ def test_tutorial_gmm_with_autodelta_block_expose():
     program = compile_source(GMM)
     data = torch.tensor([0.0, 1.0, 10.0, 11.0, 12.0])
     guide = AutoDelta(poutine.block(program, expose=["weights", "locs", "scale"]))
-    losses = _svi(program, guide, data, elbo=TraceEnum_ELBO(max_plate_nesting=1), steps=20)
+    losses = _svi(
+        program, guide, data, elbo=TraceEnum_ELBO(max_plate_nesting=1), steps=20
+    )
     assert losses[-1] < losses[0]
 
 
@@ -325,7 +357,7 @@ def guide(docs):
     docs = dist.Multinomial(12, torch.ones(12) / 12).sample((5,))
     losses = _svi(model, guide, docs, steps=5)
     assert all(torch.isfinite(torch.tensor(losses)))
-    assert any(k.startswith("encoder$$$") for k in pyro.get_param_store().keys())
+    assert any(k.startswith("encoder$$$") for k in pyro.get_param_store())
 
 
 def test_autonormal_svi_matches_native_losses():
@@ -337,14 +369,16 @@ def test_autonormal_svi_matches_native_losses():
 
 
 def test_jit_elbo_runs_interpreted_model():
-    source, native, args = CASES["logistic"]  # JIT ELBOs take tensor arguments only
+    source, _, args = CASES["logistic"]  # JIT ELBOs take tensor arguments only
     program = compile_source(source)
-    losses = _svi(program, AutoNormal(program), *args, elbo=pyro.infer.JitTrace_ELBO(), steps=3)
+    losses = _svi(
+        program, AutoNormal(program), *args, elbo=pyro.infer.JitTrace_ELBO(), steps=3
+    )
     assert all(torch.isfinite(torch.tensor(losses)))
 
 
 def test_predictive_with_interpreted_model():
-    source, native, args = CASES["eight_schools"]
+    source, _, args = CASES["eight_schools"]
     program = compile_source(source)
     guide = AutoNormal(program)
     _svi(program, guide, *args, steps=2)

@@ -111,8 +111,13 @@ def model():
     return a, b, c
 """
     a, b, c = run(src)
-    assert torch.equal(a, torch.ones(3)) and float(b.detach()) == 0.5 and c.shape == (2, 2)
-    assert pyro.get_param_store().get_state()["constraints"]["a"] == torch.distributions.constraints.positive
+    assert (
+        torch.equal(a, torch.ones(3)) and float(b.detach()) == 0.5 and c.shape == (2, 2)
+    )
+    assert (
+        pyro.get_param_store().get_state()["constraints"]["a"]
+        == torch.distributions.constraints.positive
+    )
 
 
 def test_plate_variants_subsample_dim_and_iarange():
@@ -148,7 +153,11 @@ def model(T):
 
 
 def test_config_enumerate_decorator_forms():
-    for deco in ("@config_enumerate", '@config_enumerate(default="parallel")', "@pyro.infer.config_enumerate"):
+    for deco in (
+        "@config_enumerate",
+        '@config_enumerate(default="parallel")',
+        "@pyro.infer.config_enumerate",
+    ):
         src = f"""
 {deco}
 def model():
@@ -195,7 +204,7 @@ def model(x, tokens):
 """
     out_shape, h_shape = run(src, torch.randn(6, 3), torch.tensor([0, 1, 2, 3, 0, 1]))
     assert out_shape == (1, 6, 5) and h_shape == (1, 1, 5)
-    assert any(k.startswith("net$$$") for k in pyro.get_param_store().keys())
+    assert any(k.startswith("net$$$") for k in pyro.get_param_store())
 
 
 def test_distribution_methods_and_families():
@@ -215,9 +224,15 @@ def model():
     return a, b, c, mix.log_prob(torch.tensor(0.0)), mm.batch_shape, delta.mean, imp.support, mvn.event_shape, lkj.event_shape, td.support, d.mean, d.stddev
 """
     a, b, c, mix, mm, delta, imp, mvn, lkj, td, mean, sd = run(src)
-    assert torch.allclose(a, dist.Normal(torch.zeros(3), 1.0).to_event(1).log_prob(torch.zeros(3)))
+    assert torch.allclose(
+        a, dist.Normal(torch.zeros(3), 1.0).to_event(1).log_prob(torch.zeros(3))
+    )
     assert b == (2,) and torch.equal(c, torch.zeros(3)) and mm == (2,)
     assert delta.item() == 1.0 and mvn == (2,) and lkj == (3, 3)
+    assert torch.allclose(mix, dist.Normal(0.0, 1.0).log_prob(torch.tensor(0.0)))
+    assert imp is torch.distributions.constraints.real
+    assert td == torch.distributions.constraints.positive
+    assert torch.equal(mean, torch.zeros(3)) and torch.equal(sd, torch.ones(3))
 
 
 def test_helpers_closures_lambdas_and_comprehensions():
@@ -237,7 +252,16 @@ def model(n):
     total = sum(x for x in xs)
     return xs, pairs, total, max(xs), min(3, 4), list(zip([1, 2], [3, 4])), list(enumerate("ab")), SCALE
 """
-    assert run(src, 4) == ([0, 1, 9], {0: 3, 1: 4}, 10, 9, 3, [(1, 3), (2, 4)], [(0, "a"), (1, "b")], 2.0)
+    assert run(src, 4) == (
+        [0, 1, 9],
+        {0: 3, 1: 4},
+        10,
+        9,
+        3,
+        [(1, 3), (2, 4)],
+        [(0, "a"), (1, "b")],
+        2.0,
+    )
 
 
 def test_print_is_captured_and_bounded():
@@ -271,6 +295,7 @@ def model():
 """
     lp, pi, positive = run(src)
     assert abs(lp - dist.Normal(0.0, 1.0).log_prob(torch.tensor(0.0)).item()) < 1e-6
+    assert pi == pytest.approx(3.141592653589793)
     assert positive is torch.distributions.constraints.positive
 
 
@@ -356,7 +381,8 @@ def test_loop_limit_names_limit_and_line():
     from inference.language import Limits
 
     program = compile_source(
-        "def model():\n    for i in range(1000):\n        pass", limits=Limits(max_loop_iterations=100)
+        "def model():\n    for i in range(1000):\n        pass",
+        limits=Limits(max_loop_iterations=100),
     )
     with pytest.raises(LimitExceeded) as err:
         program()
@@ -446,4 +472,7 @@ def model():
 
 
 def test_str_format_plain_fields_work():
-    assert run("def model(i):\n    return 'obs_{}_{name}'.format(i, name='a')", 3) == "obs_3_a"
+    assert (
+        run("def model(i):\n    return 'obs_{}_{name}'.format(i, name='a')", 3)
+        == "obs_3_a"
+    )

@@ -34,12 +34,73 @@ FUZZ = settings(
 )
 
 TOKENS = [
-    "def", "model", "(", ")", ":", "x", "=", "return", "for", "in", "range", "if", "else",
-    "while", "import", "os", "from", "torch", ".", "zeros", "pyro", "sample", "dist",
-    "Normal", "plate", "with", "as", "lambda", "__class__", "__import__", "[", "]", "{",
-    "}", ",", "+", "*", "**", "10", "0", "1.5", "'s'", "\n", "\n    ", "yield", "class",
-    "getattr", "open", "print", "@", "config_enumerate", "not", "and", "or", "%", "f'{x}'",
-    "try", "except", "global", "del", "async", "await", "None", "True", "...", ";", "#",
+    "def",
+    "model",
+    "(",
+    ")",
+    ":",
+    "x",
+    "=",
+    "return",
+    "for",
+    "in",
+    "range",
+    "if",
+    "else",
+    "while",
+    "import",
+    "os",
+    "from",
+    "torch",
+    ".",
+    "zeros",
+    "pyro",
+    "sample",
+    "dist",
+    "Normal",
+    "plate",
+    "with",
+    "as",
+    "lambda",
+    "__class__",
+    "__import__",
+    "[",
+    "]",
+    "{",
+    "}",
+    ",",
+    "+",
+    "*",
+    "**",
+    "10",
+    "0",
+    "1.5",
+    "'s'",
+    "\n",
+    "\n    ",
+    "yield",
+    "class",
+    "getattr",
+    "open",
+    "print",
+    "@",
+    "config_enumerate",
+    "not",
+    "and",
+    "or",
+    "%",
+    "f'{x}'",
+    "try",
+    "except",
+    "global",
+    "del",
+    "async",
+    "await",
+    "None",
+    "True",
+    "...",
+    ";",
+    "#",
 ]
 
 
@@ -74,8 +135,47 @@ def test_token_soup_yields_program_or_language_error(tokens, wrap):
 
 # ----------------------------------------------------------------- random syntax trees
 
-NAMES = ["x", "i", "torch", "dist", "pyro", "F", "nn", "math", "model", "helper", "open", "__class__", "len", "range", "print", "sum"]
-ATTRS = ["sum", "exp", "shape", "sample", "Normal", "zeros", "plate", "T", "__class__", "__globals__", "load", "storage", "format", "to_event", "log_prob", "item", "expand", "ones", "append", "numpy", "mean"]
+NAMES = [
+    "x",
+    "i",
+    "torch",
+    "dist",
+    "pyro",
+    "F",
+    "nn",
+    "math",
+    "model",
+    "helper",
+    "open",
+    "__class__",
+    "len",
+    "range",
+    "print",
+    "sum",
+]
+ATTRS = [
+    "sum",
+    "exp",
+    "shape",
+    "sample",
+    "Normal",
+    "zeros",
+    "plate",
+    "T",
+    "__class__",
+    "__globals__",
+    "load",
+    "storage",
+    "format",
+    "to_event",
+    "log_prob",
+    "item",
+    "expand",
+    "ones",
+    "append",
+    "numpy",
+    "mean",
+]
 CONSTANTS = st.one_of(
     st.integers(-3, 10),
     st.sampled_from([10**12, 2**64, -1, 0]),
@@ -84,26 +184,63 @@ CONSTANTS = st.one_of(
     st.none(),
     st.booleans(),
 )
-BINOPS = [ast.Add(), ast.Sub(), ast.Mult(), ast.Div(), ast.Pow(), ast.Mod(), ast.FloorDiv(), ast.MatMult(), ast.LShift(), ast.BitAnd()]
+BINOPS = [
+    ast.Add(),
+    ast.Sub(),
+    ast.Mult(),
+    ast.Div(),
+    ast.Pow(),
+    ast.Mod(),
+    ast.FloorDiv(),
+    ast.MatMult(),
+    ast.LShift(),
+    ast.BitAnd(),
+]
 CMPOPS = [ast.Eq(), ast.Lt(), ast.Gt(), ast.In(), ast.Is(), ast.NotEq()]
 
 
 def _expr_extend(children):
     return st.one_of(
         st.builds(ast.BinOp, children, st.sampled_from(BINOPS), children),
-        st.builds(ast.UnaryOp, st.sampled_from([ast.USub(), ast.Not(), ast.Invert()]), children),
-        st.builds(lambda a, op, b: ast.Compare(a, [op], [b]), children, st.sampled_from(CMPOPS), children),
-        st.builds(lambda f, args: ast.Call(f, args, []), children, st.lists(children, max_size=3)),
-        st.builds(lambda v, a: ast.Attribute(v, a, ast.Load()), children, st.sampled_from(ATTRS)),
-        st.builds(lambda v, s: ast.Subscript(v, s, ast.Load()), children, children),
-        st.builds(lambda elts: ast.Tuple(elts, ast.Load()), st.lists(children, max_size=3)),
-        st.builds(lambda elts: ast.List(elts, ast.Load()), st.lists(children, max_size=3)),
-        st.builds(ast.IfExp, children, children, children),
         st.builds(
-            lambda body: ast.Lambda(ast.arguments([], [], None, [], [], None, []), body), children
+            ast.UnaryOp,
+            st.sampled_from([ast.USub(), ast.Not(), ast.Invert()]),
+            children,
         ),
         st.builds(
-            lambda elt, it: ast.ListComp(elt, [ast.comprehension(ast.Name("i", ast.Store()), it, [], 0)]),
+            lambda a, op, b: ast.Compare(a, [op], [b]),
+            children,
+            st.sampled_from(CMPOPS),
+            children,
+        ),
+        st.builds(
+            lambda f, args: ast.Call(f, args, []),
+            children,
+            st.lists(children, max_size=3),
+        ),
+        st.builds(
+            lambda v, a: ast.Attribute(v, a, ast.Load()),
+            children,
+            st.sampled_from(ATTRS),
+        ),
+        st.builds(lambda v, s: ast.Subscript(v, s, ast.Load()), children, children),
+        st.builds(
+            lambda elts: ast.Tuple(elts, ast.Load()), st.lists(children, max_size=3)
+        ),
+        st.builds(
+            lambda elts: ast.List(elts, ast.Load()), st.lists(children, max_size=3)
+        ),
+        st.builds(ast.IfExp, children, children, children),
+        st.builds(
+            lambda body: ast.Lambda(
+                ast.arguments([], [], None, [], [], None, []), body
+            ),
+            children,
+        ),
+        st.builds(
+            lambda elt, it: ast.ListComp(
+                elt, [ast.comprehension(ast.Name("i", ast.Store()), it, [], 0)]
+            ),
             children,
             children,
         ),
@@ -111,7 +248,10 @@ def _expr_extend(children):
 
 
 EXPRS = st.recursive(
-    st.one_of(st.builds(lambda n: ast.Name(n, ast.Load()), st.sampled_from(NAMES)), st.builds(ast.Constant, CONSTANTS)),
+    st.one_of(
+        st.builds(lambda n: ast.Name(n, ast.Load()), st.sampled_from(NAMES)),
+        st.builds(ast.Constant, CONSTANTS),
+    ),
     _expr_extend,
     max_leaves=12,
 )
@@ -121,15 +261,29 @@ def _stmt_extend(children):
     block = st.lists(children, min_size=1, max_size=3)
     return st.one_of(
         st.builds(ast.If, EXPRS, block, st.lists(children, max_size=2)),
-        st.builds(lambda it, body: ast.For(ast.Name("i", ast.Store()), it, body, []), EXPRS, block),
+        st.builds(
+            lambda it, body: ast.For(ast.Name("i", ast.Store()), it, body, []),
+            EXPRS,
+            block,
+        ),
         st.builds(lambda test, body: ast.While(test, body, []), EXPRS, block),
-        st.builds(lambda ctx, body: ast.With([ast.withitem(ctx, ast.Name("i", ast.Store()))], body), EXPRS, block),
+        st.builds(
+            lambda ctx, body: ast.With(
+                [ast.withitem(ctx, ast.Name("i", ast.Store()))], body
+            ),
+            EXPRS,
+            block,
+        ),
     )
 
 
 STMTS = st.recursive(
     st.one_of(
-        st.builds(lambda n, v: ast.Assign([ast.Name(n, ast.Store())], v), st.sampled_from(["x", "i", "y"]), EXPRS),
+        st.builds(
+            lambda n, v: ast.Assign([ast.Name(n, ast.Store())], v),
+            st.sampled_from(["x", "i", "y"]),
+            EXPRS,
+        ),
         st.builds(ast.Expr, EXPRS),
         st.builds(ast.Return, EXPRS),
         st.just(ast.Pass()),
@@ -165,7 +319,7 @@ def _module(body):
 def test_random_syntax_trees_yield_program_or_language_error(body):
     try:
         source = ast.unparse(_module(body))
-    except Exception:  # an unrenderable tree is the generator's problem, not ours
+    except Exception:  # noqa: BLE001 - an unrenderable tree is the generator's problem, not ours
         return
     pyro.clear_param_store()
     try:
@@ -178,6 +332,14 @@ def test_random_syntax_trees_yield_program_or_language_error(body):
 
 def test_fuzz_generators_reach_compiled_programs():
     # guard against a fuzzer that only ever produces syntax errors
-    example = ast.unparse(_module([ast.Return(ast.BinOp(ast.Name("x", ast.Load()), ast.Add(), ast.Constant(1)))]))
+    example = ast.unparse(
+        _module(
+            [
+                ast.Return(
+                    ast.BinOp(ast.Name("x", ast.Load()), ast.Add(), ast.Constant(1))
+                )
+            ]
+        )
+    )
     program = compile_source(example, limits=SMALL)
     assert torch.equal(program(torch.ones(3)), torch.full((3,), 2.0))

@@ -50,7 +50,7 @@ HOSTILE: dict[str, str] = {
     "getattr": "def model():\n    return getattr(torch, 'load')",
     "setattr": "def model():\n    setattr(torch, 'x', 1)",
     "open_write": "def model():\n    open('{marker}', 'w').write('x')",
-    "exec": "def model():\n    exec('open(\"{marker}\", \"w\")')",
+    "exec": 'def model():\n    exec(\'open("{marker}", "w")\')',
     "eval": "def model():\n    return eval('1+1')",
     "compile_builtin": "def model():\n    return compile('1', 'x', 'eval')",
     "globals_builtin": "def model():\n    return globals()",
@@ -173,13 +173,28 @@ HOSTILE: dict[str, str] = {
     "string_multiplication": "def model():\n    return 'a' * 10**10",
     "list_multiplication": "def model():\n    return [0] * 10**10",
     "string_doubling": "def model():\n    s = 'ab'\n    for i in range(64):\n        s = s + s\n    return s",
+    "tensor_from_nested_lists_huge": "def model():\n    return torch.tensor([[0.0] * 10**5] * 10**5)",
+    "str_of_nested_lists_huge": "def model():\n    return str([[0] * 10**5] * 10**5)",
+    "fstring_of_nested_lists_huge": "def model():\n    x = [[0] * 10**5] * 10**5\n    return f'{x}'",
+    "print_nested_lists_huge": "def model():\n    print([[0] * 10**5] * 10**5)",
+    "cat_of_repeated_list_huge": "def model():\n    x = torch.ones(10**6)\n    return torch.cat([x] * 1000)",
+    "diag_huge": "def model():\n    return torch.diag(torch.ones(10**5))",
+    "diag_embed_method_huge": "def model():\n    return torch.ones(10**5).diag_embed()",
+    "enumerable_support_huge": "def model():\n    return pyro.sample('k', dist.Binomial(10**9, 0.5))",
+    "combinatorial_distribution": "def model():\n    return dist.SpanningTree(torch.zeros(45))",
+    "device_string": "def model():\n    return torch.zeros(3, device='cuda')",
+    "pin_memory": "def model():\n    return torch.ones(3, pin_memory=True)",
+    "plate_use_cuda": "def model():\n    with pyro.plate('p', 3, use_cuda=True):\n        pass",
     "round_huge_ndigits": "def model():\n    return round(5, -10**9)",
     "print_flood": "def model():\n    for i in range(10**7):\n        print('x' * 1000)",
     "very_long_source": "def model():\n    pass\n" + "x = 1\n" * 30000,
     "many_nodes": "def model():\n    return " + "+".join(["1"] * 30000),
     "deep_nesting_parens": "def model():\n    return " + "(" * 400 + "1" + ")" * 400,
     "deep_nesting_unary": "def model():\n    return " + "-" * 3000 + "1",
-    "deep_nesting_blocks": "def model():\n" + "".join("    " * (i + 1) + "if True:\n" for i in range(90)) + "    " * 91 + "pass",
+    "deep_nesting_blocks": "def model():\n"
+    + "".join("    " * (i + 1) + "if True:\n" for i in range(150))
+    + "    " * 151
+    + "pass",
     "null_byte": "def model():\n    return 1\x00",
     "syntax_error": "def model(:\n    pass",
     "not_text": b"def model(): pass",
@@ -226,22 +241,33 @@ def test_hostile_suite_is_large_enough():
 
 def test_limits_are_configurable_and_named_in_messages():
     tight = Limits(max_call_steps=50)
-    program = compile_source("def model():\n    x = 0\n    for i in range(100):\n        x = x + i\n", limits=tight)
+    program = compile_source(
+        "def model():\n    x = 0\n    for i in range(100):\n        x = x + i\n",
+        limits=tight,
+    )
     with pytest.raises(ModelLanguageError) as err:
         program()
     assert "max_call_steps=50" in str(err.value) and err.value.kind == "limit-exceeded"
     with pytest.raises(ModelLanguageError) as err:
-        compile_source("def model():\n    pass\n" + "#" * 200, limits=Limits(max_source_bytes=100))
+        compile_source(
+            "def model():\n    pass\n" + "#" * 200, limits=Limits(max_source_bytes=100)
+        )
     assert "max_source_bytes=100" in str(err.value)
     with pytest.raises(ModelLanguageError) as err:
-        compile_source("def model():\n    return 1 + 2 + 3", limits=Limits(max_ast_nodes=5))
+        compile_source(
+            "def model():\n    return 1 + 2 + 3", limits=Limits(max_ast_nodes=5)
+        )
     assert "max_ast_nodes=5" in str(err.value)
     with pytest.raises(ModelLanguageError) as err:
-        compile_source("def model():\n    return torch.zeros(101)", limits=Limits(max_tensor_elements=100))()
+        compile_source(
+            "def model():\n    return torch.zeros(101)",
+            limits=Limits(max_tensor_elements=100),
+        )()
     assert "max_tensor_elements=100" in str(err.value) and err.value.line == 2
     with pytest.raises(ModelLanguageError) as err:
         compile_source(
-            "def model():\n    with pyro.plate('n', 11):\n        pass", limits=Limits(max_plate_size=10)
+            "def model():\n    with pyro.plate('n', 11):\n        pass",
+            limits=Limits(max_plate_size=10),
         )()
     assert "max_plate_size=10" in str(err.value)
     with pytest.raises(ModelLanguageError) as err:
@@ -253,7 +279,9 @@ def test_limits_are_configurable_and_named_in_messages():
 
 
 def test_print_flood_is_bounded_in_the_log():
-    program = compile_source("def model():\n    for i in range(50000):\n        print('x' * 5000)")
+    program = compile_source(
+        "def model():\n    for i in range(50000):\n        print('x' * 5000)"
+    )
     program()
     assert len(program.print_log) <= 1001
     assert all(len(line) <= 2100 for line in program.print_log)

@@ -156,3 +156,15 @@ def mc_tolerance(values, num: int, sigmas: float = 4.0) -> float:
     """A tolerance of ``sigmas`` Monte Carlo standard errors (two independent estimates)."""
     sd = float(torch.as_tensor(values, dtype=torch.float64).std())
     return sigmas * math.sqrt(2.0) * sd / math.sqrt(num) + 1e-6
+
+
+def batch_unsafe(x, y):
+    """Runs under an extra batch dim but gives wrong numbers there (``w.mean()`` mixes draws)."""
+    w = pyro.sample("w", dist.Normal(0.0, 1.0))
+    mean = pyro.deterministic("mean", w.mean() * x)
+    with pyro.plate("data", x.shape[0]):
+        pyro.sample("y", dist.Normal(mean, 1.0), obs=y)
+
+
+def batch_unsafe_guide(x, y):
+    pyro.sample("w", dist.Normal(0.5, 0.2))

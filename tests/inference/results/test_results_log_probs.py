@@ -141,3 +141,16 @@ def test_khat_flags_a_too_narrow_guide_and_passes_good_ones():
     assert importance_diagnostics(exact["log_weight"])["k_hat"] < 0.5
     wider = trace_log_probs(conjugate_model, conjugate_guide(1.2), data, 1000)
     assert importance_diagnostics(wider["log_weight"])["k_hat_reading"] == "good"
+
+
+def test_a_model_that_batches_wrongly_falls_back_to_one_draw_at_a_time():
+    from results_models import batch_unsafe, batch_unsafe_guide
+
+    data = {"x": torch.linspace(0, 1, 6), "y": torch.linspace(0, 1, 6)}
+    with pytest.warns(UserWarning, match="one draw at a time"):
+        lp = trace_log_probs(batch_unsafe, batch_unsafe_guide, data, 5, return_draws=True)
+    assert any("one at a time" in note for note in lp["notes"])
+    for i in range(5):
+        guide_trace = _guide_trace_at(batch_unsafe_guide, {"w": torch.as_tensor(lp["draws"]["w"][i])}, data)
+        model_trace = poutine.trace(poutine.replay(batch_unsafe, trace=guide_trace)).get_trace(**data)
+        assert lp["log_joint"][i] == pytest.approx(float(model_trace.log_prob_sum()), rel=1e-5)

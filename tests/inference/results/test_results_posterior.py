@@ -132,3 +132,13 @@ def test_predict_with_local_latents_draws_them_from_the_prior():
     explicit = predict_from_params(random_effects, AutoNormal, state, new, 50, local_sites=["offset"])
     assert explicit["y"].shape == (50, 5)
     pyro.clear_param_store()
+
+
+def test_a_model_that_batches_wrongly_is_drawn_one_at_a_time():
+    from results_models import batch_unsafe, batch_unsafe_guide
+
+    data = {"x": torch.linspace(0, 1, 6), "y": torch.linspace(0, 1, 6)}
+    with pytest.warns(UserWarning, match="one at a time"):
+        samples, predictive = draw_posterior(batch_unsafe, batch_unsafe_guide, data, 8, predictive=True)
+    np.testing.assert_allclose(samples["mean"], samples["w"][:, None] * data["x"].numpy()[None, :], rtol=1e-5, atol=1e-6)
+    assert predictive["y"].shape == (8, 6)

@@ -181,8 +181,9 @@ export function followJob(jobId, onUpdate, { signal, pollMs = 1500 } = {}) {
     let lastEventId = null;
     while (!signal?.aborted && failures < 3) {
       try {
-        lastEventId = await readEventStream(`${jobPath}/events`, (event) => {
+        await readEventStream(`${jobPath}/events`, (event) => {
           failures = 0;
+          if (event.id) lastEventId = event.id; // resume from here if the stream drops
           onUpdate({ type: event.event, data: event.data });
         }, { signal, lastEventId });
       } catch (error) {

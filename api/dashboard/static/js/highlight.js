@@ -79,10 +79,16 @@ export function sourceView(source, { error = null, label = 'Model source' } = {}
       const col = Math.max(1, Number(error.col) || 1);
       list.append(h('li', { class: 'code-error', role: 'note', dataset: { errorLine: String(n) } },
         h('span', { class: 'caret', 'aria-hidden': 'true' }, `${' '.repeat(col - 1)}^`),
-        h('span', { class: 'code-error-message' }, `Line ${n}${error.col ? `, column ${error.col}` : ''}: ${error.message || ''}`)));
+        h('span', { class: 'code-error-message' }, `Line ${n}${error.col ? `, column ${error.col}` : ''}: ${withoutPosition(error.message)}`)));
     }
   });
   return h('figure', { class: 'source-view' },
     h('figcaption', { class: 'visually-hidden' }, label),
     h('pre', { tabindex: '0', 'aria-label': label }, list));
+}
+
+// Language errors repeat their position in the message ("line 9, col 8: ..."); the view
+// already says where, so the message is shown without it.
+export function withoutPosition(message) {
+  return String(message || '').replace(/^\s*line \d+(?:,\s*col(?:umn)? \d+)?:\s*/i, '');
 }

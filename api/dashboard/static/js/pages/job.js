@@ -131,6 +131,7 @@ export async function renderJob(root, jobId) {
         ['Created', fmtTime(job.created_at)], ['Started', fmtTime(job.started_at)], ['Finished', fmtTime(job.finished_at)],
         ['Duration', fmtDuration(jobDuration(job))], ['Attempts', String(job.attempts ?? 0)], ['Queue', job.queue || '—'],
         ['Labels', Object.entries(job.labels || {}).map(([k, v]) => `${k}=${v}`).join(', ') || '—']]
+        .filter(([k, v]) => !(['Guide', 'ELBO'].includes(k) && v === '—'))
         .flatMap(([k, v]) => [h('dt', {}, k), h('dd', {}, v)]));
     cancelButton.hidden = isFinal(job.state);
     renderError();
@@ -231,7 +232,7 @@ export async function renderJob(root, jobId) {
       }
     }
     return h('div', { class: 'table-wrap' }, h('table', { id: 'summary-table', class: 'summary-table' },
-      h('caption', {}, 'Posterior summary per latent site'),
+      h('caption', {}, 'Posterior summary per site'),
       h('thead', {}, h('tr', {}, ['Site', 'mean', 'sd', '5%', '50%', '95%'].map((t) => h('th', { scope: 'col' }, t)))),
       h('tbody', {}, rows.map(([name, s]) => h('tr', { dataset: { site: name } },
         h('th', { scope: 'row' }, name), ['mean', 'sd', 'q05', 'q50', 'q95'].map((k) => h('td', { class: 'num' }, fmtNumber(s[k]))))))));
@@ -348,9 +349,11 @@ export async function renderJob(root, jobId) {
       ['Seed', inference?.seed], ['Device', inference?.device],
       ['Stop rule', inference?.stop ? JSON.stringify(inference.stop) : null],
       ['Outputs', spec.outputs ? JSON.stringify(spec.outputs) : null],
-    ].filter(([, v]) => v !== null && v !== undefined);
+    ].filter(([, v]) => v !== null && v !== undefined && v !== '—');
+    const partial = !guide && !inference?.elbo;
     clear(specBody).append(
       h('dl', { class: 'meta spec' }, rows.flatMap(([k, v]) => [h('dt', {}, k), h('dd', {}, h('code', {}, String(v)))])),
+      partial ? h('p', { class: 'muted', id: 'spec-partial' }, 'The job JSON carries the model only; the guide, ELBO and optimizer settings show here once the job has results.') : null,
       h('h3', {}, `Data (${origin})`),
       fields.length
         ? h('table', { class: 'fields-table', id: 'data-fields' }, h('thead', {}, h('tr', {}, ['Field', 'Shape', 'Type'].map((t) => h('th', { scope: 'col' }, t)))),

@@ -4,7 +4,7 @@
 // to the field (or source line) they concern.
 
 import { api, ApiError } from '../api.js';
-import { sourceView } from '../highlight.js';
+import { sourceView, withoutPosition } from '../highlight.js';
 import { announce, clear, fmtShape, h, uid } from '../util.js';
 
 const AUTOGUIDES = ['AutoNormal', 'AutoDelta', 'AutoDiagonalNormal', 'AutoMultivariateNormal', 'AutoLowRankMultivariateNormal',
@@ -464,7 +464,7 @@ export async function renderNewJob(root, query) {
       const area = isGuide ? guideSource : sourceArea;
       const view = isGuide ? guideSourceView : sourceError;
       view.append(sourceView(area.value, { error: { line: problem.line, col: problem.col, message: problem.detail || problem.title }, label: 'Source at the error' }));
-      setFieldError(isGuide ? '/guide/source' : '/model/source', `Line ${problem.line}${problem.col ? `, column ${problem.col}` : ''}: ${problem.detail || problem.title}`);
+      setFieldError(isGuide ? '/guide/source' : '/model/source', `Line ${problem.line}${problem.col ? `, column ${problem.col}` : ''}: ${withoutPosition(problem.detail || problem.title)}`);
       selectLine(area, problem.line);
     } else if (problem.pointer) {
       setFieldError(problem.pointer, problem.detail || problem.title);

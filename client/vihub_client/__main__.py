@@ -1,0 +1,5 @@
+"""``python -m vihub_client``: the ``vihub`` command line."""
+
+from vihub_client.cli import main
+
+main()

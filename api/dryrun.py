@@ -187,8 +187,10 @@ def _run_guarded(body: Any, time_limit_s: float) -> dict[str, Any]:
     except Exception as exc:
         if _is_library_error(exc):
             error = _error_dict(exc)
-            if getattr(exc, "vihub_part", None) == "guide":
-                error["where"] = "guide"
+            part = getattr(exc, "vihub_part", None)
+            if part:
+                # The error came from compiling this part's source: point at it.
+                error.setdefault("pointer", f"/{part}/source")
             return {"ok": False, "error": error}
         # Anything else is a bug on our side or in the engine, not the user's input.
         import traceback

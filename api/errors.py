@@ -371,17 +371,9 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(VihubError, _vihub_error_handler)
     app.add_exception_handler(RequestValidationError, _validation_error_handler)
     app.add_exception_handler(StarletteHTTPException, _http_error_handler)
-    try:
-        from inference.errors import InferenceError
+    # ModelLanguageError is an InferenceError. (Importing inference.errors only: the
+    # language package pulls in torch, which the API process does not need to start.)
+    from inference.errors import InferenceError
 
-        app.add_exception_handler(InferenceError, _inference_error_handler)
-    except ImportError:  # pragma: no cover - inference is always installed with vihub
-        pass
-    try:
-        # ModelLanguageError may live outside the InferenceError tree; register it too.
-        from inference.language import ModelLanguageError
-
-        app.add_exception_handler(ModelLanguageError, _inference_error_handler)
-    except ImportError:
-        pass
+    app.add_exception_handler(InferenceError, _inference_error_handler)
     app.add_exception_handler(Exception, _unhandled_error_handler)

@@ -8,7 +8,8 @@ Every ``worker.sweeper_interval_s`` seconds, ``sweep_once``:
    - otherwise -> ``queued`` and republished;
 2. republishes ``queued`` jobs not (re)published for ``worker.requeue_after_s`` (the
    broker lost the message: Redis restarted without persistence, the API's publish
-   failed, a SIGKILLed embedded-broker consumer held it).
+   failed, a SIGKILLed embedded-broker consumer held it), backing off for jobs that
+   have waited long (``republish_due``).
 
 Each transition is a guarded UPDATE, so any number of sweepers (one per ``vihub worker``)
 may run at once; a duplicate publish is harmless because the worker's claim is atomic.
@@ -25,7 +26,8 @@ import signal
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from typing import Any
+from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -49,6 +51,21 @@ class SweepReport:
     failed: list[str] = field(default_factory=list)
     cancelled: list[str] = field(default_factory=list)
     publish_errors: list[str] = field(default_factory=list)
+
+
+def republish_due(job: Any, now: datetime, base_s: float) -> bool:
+    """Whether a queued job's message should be sent again.
+
+    A job may simply be waiting behind others, and every republish is a duplicate
+    message then (harmless, the claim is atomic, but it inflates the queue). So the
+    interval doubles with the time the job has already waited, capped at ten times the
+    base: a message lost by the broker is resent within ``10 * requeue_after_s``, and a
+    job waiting for hours is resent a handful of times, not every minute.
+    """
+    queued_at = job.queued_at or job.created_at
+    last = job.published_at or queued_at
+    interval = min(max(base_s, (last - queued_at).total_seconds()), 10 * base_s)
+    return (now - last).total_seconds() >= interval
 
 
 def sweep_once(
@@ -85,9 +102,9 @@ def sweep_once(
             elif repo.requeue_expired(job.id, now=now):
                 report.requeued.append(job.id)
                 to_publish.append((job.id, job.queue))
-        older_than = now - timedelta(seconds=settings.worker.requeue_after_s)
-        for job in repo.find_stuck_queued(older_than):
-            if job.id not in report.requeued:
+        base = settings.worker.requeue_after_s
+        for job in repo.find_stuck_queued(now - timedelta(seconds=base)):
+            if job.id not in report.requeued and republish_due(job, now, base):
                 to_publish.append((job.id, job.queue))
 
     for job_id in report.failed:

@@ -224,10 +224,7 @@ def map_inference_error(error: dict[str, Any], body: JobCreate) -> VihubError:
         # Data-binding errors name a data field, not a spec path.
         error["pointer"] = f"{data_base}/{field}"
         error.pop("field", None)
-    source_pointer = "/model/source"
-    if error.get("entry") == "guide" or error.get("where") == "guide":
-        source_pointer = "/guide/source"
-    return inference_problem(error, source_pointer=source_pointer)
+    return inference_problem(error, source_pointer="/model/source")
 
 
 def _data_pointer(body: JobCreate) -> str | None:

@@ -10,7 +10,6 @@ repeated failures, or when the server does not offer the stream, it falls back t
 from __future__ import annotations
 
 import random
-import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -226,7 +225,3 @@ class ProgressDisplay:
             self._progress.__exit__(*exc)
             self._progress = None
 
-
-def default_progress() -> bool:
-    """A bar only where someone watches (a terminal or a notebook)."""
-    return bool(getattr(sys.stderr, "isatty", lambda: False)()) or "ipykernel" in sys.modules

@@ -13,7 +13,7 @@ import httpx
 from vihub_client import _common, _formats, _inputs, _ops
 from vihub_client._http import AsyncTransport, Call, Settings
 from vihub_client._ops import AUTO, AutoKey
-from vihub_client._wait import ProgressDisplay, Waiter, default_progress
+from vihub_client._wait import ProgressDisplay, Waiter
 from vihub_client.client import _label_arg, _upload_call
 from vihub_client.errors import VihubError
 from vihub_client.models import Dataset, JobData
@@ -173,7 +173,7 @@ class AsyncJob(JobData):
         self,
         timeout: float | None = None,
         *,
-        progress: bool | Callable[[AsyncJob], Any] | None = None,
+        progress: bool | Callable[[AsyncJob], Any] = True,
         poll_interval: float = 1.0,
         raise_on_failure: bool = True,
         sse: bool = True,
@@ -181,7 +181,7 @@ class AsyncJob(JobData):
         """See ``Job.wait``."""
         waiter = Waiter(self, timeout=timeout, poll_interval=poll_interval, sse=sse)
         transport = self._client._transport
-        with ProgressDisplay(default_progress() if progress is None else progress) as display:
+        with ProgressDisplay(progress) as display:
             display.update(self)
             while not self.done:
                 waiter.check_timeout()

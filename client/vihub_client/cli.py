@@ -78,7 +78,7 @@ def handles_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
                 lines.append(f"  at line {exc.extra['line']}, column {exc.extra.get('col')}")
             status = f" ({exc.status})" if exc.status else ""
             _fail(EXIT_API_ERROR, exc.title + status, "\n".join(lines) or None)
-        except (FileNotFoundError, ValueError, TypeError) as exc:
+        except (FileNotFoundError, ValueError) as exc:
             _fail(EXIT_USAGE, str(exc))
 
     return wrapper
@@ -394,21 +394,57 @@ def datasets_show(
 # The `vihub` program
 
 
+def _merge(app: typer.Typer, other: typer.Typer) -> None:
+    """Add ``other``'s commands and command groups at the top level of ``app``.
+
+    (``app.add_typer(other)`` would nest them under ``other``'s name when it has one.)"""
+    have = {c.name or (c.callback.__name__.replace("_", "-") if c.callback else None) for c in app.registered_commands}
+    have |= {g.name or (g.typer_instance.info.name if g.typer_instance else None) for g in app.registered_groups}
+    for command in other.registered_commands:
+        name = command.name or (command.callback.__name__.replace("_", "-") if command.callback else None)
+        if name not in have:
+            app.registered_commands.append(command)
+    for group in other.registered_groups:
+        name = group.name or (group.typer_instance.info.name if group.typer_instance else None)
+        if name not in have:
+            app.registered_groups.append(group)
+
+
 def _server_commands(app: typer.Typer) -> bool:
-    """Add the server package's commands when it is installed; False when it is not."""
+    """Add the server package's commands when it is installed; False when it is not.
+
+    Looks in ``vihub.cli`` for ``server_app`` (a ``typer.Typer``), then ``register(app)``,
+    then ``app`` (the server's own ``typer.Typer``).
+    """
     try:
         import vihub.cli as server_cli  # type: ignore[import-not-found]
     except ImportError:
         return False
-    server_app = getattr(server_cli, "server_app", None)
-    if isinstance(server_app, typer.Typer):
-        app.add_typer(server_app)
-        return True
     register = getattr(server_cli, "register", None)
+    server_app = getattr(server_cli, "server_app", None)
+    if not isinstance(server_app, typer.Typer) and not callable(register):
+        server_app = getattr(server_cli, "app", None)
+    if isinstance(server_app, typer.Typer):
+        _merge(app, server_app)
+        return True
     if callable(register):
         register(app)
         return True
     return False
+
+
+def _version(value: bool) -> None:
+    if value:
+        from vihub_client import __version__
+
+        typer.echo(f"vihub-client {__version__}")
+        try:
+            from vihub import __version__ as server_version  # type: ignore[import-not-found]
+        except ImportError:
+            pass
+        else:
+            typer.echo(f"vihub {server_version}")
+        raise typer.Exit()
 
 
 def make_app(*, with_server: bool = True) -> typer.Typer:
@@ -420,7 +456,15 @@ def make_app(*, with_server: bool = True) -> typer.Typer:
         no_args_is_help=True,
         add_completion=False,
     )
-    app.add_typer(client_app)
+
+    @app.callback()
+    def _root(
+        version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                              help="Print the version(s) and exit.")] = False,
+    ) -> None:
+        """vihub: hosted variational inference."""
+
+    _merge(app, client_app)
     if with_server:
         _server_commands(app)
     return app

@@ -11,7 +11,7 @@ import httpx
 from vihub_client import _common, _formats, _inputs, _ops
 from vihub_client._http import Call, Settings, SyncTransport
 from vihub_client._ops import AUTO, AutoKey
-from vihub_client._wait import ProgressDisplay, Waiter, default_progress
+from vihub_client._wait import ProgressDisplay, Waiter
 from vihub_client.errors import VihubError
 from vihub_client.models import Dataset, JobData
 
@@ -207,21 +207,22 @@ class Job(JobData):
         self,
         timeout: float | None = None,
         *,
-        progress: bool | Callable[[Job], Any] | None = None,
+        progress: bool | Callable[[Job], Any] = True,
         poll_interval: float = 1.0,
         raise_on_failure: bool = True,
         sse: bool = True,
     ) -> Job:
         """Block until the job ends; return it.
 
-        ``progress``: a rich bar on stderr (default: when stderr is a terminal or in a
-        notebook), ``False`` for none, or a callable called with the job on each update.
+        ``progress``: a rich bar on stderr (step/steps, loss, it/s, ETA; outside a terminal
+        rich prints it once at the end), ``False`` for none, or a callable called with the
+        job on each update.
         Raises ``JobFailed``/``JobCancelled`` for those final states (unless
         ``raise_on_failure=False``) and ``WaitTimeout`` after ``timeout`` seconds.
         """
         waiter = Waiter(self, timeout=timeout, poll_interval=poll_interval, sse=sse)
         transport = self._client._transport
-        with ProgressDisplay(default_progress() if progress is None else progress) as display:
+        with ProgressDisplay(progress) as display:
             display.update(self)
             while not self.done:
                 waiter.check_timeout()

@@ -321,6 +321,9 @@ def run_svi(
         resumed_from = None
         if resume_from is not None:
             ckpt = load_checkpoint(resume_from)
+            if ckpt.fingerprint and fingerprint and ckpt.fingerprint != fingerprint:
+                raise SpecError("the checkpoint was written by a job with another seed, guide or ELBO",
+                                field="resume_from")
             store = dict(pyro.get_param_store().named_parameters())
             missing = sorted(set(ckpt.params) ^ set(store))
             if missing:

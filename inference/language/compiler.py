@@ -320,8 +320,8 @@ def _py_binop_guard(kind: str, a: Any, b: Any) -> None:
             )
     elif kind == "mul":
         for seq, n in ((a, b), (b, a)):
-            if type(seq) in (str, list, tuple) and type(n) in (int, bool):
-                limit = MAX_STRING_CHARS if type(seq) is str else MAX_SEQUENCE_LENGTH
+            if isinstance(seq, (str, list, tuple)) and type(n) in (int, bool):
+                limit = MAX_STRING_CHARS if isinstance(seq, str) else MAX_SEQUENCE_LENGTH
                 if len(seq) * n > limit:
                     raise LimitExceeded(
                         f"repeating a {type(seq).__name__} would make {len(seq) * n} items "
@@ -1427,4 +1427,4 @@ def _import_refusal(name: str) -> str:
     return f"importing `{name}` is not allowed{extra}; the model language provides only: {allowed}"
 
 
-__all__ = ["CallError", "Compiler", "Frame", "Unit", "UserFunction", "check_elements"]
+__all__ = ["CallError", "Compiler", "Frame", "Unit", "UserFunction"]

@@ -21,12 +21,14 @@ Conventions (documented for API users in the result's ``notes``):
   point (shape ``[draws, *batch_shape]``), for ArviZ's ``log_likelihood`` group / LOO.
 
 Enumerated models (discrete latents the guide leaves to ``TraceEnum_ELBO``): ``log_joint``
-is the *marginal* log p(x, z_guide) (discrete sites summed out, computed by
-``TraceEnum_ELBO`` on the replayed guide draw), so ``log_weight`` is a valid importance
-ratio for q. ``model_sites`` then come from a trace whose discrete sites were drawn
+is the *marginal* log p(x, z_guide) (discrete sites summed out by the same tensor
+contraction ``TraceEnum_ELBO`` uses), so ``log_weight`` is a valid importance
+ratio for q. ``model_sites`` (with ``sample_discrete=True``) come from a trace whose discrete sites were drawn
 from their exact conditional posterior with ``infer_discrete``; their sum is
 log p(x, z_guide, z_discrete), which differs from ``log_joint`` by
-log p(z_discrete | x, z_guide) (reported as ``log_p_discrete_given_rest``).
+log p(z_discrete | x, z_guide) (reported as ``log_p_discrete_given_rest``) — with
+``sample_discrete=True``; by default the dependent sites are reported together,
+marginalised, under one key (see ``trace_log_probs``).
 ``pointwise`` are per-point marginals (discrete sites summed out) when every enumerated
 site feeds a single observed site (mixtures); otherwise pointwise is left empty and a
 note says why. Enumerated models are evaluated one draw at a time.
@@ -36,6 +38,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections import OrderedDict
 from typing import Any, Callable, Mapping
 
 import numpy as np
@@ -45,7 +48,10 @@ import pyro.distributions as dist
 import pyro.poutine as poutine
 from pyro.distributions.kl import kl_divergence
 from pyro.distributions.util import scale_and_mask
-from pyro.infer import TraceEnum_ELBO, infer_discrete
+from pyro.infer import infer_discrete
+from pyro.ops import packed
+from pyro.ops.contract import contract_to_tensor
+from pyro.ops.rings import LogRing
 
 from ._traces import (
     JOINT_KEY,
@@ -224,18 +230,11 @@ def _enumerated_draw(model, guide, kwargs, mpn, roles, batch_shapes, *, pointwis
     guide_trace.compute_log_prob()
     guide_sites = _guide_site_terms(guide_trace, roles, 1, mpn)
     log_q = sum(guide_sites.values(), torch.zeros(1))
-    replayed_guide = poutine.replay(guide, trace=guide_trace)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        elbo = -TraceEnum_ELBO(max_plate_nesting=mpn, strict_enumeration_warning=False).loss(
-            model, replayed_guide, **kwargs
-        )
-    log_joint = torch.tensor([elbo]) + log_q
-
     enum_trace = poutine.trace(
         poutine.enum(poutine.replay(model, trace=guide_trace), first_available_dim=-(mpn + 1))
     ).get_trace(**kwargs)
     enum_trace.compute_log_prob()
+    log_joint = _enumerated_log_joint(enum_trace, roles).reshape(1)
     independent = {}
     dependent = []
     for name, site in enum_trace.nodes.items():
@@ -267,6 +266,8 @@ def _enumerated_draw(model, guide, kwargs, mpn, roles, batch_shapes, *, pointwis
     else:
         for name, value in independent.items():
             draws._add(draws.model_sites, name, value)
+        if dependent:
+            draws._add(draws.model_sites, group_key, marginal)
 
     if pointwise:
         points = _enumerated_pointwise(enum_trace, roles, mpn, batch_shapes)
@@ -284,6 +285,49 @@ def _enumerated_draw(model, guide, kwargs, mpn, roles, batch_shapes, *, pointwis
         draws._add(draws.guide_sites, name, value)
     draws.log_joint.append(log_joint)
     draws.log_q.append(log_q)
+
+
+def _enumerated_log_joint(enum_trace, roles: SiteRoles) -> torch.Tensor:
+    """log p(x, z_guide) with the enumerated sites summed out, from one enumerated trace.
+
+    The same contraction as ``TraceEnum_ELBO``: sites untouched by enumeration add their
+    (scaled) log-prob; the others are log-sum-exp'd over the enumeration dims and
+    product-reduced over their plates (``pyro.ops.contract``), the common subsampling
+    scale applied outside.
+    """
+    enum_trace.pack_tensors()
+    plate_symbols = set(enum_trace.plate_to_symbol.values())
+    sum_dims: set[str] = set()
+    for name, site in enum_trace.nodes.items():
+        if is_sample_site(name, site) and site["infer"].get("_enumerate_dim") is not None:
+            sum_dims |= set(site["packed"]["unscaled_log_prob"]._pyro_dims)
+    sum_dims -= plate_symbols
+    total = torch.zeros(())
+    tree: OrderedDict = OrderedDict()
+    scales = []
+    for name, site in enum_trace.nodes.items():
+        if not is_sample_site(name, site) or name in roles.deterministic:
+            continue
+        packed_site = site["packed"]
+        if sum_dims.isdisjoint(packed_site["log_prob"]._pyro_dims):
+            total = total + packed_site["log_prob"].sum()
+            continue
+        if site["infer"].get("_enumerate_dim") is not None:
+            factor = packed_site["unscaled_log_prob"]
+        else:
+            factor = packed.scale_and_mask(packed_site["unscaled_log_prob"], mask=packed_site["mask"])
+        ordinal = frozenset(
+            enum_trace.plate_to_symbol[f.name] for f in site["cond_indep_stack"] if f.vectorized
+        )
+        tree.setdefault(ordinal, []).append(factor)
+        scales.append(site["scale"])
+    if tree:
+        scale = scales[0]
+        if any(float(s) != float(scale) for s in scales):
+            raise ValueError("enumerated sites must share one subsampling scale (as in TraceEnum_ELBO)")
+        marginal = contract_to_tensor(tree, sum_dims, ring=LogRing())
+        total = total + float(scale) * marginal.sum()
+    return total
 
 
 def _enumerated_pointwise(enum_trace, roles, mpn, batch_shapes):
@@ -401,6 +445,7 @@ def trace_log_probs(
     batch_size: int = 1000,
     parallel: bool | None = None,
     return_draws: bool = False,
+    sample_discrete: bool = False,
 ) -> dict[str, Any]:
     """Per-draw log-densities of ``num_draws`` guide draws replayed through the model.
 
@@ -410,7 +455,12 @@ def trace_log_probs(
          "log_q": [D], "log_weight": [D], "pointwise": {obs_site: [D, *batch]},
          "num_draws": D, "enumerated": bool, "notes": [str, ...]}
 
-    (plus ``"log_p_discrete_given_rest": [D]`` for enumerated models).
+    Enumerated models: by default the sites that depend on the enumerated ones are
+    reported together, marginalised, under one key (the dependent observed sites joined
+    by ``"+"``), so ``sum(model_sites) == log_joint`` still holds. ``sample_discrete=True``
+    instead draws the discrete sites from their conditional posterior (``infer_discrete``;
+    about three more model runs per draw) and reports every site at that draw, plus
+    ``"log_p_discrete_given_rest": [D]``.
     ``"point_mass_guide"`` is true when every guide site is a Delta (AutoDelta, MAP):
     log q is then 0 and the weights carry no information about the fit.
     ``return_draws=True`` adds ``"draws"``: the guide's own sample-site values (auxiliary
@@ -419,7 +469,7 @@ def trace_log_probs(
     draws, roles = _collect(
         model, guide, kwargs, num_draws,
         max_plate_nesting=max_plate_nesting, pointwise=pointwise, analytic_kl=False,
-        sample_discrete=True, batch_size=batch_size, parallel=parallel,
+        sample_discrete=sample_discrete, batch_size=batch_size, parallel=parallel,
     )
     log_joint = torch.cat(draws.log_joint)
     log_q = torch.cat(draws.log_q)
@@ -437,12 +487,19 @@ def trace_log_probs(
     }
     if return_draws:
         out["draws"] = {n: to_numpy(v) for n, v in draws.cat(draws.guide_values).items()}
-    if roles.enumerated:
+    if roles.enumerated and sample_discrete:
         out["log_p_discrete_given_rest"] = to_numpy(torch.cat(draws.log_p_discrete))
         out["notes"].append(
             "enumerated model: log_joint is the marginal log p(x, z) with discrete sites "
             f"{roles.enumerated} summed out; model_sites are at a draw of those sites from "
             "their exact conditional posterior (infer_discrete)"
+        )
+    elif roles.enumerated:
+        groups = ", ".join(repr(k) for k in draws.group_members)
+        out["notes"].append(
+            "enumerated model: log_joint is the marginal log p(x, z) with discrete sites "
+            f"{roles.enumerated} summed out; the sites that depend on them are reported "
+            f"together, marginalised, under {groups}"
         )
     if roles.joint_aux:
         out["notes"].append(
@@ -488,7 +545,9 @@ def estimate_elbo_terms(
         max_plate_nesting=max_plate_nesting, pointwise=False, analytic_kl=analytic_kl,
         sample_discrete=False, batch_size=num_particles, parallel=parallel,
     )
-    model_sites = draws.cat(draws.model_sites)
+    groups = draws.cat(draws.marginal_groups)
+    # Marginalised groups are reported once, from ``groups``.
+    model_sites = {n: v for n, v in draws.cat(draws.model_sites).items() if n not in groups}
     guide_sites = draws.cat(draws.guide_sites)
     analytic = draws.cat(draws.analytic_kl)
 
@@ -512,7 +571,7 @@ def estimate_elbo_terms(
             kl[name] = mean(model_sites[name])
     if JOINT_KEY in guide_sites:
         kl[JOINT_KEY] = mean(-guide_sites[JOINT_KEY])
-    for key, values in draws.cat(draws.marginal_groups).items():
+    for key, values in groups.items():
         reconstruction[key] = mean(values)
     elbo = math.fsum(list(reconstruction.values()) + list(kl.values()))
     notes = list(draws.notes)

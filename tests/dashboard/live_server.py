@@ -1,5 +1,5 @@
-"""A real vihub server for the browser tests: uvicorn (the API app with the dashboard
-router) and a separate Celery worker process, against Postgres + Redis (a key prefix of
+"""A real vihub server for the browser tests: uvicorn (``api.app:create_app``, which
+includes the dashboard router) and a separate Celery worker process, against Postgres + Redis (a key prefix of
 its own on the shared Redis; an API key created through the store), or the embedded
 default (SQLite + the SQLAlchemy broker, no key).
 
@@ -177,8 +177,8 @@ def running_server(log_dir: Path, *, backend: str = "postgres", database_url: st
         api_key = _create_api_key(env["VIHUB_DATABASE_URL"]) if env["VIHUB_AUTH"] == "required" else ""
         port = free_port()
         processes.append(_spawn(
-            [sys.executable, "-m", "uvicorn", "--app-dir", str(REPO / "tests" / "dashboard"), "dashboard_app:create_app",
-             "--factory", "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
+            [sys.executable, "-m", "uvicorn", "api.app:create_app", "--factory", "--host", "127.0.0.1",
+             "--port", str(port), "--log-level", "warning"],
             env, log_dir / "api.log"))
         processes.append(_spawn(
             [sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker", "-Q", "cpu", "--pool", "solo",

@@ -145,7 +145,8 @@ def test_snippets_reproduce_the_job_without_the_key(page: Page, finished_job: di
     assert body["model"] == {"catalog": "eight_schools_noncentered"}
     assert body["inference"]["steps"] == 300 and body["guide"]["auto"] == "AutoNormal"
     assert '"eight_schools_noncentered"' in python and "httpx.Client" in python
-    assert page.server.api_key not in curl + python
+    if page.server.api_key:
+        assert page.server.api_key not in curl + python
     page.driver.execute_cdp_cmd("Browser.grantPermissions", {
         "origin": page.server.base_url, "permissions": ["clipboardReadWrite", "clipboardSanitizedWrite"]})
     page.css("#copy-curl").click()
@@ -185,6 +186,10 @@ def test_live_loss_curve_grows_and_the_job_can_be_cancelled(page: Page, finished
     page.wait(lambda d: _loss_points(page)[1] > first_step, 30, "the loss curve did not grow")
     second_points, second_step = _loss_points(page)
     assert second_points > first_points and second_step > first_step
+    # Live through the event stream (fetch with the key), not by polling the job.
+    requested = page.requested_urls()
+    assert any(url.endswith(f"/v1/jobs/{job['id']}/events") for url in requested)
+    assert sum(url.endswith(f"/v1/jobs/{job['id']}") for url in requested) <= 2
     assert "steps" in page.css("#progress-text").text
     page.css("#log-scale").click()  # log-scale toggle redraws the same points
     page.wait(lambda d: page.js("return document.querySelector('#loss-chart svg').dataset.scale") in ("log", "symlog"))
@@ -203,6 +208,27 @@ def test_live_loss_curve_grows_and_the_job_can_be_cancelled(page: Page, finished
     page.wait(lambda d: not page.css("#cancel-button").is_displayed())
     assert page.api("GET", f"/v1/jobs/{job['id']}")["state"] == "cancelled"
     page.screenshot("job-page-cancelled")
+
+
+def test_dataset_upload_then_validate_with_it(page: Page, tmp_path: Path) -> None:
+    csv = tmp_path / "line.csv"
+    csv.write_text("x,y\n0.0,0.9\n1.0,3.1\n2.0,5.0\n3.0,7.2\n4.0,8.8\n")
+    page.open("#/new")
+    page.wait_css("#model-kind-source").click()  # the page's example source: model(x, y=None)
+    page.css("#data-kind-upload").click()
+    page.wait_css("#data-file").send_keys(str(csv))
+    page.css("#upload-button").click()
+    info = page.wait_css("#upload-info table", timeout=30)
+    assert "x" in info.text and "[5]" in info.text
+    dataset_id = page.css("#upload-info p").text.split("dataset ", 1)[1].split(" ")[0].rstrip(".")
+    page.css("#validate-button").click()
+    ok = page.wait_css("#validation-ok", timeout=60)
+    assert "Valid" in ok.text
+    # The uploaded dataset is offered under "Existing dataset" too.
+    page.css("#data-kind-existing").click()
+    page.wait(lambda d: dataset_id in [o.get_attribute("value") for o in page.all("#dataset-existing option")])
+    _select(page, "#dataset-existing", dataset_id)
+    assert "y" in page.wait_css("#dataset-info table").text
 
 
 def test_validation_error_points_at_the_line(page: Page) -> None:
@@ -334,6 +360,25 @@ def test_sse_parser_handles_split_chunks_comments_and_multiline_data(page: Page)
     ]
 
 
+def test_follow_job_falls_back_to_polling_without_a_stream(page: Page, finished_job: dict[str, Any]) -> None:
+    # A proxy that refuses or buffers text/event-stream must not leave the page frozen.
+    page.open("#/jobs")
+    result = page.driver.execute_async_script("""
+        const [jobId, done] = [arguments[0], arguments[arguments.length - 1]];
+        const realFetch = window.fetch;
+        window.fetch = (url, init) => String(url).endsWith('/events')
+          ? Promise.resolve(new Response('{"title":"Not found","status":404}', {status: 404, headers: {'Content-Type': 'application/problem+json'}}))
+          : realFetch(url, init);
+        import('/ui/js/api.js').then(({ followJob }) => {
+          const kinds = [];
+          followJob(jobId, (u) => kinds.push(u.type), { pollMs: 200 })
+            .then((job) => { window.fetch = realFetch; done({ state: job.state, kinds }); },
+                  (e) => { window.fetch = realFetch; done({ error: String(e) }); });
+        });
+    """, finished_job["id"])
+    assert result == {"state": "succeeded", "kinds": ["job"]}
+
+
 def test_pages_make_no_request_beyond_127_0_0_1(page: Page, finished_job: dict[str, Any]) -> None:
     page.requested_urls()  # drop what earlier tests logged
     for route in ("#/jobs", f"#/jobs/{finished_job['id']}", "#/new"):
@@ -349,7 +394,8 @@ def test_pages_make_no_request_beyond_127_0_0_1(page: Page, finished_job: dict[s
     assert len(logged) > 10
     for url in logged:
         parsed = urlparse(url)
-        assert parsed.scheme in ("data", "blob") or parsed.hostname == "127.0.0.1", url
+        # chrome:// is the browser's own UI (its first tab), never the network.
+        assert parsed.scheme in ("data", "blob", "chrome") or parsed.hostname == "127.0.0.1", url
     severe = [e["message"] for e in page.driver.get_log("browser") if e["level"] == "SEVERE"]
     assert not [m for m in severe if "Content Security Policy" in m or "Uncaught" in m], severe
 

@@ -97,3 +97,14 @@ def test_static_files_ship_with_the_package() -> None:
     names = {p.relative_to(STATIC_DIR).as_posix() for p in _static_files()}
     assert {"index.html", "app.css", "js/main.js", "js/api.js", "js/charts.js", "js/pages/job.js",
             "js/pages/jobs.js", "js/pages/newjob.js"} <= names
+
+
+def test_the_api_app_serves_the_dashboard() -> None:
+    from api.app import create_app
+
+    # Without entering the lifespan: the page needs no database or broker.
+    client = TestClient(create_app())
+    page = client.get("/")
+    assert page.status_code == 200 and "/ui/js/main.js" in page.text
+    assert client.get("/ui/js/pages/job.js").status_code == 200
+    assert "/ui/{path}" not in client.get("/openapi.json").text  # not part of the public API

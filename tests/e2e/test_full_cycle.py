@@ -6,8 +6,8 @@ downloads: params, the loss curve, samples, log-probs and the summary (posterior
 ``mu`` near 4.4). Two deployments:
 
 - ``production``: Postgres store, Redis broker, ``VIHUB_AUTH=required`` with an API key;
-- ``embedded``: what ``vihub up`` runs — SQLite under ``VIHUB_HOME``, kombu's SQLAlchemy
-  broker on a file, no server, no key.
+- ``embedded``: ``vihub up`` itself — SQLite under ``VIHUB_HOME``, kombu's SQLAlchemy
+  broker on a file, its own Celery worker process and sweeper, no server, no key.
 
 Both run (never skip) under ``CI=true``: the fixtures fail when Postgres/Redis are down.
 """
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import io
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -27,6 +28,8 @@ import numpy as np
 import pytest
 
 pytestmark = pytest.mark.e2e
+
+REPO = Path(__file__).resolve().parents[2]
 
 # Enough for AutoNormal on eight schools to settle within about +-1 of the posterior
 # mean of mu (4.4) in a few seconds; fixed seed.
@@ -47,87 +50,130 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_api(env: dict[str, str], log_path: Path) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    log = open(log_path, "wb")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "api.app:create_app", "--factory",
-         "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
-        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        cwd=str(Path(__file__).resolve().parents[2]),
-    )
-    log.close()
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
+def wait_healthy(proc: subprocess.Popen, base: str, log_path: Path, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"uvicorn exited:\n{log_path.read_text(errors='replace')[-3000:]}")
+            raise RuntimeError(f"server exited:\n{log_path.read_text(errors='replace')[-3000:]}")
         try:
-            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                return proc, base
+            if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
+                return
         except httpx.HTTPError:
             pass
-        time.sleep(0.2)
-    stop(proc)
-    raise TimeoutError(f"uvicorn not up:\n{log_path.read_text(errors='replace')[-3000:]}")
+        time.sleep(0.3)
+    raise TimeoutError(f"server not ready:\n{log_path.read_text(errors='replace')[-3000:]}")
 
 
-def stop(proc: subprocess.Popen) -> None:
-    import signal
+def spawn(argv: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen:
+    log = open(log_path, "wb")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                            cwd=str(REPO))
+    log.close()
+    return proc
 
+
+def stop(proc: subprocess.Popen, timeout: float = 30) -> None:
+    """SIGTERM the process group (uvicorn / `vihub up` stop their children), then KILL."""
     if proc.poll() is None:
         os.killpg(proc.pid, signal.SIGTERM)
         try:
-            proc.wait(timeout=15)
+            proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=5)
+            pass
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    proc.wait(timeout=5)
 
 
 @pytest.fixture(params=["production", "embedded"])
-def deployment(request, tmp_path, make_settings_env):
-    """(env, headers) of a deployment; the store is migrated, a key made when auth is on."""
+def server(request, tmp_path, make_settings_env, celery_worker_proc):
+    """(name, base URL, headers) of a running deployment, stopped at teardown.
+
+    production: migrate, an API key, ``uvicorn api.app:create_app --factory`` and a separate
+    ``celery worker`` process (Postgres + Redis). embedded: ``vihub up`` with only
+    ``VIHUB_HOME`` set, exactly as a laptop user runs it (it migrates, and starts the API,
+    a Celery worker process and the sweeper itself).
+    """
     home = tmp_path / "home"
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    log_path = tmp_path / "server.log"
     if request.param == "production":
         database_url = request.getfixturevalue("pg_url")
         broker_url = request.getfixturevalue("redis_url")
         env = make_settings_env(database_url, broker_url, home=home, auth="required")
+        from store.migrate import upgrade
+
+        upgrade(database_url)
+        headers = {"Authorization": f"Bearer {make_key(database_url)}"}
+        worker = celery_worker_proc(env, queues="cpu", pool="prefork", concurrency=1)
+        proc = spawn([sys.executable, "-m", "uvicorn", "api.app:create_app", "--factory",
+                      "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"], env, log_path)
     else:
-        home.mkdir()
-        database_url = f"sqlite:///{home / 'vihub.sqlite3'}"
-        broker_url = f"sqla+sqlite:///{home / 'broker.sqlite3'}"
-        env = make_settings_env(database_url, broker_url, home=home)
-    from store.migrate import upgrade
-
-    upgrade(database_url)
-    headers = {}
-    if request.param == "production":
-        from sqlalchemy.orm import sessionmaker
-
-        from store.db import make_engine
-        from store.repositories import ApiKeyRepository, TenantRepository
-        from store.security import display_prefix, generate_api_key, hash_api_key
-
-        engine = make_engine(database_url)
-        key = generate_api_key()
-        with sessionmaker(bind=engine).begin() as session:
-            tenant = TenantRepository(session).create(f"e2e-{os.getpid()}-{time.time_ns()}")
-            ApiKeyRepository(session).create(tenant.id, hash_api_key(key), display_prefix(key))
-        engine.dispose()
-        headers = {"Authorization": f"Bearer {key}"}
-    return request.param, env, headers
-
-
-def test_eight_schools_full_cycle(deployment, celery_worker_proc, tmp_path):
-    name, env, headers = deployment
-    worker = celery_worker_proc(env, queues="cpu", pool="prefork", concurrency=1)
-    api, base = start_api(env, tmp_path / "uvicorn.log")
+        env = {k: v for k, v in os.environ.items() if not k.startswith("VIHUB_")}
+        env.update({"VIHUB_HOME": str(home), "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"})
+        headers = {}
+        worker = None
+        proc = spawn([sys.executable, "-c", "from vihub.cli import main; main()", "up", "--port", str(port)],
+                     env, log_path)
     try:
-        with httpx.Client(base_url=base, headers=headers, timeout=30) as client:
-            run_full_cycle(client, name)
+        wait_healthy(proc, base, log_path, timeout=120)
+        yield request.param, base, headers
     finally:
-        stop(api)
-        assert worker.alive(), worker.log()[-3000:]
+        stop(proc, timeout=60)
+        if worker is not None:
+            assert worker.alive(), worker.log()[-3000:]
+        # (production's worker belongs to celery_worker_proc, which stops it itself)
+        left_over = kill_processes_of(home) if request.param == "embedded" else []
+    if request.param == "embedded":
+        assert (home / "vihub.sqlite3").exists()  # it really used the embedded store
+        # `vihub up` must take its Celery worker down with it on SIGTERM.
+        assert not left_over, f"vihub up left processes running after SIGTERM: {left_over}"
+
+
+def kill_processes_of(home: Path) -> list[int]:
+    """SIGKILL processes started for this test (found by their VIHUB_HOME) that are still
+    alive after the server stopped; returns their pids."""
+    needle = f"VIHUB_HOME={home}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if needle in (entry / "environ").read_bytes().split(b"\0"):
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    for pid in found:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    return found
+
+
+def make_key(database_url: str) -> str:
+    from sqlalchemy.orm import sessionmaker
+
+    from store.db import make_engine
+    from store.repositories import ApiKeyRepository, TenantRepository
+    from store.security import display_prefix, generate_api_key, hash_api_key
+
+    engine = make_engine(database_url)
+    key = generate_api_key()
+    with sessionmaker(bind=engine).begin() as session:
+        tenant = TenantRepository(session).create(f"e2e-{os.getpid()}-{time.time_ns()}")
+        ApiKeyRepository(session).create(tenant.id, hash_api_key(key), display_prefix(key))
+    engine.dispose()
+    return key
+
+
+def test_eight_schools_full_cycle(server):
+    name, base, headers = server
+    with httpx.Client(base_url=base, headers=headers, timeout=30) as client:
+        run_full_cycle(client, name)
 
 
 def run_full_cycle(client: httpx.Client, name: str) -> None:

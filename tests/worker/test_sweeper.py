@@ -65,3 +65,21 @@ def test_failed_publish_is_retried_next_sweep(migrated_db: str, session_factory:
     published: list[str] = []
     sweep_once(settings, publish=lambda job_id, queue: published.append(job_id), factory=session_factory)
     assert stuck in published
+
+
+def test_republish_backs_off_for_long_waiting_jobs() -> None:
+    from types import SimpleNamespace
+
+    from worker.sweeper import republish_due
+
+    t0 = utcnow()
+    never = SimpleNamespace(created_at=t0, queued_at=t0, published_at=None)
+    assert not republish_due(never, t0 + timedelta(seconds=59), 60)
+    assert republish_due(never, t0 + timedelta(seconds=60), 60)
+    # Waited 5 minutes before its last publish: the next one comes 5 minutes later.
+    waited = SimpleNamespace(created_at=t0, queued_at=t0, published_at=t0 + timedelta(minutes=5))
+    assert not republish_due(waited, t0 + timedelta(minutes=9), 60)
+    assert republish_due(waited, t0 + timedelta(minutes=10), 60)
+    # Capped at ten times the base, however long it has waited.
+    old = SimpleNamespace(created_at=t0, queued_at=t0, published_at=t0 + timedelta(hours=5))
+    assert republish_due(old, t0 + timedelta(hours=5, minutes=10), 60)

@@ -149,24 +149,65 @@ def test_results_catalog_validate_datasets(app, server, tmp_path: Path) -> None:
     assert result.exit_code == 0 and result.stdout.strip() == "ds_7"
 
 
-def test_main_adds_server_commands_when_present(monkeypatch) -> None:
+def _fake_server_cli(monkeypatch, attribute: str) -> None:
     import sys
     import types
 
-    server_app = typer.Typer()
+    server_app = typer.Typer(name="vihub")  # named: a plain add_typer would nest it
+    keys = typer.Typer()
+    server_app.add_typer(keys, name="keys")
 
     @server_app.command()
     def up() -> None:
         print("server up")
 
-    fake = types.ModuleType("vihub.cli")
-    fake.server_app = server_app
-    monkeypatch.setitem(sys.modules, "vihub.cli", fake)
-    monkeypatch.setitem(sys.modules, "vihub", types.ModuleType("vihub"))
-    sys.modules["vihub"].cli = fake
-    result = runner.invoke(cli.make_app(), ["up"])
-    assert result.exit_code == 0 and "server up" in result.stdout
-    assert runner.invoke(cli.make_app(), ["--help"]).stdout.count("submit") >= 1
+    @keys.command("create")
+    def keys_create() -> None:
+        print("key created")
 
-    monkeypatch.setitem(sys.modules, "vihub.cli", None)  # not installed -> import fails
-    assert runner.invoke(cli.make_app(), ["up"]).exit_code == 2
+    fake = types.ModuleType("vihub.cli")
+    setattr(fake, attribute, server_app)
+    package = types.ModuleType("vihub")
+    package.cli = fake
+    monkeypatch.setitem(sys.modules, "vihub", package)
+    monkeypatch.setitem(sys.modules, "vihub.cli", fake)
+
+
+@pytest.mark.parametrize("attribute", ["server_app", "app"])
+def test_main_adds_server_commands_when_present(monkeypatch, attribute: str) -> None:
+    _fake_server_cli(monkeypatch, attribute)
+    app = cli.make_app()
+    assert runner.invoke(app, ["up"]).stdout.strip() == "server up"
+    assert runner.invoke(app, ["keys", "create"]).stdout.strip() == "key created"
+    help_text = runner.invoke(app, ["--help"]).stdout
+    assert "submit" in help_text and "datasets" in help_text and "up" in help_text
+
+
+def test_client_commands_alone_without_server(monkeypatch) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "vihub", None)  # not installed: the import fails
+    monkeypatch.setitem(sys.modules, "vihub.cli", None)
+    app = cli.make_app()
+    assert runner.invoke(app, ["up"]).exit_code == 2
+    assert "submit" in runner.invoke(app, ["--help"]).stdout
+    assert runner.invoke(app, ["--version"]).stdout.startswith("vihub-client ")
+
+
+def test_register_hook(monkeypatch) -> None:
+    import sys
+    import types
+
+    fake = types.ModuleType("vihub.cli")
+
+    def register(app: typer.Typer) -> None:
+        @app.command("migrate")
+        def migrate() -> None:
+            print("migrated")
+
+    fake.register = register
+    package = types.ModuleType("vihub")
+    package.cli = fake
+    monkeypatch.setitem(sys.modules, "vihub", package)
+    monkeypatch.setitem(sys.modules, "vihub.cli", fake)
+    assert runner.invoke(cli.make_app(), ["migrate"]).stdout.strip() == "migrated"

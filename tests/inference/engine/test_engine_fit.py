@@ -113,3 +113,15 @@ def test_resume_through_fit():
     assert resumed.loss == full.loss
     for name, entry in full.guide_params.items():
         assert entry["value"] == resumed.guide_params[name]["value"], name
+    # A checkpoint of another job (here: another seed) is refused, naming resume_from,
+    # which the worker reads to start over instead of failing.
+    with pytest.raises(SpecError) as info:
+        fit({**spec, "inference": {**spec["inference"], "seed": 1}}, {}, resume_from=blobs[0])
+    assert info.value.details["field"] == "resume_from"
+
+
+def test_without_validation_and_with_auto_device():
+    result = fit(body(steps=20, validate=False, device="auto"), {})
+    codes = [w["code"] for w in result.diagnostics["warnings"]]
+    assert "validation_skipped" in codes and result.diagnostics["validation"] is None
+    assert result.meta["device"] in ("cpu", "cuda:0", "cuda")

@@ -476,3 +476,26 @@ def test_str_format_plain_fields_work():
         run("def model(i):\n    return 'obs_{}_{name}'.format(i, name='a')", 3)
         == "obs_3_a"
     )
+
+
+def test_errors_survive_pickling_for_process_pools():
+    import pickle
+
+    with pytest.raises(ModelLanguageError) as err:
+        run("def model():\n    return torch.zeros(10**12)")
+    copy = pickle.loads(pickle.dumps(err.value))
+    assert type(copy) is LimitExceeded
+    assert (copy.kind, copy.line, copy.col, str(copy)) == ("limit-exceeded", 2, 4, str(err.value))
+    assert copy.to_dict()["limit"] == "max_tensor_elements"
+
+
+def test_device_follows_existing_tensors_only():
+    out = run("def model(x):\n    return torch.zeros(3, device=x.device)", torch.ones(1))
+    assert out.device == torch.device("cpu")
+
+
+def test_limits_validate_their_fields():
+    from inference.language import Limits
+
+    with pytest.raises(ValueError):
+        Limits(max_loop_iterations=0)

@@ -253,7 +253,7 @@ EXPRS = st.recursive(
         st.builds(ast.Constant, CONSTANTS),
     ),
     _expr_extend,
-    max_leaves=12,
+    max_leaves=6,
 )
 
 
@@ -290,7 +290,7 @@ STMTS = st.recursive(
         st.just(ast.Break()),
     ),
     _stmt_extend,
-    max_leaves=8,
+    max_leaves=5,
 )
 
 
@@ -315,7 +315,7 @@ def _module(body):
 
 
 @FUZZ
-@given(st.lists(STMTS, min_size=1, max_size=5))
+@given(st.lists(STMTS, min_size=1, max_size=4))
 def test_random_syntax_trees_yield_program_or_language_error(body):
     try:
         source = ast.unparse(_module(body))

@@ -185,6 +185,8 @@ HOSTILE: dict[str, str] = {
     "device_string": "def model():\n    return torch.zeros(3, device='cuda')",
     "pin_memory": "def model():\n    return torch.ones(3, pin_memory=True)",
     "plate_use_cuda": "def model():\n    with pyro.plate('p', 3, use_cuda=True):\n        pass",
+    "size_multiplication": "def model():\n    return torch.ones(2).shape * 10**10",
+    "size_doubling": "def model():\n    s = torch.ones(2).shape\n    for i in range(64):\n        s = s + s\n    return s",
     "round_huge_ndigits": "def model():\n    return round(5, -10**9)",
     "print_flood": "def model():\n    for i in range(10**7):\n        print('x' * 1000)",
     "very_long_source": "def model():\n    pass\n" + "x = 1\n" * 30000,

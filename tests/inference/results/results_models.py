@@ -168,3 +168,25 @@ def batch_unsafe(x, y):
 
 def batch_unsafe_guide(x, y):
     pyro.sample("w", dist.Normal(0.5, 0.2))
+
+
+def hmm_data(seed: int = 4) -> dict:
+    g = torch.Generator().manual_seed(seed)
+    return {"y": torch.randn(3, 5, generator=g) + torch.tensor([-2.0, 0.0, 2.0, 2.0, 0.0])}
+
+
+@config_enumerate
+def hmm(y):
+    """Three sequences of five steps; hidden states chained with pyro.markov."""
+    probs = pyro.sample("probs", dist.Dirichlet(0.8 * torch.eye(2) + 0.2).to_event(1))
+    locs = pyro.sample("locs", dist.Normal(torch.tensor([-2.0, 2.0]), 1.0).to_event(1))
+    with pyro.plate("sequences", y.shape[0]):
+        state = 0
+        for t in pyro.markov(range(y.shape[1])):
+            state = pyro.sample(f"state_{t}", dist.Categorical(probs[state]))
+            pyro.sample(f"y_{t}", dist.Normal(locs[state], 1.0), obs=y[:, t])
+
+
+def hmm_fixed_guide(y):
+    pyro.sample("probs", dist.Delta(torch.tensor([[0.7, 0.3], [0.4, 0.6]])).to_event(2))
+    pyro.sample("locs", dist.Delta(torch.tensor([-1.5, 1.8])).to_event(1))

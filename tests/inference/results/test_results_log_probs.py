@@ -104,7 +104,11 @@ def test_enumerated_mixture_log_joint_is_the_exact_marginal():
     guide = gmm_fixed_guide(weights=(0.4, 0.6), locs=(-2.5, 3.2))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        lp = trace_log_probs(gmm, guide, data, 3)
+        lp = trace_log_probs(gmm, guide, data, 3, sample_discrete=True)
+        marginal = trace_log_probs(gmm, guide, data, 2)
+    # default: the sites that depend on the assignments are reported marginalised, together
+    assert set(marginal["model_sites"]) == {"weights", "locs", "x"}
+    np.testing.assert_allclose(sum(marginal["model_sites"].values()), marginal["log_joint"], rtol=1e-6)
     assert lp["enumerated"] is True
     expected = gmm_log_marginal(data["x"], (0.4, 0.6), (-2.5, 3.2))
     np.testing.assert_allclose(lp["log_joint"], expected, rtol=1e-5)
@@ -154,3 +158,22 @@ def test_a_model_that_batches_wrongly_falls_back_to_one_draw_at_a_time():
         guide_trace = _guide_trace_at(batch_unsafe_guide, {"w": torch.as_tensor(lp["draws"]["w"][i])}, data)
         model_trace = poutine.trace(poutine.replay(batch_unsafe, trace=guide_trace)).get_trace(**data)
         assert lp["log_joint"][i] == pytest.approx(float(model_trace.log_prob_sum()), rel=1e-5)
+
+
+def test_chained_enumeration_log_joint_matches_trace_enum_elbo():
+    from pyro.infer import TraceEnum_ELBO
+
+    from results_models import hmm, hmm_data, hmm_fixed_guide
+
+    data = hmm_data()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        lp = trace_log_probs(hmm, hmm_fixed_guide, data, 2, sample_discrete=True)
+        marginal = trace_log_probs(hmm, hmm_fixed_guide, data, 1)
+        expected = -TraceEnum_ELBO(max_plate_nesting=1).loss(hmm, hmm_fixed_guide, **data)
+    np.testing.assert_allclose(lp["log_joint"], expected, rtol=1e-5)
+    np.testing.assert_allclose(marginal["log_joint"], expected, rtol=1e-5)
+    assert set(marginal["model_sites"]) == {"probs", "locs", "+".join(f"y_{t}" for t in range(5))}
+    assert lp["pointwise"] == {}  # chained states: per-point marginals do not factorise
+    assert any("pointwise" in note for note in lp["notes"])
+    assert {f"state_{t}" for t in range(5)} <= set(lp["model_sites"])

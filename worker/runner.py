@@ -50,6 +50,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from store import problems
@@ -145,12 +146,21 @@ class _StoreCallbacks:
 
     # -- engine callbacks ---------------------------------------------------------------
 
+    # The engine turns any exception escaping a callback into FitFailed (a user-facing
+    # failure), so a database blip must not escape: it is logged, pending loss points stay
+    # buffered for the next write, and if the outage lasts the lease expires and the job
+    # is handed over (this worker's final write is then refused).
+
     def on_progress(self, progress: Any) -> None:
         self.pending.extend(progress.new_losses)
         self.last_progress = _progress_dict(progress)
         now = time.monotonic()
         if now - self.last_write >= self.write_every_s or progress.step >= progress.steps:
-            self.flush()
+            try:
+                self.flush()
+            except SQLAlchemyError:
+                log.warning("job %s: progress write failed; retrying at the next report",
+                            self.runner.job_id, exc_info=True)
 
     def should_cancel(self) -> bool:
         if self.heartbeat.lost.is_set():
@@ -161,26 +171,39 @@ class _StoreCallbacks:
             return True
         if now - self.last_cancel_check >= self.write_every_s:
             self.last_cancel_check = now
-            with self.runner.factory.begin() as session:
-                self.cancel_requested = JobRepository(session).is_cancel_requested(self.runner.job_id)
+            try:
+                with self.runner.factory.begin() as session:
+                    self.cancel_requested = JobRepository(session).is_cancel_requested(self.runner.job_id)
+            except SQLAlchemyError:
+                log.warning("job %s: cancel check failed", self.runner.job_id, exc_info=True)
         return self.cancel_requested
 
     def on_checkpoint(self, blob: bytes, step: int) -> None:
         r = self.runner
-        with r.factory.begin() as session:
-            if not self._write_progress(session):
-                return
-            ArtifactRepository(session).put(
-                r.job_id, ArtifactKind.CHECKPOINT, blob,
-                meta={"step": int(step), "attempt": self.attempt, "worker_id": r.worker_id},
-            )
+        written = len(self.pending)
+        try:
+            with r.factory.begin() as session:
+                # The points up to `step` and the checkpoint commit together.
+                if not self._write_progress(session):
+                    return
+                ArtifactRepository(session).put(
+                    r.job_id, ArtifactKind.CHECKPOINT, blob,
+                    meta={"step": int(step), "attempt": self.attempt, "worker_id": r.worker_id},
+                )
+        except SQLAlchemyError:
+            log.warning("job %s: checkpoint at step %d not stored", r.job_id, step, exc_info=True)
+            return
+        self._committed(written)
         log.info("job %s: checkpoint at step %d (%d bytes)", r.job_id, step, len(blob))
 
     # -- writes -------------------------------------------------------------------------
 
     def flush(self) -> None:
+        written = len(self.pending)
         with self.runner.factory.begin() as session:
-            self._write_progress(session)
+            held = self._write_progress(session)
+        if held:
+            self._committed(written)
 
     def _write_progress(self, session: Session) -> bool:
         """Progress + pending loss points + lease, in the caller's transaction."""
@@ -195,9 +218,12 @@ class _StoreCallbacks:
         if not held:
             self.heartbeat.lost.set()
             return False
-        self.pending = []
-        self.last_write = time.monotonic()
         return True
+
+    def _committed(self, written: int) -> None:
+        """The first ``written`` pending points are in the store now."""
+        del self.pending[:written]
+        self.last_write = time.monotonic()
 
     def as_fit_callbacks(self) -> Any:
         from inference import FitCallbacks
@@ -319,6 +345,12 @@ class JobRunner:
                 result = fit(spec, data, callbacks=callbacks.as_fit_callbacks(), resume_from=None)
             artifacts = self._serialize(result)
         except InferenceError as exc:
+            cause = exc.__cause__
+            if isinstance(cause, SoftTimeLimitExceeded):
+                return self._finish(JobState.FAILED, self._time_limit_problem())
+            if isinstance(cause, SQLAlchemyError):
+                # Not the user's model: the store failed under the engine.
+                return self._internal_error(cause, heartbeat, attempt, max_attempts, queue)
             if exc.kind == FIT_CANCELLED_KIND:
                 if heartbeat.lost.is_set():
                     return "lease-lost"
@@ -332,16 +364,20 @@ class JobRunner:
         except SoftTimeLimitExceeded:
             return self._finish(JobState.FAILED, self._time_limit_problem())
         except Exception as exc:
-            log.exception("job %s: internal error in attempt %d/%d", self.job_id, attempt, max_attempts)
-            if heartbeat.lost.is_set():
-                return "lease-lost"
-            if attempt < max_attempts:
-                return self._release(queue)
-            return self._finish(JobState.FAILED, problems.problem(
-                problems.INTERNAL_ERROR, "Internal error",
-                f"the worker failed {attempt} times; the last error was {type(exc).__name__}", status=500,
-            ))
+            return self._internal_error(exc, heartbeat, attempt, max_attempts, queue)
         return self._succeed(result, artifacts, callbacks)
+
+    def _internal_error(self, exc: BaseException, heartbeat: _Heartbeat, attempt: int, max_attempts: int,
+                        queue: str) -> str:
+        log.error("job %s: internal error in attempt %d/%d", self.job_id, attempt, max_attempts, exc_info=exc)
+        if heartbeat.lost.is_set():
+            return "lease-lost"
+        if attempt < max_attempts:
+            return self._release(queue)
+        return self._finish(JobState.FAILED, problems.problem(
+            problems.INTERNAL_ERROR, "Internal error",
+            f"the worker failed {attempt} times; the last error was {type(exc).__name__}", status=500,
+        ))
 
     # -- outcomes -----------------------------------------------------------------------
 

@@ -132,3 +132,24 @@ def test_out_of_attempts_is_failed_not_run(worker_settings: Any, session_factory
     job = get_job(session_factory, job_id)
     assert job.state == JobState.FAILED.value
     assert job.error["type"].endswith("/too-many-attempts")
+
+
+def test_a_store_blip_during_progress_neither_fails_the_job_nor_loses_points(
+    worker_settings: Any, session_factory: Any, new_job: Any, make_spec: Any, monkeypatch: Any,
+) -> None:
+    from sqlalchemy.exc import OperationalError
+
+    original = JobRepository.record_progress
+    calls = {"n": 0}
+
+    def flaky(self: Any, *args: Any, **kwargs: Any) -> bool:
+        calls["n"] += 1
+        if calls["n"] in (2, 3):
+            raise OperationalError("UPDATE jobs", {}, Exception("connection reset"))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(JobRepository, "record_progress", flaky)
+    job_id = new_job(spec=make_spec(steps=150))
+    assert run_job(job_id) == "succeeded"
+    assert calls["n"] > 3
+    assert [s for s, _ in curve(session_factory, job_id)] == list(range(1, 151))

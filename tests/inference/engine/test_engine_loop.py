@@ -173,3 +173,16 @@ def test_jit_auto_falls_back_with_a_diagnostic():
     renyi = run_svi(eight_schools, AutoNormal(eight_schools), EIGHT_SCHOOLS,
                     spec(steps=5, jit="auto", elbo="RenyiELBO", particles=2))
     assert renyi.diagnostics[0]["code"] == "jit_unavailable"
+
+
+def test_non_finite_gradient_with_finite_loss_is_caught_at_the_cadence():
+    def model(y):
+        p = pyro.param("p", torch.tensor(0.0))
+        mu = pyro.sample("mu", dist.Normal(0.0, 1.0))
+        pyro.sample("obs", dist.Normal(mu + torch.sqrt(p), 1.0), obs=y)  # d sqrt(p)/dp = inf at 0
+
+    with pytest.raises(NonFiniteLoss) as info:
+        run_svi(model, AutoNormal(model), {"y": torch.tensor(1.0)},
+                spec(steps=20, progress_every_steps=1))
+    assert info.value.step == 1 and info.value.params == ["p"]
+    assert "gradient" in info.value.message

@@ -17,13 +17,14 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from api.app import Runtime
 from api.errors import Unauthorized
@@ -36,24 +37,45 @@ log = logging.getLogger("vihub.api")
 _AFTER_COMMIT = "vihub_after_commit"
 
 
-def get_runtime(request: Request) -> Runtime:
+# The dependencies are coroutines that hand only blocking database work to the thread
+# pool: every sync dependency would cost a thread hop per request (most of the latency
+# of a cheap GET, measured by bench/bench_api.py).
+
+
+async def get_runtime(request: Request) -> Runtime:
     return request.app.state.runtime
 
 
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 
-def get_session(runtime: RuntimeDep) -> Iterator[Session]:
+async def get_session(runtime: RuntimeDep) -> AsyncIterator[Session]:
+    # Creating a Session does no I/O; it connects on first use, in the route's thread.
     session: Session = runtime.sessionmaker()
     try:
         yield session
+    except BaseException:
+        await run_in_threadpool(_rollback_and_close, session)
+        raise
+    await run_in_threadpool(_commit_and_close, session)
+
+
+def _rollback_and_close(session: Session) -> None:
+    session.info.pop(_AFTER_COMMIT, None)
+    try:
+        session.rollback()
+    finally:
+        session.close()
+
+
+def _commit_and_close(session: Session) -> None:
+    try:
         session.commit()
     except BaseException:
-        session.rollback()
+        _rollback_and_close(session)
         raise
-    finally:
-        callbacks = session.info.pop(_AFTER_COMMIT, [])
-        session.close()
+    callbacks = session.info.pop(_AFTER_COMMIT, [])
+    session.close()
     for callback in callbacks:
         try:
             callback()
@@ -111,7 +133,7 @@ class TenantCache:
         return tenant
 
 
-def get_current_tenant(
+async def get_current_tenant(
     runtime: RuntimeDep,
     session: SessionDep,
     bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
@@ -119,11 +141,7 @@ def get_current_tenant(
 ) -> TenantRef:
     cache: TenantCache = runtime.tenants
     if not runtime.settings.auth_required:
-        cached = cache.get("")
-        if cached is None:
-            tenant = ensure_default_tenant(session)
-            cached = cache.put("", TenantRef(tenant.id, tenant.name))
-        return cached
+        return cache.get("") or cache.put("", await run_in_threadpool(_default_tenant, session))
     key = bearer.credentials if bearer is not None else api_key
     if not key:
         raise Unauthorized("Send an API key as 'Authorization: Bearer <key>' or 'X-API-Key: <key>'.")
@@ -131,11 +149,21 @@ def get_current_tenant(
     cached = cache.get(key_hash)
     if cached is not None:
         return cached
-    api_key_row = ApiKeyRepository(session).find_active_by_hash(key_hash)
-    tenant = TenantRepository(session).get(api_key_row.tenant_id) if api_key_row is not None else None
+    tenant = await run_in_threadpool(_tenant_for_key, session, key_hash)
     if tenant is None:
         raise Unauthorized("The API key is not valid (unknown or revoked).")
-    return cache.put(key_hash, TenantRef(tenant.id, tenant.name))
+    return cache.put(key_hash, tenant)
+
+
+def _default_tenant(session: Session) -> TenantRef:
+    tenant = ensure_default_tenant(session)
+    return TenantRef(tenant.id, tenant.name)
+
+
+def _tenant_for_key(session: Session, key_hash: str) -> TenantRef | None:
+    api_key_row = ApiKeyRepository(session).find_active_by_hash(key_hash)
+    tenant = TenantRepository(session).get(api_key_row.tenant_id) if api_key_row is not None else None
+    return TenantRef(tenant.id, tenant.name) if tenant is not None else None
 
 
 CurrentTenant = Annotated[TenantRef, Depends(get_current_tenant)]

@@ -10,7 +10,6 @@
 
 # %%
 import arviz as az
-
 from vihub_client import Client
 
 client = Client()

@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # torch is pinned by constraints.txt: an unpinned torch pulls a multi-GB CUDA build.
-python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[test]"
+python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[test]" -e "./client[numpy,arviz,pandas]"
 
 set +e
 python -m pytest "$@"

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy import (
     JSON,
@@ -78,7 +78,7 @@ BlobType = LargeBinary().with_variant(BYTEA(), "postgresql")
 
 
 class Base(DeclarativeBase):
-    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSONType}
+    type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: UTCDateTime(), dict[str, Any]: JSONType}
 
 
 class Tenant(Base):
@@ -224,7 +224,7 @@ class ArtifactKind:
     PARAM_STORE_PT = "param_store_pt"
     CHECKPOINT = "checkpoint"
 
-    CONTENT_TYPES = {
+    CONTENT_TYPES: ClassVar[dict[str, str]] = {
         RESULT_JSON: "application/json",
         SAMPLES_NPZ: "application/x-npz",
         PARAMS_SAFETENSORS: "application/octet-stream",

@@ -43,10 +43,10 @@ class LimitsSettings(BaseModel):
     max_source_bytes: int = 100_000
     max_ast_nodes: int = 20_000
     max_loop_iterations: int = 100_000
-    max_recursion_depth: int = 50
-    max_plate_size: int = 1_000_000
-    max_tensor_elements: int = 10_000_000
-    max_call_steps: int = 10_000_000
+    max_recursion_depth: int = 32
+    max_plate_size: int = 10_000_000
+    max_tensor_elements: int = 50_000_000
+    max_call_steps: int = 1_000_000
 
 
 class QuotaSettings(BaseModel):

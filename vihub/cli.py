@@ -31,7 +31,7 @@ app.add_typer(keys_app, name="keys")
 log = logging.getLogger("vihub")
 
 
-def _settings():  # noqa: ANN202
+def _settings():
     from store.settings import get_settings
 
     return get_settings()
@@ -189,7 +189,7 @@ def up(
         celery_proc.stop(timeout=15)
 
 
-def _run_until_signal(settings, celery_proc, *, with_sweeper: bool) -> None:  # noqa: ANN001
+def _run_until_signal(settings, celery_proc, *, with_sweeper: bool) -> None:
     from worker.sweeper import Sweeper
 
     stop = threading.Event()
@@ -223,7 +223,7 @@ def _safe_url(url: str) -> str:
 
         return make_url(url.split("+", 1)[1] if url.startswith("sqla+") else url).render_as_string(
             hide_password=True)
-    except Exception:
+    except Exception:  # noqa: BLE001 - only for display
         return url.split("@")[-1]
 
 

@@ -57,4 +57,4 @@ def _preload_engine() -> None:
 
 
 # Importing the tasks registers them on ``app`` (celery -A worker.celery_app finds both).
-import worker.tasks  # noqa: E402,F401
+import worker.tasks  # noqa: F401

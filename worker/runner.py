@@ -56,11 +56,15 @@ from sqlalchemy.orm import Session, sessionmaker
 from store import problems
 from store.arrays import decode_arrays
 from store.db import session_factory as default_session_factory
-from store.job_states import JobState
+from store.job_states import InvalidTransition, JobState
 from store.models import ArtifactKind, utcnow
-from store.repositories import ArtifactRepository, DatasetRepository, JobRepository, LossPointRepository
+from store.repositories import (
+    ArtifactRepository,
+    DatasetRepository,
+    JobRepository,
+    LossPointRepository,
+)
 from store.repositories.jobs import LeaseLost
-from store.job_states import InvalidTransition
 from store.settings import Settings, get_settings
 from worker.hooks import on_job_finished
 
@@ -363,7 +367,7 @@ class JobRunner:
             return self._finish(JobState.FAILED, problems.from_inference_error(exc.kind, exc.to_dict()))
         except SoftTimeLimitExceeded:
             return self._finish(JobState.FAILED, self._time_limit_problem())
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - anything else is ours, not the user's: retry or fail
             return self._internal_error(exc, heartbeat, attempt, max_attempts, queue)
         return self._succeed(result, artifacts, callbacks)
 
@@ -461,18 +465,19 @@ class JobRunner:
                 log.warning("job %s: no such job", self.job_id)
                 return "missing"
             exhausted = job.attempts >= job.max_attempts
+            expired = job.state == JobState.RUNNING.value and job.lease_expires_at is not None \
+                and job.lease_expires_at < now
             final_state: str | None = None
             if job.state == JobState.QUEUED.value and exhausted and job.deleted_at is None:
                 if repo.fail_queued(self.job_id, self._too_many_attempts(job.attempts)):
                     final_state = JobState.FAILED.value
-            elif job.state == JobState.RUNNING.value and job.lease_expires_at and job.lease_expires_at < now:
-                if job.cancel_requested:
-                    if repo.finish_expired(self.job_id, JobState.CANCELLED.value, None, now=now):
-                        final_state = JobState.CANCELLED.value
-                elif exhausted:
-                    if repo.finish_expired(self.job_id, JobState.FAILED.value,
-                                           self._too_many_attempts(job.attempts), now=now):
-                        final_state = JobState.FAILED.value
+            elif expired and job.cancel_requested:
+                if repo.finish_expired(self.job_id, JobState.CANCELLED.value, None, now=now):
+                    final_state = JobState.CANCELLED.value
+            elif expired and exhausted and repo.finish_expired(
+                self.job_id, JobState.FAILED.value, self._too_many_attempts(job.attempts), now=now
+            ):
+                final_state = JobState.FAILED.value
             state = job.state
         if final_state is not None:
             on_job_finished(self.job_id, final_state)

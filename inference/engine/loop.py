@@ -19,11 +19,10 @@ arguments for the model and guide.
 
 from __future__ import annotations
 
-import math
 import time
 import warnings
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
 import torch
@@ -32,7 +31,7 @@ from pyro import poutine
 from pyro.infer.util import is_validation_enabled
 
 from inference.engine.checkpoint import dump_checkpoint, load_checkpoint, restore_rng
-from inference.engine.elbos import base_name, build_elbo, infer_max_plate_nesting, jit_name
+from inference.engine.elbos import build_elbo, infer_max_plate_nesting, jit_name
 from inference.engine.errors import FitCancelled, NonFiniteLoss, SpecError
 from inference.engine.optim import build_optimizer, step_scheduler
 from inference.spec import InferenceSpec
@@ -112,6 +111,18 @@ def device_scope(device: torch.device):
     Scoped to the fit (a ``torch.device`` context), never a global default; a no-op on CPU.
     """
     return torch.device(device) if device.type != "cpu" else nullcontext()
+
+
+def _get_rng() -> tuple:
+    """The torch RNG states that model code draws from (CPU, and CUDA once initialised)."""
+    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else None
+    return torch.get_rng_state(), cuda
+
+
+def _set_rng(state: tuple) -> None:
+    torch.set_rng_state(state[0])
+    if state[1] is not None:
+        torch.cuda.set_rng_state_all(state[1])
 
 
 def _split(kwargs: Mapping[str, Any]) -> tuple[tuple[str, ...], tuple[torch.Tensor, ...], dict]:
@@ -207,7 +218,7 @@ def _try_jit(inference: InferenceSpec, model, guide, args, static, mpn, diagnost
         return None
     jit_elbo = build_elbo(inference.elbo, max_plate_nesting=mpn, jit=True)
     plain = build_elbo(inference.elbo, max_plate_nesting=mpn, jit=False)
-    rng = torch.get_rng_state()
+    rng = _get_rng()
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -215,9 +226,9 @@ def _try_jit(inference: InferenceSpec, model, guide, args, static, mpn, diagnost
             # The compiled graph must agree with the plain ELBO on fresh draws (a trace
             # silently freezes data-dependent Python branches).
             for _ in range(3):
-                state = torch.get_rng_state()
+                state = _get_rng()
                 jit_loss = float(jit_elbo.loss_and_grads(model, guide, *args, **static))
-                torch.set_rng_state(state)
+                _set_rng(state)
                 plain_loss = float(plain.loss(model, guide, *args, **static))
                 if not (abs(jit_loss - plain_loss) <= 1e-3 * (1.0 + abs(plain_loss))):
                     raise RuntimeError(
@@ -230,7 +241,7 @@ def _try_jit(inference: InferenceSpec, model, guide, args, static, mpn, diagnost
         })
         return None
     finally:
-        torch.set_rng_state(rng)
+        _set_rng(rng)
         for _, p in pyro.get_param_store().named_parameters():
             p.grad = None
     return jit_elbo
@@ -239,7 +250,7 @@ def _try_jit(inference: InferenceSpec, model, guide, args, static, mpn, diagnost
 def _compile_jit(elbo, model, guide, args, static) -> None:
     """Trace the JIT ELBO once before training, RNG state restored, so that step 1 draws
     the same numbers as without JIT (tracing runs the function an extra time)."""
-    rng = torch.get_rng_state()
+    rng = _get_rng()
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -250,7 +261,7 @@ def _compile_jit(elbo, model, guide, args, static) -> None:
             f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); use jit 'auto' or false",
             field="inference.jit") from e
     finally:
-        torch.set_rng_state(rng)
+        _set_rng(rng)
         for _, p in pyro.get_param_store().named_parameters():
             p.grad = None
 
@@ -386,11 +397,11 @@ def run_svi(
                 step_scheduler(optim, sched, _window_mean(losses, len(losses), sched.every_steps))
             for name, (every, fn) in hooks.items():
                 if every > 0 and step % every == 0:
-                    rng = torch.get_rng_state()
+                    rng = _get_rng()
                     try:
                         history[name].append([step, fn(step)])
                     finally:
-                        torch.set_rng_state(rng)
+                        _set_rng(rng)
 
             if due or step == steps:
                 now = time.perf_counter()

@@ -165,10 +165,7 @@ def run_validation(
     elbo_base = base_name(elbo_spec.name)
     with pyro.validation_enabled(True), warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        try:
-            _validate(model, guide_factory, kwargs, elbo_spec, elbo_base, num_traces, report)
-        finally:
-            pass
+        _validate(model, guide_factory, kwargs, elbo_spec, elbo_base, num_traces, report)
     seen = set()
     for w in caught:
         if not issubclass(w.category, (UserWarning, RuntimeWarning)):

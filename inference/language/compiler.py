@@ -280,13 +280,13 @@ def _seq_result(value: Any) -> Any:
     t = type(value)
     if t is int:
         return _int_bits(value)
-    if t is str:
+    if isinstance(value, str):
         if len(value) > MAX_STRING_CHARS:
             raise LimitExceeded(
                 f"strings are limited to {MAX_STRING_CHARS} characters",
                 limit="max_string_chars",
             )
-    elif (t is list or t is tuple) and len(value) > MAX_SEQUENCE_LENGTH:
+    elif isinstance(value, (list, tuple)) and len(value) > MAX_SEQUENCE_LENGTH:
         raise LimitExceeded(
             f"lists and tuples are limited to {MAX_SEQUENCE_LENGTH} items",
             limit="max_sequence_length",
@@ -321,7 +321,9 @@ def _py_binop_guard(kind: str, a: Any, b: Any) -> None:
     elif kind == "mul":
         for seq, n in ((a, b), (b, a)):
             if isinstance(seq, (str, list, tuple)) and type(n) in (int, bool):
-                limit = MAX_STRING_CHARS if isinstance(seq, str) else MAX_SEQUENCE_LENGTH
+                limit = (
+                    MAX_STRING_CHARS if isinstance(seq, str) else MAX_SEQUENCE_LENGTH
+                )
                 if len(seq) * n > limit:
                     raise LimitExceeded(
                         f"repeating a {type(seq).__name__} would make {len(seq) * n} items "

@@ -750,18 +750,20 @@ def _build_torch() -> dict[str, Any]:
             members[name] = _concatenating(getattr(torch, name), name)
     for name in ("diag", "diagflat", "diag_embed"):
         members[name] = _diagonalizing(getattr(torch, name), name)
-    for name in ("zeros", "ones", "empty", "rand", "randn"):
+    for name in ("zeros", "ones", "rand", "randn"):
         members[name] = _creation(getattr(torch, name), name)
+    # uninitialised memory could hold another job's data: `empty` gives zeros here
+    members["empty"] = _creation(torch.zeros, "empty")
     for name in (
         "zeros_like",
         "ones_like",
         "full_like",
-        "empty_like",
         "rand_like",
         "randn_like",
         "randint_like",
     ):
         members[name] = _placed(getattr(torch, name), name)
+    members["empty_like"] = _placed(torch.zeros_like, "empty_like")
     members["full"] = _named(_full, "full")
     members["randint"] = _named(_randint, "randint")
     members["arange"] = _named(_arange, "arange")
@@ -1770,7 +1772,8 @@ def _tensor_tile(t: torch.Tensor) -> Callable:
 
 def _tensor_new(name: str) -> Callable:
     def factory(t: torch.Tensor) -> Callable:
-        method = getattr(t, name)
+        # uninitialised memory could hold another job's data: new_empty gives zeros
+        method = getattr(t, "new_zeros" if name == "new_empty" else name)
 
         def new(*args: Any, **kwargs: Any) -> Any:
             _check_placement(kwargs)

@@ -5,6 +5,7 @@ callables, the bound data as keyword arguments and the trained params in the liv
 store. Each function is usable on its own from a notebook.
 """
 
+from .collect import collect_results
 from .log_probs import estimate_elbo_terms, trace_log_probs
 from .params import (
     constraint_name,
@@ -21,6 +22,7 @@ from .result import FitResult
 
 __all__ = [
     "FitResult",
+    "collect_results",
     "constraint_name",
     "draw_posterior",
     "estimate_elbo_terms",

@@ -8,13 +8,13 @@ and the guide's auxiliary sites.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
-
-import torch
+from typing import Any
 
 import pyro
-import pyro.poutine as poutine
+import torch
+from pyro import poutine
 from pyro.poutine.uncondition_messenger import UnconditionMessenger
 from pyro.poutine.util import site_is_subsample
 
@@ -181,6 +181,8 @@ def per_draw(tensor: Any, num: int, max_plate_nesting: int) -> torch.Tensor:
     """Sum a vectorised log-prob tensor over every dim but the draws dim -> shape ``[num]``."""
     if not torch.is_tensor(tensor):
         return torch.full((num,), float(tensor))
+    # Results are gathered on the CPU whatever device the model ran on.
+    tensor = tensor.detach().cpu()
     draws_dim = -(max_plate_nesting + 1)
     if tensor.dim() < -draws_dim:
         # The site does not vary with the draw (e.g. no plate broadcast reached it).
@@ -202,6 +204,7 @@ def draws_first(value: torch.Tensor, num: int, natural_shape: tuple[int, ...]) -
     target_numel = num
     for s in natural_shape:
         target_numel *= s
+    value = value.detach().cpu()
     if value.numel() == target_numel:
         return value.reshape((num,) + natural_shape)
     extra = max(0, value.dim() - 1 - len(natural_shape))
@@ -239,7 +242,7 @@ def check_vectorised_draw(
     for name, site in vectorised_trace.nodes.items():
         if not is_sample_site(name, site) or name not in natural:
             continue
-        value = draws_first(site["value"], num, natural[name])[index]
+        value = draws_first(site["value"], num, natural[name])[index].to(site["value"].device)
         (deterministic if is_deterministic(site) else values)[name] = value
     with poutine.block():
         plain = poutine.trace(poutine.condition(model, data=values)).get_trace(**kwargs)
@@ -254,7 +257,7 @@ def check_vectorised_draw(
         if not _close(got, expected):
             return f"log p of site {name!r}: {got} vectorised vs {expected} plain"
     for name, value in deterministic.items():
-        plain_value = plain.nodes[name]["value"]
+        plain_value = plain.nodes[name]["value"].detach().to(value.device)
         if tuple(plain_value.shape) != tuple(value.shape) or not torch.allclose(
             plain_value.to(value.dtype), value, rtol=1e-4, atol=1e-5, equal_nan=True
         ):

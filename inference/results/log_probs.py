@@ -39,13 +39,12 @@ from __future__ import annotations
 import math
 import warnings
 from collections import OrderedDict
-from typing import Any, Callable, Mapping
-
-import numpy as np
-import torch
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import pyro.distributions as dist
-import pyro.poutine as poutine
+import torch
+from pyro import poutine
 from pyro.distributions.kl import kl_divergence
 from pyro.distributions.util import scale_and_mask
 from pyro.infer import infer_discrete
@@ -56,6 +55,7 @@ from pyro.ops.rings import LogRing
 from ._traces import (
     JOINT_KEY,
     SiteRoles,
+    check_vectorised_draw,
     draws_first,
     guess_max_plate_nesting,
     is_sample_site,
@@ -63,9 +63,7 @@ from ._traces import (
     site_roles,
     to_numpy,
     traced_pair,
-    check_vectorised_draw,
 )
-
 
 # ---------------------------------------------------------------- the shared core
 
@@ -92,6 +90,16 @@ class _Draws:
     def _add(target: dict, name: str, value: torch.Tensor) -> None:
         target.setdefault(name, []).append(value)
 
+    def repeat(self, num: int) -> None:
+        """Tile a single evaluated draw ``num`` times (for a deterministic guide)."""
+        for parts in (self.model_sites, self.guide_sites, self.pointwise, self.analytic_kl,
+                      self.marginal_groups, self.guide_values):
+            for name, values in parts.items():
+                single = torch.cat(values)
+                parts[name] = [single.expand(num, *single.shape[1:]).clone()]
+        self.log_joint = [torch.cat(self.log_joint).expand(num).clone()]
+        self.log_q = [torch.cat(self.log_q).expand(num).clone()]
+
     def cat(self, parts: dict[str, list[torch.Tensor]]) -> dict[str, torch.Tensor]:
         return {n: torch.cat(v) for n, v in parts.items()}
 
@@ -111,13 +119,13 @@ def _guide_site_terms(guide_trace, roles: SiteRoles, num: int, mpn: int) -> dict
 
 def _pointwise(site: Mapping, num: int, mpn: int, batch_shape: tuple[int, ...]) -> torch.Tensor:
     """Unscaled log-likelihood of an observed site as ``[num, *batch_shape]``."""
-    lp = site["unscaled_log_prob"]
+    lp = site["unscaled_log_prob"].detach().cpu()
     mask = site["mask"]
     if mask is False:
         lp = torch.zeros_like(lp)
     elif torch.is_tensor(mask):
         # Masked-out points contribute nothing, as in the ELBO.
-        lp = lp.masked_fill(~mask.bool(), 0.0)
+        lp = lp.masked_fill(~mask.detach().cpu().bool(), 0.0)
     draws_dim = -(mpn + 1)
     if lp.dim() < -draws_dim:
         lp = lp.reshape((1,) * (-draws_dim - lp.dim()) + tuple(lp.shape))
@@ -203,6 +211,18 @@ def _analytic_kl(model_trace, guide_trace, roles: SiteRoles, num: int, mpn: int)
         kl = scale_and_mask(kl, q_site["scale"], q_site["mask"])
         out[name] = -per_draw(kl, num, mpn)
     return out
+
+
+def _guide_is_deterministic(model, guide, kwargs, first_trace) -> bool:
+    """True when a second run of the guide gives the same value at every sample site."""
+    with poutine.block():
+        second, _ = traced_pair(model, guide, kwargs)
+    for name, site in first_trace.nodes.items():
+        if is_sample_site(name, site):
+            other = second.nodes.get(name)
+            if other is None or not torch.equal(other["value"], site["value"]):
+                return False
+    return True
 
 
 def _is_point_mass(fn) -> bool:
@@ -302,7 +322,7 @@ def _enumerated_log_joint(enum_trace, roles: SiteRoles) -> torch.Tensor:
         if is_sample_site(name, site) and site["infer"].get("_enumerate_dim") is not None:
             sum_dims |= set(site["packed"]["unscaled_log_prob"]._pyro_dims)
     sum_dims -= plate_symbols
-    total = torch.zeros(())
+    total: Any = 0.0
     tree: OrderedDict = OrderedDict()
     scales = []
     for name, site in enum_trace.nodes.items():
@@ -327,7 +347,7 @@ def _enumerated_log_joint(enum_trace, roles: SiteRoles) -> torch.Tensor:
             raise ValueError("enumerated sites must share one subsampling scale (as in TraceEnum_ELBO)")
         marginal = contract_to_tensor(tree, sum_dims, ring=LogRing())
         total = total + float(scale) * marginal.sum()
-    return total
+    return torch.as_tensor(total).detach().cpu()
 
 
 def _enumerated_pointwise(enum_trace, roles, mpn, batch_shapes):
@@ -354,7 +374,8 @@ def _enumerated_pointwise(enum_trace, roles, mpn, batch_shapes):
         if dims:
             lp = torch.logsumexp(lp, dim=sorted(dims), keepdim=True)
         lp = lp.reshape(lp.shape[lp.dim() - mpn :]) if lp.dim() > mpn else lp
-        out[o] = lp.expand(torch.broadcast_shapes(lp.shape, batch_shapes[o])).reshape((1,) + tuple(batch_shapes[o]))
+        full = lp.expand(torch.broadcast_shapes(lp.shape, batch_shapes[o]))
+        out[o] = full.reshape((1,) + tuple(batch_shapes[o])).detach().cpu()
     return out
 
 
@@ -371,6 +392,8 @@ def _collect(
     batch_size: int,
     parallel: bool | None,
 ) -> tuple[_Draws, SiteRoles]:
+    if num_draws < 1:
+        raise ValueError(f"need at least one draw, got {num_draws}")
     with torch.no_grad():
         mpn = guess_max_plate_nesting(model, guide, kwargs) if max_plate_nesting is None else max_plate_nesting
         with poutine.block():
@@ -382,6 +405,21 @@ def _collect(
         draws.point_mass = bool(natural) and all(
             _is_point_mass(guide_trace.nodes[n]["fn"]) for n in natural
         )
+        if (
+            num_draws > 1
+            and draws.point_mass
+            and not sample_discrete
+            and _guide_is_deterministic(model, guide, kwargs, guide_trace)
+        ):
+            # AutoDelta / MAP: every draw is the same point, so one evaluation is exact
+            # (this matters for enumerated models, which are evaluated draw by draw).
+            one, roles = _collect(
+                model, guide, kwargs, 1,
+                max_plate_nesting=mpn, pointwise=pointwise, analytic_kl=analytic_kl,
+                sample_discrete=False, batch_size=1, parallel=parallel,
+            )
+            one.repeat(num_draws)
+            return one, roles
         if roles.enumerated:
             with poutine.block():
                 for _ in range(num_draws):
@@ -406,7 +444,7 @@ def _collect(
                         vectorise=vectorise, check=None if checked else model_natural,
                     )
                 checked = True
-            except Exception as exc:  # noqa: BLE001 - any failure to vectorise means "loop instead"
+            except Exception as exc:
                 if not vectorise or parallel:
                     raise
                 first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -484,6 +522,7 @@ def trace_log_probs(
         "enumerated": bool(roles.enumerated),
         "notes": list(draws.notes),
         "point_mass_guide": bool(draws.point_mass),
+        "has_latents": bool(roles.latent or roles.enumerated or roles.unguided),
     }
     if return_draws:
         out["draws"] = {n: to_numpy(v) for n, v in draws.cat(draws.guide_values).items()}

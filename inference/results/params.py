@@ -28,13 +28,13 @@ from __future__ import annotations
 import io
 import json
 import re
-from typing import Any, Callable, Mapping
-
-import torch
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import pyro
 import pyro.distributions.constraints as C
-import pyro.poutine as poutine
+import torch
+from pyro import poutine
 
 _CONSTRAINTS_KEY = "vihub.constraints"
 _FORMAT_KEY = "vihub.format"
@@ -105,7 +105,7 @@ def constraint_name(constraint: Any) -> str:
     return cls.__name__.lstrip("_")
 
 
-_CALL = re.compile(r"^\s*([a-z_]+)\s*\((.*)\)\s*$", re.S)
+_CALL = re.compile(r"^\s*([a-z_]+)\s*\((.*)\)\s*$", re.DOTALL)
 
 
 def _split_args(text: str) -> list[str]:
@@ -199,7 +199,7 @@ def split_params(
         for n in dict.fromkeys(_param_names(model_trace))
         if n in store and n not in guide_params
     }
-    for name in store.keys():
+    for name in list(store.keys()):
         if name not in guide_params and name not in model_params:
             model_params[name] = {**param_entry(name), "traced": False}
     return guide_params, model_params

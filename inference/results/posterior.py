@@ -18,23 +18,23 @@ the draws fall back to a loop, one model run per draw.
 from __future__ import annotations
 
 import warnings
-from typing import Any, Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 import numpy as np
-import torch
-
 import pyro
-import pyro.poutine as poutine
+import torch
+from pyro import poutine
 from pyro.infer import infer_discrete
 
 from ._traces import (
+    check_vectorised_draw,
     draws_first,
     guess_max_plate_nesting,
+    is_sample_site,
     site_roles,
     to_numpy,
     traced_pair,
-    check_vectorised_draw,
-    is_sample_site,
     uncondition_observed,
     vectorized,
 )
@@ -90,6 +90,8 @@ def draw_posterior(
     ``parallel=None`` tries the vectorised path and falls back to a loop; ``False`` loops.
     Runs under ``torch.no_grad``; the param store is only read.
     """
+    if num_samples <= 0:
+        return {}, {}
     with torch.no_grad():
         if max_plate_nesting is None:
             max_plate_nesting = guess_max_plate_nesting(model, guide, kwargs)
@@ -127,7 +129,7 @@ def draw_posterior(
                         if problem:
                             raise ValueError(f"the batched run disagrees with a plain run: {problem}")
                         checked = True
-                except Exception as exc:  # noqa: BLE001 - any failure to vectorise means "loop instead"
+                except Exception as exc:
                     if parallel:
                         raise
                     first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
@@ -147,8 +149,8 @@ def draw_posterior(
                 block = {n: torch.cat(v) for n, v in block.items()}
             for n in sample_sites:
                 samples[n].append(block[n])
-            for n in pred:
-                pred[n].append(block[n])
+            for n, parts in pred.items():
+                parts.append(block[n])
             done += num
     samples_np = {n: to_numpy(torch.cat(v)) for n, v in samples.items()}
     pred_np = {n: to_numpy(torch.cat(v)) for n, v in pred.items()}
@@ -292,7 +294,7 @@ def _data_sized_latents(model: Callable, kwargs: Mapping) -> list[str]:
         trace = poutine.trace(model).get_trace(**kwargs)
     out = []
     for name, site in trace.nodes.items():
-        if is_sample_site(name, site) and not site["is_observed"]:
-            if any(f.vectorized for f in site["cond_indep_stack"]):
-                out.append(name)
+        in_plate = any(f.vectorized for f in site.get("cond_indep_stack", ()))
+        if is_sample_site(name, site) and not site["is_observed"] and in_plate:
+            out.append(name)
     return out

@@ -13,7 +13,7 @@ worth 10 at k = 0.5). numpy only; it is tested against ``arviz.psislw``.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -24,7 +24,7 @@ _PRIOR_B_SCALE = 3.0
 
 def tail_length(num_draws: int, r_eff: float = 1.0) -> int:
     """M = ceil(min(S / 5, 3 sqrt(S / r_eff)))."""
-    return int(math.ceil(min(num_draws / 5.0, 3.0 * math.sqrt(num_draws / r_eff))))
+    return math.ceil(min(num_draws / 5.0, 3.0 * math.sqrt(num_draws / r_eff)))
 
 
 def gpd_fit(tail: np.ndarray) -> tuple[float, float]:
@@ -102,16 +102,28 @@ def importance_ess(log_weights: Sequence[float] | np.ndarray) -> float:
 
 
 def importance_diagnostics(
-    log_weights: Sequence[float] | np.ndarray, *, point_mass_guide: bool = False
+    log_weights: Sequence[float] | np.ndarray,
+    *,
+    point_mass_guide: bool = False,
+    has_latents: bool = True,
 ) -> dict:
     """k-hat, its reading, the importance ESS and a note, for ``FitResult.diagnostics``.
 
     A point-mass guide (AutoDelta, a MAP fit) has no density to weigh against: its
     "weights" are all equal, which PSIS would read as perfect. It is reported as
     ``k_hat = inf``, reading "very bad", with a note that the guide represents no
-    uncertainty. Otherwise this is :func:`pareto_khat` and :func:`khat_reading`.
+    uncertainty. A model without latent sites gets "not applicable" (pass
+    ``has_latents`` from :func:`inference.results.trace_log_probs`). Otherwise this is
+    :func:`pareto_khat` and :func:`khat_reading`.
     """
     lw = np.asarray(log_weights, dtype=float).reshape(-1)
+    if not has_latents:
+        return {
+            "k_hat": float("nan"),
+            "k_hat_reading": "not applicable",
+            "importance_ess": float("nan"),
+            "k_hat_note": "the model has no latent sites: there is no posterior to check",
+        }
     if point_mass_guide:
         return {
             "k_hat": float("inf"),

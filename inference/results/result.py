@@ -16,8 +16,9 @@ import json
 import math
 import os
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -50,7 +51,7 @@ def _jsonable(x: Any) -> Any:
 def _array(value: Any, dtype: str | None) -> np.ndarray:
     if dtype is not None and np.dtype(dtype).kind == "f":
         arr = np.array(value, dtype=object)
-        arr = np.where(arr == None, np.nan, arr)  # noqa: E711 - elementwise None test
+        arr = np.where(arr == None, np.nan, arr)
         return arr.astype(dtype)
     return np.asarray(value, dtype=dtype)
 
@@ -118,7 +119,7 @@ class FitResult:
         return out
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> "FitResult":
+    def from_json(cls, data: Mapping[str, Any]) -> FitResult:
         """Inverse of :meth:`to_json` (``null`` in float arrays comes back as nan)."""
         dtypes = data.get("dtypes", {})
         samples = {k: _array(v, dtypes.get("samples", {}).get(k)) for k, v in data.get("samples", {}).items()}

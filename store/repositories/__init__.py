@@ -16,7 +16,11 @@ from store.repositories.jobs import (
     LeaseLost,
 )
 from store.repositories.loss_points import LossPointRepository
-from store.repositories.tenants import DEFAULT_TENANT_NAME, TenantRepository, ensure_default_tenant
+from store.repositories.tenants import (
+    DEFAULT_TENANT_NAME,
+    TenantRepository,
+    ensure_default_tenant,
+)
 
 __all__ = [
     "DEFAULT_TENANT_NAME",

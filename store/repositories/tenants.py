@@ -37,6 +37,6 @@ class TenantRepository(Repository[Tenant]):
         return tenant
 
 
-def ensure_default_tenant(session) -> Tenant:  # noqa: ANN001 - Session
+def ensure_default_tenant(session) -> Tenant:
     """The tenant used when auth is disabled (embedded, single-user mode)."""
     return TenantRepository(session).get_or_create(DEFAULT_TENANT_NAME)

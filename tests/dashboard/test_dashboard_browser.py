@@ -12,6 +12,7 @@ that need a finished job wait for it.
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -155,6 +156,19 @@ def test_snippets_reproduce_the_job_without_the_key(page: Page, finished_job: di
     assert copied == curl
 
 
+def test_new_job_from_an_earlier_one(page: Page, finished_job: dict[str, Any]) -> None:
+    page.open(f"#/jobs/{finished_job['id']}")
+    page.wait_css("#edit-job").click()
+    page.wait_css("#from-job", timeout=30)
+    assert page.css("#catalog-model").get_attribute("value") == "eight_schools_noncentered"
+    assert page.css("#steps").get_attribute("value") == "300"
+    assert page.css("#num-samples").get_attribute("value") == "300"
+    assert page.css("#guide-name").get_attribute("value") == "AutoNormal"
+    assert "suite=dashboard" in page.css("#labels").get_attribute("value")
+    page.css("#validate-button").click()
+    assert "Valid" in page.wait_css("#validation-ok", timeout=60).text
+
+
 def test_downloads_are_fetched_with_the_key(page: Page, finished_job: dict[str, Any], download_dir: Path) -> None:
     page.open(f"#/jobs/{finished_job['id']}")
     _wait_state(page, ("succeeded",))
@@ -199,8 +213,10 @@ def test_live_loss_curve_grows_and_the_job_can_be_cancelled(page: Page, finished
     row = f'tr[data-job-id="{job["id"]}"]'
     page.wait(lambda d: page.all(row) and page.css(row).get_attribute("data-state") == "running")
     steps_before = page.css(f"{row} td:nth-child(5)").text
+    page.js("arguments[0].focus()", page.css(f"{row} a"))  # a keyboard user on the running row
     page.wait(lambda d: page.css(f"{row} td:nth-child(5)").text != steps_before, 30, "the running row did not update")
     assert "live" in page.css("#jobs-status").text
+    assert page.js("return document.activeElement.closest('tr')?.dataset.jobId") == job["id"]  # focus kept
     page.open(f"#/jobs/{job['id']}")
     page.wait_css("#cancel-button")
     page.css("#cancel-button").click()
@@ -411,6 +427,11 @@ def test_controls_are_labelled_and_keyboard_reachable(page: Page, finished_job: 
         page.wait(lambda d: page.all("main h1"))
         time.sleep(1)
         assert page.js(unlabelled_js) == [], route
+        # No JavaScript value leaks into the prose (code and snippets may say null).
+        prose = page.js("""const main = document.querySelector('main').cloneNode(true);
+            main.querySelectorAll('pre, code, textarea').forEach((e) => e.remove());
+            return main.textContent;""")
+        assert not re.search(r"\bnull\b|\bundefined\b|\bNaN\b|\[object Object\]", prose), route
     # Keyboard: the first Tab reaches the skip link, and the key dialog opens from the keyboard.
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.keys import Keys

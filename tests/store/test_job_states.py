@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from store.job_states import FINAL_STATES, InvalidTransition, JobState, can_transition, check_transition, sources_for
+from store.job_states import (
+    FINAL_STATES,
+    InvalidTransition,
+    JobState,
+    can_transition,
+    check_transition,
+    sources_for,
+)
 
 
 @pytest.mark.parametrize(

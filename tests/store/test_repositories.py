@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from sqlalchemy.exc import IntegrityError
 
-from store.job_states import InvalidTransition, JobState
+from store.job_states import InvalidTransition
 from store.models import ArtifactKind, utcnow
 from store.repositories import (
     ApiKeyRepository,
@@ -63,7 +63,8 @@ def test_concurrent_claims_have_exactly_one_winner(session_factory: Any, tenant:
         winners: list[str] = []
         errors: list[BaseException] = []
 
-        def contend(worker: str) -> None:
+        def contend(worker: str, job_id: str = job_id, barrier: threading.Barrier = barrier,
+                    winners: list[str] = winners, errors: list[BaseException] = errors) -> None:
             try:
                 barrier.wait(timeout=10)
                 with session_factory.begin() as s:
@@ -114,9 +115,8 @@ def test_claim_refuses_cancelled_deleted_and_final_jobs(session_factory: Any, te
 
 def test_finish_only_from_running(session_factory: Any, tenant: Any) -> None:
     job_id = new_job(session_factory, tenant.id)
-    with session_factory.begin() as s:
-        with pytest.raises(InvalidTransition):
-            JobRepository(s).finish(job_id, "succeeded")  # still queued
+    with session_factory.begin() as s, pytest.raises(InvalidTransition):
+        JobRepository(s).finish(job_id, "succeeded")  # still queued
     with session_factory.begin() as s:
         repo = JobRepository(s)
         repo.claim(job_id, "w1", 30)
@@ -126,9 +126,8 @@ def test_finish_only_from_running(session_factory: Any, tenant: Any) -> None:
             repo.finish(job_id, "succeeded", worker_id="someone-else")
         job = repo.finish(job_id, "succeeded", worker_id="w1")
         assert job.state == "succeeded" and job.finished_at is not None and job.lease_expires_at is None
-    with session_factory.begin() as s:
-        with pytest.raises(InvalidTransition):
-            JobRepository(s).finish(job_id, "failed", error={"type": "x"})
+    with session_factory.begin() as s, pytest.raises(InvalidTransition):
+        JobRepository(s).finish(job_id, "failed", error={"type": "x"})
     assert load(session_factory, job_id).state == "succeeded"
 
 

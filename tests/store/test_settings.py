@@ -62,3 +62,15 @@ def test_override_settings_is_scoped() -> None:
     with override_settings(database_url="sqlite:///override.db") as s:
         assert get_settings() is s
     assert get_settings() is before
+
+
+def test_limits_mirror_the_language_limits() -> None:
+    import dataclasses
+
+    from inference.language import Limits
+
+    from store.settings import LimitsSettings
+
+    language = {f.name: f.default for f in dataclasses.fields(Limits)}
+    assert LimitsSettings().model_dump() == language
+    assert Limits(**LimitsSettings().model_dump()) == Limits()

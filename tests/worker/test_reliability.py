@@ -123,7 +123,7 @@ def test_sigkill_mid_job_resumes_from_checkpoint(
 
 def _redis_cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["redis-cli", "-h", "127.0.0.1", "-p", "6379", *args],
-                          capture_output=True, text=True, timeout=30)
+                          capture_output=True, text=True, timeout=30, check=False)
 
 
 def test_redis_restart_loses_no_job(
@@ -155,8 +155,8 @@ def test_redis_restart_loses_no_job(
     wait_until(lambda: _redis_cli("ping").stdout.strip() == "PONG", 30, message="Redis to restart")
 
     for job_id in (running_id, waiting_id):
-        wait_until(lambda: job_of(factory, job_id).state in ("succeeded", "failed", "cancelled"), 300,
-                   interval=1, message=f"job {job_id} to end after the Redis restart")
+        wait_until(lambda job_id=job_id: job_of(factory, job_id).state in ("succeeded", "failed", "cancelled"),
+                   300, interval=1, message=f"job {job_id} to end after the Redis restart")
     for job_id, steps in ((running_id, 800), (waiting_id, 100)):
         assert job_of(factory, job_id).state == "succeeded", job_of(factory, job_id).error
         assert_one_continuous_curve(factory, job_id, steps)

@@ -10,7 +10,6 @@ import uuid
 from pathlib import Path
 
 import pytest
-
 import vihub_client as vc
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]

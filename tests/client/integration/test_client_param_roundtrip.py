@@ -10,7 +10,6 @@ import importlib.util
 from pathlib import Path
 
 import pytest
-
 import vihub_client as vc
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
@@ -46,8 +45,8 @@ def _local_model(tmp_path: Path):
 
 def test_params_round_trip_to_local_autonormal(live, api_key, tmp_path: Path) -> None:
     from pyro.distributions import constraints
-    from torch.distributions import biject_to
     from pyro.infer.autoguide import AutoNormal
+    from torch.distributions import biject_to
 
     path, model = _local_model(tmp_path)
     with vc.Client(live.url, api_key) as client:

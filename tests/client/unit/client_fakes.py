@@ -12,7 +12,6 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
-
 from vihub_client import AsyncClient, Client
 
 Handler = Callable[[httpx.Request, dict[str, str]], httpx.Response]

@@ -10,7 +10,6 @@ import pytest
 import typer
 from client_fakes import job_json, problem, sse
 from typer.testing import CliRunner
-
 from vihub_client import cli
 
 runner = CliRunner()

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from client_fakes import problem
-
 import vihub_client as vc
+from client_fakes import problem
 from vihub_client.errors import error_from_response
 
 

@@ -8,9 +8,8 @@ from pathlib import Path
 import httpx
 import pytest
 from client_fakes import job_json
-
 from vihub_client import Dataset
-from vihub_client._inputs import normalize_guide, normalize_inference, normalize_model, parse_labels, plan_data, UploadFile
+from vihub_client._inputs import UploadFile, normalize_guide, normalize_inference, normalize_model, parse_labels, plan_data
 
 SOURCE = "import pyro\nimport pyro.distributions as dist\n\ndef model(y):\n    pyro.sample('mu', dist.Normal(0., 1.))\n"
 

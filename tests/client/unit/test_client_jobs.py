@@ -9,9 +9,8 @@ from urllib.parse import parse_qs
 
 import httpx
 import pytest
-from client_fakes import job_json, problem
-
 import vihub_client as vc
+from client_fakes import job_json, problem
 from vihub_client import _formats
 
 
@@ -126,18 +125,27 @@ def test_results_as_numpy(server) -> None:
     assert server.calls("GET", "/v1/jobs/j/samples")[0].url.params["format"] == "npz"
 
 
-def test_results_without_numpy_fall_back_to_json(server, monkeypatch) -> None:
-    np = pytest.importorskip("numpy")
-    _results_server(server, np)
+def test_results_without_numpy_are_json_lists(server, monkeypatch) -> None:
+    """Where numpy is missing (the bare client install), results come as JSON lists under
+    the same keys as the NPZ files."""
     monkeypatch.setattr(_formats, "have_numpy", lambda: False)
+    server.add("GET", "/v1/jobs/j", httpx.Response(200, json=job_json("j", "succeeded", 100)))
+    server.add("GET", "/v1/jobs/j/samples", httpx.Response(200, json={
+        "job_id": "j", "samples": {"mu": [1.0, 2.0], "theta": [[1.0, 2.0], [3.0, 4.0]]},
+        "predictive": {"obs": [[0.5], [0.7]]}}))
+    server.add("GET", "/v1/jobs/j/log-probs", httpx.Response(200, json={
+        "job_id": "j", "log_probs": {"log_joint": [-3.0, -4.0], "model_sites": {"mu": [-1.0, -1.5]},
+                                     "pointwise": {"obs": [[-0.1], [-0.2]]}}}))
+    server.add("POST", "/v1/jobs/j/predict", httpx.Response(200, json={"predictive": {"obs": [[1.0], [2.0]]}}))
     with server.client() as client:
         job = client.job("j")
         samples = job.samples()
         log_probs = job.log_probs()
-    assert isinstance(samples["mu"], list) and len(samples["mu"]) == 200
-    assert set(samples) == {"mu", "tau", "theta", "predictive/obs"}
-    assert set(log_probs) == {"log_joint", "log_q", "log_weight", "model_sites/mu", "pointwise/obs"}
-    assert "format" not in server.calls("GET", "/v1/jobs/j/samples")[0].url.params
+        predictive = job.predict({"x": [1.0]}, num_samples=2)
+    assert samples == {"mu": [1.0, 2.0], "theta": [[1.0, 2.0], [3.0, 4.0]], "predictive/obs": [[0.5], [0.7]]}
+    assert log_probs == {"log_joint": [-3.0, -4.0], "model_sites/mu": [-1.0, -1.5], "pointwise/obs": [[-0.1], [-0.2]]}
+    assert predictive == {"obs": [[1.0], [2.0]]}
+    assert all("format" not in r.url.params for r in server.requests)
 
 
 def test_to_arviz_groups_and_summary(server) -> None:

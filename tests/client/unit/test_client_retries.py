@@ -7,9 +7,8 @@ import time
 
 import httpx
 import pytest
-from client_fakes import job_json, problem
-
 import vihub_client as vc
+from client_fakes import job_json, problem
 from vihub_client._http import parse_retry_after
 
 

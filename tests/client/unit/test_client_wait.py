@@ -6,9 +6,8 @@ import asyncio
 
 import httpx
 import pytest
-from client_fakes import job_json, problem, sse
-
 import vihub_client as vc
+from client_fakes import job_json, problem, sse
 from vihub_client._sse import SSEParser
 
 
@@ -128,7 +127,6 @@ def test_wait_with_rich_progress_bar(server) -> None:
     from io import StringIO
 
     from rich.console import Console
-
     from vihub_client._wait import ProgressDisplay
 
     buffer = StringIO()

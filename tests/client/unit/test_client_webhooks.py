@@ -8,7 +8,6 @@ from datetime import datetime, timezone
 
 import httpx
 import pytest
-
 from vihub_client import WebhookVerificationError, generate_secret, sign_webhook, verify_webhook
 from vihub_client.webhooks import signature
 

@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 import pyro
 
-from inference import fit as fit_module  # noqa: F401  (the module is callable, see fit.py)
 from inference import JobSpec, fit
 from inference.fit import FitCallbacks, FitCancelled, SpecError, ValidationFailed, predict, validate
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 import pyro
 import pyro.distributions as dist
-from pyro.infer.autoguide import AutoDelta, AutoGuideList, AutoNormal
+from pyro.infer.autoguide import AutoGuideList, AutoNormal
 
 from engine_models import EIGHT_SCHOOLS, eight_schools, gmm, gmm_data, logistic, logistic_data, spec
 from inference.engine.elbos import infer_max_plate_nesting
@@ -15,8 +15,7 @@ from inference.engine.guides import allowed_options, build_guide, make_init_loc_
 from inference.engine.loop import run_svi
 from inference.engine.optim import build_optimizer
 from inference.spec import (
-    AUTOGUIDE_NAMES, OPTIMIZER_NAMES, AutoGuideSpec, ElboSpec, GuideListSpec, JobSpec,
-    OptimizerSpec, SourceGuideSpec,
+    AUTOGUIDE_NAMES, OPTIMIZER_NAMES, AutoGuideSpec, ElboSpec, GuideListSpec, OptimizerSpec, SourceGuideSpec,
 )
 
 GUIDES = {

@@ -2,7 +2,6 @@
 
 import math
 
-import pytest
 import torch
 import pyro
 from pyro.infer.autoguide import AutoDelta, AutoMultivariateNormal, AutoNormal

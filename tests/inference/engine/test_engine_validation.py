@@ -1,12 +1,11 @@
 """The validation pass: broken model/guide pairs get plain messages naming the site."""
 
-import pytest
 import torch
 import pyro
 import pyro.distributions as dist
 from pyro.infer.autoguide import AutoDelta, AutoNormal
 
-from engine_models import EIGHT_SCHOOLS, eight_schools, gmm, gmm_data, normal_mean, normal_mean_data
+from engine_models import EIGHT_SCHOOLS, eight_schools, gmm, gmm_data
 from inference.engine.errors import ValidationFailed
 from inference.engine.validation import run_validation
 from inference.spec import ElboSpec

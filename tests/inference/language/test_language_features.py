@@ -485,12 +485,19 @@ def test_errors_survive_pickling_for_process_pools():
         run("def model():\n    return torch.zeros(10**12)")
     copy = pickle.loads(pickle.dumps(err.value))
     assert type(copy) is LimitExceeded
-    assert (copy.kind, copy.line, copy.col, str(copy)) == ("limit-exceeded", 2, 4, str(err.value))
+    assert (copy.kind, copy.line, copy.col, str(copy)) == (
+        "limit-exceeded",
+        2,
+        4,
+        str(err.value),
+    )
     assert copy.to_dict()["limit"] == "max_tensor_elements"
 
 
 def test_device_follows_existing_tensors_only():
-    out = run("def model(x):\n    return torch.zeros(3, device=x.device)", torch.ones(1))
+    out = run(
+        "def model(x):\n    return torch.zeros(3, device=x.device)", torch.ones(1)
+    )
     assert out.device == torch.device("cpu")
 
 
@@ -499,3 +506,10 @@ def test_limits_validate_their_fields():
 
     with pytest.raises(ValueError):
         Limits(max_loop_iterations=0)
+
+
+def test_uninitialised_memory_is_never_exposed():
+    x, y, z = run(
+        "def model():\n    x = torch.empty(1000)\n    return x, torch.empty_like(x), x.new_empty(1000)"
+    )
+    assert not x.any() and not y.any() and not z.any()

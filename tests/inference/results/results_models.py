@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import math
 
-import torch
-
 import pyro
 import pyro.distributions as dist
+import torch
 from pyro.infer import SVI, Trace_ELBO, config_enumerate
 from pyro.optim import Adam
 

@@ -5,13 +5,10 @@ from __future__ import annotations
 import math
 import warnings
 
-import pytest
-
 import pyro
+import pytest
 from pyro.infer import Trace_ELBO, TraceEnum_ELBO
 from pyro.infer.autoguide import AutoDiagonalNormal, AutoNormal
-
-from inference.results import estimate_elbo_terms, trace_log_probs
 from results_models import (
     EIGHT,
     conjugate_data,
@@ -26,6 +23,8 @@ from results_models import (
     mc_tolerance,
     train,
 )
+
+from inference.results import estimate_elbo_terms, trace_log_probs
 
 NUM = 3000
 

@@ -5,14 +5,11 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
+import pyro
 import pytest
 import torch
-
-import pyro
-import pyro.poutine as poutine
+from pyro import poutine
 from pyro.infer.autoguide import AutoDelta, AutoDiagonalNormal, AutoNormal
-
-from inference.results import importance_diagnostics, pareto_khat, trace_log_probs
 from results_models import (
     EIGHT,
     conjugate_data,
@@ -26,6 +23,8 @@ from results_models import (
     gmm_pointwise,
     train,
 )
+
+from inference.results import importance_diagnostics, pareto_khat, trace_log_probs
 
 
 def _guide_trace_at(guide, draw, kwargs):
@@ -162,7 +161,6 @@ def test_a_model_that_batches_wrongly_falls_back_to_one_draw_at_a_time():
 
 def test_chained_enumeration_log_joint_matches_trace_enum_elbo():
     from pyro.infer import TraceEnum_ELBO
-
     from results_models import hmm, hmm_data, hmm_fixed_guide
 
     data = hmm_data()
@@ -177,3 +175,22 @@ def test_chained_enumeration_log_joint_matches_trace_enum_elbo():
     assert lp["pointwise"] == {}  # chained states: per-point marginals do not factorise
     assert any("pointwise" in note for note in lp["notes"])
     assert {f"state_{t}" for t in range(5)} <= set(lp["model_sites"])
+
+
+def test_a_model_without_latents_is_not_judged_by_khat():
+    import pyro.distributions as dist
+
+    def model(y):
+        loc = pyro.param("loc", torch.tensor(0.0))
+        with pyro.plate("data", y.shape[0]):
+            pyro.sample("obs", dist.Normal(loc, 1.0), obs=y)
+
+    def guide(y):
+        pass
+
+    lp = trace_log_probs(model, guide, {"y": torch.zeros(4)}, 3)
+    assert lp["has_latents"] is False and set(lp["model_sites"]) == {"obs"}
+    report = importance_diagnostics(lp["log_weight"], has_latents=lp["has_latents"])
+    assert report["k_hat_reading"] == "not applicable"
+    with pytest.raises(ValueError):
+        trace_log_probs(model, guide, {"y": torch.zeros(4)}, 0)

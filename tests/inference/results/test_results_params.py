@@ -7,13 +7,13 @@ import subprocess
 import sys
 import textwrap
 
-import pytest
-import torch
-
 import pyro
 import pyro.distributions as dist
 import pyro.distributions.constraints as C
+import pytest
+import torch
 from pyro.infer.autoguide import AutoDiagonalNormal, AutoNormal
+from results_models import EIGHT, eight_schools, train
 
 from inference.results import (
     constraint_name,
@@ -23,7 +23,6 @@ from inference.results import (
     parse_constraint,
     split_params,
 )
-from results_models import EIGHT, eight_schools, train
 
 
 @pytest.mark.parametrize(
@@ -151,8 +150,8 @@ def test_param_store_file_loads_in_a_fresh_process(tmp_path):
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True)
     loaded = json.loads(out.stdout.strip().splitlines()[-1])
     assert set(loaded) == set(median)
-    for name in median:
-        assert torch.allclose(torch.tensor(loaded[name]), torch.tensor(median[name]), atol=1e-6)
+    for name, value in median.items():
+        assert torch.allclose(torch.tensor(loaded[name]), torch.tensor(value), atol=1e-6)
 
 
 def test_safetensors_state_keeps_constraints_and_rejects_foreign_files():

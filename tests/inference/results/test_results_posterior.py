@@ -5,13 +5,10 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
+import pyro
 import pytest
 import torch
-
-import pyro
 from pyro.infer.autoguide import AutoDiagonalNormal, AutoNormal
-
-from inference.results import draw_posterior, param_store_safetensors, predict_from_params, summarize
 from results_models import (
     EIGHT,
     conjugate_data,
@@ -26,6 +23,13 @@ from results_models import (
     regression,
     regression_data,
     train,
+)
+
+from inference.results import (
+    draw_posterior,
+    param_store_safetensors,
+    predict_from_params,
+    summarize,
 )
 
 
@@ -142,3 +146,7 @@ def test_a_model_that_batches_wrongly_is_drawn_one_at_a_time():
         samples, predictive = draw_posterior(batch_unsafe, batch_unsafe_guide, data, 8, predictive=True)
     np.testing.assert_allclose(samples["mean"], samples["w"][:, None] * data["x"].numpy()[None, :], rtol=1e-5, atol=1e-6)
     assert predictive["y"].shape == (8, 6)
+
+
+def test_zero_draws_give_empty_results():
+    assert draw_posterior(conjugate_model, conjugate_guide(), conjugate_data(), 0, predictive=True) == ({}, {})

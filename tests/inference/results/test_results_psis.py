@@ -7,7 +7,12 @@ import warnings
 import numpy as np
 import pytest
 
-from inference.results import importance_diagnostics, importance_ess, khat_reading, pareto_khat
+from inference.results import (
+    importance_diagnostics,
+    importance_ess,
+    khat_reading,
+    pareto_khat,
+)
 from inference.results.psis import tail_length
 
 

@@ -29,12 +29,38 @@ export function elboName(job) {
 export function optimizerText(inference) {
   const opt = inference?.optimizer;
   if (!opt) return '—';
-  const args = Object.entries(opt).filter(([k, v]) => k !== 'name' && v !== null && v !== undefined
-    && !(typeof v === 'object' && !Array.isArray(v) && !Object.keys(v).length));
-  return `${opt.name}(${args.map(([k, v]) => `${k}=${JSON.stringify(v)}`).join(', ')})`;
+  const { name, options, ...args } = opt;
+  return callText(name, { ...args, ...(options || {}) });
 }
 
 export function stepsText(job) {
   const p = job.progress || {};
   return `${p.step ?? 0} / ${p.steps ?? '?'}`;
+}
+
+function callText(name, args) {
+  const parts = Object.entries(args).filter(([, v]) => v !== null && v !== undefined
+    && !(Array.isArray(v) && !v.length) && !(typeof v === 'object' && !Array.isArray(v) && !Object.keys(v).length));
+  return `${name}(${parts.map(([k, v]) => `${k}=${JSON.stringify(v)}`).join(', ')})`;
+}
+
+// "AutoNormal(init_scale=0.1) hiding [obs_scale]"; a custom guide by its entry function.
+export function guideText(guide) {
+  if (!guide) return null;
+  if (guide.source) return `custom guide (entry ${guide.entry || 'guide'})`;
+  if (guide.list) return `AutoGuideList[${guide.list.map(guideText).join('; ')}]`;
+  let text = callText(guide.auto, guide.options || {});
+  if (guide.hide?.length) text += ` hiding [${guide.hide.join(', ')}]`;
+  if (guide.expose) text += ` exposing [${guide.expose.join(', ')}]`;
+  return text;
+}
+
+// The ELBO with the options that matter for it (alpha only for RenyiELBO, ...).
+export function elboText(elbo) {
+  if (!elbo) return null;
+  const { name, num_particles: particles, vectorize_particles: vectorize, max_plate_nesting: nesting } = elbo;
+  const args = { num_particles: particles, vectorize_particles: vectorize || undefined, max_plate_nesting: nesting };
+  if (name === 'RenyiELBO') args.alpha = elbo.alpha;
+  if (name === 'TraceTailAdaptive_ELBO') args.tail_adaptive_beta = elbo.tail_adaptive_beta;
+  return callText(name, args);
 }

@@ -37,6 +37,12 @@ export function clear(el) {
   return el;
 }
 
+// Replaces el's children; null / undefined / false children are skipped (the native
+// Element.append would print them as text).
+export function fill(el, ...children) {
+  return append(clear(el), children);
+}
+
 export function escapeHtml(text) {
   return String(text).replace(/[&<>"']/g, (c) => ({
     '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;',

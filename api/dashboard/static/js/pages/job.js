@@ -6,11 +6,11 @@
 import { api, ApiError, download, followJob } from '../api.js';
 import { autoSize, forestPlot, histogram, lineChart, smooth } from '../charts.js';
 import { sourceView } from '../highlight.js';
-import { elboName, guideName, modelName, optimizerText, specOf } from '../jobinfo.js';
+import { elboName, elboText, guideName, guideText, modelName, optimizerText, specOf } from '../jobinfo.js';
 import { lossPoints, prettySeriesName, seriesFrom } from '../series.js';
 import { curlSnippet, pythonSnippet } from '../snippets.js';
 import {
-  announce, clear, copyText, flatten, fmtDuration, fmtNumber, fmtShape, fmtTime, h, isFinal, jobDuration,
+  announce, clear, copyText, fill, flatten, fmtDuration, fmtNumber, fmtShape, fmtTime, h, isFinal, jobDuration,
   shapeOf, stateBadge, throttle,
 } from '../util.js';
 
@@ -101,7 +101,9 @@ export async function renderJob(root, jobId) {
 
   root.append(
     h('p', { class: 'crumbs' }, h('a', { href: '#/jobs' }, '← Jobs')),
-    h('div', { class: 'page-head' }, title, h('div', { class: 'actions' }, cancelButton, actionStatus)),
+    h('div', { class: 'page-head' }, title, h('div', { class: 'actions' },
+      h('a', { class: 'button secondary', id: 'edit-job', href: `#/new?from=${encodeURIComponent(jobId)}` }, 'New job from this one'),
+      cancelButton, actionStatus)),
     h('div', { class: 'progress-row' }, progressBar, progressText),
     meta, errorBox, toc,
     h('div', { class: 'grid-2' },
@@ -117,7 +119,7 @@ export async function renderJob(root, jobId) {
     section('reproduce', 'Reproduce this job', reproduceBody));
 
   function renderHeader() {
-    clear(title).append(`${modelName(job)} `, stateBadge(job.state));
+    fill(title, `${modelName(job)} `, stateBadge(job.state));
     title.dataset.state = job.state;
     const p = job.progress || {};
     progressBar.max = Math.max(1, p.steps || 1);
@@ -126,7 +128,7 @@ export async function renderJob(root, jobId) {
       + (p.loss !== null && p.loss !== undefined ? ` · loss ${fmtNumber(p.loss)}` : '')
       + (!isFinal(job.state) && p.steps_per_s ? ` · ${fmtNumber(p.steps_per_s, 3)} steps/s` : '')
       + (!isFinal(job.state) && p.eta_s ? ` · ETA ${fmtDuration(p.eta_s)}` : '');
-    clear(meta).append(
+    fill(meta,
       ...[['Job id', h('code', {}, job.id)], ['Guide', guideName(job)], ['ELBO', elboName(job)],
         ['Created', fmtTime(job.created_at)], ['Started', fmtTime(job.started_at)], ['Finished', fmtTime(job.finished_at)],
         ['Duration', fmtDuration(jobDuration(job))], ['Attempts', String(job.attempts ?? 0)], ['Queue', job.queue || '—'],
@@ -203,7 +205,7 @@ export async function renderJob(root, jobId) {
     try {
       summary = (await api.get(`${base}/summary`, { signal })).summary || {};
     } catch (error) {
-      if (!signal.aborted) clear(posterior).append(h('p', { class: 'alert error', role: 'alert' }, `Could not load the summary: ${error.message}`));
+      if (!signal.aborted) fill(posterior, h('p', { class: 'alert error', role: 'alert' }, `Could not load the summary: ${error.message}`));
       return;
     }
     try {
@@ -212,7 +214,7 @@ export async function renderJob(root, jobId) {
       if (signal.aborted) return;
       samples = {};
     }
-    clear(posterior).append(summaryTable(summary), h('h3', {}, 'Marginals'), h('div', { class: 'plots', id: 'posterior-plots' },
+    fill(posterior, summaryTable(summary), h('h3', {}, 'Marginals'), h('div', { class: 'plots', id: 'posterior-plots' },
       Object.entries(summary).map(([site, s]) => sitePlot(site, s, samples[site]))));
   }
 
@@ -259,7 +261,7 @@ export async function renderJob(root, jobId) {
     try {
       diagnostics = await api.get(`${base}/diagnostics`, { signal });
     } catch (error) {
-      if (!signal.aborted) clear(diagnosticsBody).append(h('p', { class: 'alert error', role: 'alert' }, `Could not load diagnostics: ${error.message}`));
+      if (!signal.aborted) fill(diagnosticsBody, h('p', { class: 'alert error', role: 'alert' }, `Could not load diagnostics: ${error.message}`));
       return;
     }
     const d = diagnostics.diagnostics || {};
@@ -274,7 +276,7 @@ export async function renderJob(root, jobId) {
     const validation = d.validation || {};
     const validationMessages = [...(validation.errors || []), ...(validation.warnings || [])].map(messageText);
     const nanEvents = d.nan_events || [];
-    clear(diagnosticsBody).append(
+    fill(diagnosticsBody,
       h('div', { class: ['khat', `khat-${k.level}`], id: 'khat', role: k.level === 'bad' ? 'alert' : null },
         h('strong', {}, `Pareto k-hat: ${fmtNumber(d.k_hat, 3)}`), ' — ', k.words),
       h('dl', { class: 'meta' },
@@ -341,17 +343,19 @@ export async function renderJob(root, jobId) {
     if (signal.aborted) return;
     const rows = [
       ['Model', modelName(job) + (job.model?.entry && job.model.entry !== 'model' ? ` (entry ${job.model.entry})` : '')],
-      ['Guide', guide ? JSON.stringify(guide) : guideName(job)],
-      ['ELBO', inference?.elbo ? JSON.stringify(inference.elbo) : elboName(job)],
+      ['Guide', guide ? guideText(guide) : guideName(job)],
+      ['ELBO', inference?.elbo ? elboText(inference.elbo) : elboName(job)],
       ['Optimizer', optimizerText(inference)],
       ['Scheduler', inference?.scheduler ? JSON.stringify(inference.scheduler) : null],
       ['Steps', inference?.steps ?? job.progress?.steps],
       ['Seed', inference?.seed], ['Device', inference?.device],
       ['Stop rule', inference?.stop ? JSON.stringify(inference.stop) : null],
-      ['Outputs', spec.outputs ? JSON.stringify(spec.outputs) : null],
+      ['JIT', inference?.jit !== undefined && inference?.jit !== false ? String(inference.jit) : null],
+      ['Gradient clipping', inference?.clip_grad_norm ?? null],
+      ['Outputs', spec.outputs ? `${spec.outputs.num_samples} posterior samples${spec.outputs.predictive ? ', predictive' : ''}${spec.outputs.log_probs ? ', log-probs' : ''}` : null],
     ].filter(([, v]) => v !== null && v !== undefined && v !== '—');
     const partial = !guide && !inference?.elbo;
-    clear(specBody).append(
+    fill(specBody,
       h('dl', { class: 'meta spec' }, rows.flatMap(([k, v]) => [h('dt', {}, k), h('dd', {}, h('code', {}, String(v)))])),
       partial ? h('p', { class: 'muted', id: 'spec-partial' }, 'The job JSON carries the model only; the guide, ELBO and optimizer settings show here once the job has results.') : null,
       h('h3', {}, `Data (${origin})`),
@@ -367,7 +371,7 @@ export async function renderJob(root, jobId) {
   // ---- downloads and snippets -------------------------------------------------------------------
   function renderDownloads() {
     const ready = job.state === 'succeeded';
-    clear(downloadsBody).append(
+    fill(downloadsBody,
       ready ? null : h('p', { class: 'muted' }, 'Results can be downloaded once the job has succeeded; the loss curve is available now.'),
       h('table', { class: 'downloads' }, h('tbody', {}, DOWNLOADS.map((d) => h('tr', {},
         h('th', { scope: 'row' }, d.label),
@@ -414,7 +418,7 @@ export async function renderJob(root, jobId) {
           } }, `Copy ${label}`), status),
         h('pre', { id: `snippet-${id}`, tabindex: '0', 'aria-labelledby': `${id}-title` }, h('code', {}, text)));
     };
-    clear(reproduceBody).append(
+    fill(reproduceBody,
       specOf(job).guide ? null : h('p', { class: 'muted' }, 'The server did not return this job\'s full spec; the snippets reproduce its model and data with default settings.'),
       h('p', { class: 'muted' }, 'Both read the key from the VIHUB_API_KEY environment variable; neither contains it.'),
       snippet('curl', 'curl', curlSnippet(body, origin)),
@@ -455,8 +459,8 @@ export async function renderJob(root, jobId) {
       loadDiagnostics();
     } else {
       const text = job.state === 'cancelled' ? 'The job was cancelled: no results.' : 'The job failed: no results.';
-      clear(posterior).append(h('p', { class: 'muted' }, text));
-      clear(diagnosticsBody).append(h('p', { class: 'muted' }, text));
+      fill(posterior, h('p', { class: 'muted' }, text));
+      fill(diagnosticsBody, h('p', { class: 'muted' }, text));
     }
   }
 

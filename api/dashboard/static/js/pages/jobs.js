@@ -85,8 +85,13 @@ export function renderJobs(root, query) {
       if (stopped) return;
       tokens[page + 1] = result.next_page_token || null;
       tokens.length = page + 2;
+      // A refresh must not pull focus from under a keyboard user: remember the focused
+      // row's link and focus the same job's link in the new rows.
+      const focusedId = tableBody.contains(document.activeElement)
+        ? document.activeElement.closest('tr')?.dataset.jobId : null;
       clear(tableBody);
       for (const job of result.items) tableBody.append(row(job));
+      if (focusedId) tableBody.querySelector(`tr[data-job-id="${CSS.escape(focusedId)}"] a`)?.focus();
       if (!result.items.length) {
         tableBody.append(h('tr', {}, h('td', { colspan: 8, class: 'empty' },
           state || labels ? 'No jobs match these filters.' : 'No jobs yet. ', state || labels ? null : h('a', { href: '#/new' }, 'Submit one.'))));

@@ -5,7 +5,7 @@
 
 import { api, ApiError } from '../api.js';
 import { sourceView, withoutPosition } from '../highlight.js';
-import { announce, clear, fmtShape, h, uid } from '../util.js';
+import { announce, clear, fill, fmtShape, h, uid } from '../util.js';
 
 const AUTOGUIDES = ['AutoNormal', 'AutoDelta', 'AutoDiagonalNormal', 'AutoMultivariateNormal', 'AutoLowRankMultivariateNormal',
   'AutoLaplaceApproximation', 'AutoIAFNormal', 'AutoStructured', 'AutoNormalMessenger', 'AutoHierarchicalNormalMessenger', 'AutoGaussian'];
@@ -250,19 +250,19 @@ export async function renderNewJob(root, query) {
   }
 
   async function loadCatalogEntry(name) {
-    clear(catalogInfo).append(h('p', { class: 'muted' }, 'Loading…'));
+    fill(catalogInfo, h('p', { class: 'muted' }, 'Loading…'));
     try {
       catalogEntry = await api.get(`/v1/catalog/${encodeURIComponent(name)}`, { signal });
     } catch (error) {
-      if (!signal.aborted) clear(catalogInfo).append(h('p', { class: 'alert error', role: 'alert' }, `Could not load ${name}: ${error.message}`));
+      if (!signal.aborted) fill(catalogInfo, h('p', { class: 'alert error', role: 'alert' }, `Could not load ${name}: ${error.message}`));
       return;
     }
     applySuggested(catalogEntry.suggested);
-    clear(catalogInfo).append(
+    fill(catalogInfo,
       h('p', {}, catalogEntry.description.split('\n\n')[0]),
       h('details', {}, h('summary', {}, 'Source'), sourceView(catalogEntry.source, { label: `Source of ${name}` })));
     const schema = catalogEntry.data_schema || {};
-    clear(dataBlocks.example.firstChild).append(
+    fill(dataBlocks.example.firstChild,
       h('p', {}, `The example dataset of ${name}:`),
       h('ul', {}, Object.entries(schema).map(([k, f]) => h('li', {}, h('code', {}, k), ` ${f.dtype} ${fmtShape(f.shape)} — ${f.description || ''}`))));
     inlineData.value = JSON.stringify(catalogEntry.example_data || {}, null, 1);
@@ -273,10 +273,10 @@ export async function renderNewJob(root, query) {
     try {
       catalog = (await api.get('/v1/catalog', { signal })).items || [];
     } catch (error) {
-      if (!signal.aborted) clear(catalogInfo).append(h('p', { class: 'alert error', role: 'alert' }, `Could not load the catalog: ${error.message}`));
+      if (!signal.aborted) fill(catalogInfo, h('p', { class: 'alert error', role: 'alert' }, `Could not load the catalog: ${error.message}`));
       return;
     }
-    clear(catalogSelect).append(...catalog.map((c) => h('option', { value: c.name }, c.name)));
+    fill(catalogSelect, ...catalog.map((c) => h('option', { value: c.name }, c.name)));
     const wanted = query.get('catalog');
     const first = catalog.find((c) => c.name === wanted) || catalog.find((c) => c.name === 'eight_schools_noncentered') || catalog[0];
     if (first) {
@@ -288,11 +288,11 @@ export async function renderNewJob(root, query) {
   async function loadDatasets() {
     try {
       const list = (await api.get('/v1/datasets', { signal })).items || [];
-      clear(datasetSelect).append(h('option', { value: '' }, list.length ? '(choose a dataset)' : '(no datasets yet)'),
+      fill(datasetSelect, h('option', { value: '' }, list.length ? '(choose a dataset)' : '(no datasets yet)'),
         ...list.map((d) => h('option', { value: d.id }, `${d.name || d.id} — ${d.fields.map((f) => f.name).join(', ')}`)));
       datasetSelect._datasets = list;
     } catch (error) {
-      if (!signal.aborted) clear(datasetInfo).append(h('p', { class: 'muted' }, `Could not list datasets: ${error.message}`));
+      if (!signal.aborted) fill(datasetInfo, h('p', { class: 'muted' }, `Could not list datasets: ${error.message}`));
     }
   }
 
@@ -315,10 +315,10 @@ export async function renderNewJob(root, query) {
     const formData = new FormData();
     formData.append('file', file, file.name);
     uploadButton.disabled = true;
-    clear(uploadInfo).append('Uploading…');
+    fill(uploadInfo, 'Uploading…');
     try {
       uploadedDataset = await api.post('/v1/datasets', undefined, { form: formData, signal });
-      clear(uploadInfo).append(h('p', {}, `Uploaded as dataset ${uploadedDataset.id}${uploadedDataset.created === false ? ' (the same data was already stored)' : ''}.`), datasetFieldsView(uploadedDataset));
+      fill(uploadInfo, h('p', {}, `Uploaded as dataset ${uploadedDataset.id}${uploadedDataset.created === false ? ' (the same data was already stored)' : ''}.`), datasetFieldsView(uploadedDataset));
       announce('Dataset uploaded');
       loadDatasets();
     } catch (error) {
@@ -554,9 +554,90 @@ export async function renderNewJob(root, query) {
     }
   });
 
+  // #/new?from=<job id>: start from an earlier job's spec (its model, data, labels, and
+  // its settings when the server returns them).
+  async function loadFrom(jobId) {
+    const base = `/v1/jobs/${encodeURIComponent(jobId)}`;
+    let job;
+    try {
+      job = await api.get(base, { signal });
+    } catch (error) {
+      if (!signal.aborted) messages.append(h('p', { class: 'alert error', role: 'alert' }, `Could not load job ${jobId}: ${error.message}`));
+      return;
+    }
+    let spec = job.spec || null;
+    if (!spec && job.state === 'succeeded') {
+      try {
+        spec = (await api.get(`${base}/diagnostics`, { signal })).meta?.settings || null;
+      } catch {
+        spec = null;
+      }
+    }
+    const model = job.model || spec?.model || {};
+    if (model.catalog) {
+      kindCatalog.checked = true;
+      catalogSelect.value = model.catalog;
+      await loadCatalogEntry(model.catalog);
+    } else if (model.source) {
+      kindSource.checked = true;
+      sourceArea.value = model.source;
+      entryInput.value = model.entry || 'model';
+    }
+    if (spec) applySpec(spec);
+    if (job.dataset_id) {
+      form.querySelector('#data-kind-existing').checked = true;
+      datasetSelect.value = job.dataset_id;
+      showDataset();
+    } else if (spec?.data?.inline) {
+      form.querySelector('#data-kind-inline').checked = true;
+      inlineData.value = JSON.stringify(spec.data.inline, null, 1);
+    }
+    labelsArea.value = Object.entries(job.labels || {}).map(([k, v]) => `${k}=${v}`).join('\n');
+    syncVisibility();
+    messages.append(h('p', { class: 'muted', id: 'from-job' }, `Started from job ${job.id}${spec ? '' : ' (its guide and inference settings are not available; defaults shown)'}.`));
+  }
+
+  function applySpec(spec) {
+    applySuggested({ guide: spec.guide?.auto ? spec.guide : undefined, inference: spec.inference });
+    if (spec.guide?.source) {
+      guideSelect.value = 'custom';
+      guideSource.value = spec.guide.source;
+    }
+    const o = spec.guide?.options || {};
+    rank.value = o.rank ?? '';
+    numTransforms.value = o.num_transforms ?? '';
+    hiddenDim.value = Array.isArray(o.hidden_dim) ? o.hidden_dim.join(', ') : (o.hidden_dim ?? '');
+    const known = new Set(['init_scale', 'init_loc_fn', 'rank', 'num_transforms', 'hidden_dim']);
+    const extra = Object.fromEntries(Object.entries(o).filter(([k]) => !known.has(k)));
+    guideExtra.value = Object.keys(extra).length ? JSON.stringify(extra) : '';
+    const inf = spec.inference || {};
+    alpha.value = inf.elbo?.alpha ?? 0;
+    tailBeta.value = inf.elbo?.tail_adaptive_beta ?? -1;
+    const opt = inf.optimizer || {};
+    betas.value = Array.isArray(opt.betas) ? opt.betas.join(', ') : '';
+    weightDecay.value = opt.weight_decay ?? '';
+    momentum.value = opt.momentum ?? '';
+    clipNorm.value = opt.clip_norm ?? '';
+    lrd.value = opt.lrd ?? '';
+    clipGrad.value = inf.clip_grad_norm ?? '';
+    seed.value = inf.seed ?? 0;
+    device.value = inf.device || 'cpu';
+    stopCheck.checked = Boolean(inf.stop);
+    if (inf.stop) {
+      relTol.value = inf.stop.rel_tol;
+      windowInput.value = inf.stop.window;
+      minSteps.value = inf.stop.min_steps;
+    }
+    const out = spec.outputs || {};
+    numSamples.value = out.num_samples ?? 1000;
+    predictive.checked = Boolean(out.predictive);
+    logProbs.checked = out.log_probs !== false;
+  }
+
   if (query.get('source') === '1') kindSource.checked = true;
   syncVisibility();
   await Promise.all([loadCatalog(), loadDatasets()]);
+  if (query.get('from')) await loadFrom(query.get('from'));
   syncVisibility();
   return () => controller.abort();
 }

@@ -131,6 +131,9 @@ def _include_routers(app: FastAPI) -> None:
     app.include_router(datasets_router, prefix="/v1")
     app.include_router(catalog_router, prefix="/v1")
     app.include_router(validate_router, prefix="/v1")
+    from api.webhooks.router import router as webhooks_router
+
+    app.include_router(webhooks_router, prefix="/v1")
     # The dashboard page (/) and its packaged assets (/ui/...); not in the OpenAPI schema.
     app.include_router(dashboard_router)
 

@@ -88,6 +88,14 @@ class Tenant(Base):
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     name: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Standard Webhooks signing secret (``whsec_...``), made on first use. Kept in clear:
+    # the server must compute HMACs with it. The previous one signs too for a while after
+    # a rotation (``webhooks.rotation_overlap_s``). See ``WebhookRepository``.
+    webhook_secret: Mapped[str | None] = mapped_column(String(128), deferred=True, deferred_raiseload=True)
+    webhook_secret_previous: Mapped[str | None] = mapped_column(
+        String(128), deferred=True, deferred_raiseload=True
+    )
+    webhook_secret_rotated_at: Mapped[datetime | None]
 
     api_keys: Mapped[list[ApiKey]] = relationship(back_populates="tenant", lazy="raise")
 
@@ -236,9 +244,19 @@ class ArtifactKind:
 
 
 class WebhookDelivery(Base):
-    """One attempt to deliver a job's webhook (filled by the webhook issue)."""
+    """One attempt to deliver a job's webhook (``worker.webhooks``).
+
+    ``webhook_id`` is the Standard Webhooks message id, the same on every attempt (the
+    receiver deduplicates on it). ``next_attempt_at`` is set on the latest attempt while
+    another one is due, and on an attempt in flight (so a sender that dies mid-request is
+    retried); NULL once delivered or given up.
+    """
 
     __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        UniqueConstraint("job_id", "attempt", name="uq_webhook_deliveries_job_attempt"),
+        Index("ix_webhook_deliveries_next_attempt_at", "next_attempt_at"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
@@ -249,3 +267,5 @@ class WebhookDelivery(Base):
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     delivered_at: Mapped[datetime | None]
+    webhook_id: Mapped[str | None] = mapped_column(String(64))
+    next_attempt_at: Mapped[datetime | None]

@@ -99,6 +99,26 @@ class WorkerSettings(BaseModel):
         return self.hard_time_limit_s + 600
 
 
+class WebhookSettings(BaseModel):
+    """Delivery of job-end webhooks (``worker.webhooks``; see docs/webhooks.md)."""
+
+    # Attempts per job event, the first included; then the delivery is given up.
+    max_attempts: int = 10
+    # Retry n waits uniform(0, min(backoff_max_s, backoff_base_s * 2**(n-1))) ("full jitter").
+    backoff_base_s: float = 30.0
+    backoff_max_s: float = 6 * 3600.0
+    connect_timeout_s: float = 5.0
+    timeout_s: float = 10.0
+    # After a rotation the previous secret signs next to the new one this long.
+    rotation_overlap_s: float = 24 * 3600.0
+    # The sweeper sends at most this many due retries per pass.
+    batch_size: int = 50
+    # A finished job with a webhook and no attempt yet (cancelled by the API while queued,
+    # or its worker died right after the commit) is picked up by the sweeper after this.
+    catch_up_after_s: float = 30.0
+    catch_up_max_age_s: float = 24 * 3600.0
+
+
 class Settings(BaseSettings):
     """The one settings class. See the module docstring for the environment mapping."""
 
@@ -122,6 +142,7 @@ class Settings(BaseSettings):
     quotas: QuotaSettings = Field(default_factory=QuotaSettings)
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     webhooks_allow_private: bool = False
+    webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
     log_level: str = "INFO"
 
     @model_validator(mode="after")

@@ -89,6 +89,29 @@ def pg_url() -> Iterator[str]:
         admin.dispose()
 
 
+@pytest.fixture
+def fresh_pg_url() -> Iterator[str]:
+    """A database of its own for one test (dropped after it): for tests whose processes
+    scan the whole store (the sweeper) and must not see other tests' jobs."""
+    require_server("Postgres", PG_HOST, PG_PORT)
+    from sqlalchemy import create_engine, text
+
+    name = f"vihub_test_{secrets.token_hex(6)}"
+    admin = create_engine(_pg_admin_url(), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = f"postgresql+psycopg://{PG_USER}@{PG_HOST}:{PG_PORT}/{name}"
+    try:
+        yield url
+    finally:
+        engine = _engines.pop(url, None)
+        if engine is not None:
+            engine.dispose()
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
 @pytest.fixture(scope="session")
 def sqlite_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     return f"sqlite:///{tmp_path_factory.mktemp('sqlite') / 'vihub.sqlite3'}"

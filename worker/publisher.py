@@ -6,6 +6,7 @@ with a Celery client configured by ``store.settings.celery_config``.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 
@@ -23,12 +24,16 @@ RETRY_POLICY = {"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5, "
 
 
 def publisher_app(settings: Settings | None = None) -> Celery:
+    """A Celery client per broker configuration (URL *and* transport options: two
+    settings with one Redis URL but different key prefixes are different brokers)."""
     settings = settings or get_settings()
+    config = celery_config(settings)
+    key = json.dumps([config["broker_url"], config["broker_transport_options"]], sort_keys=True, default=str)
     with _lock:
-        app = _clients.get(settings.broker_url)
+        app = _clients.get(key)
         if app is None:
-            app = Celery("vihub-publisher", config_source=celery_config(settings))
-            _clients[settings.broker_url] = app
+            app = Celery("vihub-publisher", config_source=config)
+            _clients[key] = app
         return app
 
 

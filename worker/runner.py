@@ -427,7 +427,7 @@ class JobRunner:
         except (LeaseLost, InvalidTransition) as exc:
             log.warning("job %s: not finished by this worker: %s", self.job_id, exc)
             return "lease-lost"
-        on_job_finished(self.job_id, JobState.SUCCEEDED.value)
+        on_job_finished(self.job_id, JobState.SUCCEEDED.value, self.settings)
         log.info("job %s: succeeded", self.job_id)
         return JobState.SUCCEEDED.value
 
@@ -438,7 +438,7 @@ class JobRunner:
         except (LeaseLost, InvalidTransition) as exc:
             log.warning("job %s: not finished by this worker: %s", self.job_id, exc)
             return "lease-lost"
-        on_job_finished(self.job_id, state.value)
+        on_job_finished(self.job_id, state.value, self.settings)
         log.info("job %s: %s", self.job_id, state.value)
         return state.value
 
@@ -480,7 +480,7 @@ class JobRunner:
                 final_state = JobState.FAILED.value
             state = job.state
         if final_state is not None:
-            on_job_finished(self.job_id, final_state)
+            on_job_finished(self.job_id, final_state, self.settings)
             return final_state
         log.info("job %s: not claimed (state %s); duplicate delivery acknowledged", self.job_id, state)
         return "not-claimed"

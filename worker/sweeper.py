@@ -37,7 +37,7 @@ from store.job_states import JobState
 from store.models import utcnow
 from store.repositories import JobRepository
 from store.settings import Settings, get_settings
-from worker.hooks import on_job_finished
+from worker.hooks import deliver_due_webhooks, on_job_finished
 
 log = logging.getLogger("vihub.sweeper")
 
@@ -108,9 +108,9 @@ def sweep_once(
                 to_publish.append((job.id, job.queue))
 
     for job_id in report.failed:
-        on_job_finished(job_id, JobState.FAILED.value)
+        on_job_finished(job_id, JobState.FAILED.value, settings)
     for job_id in report.cancelled:
-        on_job_finished(job_id, JobState.CANCELLED.value)
+        on_job_finished(job_id, JobState.CANCELLED.value, settings)
 
     for job_id, queue in to_publish:
         try:
@@ -150,6 +150,7 @@ class Sweeper(threading.Thread):
             except Exception:
                 # The database may be restarting: keep going, the next sweep catches up.
                 log.warning("sweep failed", exc_info=True)
+            deliver_due_webhooks(self.settings)  # never raises
             self.stopped.wait(self.settings.worker.sweeper_interval_s)
 
     def stop(self, timeout: float = 10.0) -> None:

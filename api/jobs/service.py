@@ -42,6 +42,7 @@ from api.errors import (
     inference_problem,
 )
 from api.jobs.schemas import JobCreate, JobLinks, JobList, JobOut, Progress
+from api.webhooks.service import check_webhook_url
 from store.job_states import FINAL_STATES, JobState
 from store.models import Job
 from store.repositories.jobs import InvalidPageToken as StoreInvalidPageToken
@@ -70,6 +71,7 @@ def create_job(
             return _replay(existing, fingerprint, idempotency_key), False
 
     check_quotas(jobs, runtime.settings, tenant, body)
+    check_webhook_url(runtime.settings, str(body.webhook.url) if body.webhook else None)
     fields, dataset_id = datasets_service.resolve_job_data(session, tenant, body)
     dry_run(runtime, body, fields)
     if dataset_id is None:

@@ -1144,6 +1144,15 @@ class Compiler:
 
     def expr_UnaryOp(self, e: ast.UnaryOp, scope: Scope) -> Evaluator:
         fn = _UNARY[type(e.op)]
+        if (
+            isinstance(e.op, (ast.USub, ast.UAdd))
+            and isinstance(e.operand, ast.Constant)
+            and type(e.operand.value) in (int, float)
+        ):
+            folded = fn(
+                e.operand.value
+            )  # `-1` is a constant, not an operation per call
+            return lambda frame: folded
         operand = self.expr(e.operand, scope)
         return lambda frame: fn(operand(frame))
 

@@ -36,6 +36,17 @@ class Limits:
                 raise ValueError(
                     f"Limits.{name} must be a positive integer, got {value!r}"
                 )
+        # Guards skip the (thread-local) lookup of the active limits for sizes below
+        # the smallest limit any Limits has had: such sizes pass every run's check.
+        SMALLEST["max_tensor_elements"] = min(
+            SMALLEST["max_tensor_elements"], self.max_tensor_elements
+        )
+        SMALLEST["max_plate_size"] = min(
+            SMALLEST["max_plate_size"], self.max_plate_size
+        )
+
+
+SMALLEST = {"max_tensor_elements": 1 << 62, "max_plate_size": 1 << 62}
 
 
 DEFAULT_LIMITS = Limits()

@@ -68,6 +68,8 @@ def _pick(module: Any, names: str | list[str]) -> dict[str, Any]:
 def _check_placement(kwargs: dict) -> None:
     # The job chooses the device; a model may follow an existing tensor's device
     # (`device=x.device`) but may not name one (which could initialise CUDA).
+    if not kwargs:
+        return
     device = kwargs.get("device")
     if device is not None and not isinstance(device, torch.device):
         raise ForbiddenConstruct(

@@ -80,11 +80,25 @@ class Program:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if current_run() is not None:  # called from inside another program's run
             return self._call(args, kwargs)
-        set_run(self._unit.new_run())
+        run = self._unit.new_run()
+        set_run(run)
         try:
+            if self._callable is self._function:  # undecorated: skip the wrapper layers
+                return self._call_direct(run, args, kwargs)
             return self._call(args, kwargs)
         finally:
             set_run(None)
+
+    def _call_direct(self, run: Any, args: Any, kwargs: dict) -> Any:
+        try:
+            return self._function.invoke(run, args, kwargs)
+        except CallError as exc:
+            raise DataBindingError(str(exc)) from exc
+        except RecursionError as exc:
+            raise LimitExceeded(
+                "the program nests calls or expressions too deeply (Python recursion limit)",
+                limit="max_recursion_depth",
+            ) from exc
 
     def _call(self, args: Any, kwargs: dict) -> Any:
         try:

@@ -23,6 +23,7 @@ from .limits import (
     MAX_PRINT_LINES,
     MAX_SEQUENCE_LENGTH,
     MAX_STRING_CHARS,
+    SMALLEST,
     Limits,
 )
 
@@ -147,6 +148,8 @@ def shape_numel(shape: Any) -> int:
 
 def size_from_args(args: tuple, kwargs: dict) -> int:
     """Element count of ``*size`` / ``size`` arguments of creation functions."""
+    if not kwargs and len(args) == 1 and type(args[0]) is int:
+        return max(args[0], 0)
     if "size" in kwargs:
         return shape_numel(kwargs["size"])
     if len(args) == 1 and isinstance(args[0], (tuple, list, torch.Size)):
@@ -155,6 +158,8 @@ def size_from_args(args: tuple, kwargs: dict) -> int:
 
 
 def check_elements(n: int, what: str) -> None:
+    if type(n) is int and n <= SMALLEST["max_tensor_elements"]:
+        return
     if isinstance(
         n, torch.Tensor
     ):  # a traced size under torch.jit: data-derived, bounded
@@ -168,6 +173,8 @@ def check_elements(n: int, what: str) -> None:
 
 
 def check_plate_size(n: int, what: str) -> None:
+    if n <= SMALLEST["max_plate_size"]:
+        return
     limit = current_limits().max_plate_size
     if n > limit:
         raise LimitExceeded(

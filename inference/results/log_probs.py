@@ -80,7 +80,6 @@ class _Draws:
         self.analytic_kl: dict[str, list[torch.Tensor]] = {}
         self.marginal_groups: dict[str, list[torch.Tensor]] = {}  # enumerated: obs group -> marginal term
         self.group_members: dict[str, list[str]] = {}
-        self.independent_sites: set[str] = set()
         self.log_p_discrete: list[torch.Tensor] = []
         self.guide_values: dict[str, list[torch.Tensor]] = {}
         self.point_mass = False
@@ -264,7 +263,6 @@ def _enumerated_draw(model, guide, kwargs, mpn, roles, batch_shapes, *, pointwis
             dependent.append(name)
         else:
             independent[name] = per_draw(site["log_prob"], 1, mpn)
-    draws.independent_sites.update(independent)
     group = [n for n in dependent if n in roles.observed] or dependent
     group_key = "+".join(group)
     draws.group_members[group_key] = dependent

@@ -24,7 +24,7 @@ import numpy as np
 
 SCHEMA_VERSION = 1
 _ARRAY_LOG_PROB_KEYS = ("log_joint", "log_q", "log_weight", "log_p_discrete_given_rest")
-_DICT_LOG_PROB_KEYS = ("model_sites", "guide_sites", "pointwise")
+_DICT_LOG_PROB_KEYS = ("model_sites", "guide_sites", "pointwise", "draws")
 
 
 def _jsonable(x: Any) -> Any:

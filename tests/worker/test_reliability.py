@@ -72,7 +72,7 @@ def child_pid(job: Any) -> int:
 
 @pytest.mark.parametrize("recovery", ["broker-redelivery", "sweeper"])
 def test_sigkill_mid_job_resumes_from_checkpoint(
-    recovery: str, pg_url: str, redis_url: str, tmp_path: Path, session_factory_for: Any,
+    recovery: str, fresh_pg_url: str, redis_url: str, tmp_path: Path, session_factory_for: Any,
     tenant_factory_for: Any, celery_worker_proc: Any, sweeper_proc: Any, make_settings_env: Any,
     env_settings: Any, create_job_in: Any, make_spec: Any, wait_until: Any,
 ) -> None:
@@ -82,6 +82,8 @@ def test_sigkill_mid_job_resumes_from_checkpoint(
     killed; the sweeper reclaims the job when its lease expires and republishes it.
     Either way the job resumes from its last checkpoint."""
     steps = 700
+    # A database of their own: the sweeper scans every job in the store.
+    pg_url = fresh_pg_url
     factory = session_factory_for(pg_url)
     options = dict(RELIABILITY)
     if recovery == "broker-redelivery":
@@ -127,13 +129,15 @@ def _redis_cli(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_redis_restart_loses_no_job(
-    pg_url: str, redis_url: str, tmp_path: Path, session_factory_for: Any, tenant_factory_for: Any,
+    fresh_pg_url: str, redis_url: str, tmp_path: Path, session_factory_for: Any, tenant_factory_for: Any,
     celery_worker_proc: Any, sweeper_proc: Any, make_settings_env: Any, env_settings: Any,
     create_job_in: Any, make_spec: Any, wait_until: Any,
 ) -> None:
     """Redis restarts without persistence while one job runs and another waits in the
     queue: both messages are gone, yet both jobs end ``succeeded`` (the running one keeps
     going on the database; the sweeper republishes the queued one)."""
+    # A database of their own: the sweeper scans every job in the store.
+    pg_url = fresh_pg_url
     factory = session_factory_for(pg_url)
     env = make_settings_env(pg_url, redis_url, home=tmp_path, **RELIABILITY)
     celery_worker_proc(env)

@@ -83,3 +83,13 @@ def test_republish_backs_off_for_long_waiting_jobs() -> None:
     # Capped at ten times the base, however long it has waited.
     old = SimpleNamespace(created_at=t0, queued_at=t0, published_at=t0 + timedelta(hours=5))
     assert republish_due(old, t0 + timedelta(hours=5, minutes=10), 60)
+
+
+def test_publisher_clients_differ_by_transport_options() -> None:
+    from worker.publisher import publisher_app
+
+    a = Settings(broker_url="redis://127.0.0.1:6379/1", broker_transport_options={"global_keyprefix": "a:"})
+    b = Settings(broker_url="redis://127.0.0.1:6379/1", broker_transport_options={"global_keyprefix": "b:"})
+    assert publisher_app(a) is publisher_app(a)
+    assert publisher_app(a) is not publisher_app(b)
+    assert publisher_app(b).conf.broker_transport_options["global_keyprefix"] == "b:"

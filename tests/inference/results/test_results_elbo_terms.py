@@ -74,6 +74,7 @@ def test_analytic_kl_applies_to_unconstrained_autonormal_sites_only():
     pyro.clear_param_store()
     guide = AutoNormal(eight_schools)
     train(eight_schools, guide, EIGHT, steps=10)
+    pyro.set_rng_seed(3)
     terms = estimate_elbo_terms(eight_schools, guide, EIGHT, num_particles=500, analytic_kl=True)
     # tau is HalfCauchy (constrained): its Jacobian term needs the Monte Carlo estimate.
     assert terms["analytic"] == ["mu", "theta_tilde"]
@@ -98,3 +99,28 @@ def test_enumerated_mixture_terms_match_trace_enum_elbo():
     assert terms["elbo"] == pytest.approx(gmm_log_marginal(data["x"], (0.4, 0.6), (-2.5, 3.2)), rel=1e-5)
     assert set(terms["reconstruction"]) == {"x"}  # log p(x | globals) with assignments summed out
     assert set(terms["kl"]) == {"weights", "locs"}
+
+
+def test_guide_messenger_terms_and_params():
+    from pyro.infer.autoguide import AutoNormalMessenger
+
+    from inference.results import draw_posterior, split_params
+
+    pyro.clear_param_store()
+    data = conjugate_data()
+    guide = AutoNormalMessenger(conjugate_model)
+    train(conjugate_model, guide, data, steps=20, lr=0.02)
+    guide_params, model_params = split_params(conjugate_model, guide, data)
+    assert set(guide_params) == {"locs.mu", "scales.mu"} and model_params == {}
+    pyro.set_rng_seed(2)
+    terms = estimate_elbo_terms(conjugate_model, guide, data, num_particles=NUM)
+    assert terms["elbo"] == _total(terms) and set(terms["kl"]) == {"mu"}
+    log_probs = trace_log_probs(conjugate_model, guide, data, 300)
+    assert set(log_probs["guide_sites"]) == {"mu"}  # the observed site is not in log q
+    reference = -Trace_ELBO(num_particles=NUM, vectorize_particles=True, max_plate_nesting=1).loss(
+        conjugate_model, guide, **data
+    )
+    assert terms["elbo"] == pytest.approx(reference, abs=mc_tolerance(log_probs["log_weight"], NUM))
+    samples, predictive = draw_posterior(conjugate_model, guide, data, 20, predictive=True)
+    assert samples["mu"].shape == (20,) and predictive["obs"].shape == (20, 20)
+    pyro.clear_param_store()

@@ -1,0 +1,1 @@
+"""The ``webhooks`` resource: the tenant's signing secret."""

@@ -491,8 +491,8 @@ def test_real_job_through_worker_and_sweeper_delivers_signed_webhook_with_retrie
             auth = {"Authorization": f"Bearer {key}"}
             secret = client.get("/v1/webhooks/secret", headers=auth).json()["secret"]
 
-        celery_worker_proc(env)
-        sweeper_proc(env)
+        worker = celery_worker_proc(env)
+        sweeper = sweeper_proc(env)
         job_id = create_job_in(factory, tenant.id, spec=make_spec(steps=30))
         with factory.begin() as session:  # the API stores {"url": ...} on the job row
             JobRepository(session).get(job_id).webhook = {"url": receiver.url}
@@ -517,6 +517,10 @@ def test_real_job_through_worker_and_sweeper_delivers_signed_webhook_with_retrie
     assert ids == {webhook_id_for(job_id)}
     assert json.loads(receiver.received[0][1]) == build_payload(
         job_id, "succeeded", _job_finished_at(factory, job_id))
+    # Attempt 1 came from the worker's hook, the retries from the sweeper process.
+    assert f"job {job_id}: webhook attempt 1 failed" in worker.log()
+    assert f"job {job_id}: webhook attempt 2 failed" in sweeper.log()
+    assert f"job {job_id}: webhook job.succeeded delivered (attempt 3" in sweeper.log()
 
 
 def _job_finished_at(factory: Any, job_id: str) -> Any:

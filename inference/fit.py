@@ -230,6 +230,7 @@ def _train_and_collect(spec, job, report, callbacks, resume_from, t0):
     warnings_out = [_msg(m) for m in (report.warnings if report else [])]
     warnings_out += [{"code": d["code"], "message": d["message"], "site": None} for d in run.diagnostics]
     if report is None:
+        warnings_out += _mean_field_note(spec, model, guide, kwargs)
         warnings_out += [{"code": "data_binding", "message": w, "site": None} for w in job.warnings]
         warnings_out.append({"code": "validation_skipped",
                              "message": "the validation pass was skipped (inference.validate: false)", "site": None})
@@ -286,6 +287,30 @@ def predict(result, spec: JobSpec | Mapping[str, Any], new_data: Mapping[str, An
             raise
         except Exception as e:  # noqa: BLE001
             raise FitFailed(f"prediction failed: {type(e).__name__}: {e}", cause=type(e).__name__) from e
+
+
+def _mean_field_note(spec, model, guide, kwargs) -> list[dict[str, Any]]:
+    """The pitfall warning when the validation pass (which normally reports it) was skipped."""
+    from pyro import poutine
+
+    from inference.engine.guides import uses_delta_reparam
+    from inference.engine.validation import mean_field_jacobian_sites
+
+    if base_name(spec.inference.elbo.name) != "TraceMeanField_ELBO" or not uses_delta_reparam(guide):
+        return []
+    try:
+        with torch.no_grad(), poutine.block():
+            guide_trace = poutine.trace(guide).get_trace(**kwargs)
+            model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(**kwargs)
+        sites = mean_field_jacobian_sites(model_trace, guide_trace)
+    except Exception:  # noqa: BLE001 - a note, not a check
+        sites = []
+    if not sites:
+        return []
+    return [{"code": "mean_field_jacobian", "site": None,
+             "message": f"TraceMeanField_ELBO with {type(guide).__name__}: Pyro drops the log-Jacobian of the "
+                        f"constrained latents {sites}; vihub added the term back (Monte Carlo ELBO for "
+                        "those sites), so the fit matches Trace_ELBO's"}]
 
 
 def _msg(m: ValidationMessage) -> dict[str, Any]:

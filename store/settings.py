@@ -117,6 +117,10 @@ class WebhookSettings(BaseModel):
     # or its worker died right after the commit) is picked up by the sweeper after this.
     catch_up_after_s: float = 30.0
     catch_up_max_age_s: float = 24 * 3600.0
+    # That scan reads the recent final jobs: at most this often per process.
+    catch_up_every_s: float = 60.0
+    # Attempts a sweeper pass sends at once (each waits at most the timeouts above).
+    concurrency: int = 4
 
 
 class Settings(BaseSettings):

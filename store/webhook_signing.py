@@ -29,8 +29,7 @@ def generate_secret() -> str:
 
 def secret_key(secret: str) -> bytes:
     """The HMAC key of a ``whsec_...`` secret (the prefix is optional)."""
-    text = secret[len(SECRET_PREFIX):] if secret.startswith(SECRET_PREFIX) else secret
-    return base64.b64decode(text, validate=True)
+    return base64.b64decode(secret.removeprefix(SECRET_PREFIX), validate=True)
 
 
 def sign(secret: str, webhook_id: str, timestamp: int, body: bytes) -> str:

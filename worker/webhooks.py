@@ -39,7 +39,10 @@ from __future__ import annotations
 import json
 import logging
 import random
+import threading
+import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -59,6 +62,10 @@ log = logging.getLogger("vihub.worker.webhooks")
 EVENTS = {"succeeded": "job.succeeded", "failed": "job.failed", "cancelled": "job.cancelled"}
 USER_AGENT = "vihub-webhooks/1"
 MAX_ERROR_CHARS = 1000
+
+# When each database's catch-up scan last ran in this process (``webhooks.catch_up_every_s``).
+_catch_up_lock = threading.Lock()
+_last_catch_up: dict[str, float] = {}
 
 
 @dataclass(frozen=True)
@@ -119,24 +126,46 @@ class WebhookSender:
         return self.attempt(job_id, 1)
 
     def deliver_due(self, now: datetime | None = None) -> list[AttemptOutcome]:
-        """The sweeper's pass: due retries, then jobs that never had an attempt."""
+        """The sweeper's pass: due retries, then jobs that never had an attempt; up to
+        ``webhooks.concurrency`` attempts at once."""
         cfg = self.settings.webhooks
         now = now or utcnow()
         with self.factory.begin() as session:
             due = WebhookRepository(session).claim_due(now, limit=cfg.batch_size)
-        outcomes = [o for d in due if (o := self.attempt(d.job_id, d.attempt + 1)) is not None]
-        with self.factory.begin() as session:
-            missing = WebhookRepository(session).find_jobs_without_delivery(
-                now - timedelta(seconds=cfg.catch_up_max_age_s),
-                now - timedelta(seconds=cfg.catch_up_after_s),
-                limit=cfg.batch_size,
-            )
-        for job_id in missing:
-            log.info("job %s: no webhook attempt recorded; sending now", job_id)
-            outcome = self.attempt(job_id, 1)
-            if outcome is not None:
-                outcomes.append(outcome)
-        return outcomes
+        todo = [(d.job_id, d.attempt + 1) for d in due]
+        if self._catch_up_due():
+            with self.factory.begin() as session:
+                missing = WebhookRepository(session).find_jobs_without_delivery(
+                    now - timedelta(seconds=cfg.catch_up_max_age_s),
+                    now - timedelta(seconds=cfg.catch_up_after_s),
+                    limit=cfg.batch_size,
+                )
+            for job_id in missing:
+                log.info("job %s: no webhook attempt recorded; sending now", job_id)
+            todo += [(job_id, 1) for job_id in missing]
+        if not todo:
+            return []
+        with ThreadPoolExecutor(max_workers=max(1, min(cfg.concurrency, len(todo))),
+                                thread_name_prefix="vihub-webhook") as pool:
+            results = list(pool.map(lambda item: self._attempt_quietly(*item), todo))
+        return [outcome for outcome in results if outcome is not None]
+
+    def _attempt_quietly(self, job_id: str, attempt: int) -> AttemptOutcome | None:
+        try:
+            return self.attempt(job_id, attempt)
+        except Exception:  # one job's failure must not stop the others' retries
+            log.exception("job %s: webhook attempt %d failed to run", job_id, attempt)
+            return None
+
+    def _catch_up_due(self) -> bool:
+        key = self.settings.database_url
+        with _catch_up_lock:
+            last = _last_catch_up.get(key)
+            now = time.monotonic()
+            if last is not None and now - last < self.settings.webhooks.catch_up_every_s:
+                return False
+            _last_catch_up[key] = now
+            return True
 
     # -- one attempt --------------------------------------------------------------------
 

@@ -81,6 +81,14 @@ class TraceMeanFieldJacobian_ELBO(MeanFieldJacobianMixin, TraceMeanField_ELBO):
 class JitTraceMeanFieldJacobian_ELBO(MeanFieldJacobianMixin, JitTraceMeanField_ELBO):
     """JIT-compiled :class:`TraceMeanFieldJacobian_ELBO`."""
 
+    def differentiable_loss(self, model, guide, *args, **kwargs):
+        result = super().differentiable_loss(model, guide, *args, **kwargs)
+        # Pyro 1.9's JitTraceMeanField_ELBO caches the compiled loss as
+        # ``_differentiable_loss`` but tests ``_loss_and_surrogate_loss``, so it re-traces
+        # on every call; setting the tested name makes it reuse the compiled one.
+        self._loss_and_surrogate_loss = self._differentiable_loss
+        return result
+
 
 class TraceTailAdaptiveLoss_ELBO(TraceTailAdaptive_ELBO):
     """Pyro's TraceTailAdaptive_ELBO reports its loss as ``inf`` (it only builds the

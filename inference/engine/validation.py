@@ -108,7 +108,7 @@ def _latent_sites(trace) -> dict[str, dict]:
 def constrained_sites(model_trace) -> list[str]:
     """Continuous latent sites whose support is not the whole real line."""
     out = []
-    for name, site in _latent_sites(model_trace).items():
+    for name, site in _latent_sites(prune_subsample_sites(model_trace)).items():
         support = site["fn"].support
         if not support.is_discrete and not _is_unconstrained(support):
             out.append(name)

@@ -5,9 +5,7 @@ from __future__ import annotations
 from alembic import command
 from sqlalchemy import inspect
 
-from store.migrate import alembic_config, current_revision, upgrade
-
-HEAD = "0002_webhooks"  # the newest revision in migrations/versions/
+from store.migrate import alembic_config, current_revision, head_revision, upgrade
 
 
 def test_upgrade_from_empty_creates_every_table(db_url: str, tmp_path) -> None:
@@ -23,7 +21,7 @@ def test_upgrade_from_empty_creates_every_table(db_url: str, tmp_path) -> None:
         engine.dispose()
     assert {"tenants", "api_keys", "datasets", "jobs", "loss_points", "artifacts",
             "webhook_deliveries", "alembic_version"} <= tables
-    assert current_revision(db_url) == HEAD
+    assert current_revision(db_url) == head_revision()
 
 
 def test_models_and_migrations_agree(migrated_db: str) -> None:
@@ -37,4 +35,4 @@ def test_downgrade_and_upgrade_again(tmp_path) -> None:
     command.downgrade(alembic_config(url), "base")
     assert current_revision(url) is None
     upgrade(url)
-    assert current_revision(url) == HEAD
+    assert current_revision(url) == head_revision()

@@ -183,7 +183,8 @@ class Receiver:
 
 def _settings(db_url: str, **webhooks: Any) -> Settings:
     return Settings(database_url=db_url, webhooks_allow_private=False,
-                    webhooks={"backoff_base_s": 0.0, "catch_up_after_s": 0.0, **webhooks})
+                    webhooks={"backoff_base_s": 0.0, "catch_up_after_s": 0.0, "catch_up_every_s": 0.0,
+                              **webhooks})
 
 
 def _finished_job(factory: Any, tenant_id: str, url: str | None, state: str = "succeeded") -> str:
@@ -325,6 +326,11 @@ def test_sweeper_catches_up_jobs_never_attempted_and_interrupted_attempts(
         WebhookRepository(session).start_attempt(
             interrupted, 1, "https://hooks.example.com/i", "job.succeeded", webhook_id_for(interrupted),
             utcnow() - timedelta(seconds=1))
+    no_webhook = _finished_job(session_factory, tenant.id, None, state="cancelled")  # JSON null
+    with session_factory.begin() as session:
+        never_attempted = WebhookRepository(session).find_jobs_without_delivery(
+            utcnow() - timedelta(hours=1), utcnow(), limit=10_000)
+    assert cancelled in never_attempted and no_webhook not in never_attempted and interrupted not in never_attempted
     sender.deliver_due()
     cancelled_rows, interrupted_rows = _rows(session_factory, cancelled), _rows(session_factory, interrupted)
     assert [(r.attempt, r.event, r.status_code) for r in cancelled_rows] == [(1, "job.cancelled", 200)]
@@ -427,7 +433,7 @@ class LocalReceiver:
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("content-length", 0)))
                 with outer.lock:
                     outer.received.append(({k.lower(): v for k, v in self.headers.items()}, body))
@@ -450,7 +456,7 @@ class LocalReceiver:
         self.thread.start()
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.server.shutdown()
         self.server.server_close()
         self.thread.join(timeout=5)

@@ -124,3 +124,11 @@ def test_without_validation_and_with_auto_device():
     codes = [w["code"] for w in result.diagnostics["warnings"]]
     assert "validation_skipped" in codes and result.diagnostics["validation"] is None
     assert result.meta["device"] in ("cpu", "cuda:0", "cuda")
+
+
+def test_mean_field_pitfall_is_reported_even_without_validation():
+    spec = body(steps=20, validate=False, elbo={"name": "TraceMeanField_ELBO"})
+    result = fit(spec, {})
+    notes = [w for w in result.diagnostics["warnings"] if w["code"] == "mean_field_jacobian"]
+    assert len(notes) == 1 and "'tau'" in notes[0]["message"]
+    assert result.meta["effective"]["elbo"] == "TraceMeanFieldJacobian_ELBO"

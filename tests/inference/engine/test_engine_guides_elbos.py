@@ -165,3 +165,19 @@ def test_optimizer_options_are_checked_and_clipping_applies():
     build_optimizer(OptimizerSpec(name="ClippedAdam", clip_norm=5.0, lrd=0.999))
     optim = build_optimizer(OptimizerSpec(name="Adam"), clip_grad_norm=1.0)
     assert optim.pt_clip_args == {"clip_norm": 1.0}
+
+
+def test_jit_mean_field_compiles_once():
+    # Pyro 1.9's JitTraceMeanField_ELBO rebuilds (re-traces) its compiled loss on every
+    # call; ours keeps the first one.
+    from inference.engine.elbos import build_elbo
+
+    def model(sigma, y):
+        eight_schools(8, sigma, y)
+
+    guide = AutoNormal(model)
+    elbo = build_elbo(ElboSpec(name="JitTraceMeanField_ELBO"), max_plate_nesting=1)
+    elbo.loss_and_grads(model, guide, EIGHT_SCHOOLS["sigma"], EIGHT_SCHOOLS["y"])
+    compiled = elbo._differentiable_loss
+    elbo.loss_and_grads(model, guide, EIGHT_SCHOOLS["sigma"], EIGHT_SCHOOLS["y"])
+    assert elbo._differentiable_loss is compiled

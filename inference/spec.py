@@ -329,7 +329,9 @@ class OutputsSpec(_Strict):
     elbo_terms_every: Annotated[int, Field(ge=0)] = 100  # 0 = only at the end
     elbo_terms_particles: Annotated[int, Field(ge=1, le=MAX_PARTICLES)] = 64
     grad_norms_every: Annotated[int, Field(ge=0)] = 100  # 0 = never
-    log_prob_draws: Annotated[int, Field(ge=1, le=MAX_SAMPLES)] = 1000
+    # Draws for the trace log-probs and k-hat; None = as many as num_samples, so the
+    # log_likelihood and posterior groups of an InferenceData line up.
+    log_prob_draws: Annotated[int | None, Field(ge=1, le=MAX_SAMPLES)] = None
 
 
 class JobSpec(_Strict):

@@ -51,7 +51,7 @@ def _after_fork(**_: object) -> None:
 
 def _preload_engine() -> None:
     try:
-        import inference.fit  # noqa: F401
+        import inference.fitting  # noqa: F401
     except Exception:  # pragma: no cover - the first job reports the real error
         log.warning("could not preload the inference engine", exc_info=True)
 

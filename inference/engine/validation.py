@@ -33,6 +33,7 @@ from torch.distributions.transforms import ComposeTransform, IndependentTransfor
 from inference.engine.elbos import _max_dim, base_name, build_elbo, has_enumeration
 from inference.engine.guides import uses_delta_reparam
 from inference.errors import InferenceError
+from inference.language.errors import ModelLanguageError
 from inference.spec import ElboSpec
 
 __all__ = [
@@ -184,6 +185,9 @@ def _validate(model, guide_factory, kwargs, elbo_spec, elbo_base, num_traces, re
     try:
         with poutine.block():
             prior_trace = prune_subsample_sites(poutine.trace(model).get_trace(**kwargs))
+    except ModelLanguageError:
+        # Already precise (kind, line, column): a report message would lose the position.
+        raise
     except Exception as e:  # noqa: BLE001 - any failure of user code is reported
         message, site = _reword(e)
         report.error("model_error", f"the model raised while running on the data: {message}", site)

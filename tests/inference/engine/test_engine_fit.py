@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import pyro
 
-from inference import JobSpec, fit
-from inference.fit import FitCallbacks, FitCancelled, SpecError, ValidationFailed, predict, validate
+from inference import JobSpec, catalog, fit
+from inference.fitting import FitCallbacks, FitCancelled, SpecError, ValidationFailed, predict, validate
 
 SOURCE = """
 import pyro
@@ -132,3 +132,30 @@ def test_mean_field_pitfall_is_reported_even_without_validation():
     notes = [w for w in result.diagnostics["warnings"] if w["code"] == "mean_field_jacobian"]
     assert len(notes) == 1 and "'tau'" in notes[0]["message"]
     assert result.meta["effective"]["elbo"] == "TraceMeanFieldJacobian_ELBO"
+
+
+def test_float64_jobs_run_models_with_float_constants():
+    """float64 data meets the model's float constants (``X @ beta``): fit must switch dtype."""
+    import torch
+
+    data = catalog.get("logistic_regression").example_data
+    result = fit({"model": {"catalog": "logistic_regression"},
+                  "inference": {"steps": 5, "float_dtype": "float64"},
+                  "outputs": {"num_samples": 10, "elbo_terms_every": 0, "grad_norms_every": 0}}, data)
+    assert all(np.isfinite(result.loss))
+    assert next(iter(result.samples.values())).dtype == np.float64
+    assert torch.get_default_dtype() == torch.float32  # restored after the fit
+
+
+def test_language_limits_apply_inside_fit():
+    from inference.language import Limits, ModelLanguageError
+
+    source = ("import pyro\nimport pyro.distributions as dist\n\n"
+              "def model(y):\n"
+              "    mu = pyro.sample('mu', dist.Normal(0.0, 1.0))\n"
+              "    for i in range(50):\n"
+              "        pyro.sample(f'obs_{i}', dist.Normal(mu, 1.0), obs=y[i])\n")
+    with pytest.raises(ModelLanguageError) as info:
+        fit({"model": {"source": source}, "inference": {"steps": 2}},
+            {"y": np.zeros(50)}, limits=Limits(max_loop_iterations=10))
+    assert info.value.kind == "limit-exceeded"

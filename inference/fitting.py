@@ -14,8 +14,6 @@ Usable in a notebook::
 from __future__ import annotations
 
 import platform
-import sys
-import types
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
@@ -36,6 +34,7 @@ from inference.engine.guides import build_guide
 from inference.engine.loop import FitCallbacks, Progress, device_scope, resolve_device, run_svi
 from inference.engine.validation import ValidationMessage, ValidationReport, run_validation
 from inference.errors import InferenceError
+from inference.language import Limits
 from inference.spec import CatalogModelSpec, JobSpec, SourceGuideSpec
 
 __all__ = [
@@ -87,7 +86,7 @@ def _keyword_only(program: Any) -> Callable:
 
 
 def prepare(spec: JobSpec | Mapping[str, Any], data: Mapping[str, Any] | None,
-            *, device: torch.device | None = None) -> PreparedJob:
+            *, device: torch.device | None = None, limits: Limits | None = None) -> PreparedJob:
     """Compile the model (and custom guide) and bind ``data`` (catalog example data if empty)."""
     from inference.language import bind_data, compile_source
 
@@ -103,14 +102,14 @@ def prepare(spec: JobSpec | Mapping[str, Any], data: Mapping[str, Any] | None,
             data = entry.example_data
     else:
         source, entry_name = spec.model.source, spec.model.entry
-    program = compile_source(source, entry_name)
+    program = compile_source(source, entry_name, limits=limits)
     bound = bind_data(program, dict(data or {}), float_dtype=spec.inference.float_dtype, device=str(device))
     model = program
 
     compile_guide = None
     if isinstance(spec.guide, SourceGuideSpec):
         def compile_guide(src: str, entry: str) -> Callable:
-            return _keyword_only(compile_source(src, entry))
+            return _keyword_only(compile_source(src, entry, limits=limits))
 
     def guide_factory(for_model: Callable | None = None) -> Callable:
         return build_guide(spec.guide, for_model if for_model is not None else model,
@@ -120,19 +119,42 @@ def prepare(spec: JobSpec | Mapping[str, Any], data: Mapping[str, Any] | None,
                        warnings=list(bound.warnings), device=device, float_dtype=float_dtype)
 
 
-def validate(spec: JobSpec | Mapping[str, Any], data: Mapping[str, Any] | None) -> ValidationReport:
+def validate(spec: JobSpec | Mapping[str, Any], data: Mapping[str, Any] | None,
+             *, limits: Limits | None = None) -> ValidationReport:
     """The validation pass alone (no training), on CPU whatever the spec's device.
 
     Bad source or data raise ``ModelLanguageError``; model/guide problems are in the report.
+    ``limits`` are the model language's limits (the service passes its configured ones).
     """
     spec = _as_spec(spec)
-    with _clean_store():
-        job = prepare(spec, data, device=torch.device("cpu"))
+    with _clean_store(), _default_float_dtype(_DTYPES[spec.inference.float_dtype]):
+        job = prepare(spec, data, device=torch.device("cpu"), limits=limits)
         pyro.set_rng_seed(spec.inference.seed)
         report = run_validation(job.model, job.guide_factory, job.kwargs, spec.inference.elbo)
     for text in job.warnings:
         report.warn("data_binding", text)
     return report
+
+
+class _default_float_dtype:
+    """Make ``float_dtype`` torch's default for the duration of a fit.
+
+    Constants in a model (``dist.Normal(0.0, 1.0)``) take torch's default dtype, so
+    float64 data alone would meet float32 latents in ``X @ beta``. A worker process runs
+    one job at a time, so switching the process-wide default is safe; it is restored on exit.
+    """
+
+    def __init__(self, dtype: torch.dtype) -> None:
+        self.dtype = dtype
+
+    def __enter__(self):
+        self.previous = torch.get_default_dtype()
+        torch.set_default_dtype(self.dtype)
+        return self
+
+    def __exit__(self, *exc):
+        torch.set_default_dtype(self.previous)
+        return False
 
 
 class _clean_store:
@@ -153,6 +175,7 @@ def fit(
     *,
     callbacks: FitCallbacks | None = None,
     resume_from: bytes | None = None,
+    limits: Limits | None = None,
 ):
     """Train as ``spec`` says and return a :class:`inference.results.FitResult`.
 
@@ -163,8 +186,8 @@ def fit(
     t0 = time.perf_counter()
     spec = _as_spec(spec)
     device = resolve_device(spec.inference.device)
-    with _clean_store(), device_scope(device):
-        job = prepare(spec, data, device=device)
+    with _clean_store(), device_scope(device), _default_float_dtype(_DTYPES[spec.inference.float_dtype]):
+        job = prepare(spec, data, device=device, limits=limits)
         report = None
         if spec.inference.validate:
             pyro.set_rng_seed(spec.inference.seed)
@@ -217,10 +240,16 @@ def _train_and_collect(spec, job, report, callbacks, resume_from, t0):
         samples, predictive = results.draw_posterior(model, guide, kwargs, out.num_samples,
                                                      predictive=out.predictive, max_plate_nesting=mpn)
         summary = results.summarize(samples)
-        log_probs = results.trace_log_probs(model, guide, kwargs, out.log_prob_draws if out.log_probs
-                                            else min(out.log_prob_draws, 1000),
+        # k-hat needs the importance weights even when the user did not ask for log-probs.
+        log_prob_draws = out.log_prob_draws if out.log_prob_draws is not None else out.num_samples
+        log_probs = results.trace_log_probs(model, guide, kwargs, log_prob_draws if out.log_probs
+                                            else min(log_prob_draws, 1000),
                                             max_plate_nesting=mpn, pointwise=out.log_probs)
-        k_hat = float(results.pareto_khat(np.asarray(log_probs["log_weight"])))
+        importance = results.importance_diagnostics(
+            np.asarray(log_probs["log_weight"]),
+            point_mass_guide=bool(log_probs.get("point_mass_guide", False)),
+            has_latents=bool(log_probs.get("has_latents", True)))
+        k_hat = float(importance["k_hat"])
         param_store_state = results.param_store_safetensors(guide_params=guide_params, model_params=model_params)
     except InferenceError:
         raise
@@ -234,10 +263,12 @@ def _train_and_collect(spec, job, report, callbacks, resume_from, t0):
         warnings_out += [{"code": "data_binding", "message": w, "site": None} for w in job.warnings]
         warnings_out.append({"code": "validation_skipped",
                              "message": "the validation pass was skipped (inference.validate: false)", "site": None})
-    reading = results.khat_reading(k_hat)
     diagnostics = {
         "k_hat": k_hat if np.isfinite(k_hat) else None,
-        "k_hat_reading": reading,
+        "k_hat_reading": importance["k_hat_reading"],
+        "k_hat_note": importance.get("k_hat_note"),
+        "importance_ess": (float(importance["importance_ess"])
+                           if np.isfinite(importance.get("importance_ess", float("nan"))) else None),
         "warnings": warnings_out,
         "converged": bool(run.converged),
         "stopped_early": run.stopped_early,
@@ -337,14 +368,3 @@ def _versions() -> dict[str, str]:
 
     return {"torch": torch.__version__, "pyro": pyro.__version__, "vihub": inference.__version__,
             "numpy": np.__version__, "python": platform.python_version()}
-
-
-class _CallableModule(types.ModuleType):
-    """``from inference import fit`` yields this module (Python binds a submodule to its
-    package attribute of the same name on import), so the module itself calls ``fit``."""
-
-    def __call__(self, *args: Any, **kwargs: Any):
-        return fit(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule

@@ -5,9 +5,10 @@ thread count, interleaved (in-process, worker, in-process, worker, ...) so that 
 shared machine hits both alike; the figures are medians. Target: ratio >= 0.95.
 
 - ``loop steps/s`` = ``meta.steps_done / meta.train_s`` from the ``FitResult`` (the
-  in-process result, and the worker's ``result_json`` artifact): the training loop's
-  rate, with the worker's callbacks (batched progress + loss-point writes, cancel checks,
-  checkpoints, the heartbeat thread) in it.
+  in-process result, and the worker's ``result_json`` artifact); ``train_s`` runs from
+  the start of ``fit`` to the end of training (setup and validation included), with the
+  worker's callbacks (batched progress + loss-point writes, cancel checks, checkpoints,
+  the heartbeat thread) in it.
 - ``job steps/s`` = steps / (``finished_at`` - ``started_at``) for the worker and steps /
   the whole ``fit()`` call in-process: adds setup, validation, result building and, on
   the worker, storing the artifacts.
@@ -25,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -62,6 +64,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=1500)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1, help="torch threads on both sides")
+    parser.add_argument("--pool", default="prefork", choices=["prefork", "solo"], help="the worker's pool")
     parser.add_argument("--database-url", default=None, help="default: a temp SQLite file")
     parser.add_argument("--broker-url", default=None, help="default: a temp SQLAlchemy/SQLite broker")
     args = parser.parse_args()
@@ -96,11 +99,14 @@ def main() -> None:
         tenant_id = TenantRepository(s).get_or_create("bench").id
 
     worker = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker", "-Q", "cpu", "--pool", "prefork",
+        [sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker", "-Q", "cpu", "--pool", args.pool,
          "--concurrency", "1", "--without-mingle", "--without-gossip", "--loglevel", "WARNING"],
         cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )
     spec = job_spec(args.steps)
+    # The worker replaces the spec's checkpoint cadence with its own; run the in-process
+    # baseline with the same one so both sides do the same work.
+    spec["inference"]["checkpoint_every_s"] = settings.worker.checkpoint_every_s
     inproc_loop, inproc_job, worker_loop, worker_job = [], [], [], []
     try:
         run_in_process(job_spec(50))  # warm imports and caches, like the worker's preload
@@ -120,7 +126,7 @@ def main() -> None:
                         break
                 if time.monotonic() > deadline:
                     raise SystemExit(f"job {job_id} did not finish")
-                time.sleep(0.2)
+                time.sleep(0.5)  # polling is load on the same cores: keep it light
             if row.state != "succeeded":
                 raise SystemExit(f"job {job_id} ended {row.state}: {row.error}")
             with factory.begin() as s:
@@ -136,12 +142,13 @@ def main() -> None:
         except subprocess.TimeoutExpired:
             os.killpg(worker.pid, 9)
             worker.wait()
+        shutil.rmtree(home, ignore_errors=True)
 
     med = statistics.median
     paired_loop = [w / i for w, i in zip(worker_loop, inproc_loop)]
     paired_job = [w / i for w, i in zip(worker_job, inproc_job)]
     print(f"\nstore {database_url.split(':')[0]}, broker {broker_url.split(':')[0]}, {args.steps} steps, "
-          f"{args.repeats} repeats, torch threads {args.threads}")
+          f"{args.repeats} repeats, torch threads {args.threads}, pool {args.pool}")
     print(f"loop steps/s  median: in-process {med(inproc_loop):7.1f}  worker {med(worker_loop):7.1f}   "
           f"best: in-process {max(inproc_loop):7.1f}  worker {max(worker_loop):7.1f}")
     print(f"job  steps/s  median: in-process {med(inproc_job):7.1f}  worker {med(worker_job):7.1f}   "

@@ -24,9 +24,21 @@ class Page:
         self.wait(lambda d: d.execute_script("return document.readyState") == "complete")
 
     def wait(self, condition: Callable[[Any], Any], timeout: float = 30, message: str = "") -> Any:
+        from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
         from selenium.webdriver.support.ui import WebDriverWait
 
-        return WebDriverWait(self.driver, timeout, poll_frequency=0.2).until(condition, message)
+        # Live pages re-render (the jobs list every 2 s): an element found a moment ago
+        # may be gone; the condition is simply tried again.
+        return WebDriverWait(self.driver, timeout, poll_frequency=0.2,
+                             ignored_exceptions=(NoSuchElementException, StaleElementReferenceException),
+                             ).until(condition, message)
+
+    def text(self, selector: str) -> str | None:
+        """textContent of the first match, read in one step (safe while the page re-renders)."""
+        return self.js("return document.querySelector(arguments[0])?.textContent ?? null", selector)
+
+    def attr(self, selector: str, name: str) -> str | None:
+        return self.js("return document.querySelector(arguments[0])?.getAttribute(arguments[1]) ?? null", selector, name)
 
     def css(self, selector: str) -> Any:
         from selenium.webdriver.common.by import By

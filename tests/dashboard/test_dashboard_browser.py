@@ -211,11 +211,11 @@ def test_live_loss_curve_grows_and_the_job_can_be_cancelled(page: Page, finished
     # The jobs page refreshes running jobs by itself.
     page.open("#/jobs")
     row = f'tr[data-job-id="{job["id"]}"]'
-    page.wait(lambda d: page.all(row) and page.css(row).get_attribute("data-state") == "running")
-    steps_before = page.css(f"{row} td:nth-child(5)").text
-    page.js("arguments[0].focus()", page.css(f"{row} a"))  # a keyboard user on the running row
-    page.wait(lambda d: page.css(f"{row} td:nth-child(5)").text != steps_before, 30, "the running row did not update")
-    assert "live" in page.css("#jobs-status").text
+    page.wait(lambda d: page.attr(row, "data-state") == "running")
+    steps_before = page.text(f"{row} td:nth-child(5)")
+    page.js("document.querySelector(arguments[0]).focus()", f"{row} a")  # a keyboard user on the running row
+    page.wait(lambda d: page.text(f"{row} td:nth-child(5)") not in (steps_before, None), 30, "the running row did not update")
+    assert "live" in page.text("#jobs-status")
     assert page.js("return document.activeElement.closest('tr')?.dataset.jobId") == job["id"]  # focus kept
     page.open(f"#/jobs/{job['id']}")
     page.wait_css("#cancel-button")

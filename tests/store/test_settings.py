@@ -68,7 +68,6 @@ def test_limits_mirror_the_language_limits() -> None:
     import dataclasses
 
     from inference.language import Limits
-
     from store.settings import LimitsSettings
 
     language = {f.name: f.default for f in dataclasses.fields(Limits)}

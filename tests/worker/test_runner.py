@@ -93,8 +93,7 @@ def test_resume_from_checkpoint_gives_one_continuous_curve(worker_settings: Any,
     """A dead first attempt left a checkpoint at step k and points past it; the next
     attempt resumes at k and the stored curve has each step once, from the run that
     produced the result."""
-    from inference import JobSpec, catalog, fit
-    from inference.engine.loop import FitCallbacks
+    from inference import FitCallbacks, JobSpec, catalog, fit
 
     steps = 160
     spec = make_spec(steps=steps, checkpoint_every_s=0.01)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import sys
 import threading
 from typing import Annotated
 
@@ -180,6 +181,10 @@ def up(
     celery_proc.start()
     sweeper = Sweeper(settings)
     sweeper.start()
+    # uvicorn re-raises the signal it caught after its own clean shutdown, which would
+    # kill this process before the `finally` below stops the worker and the sweeper
+    # (`docker stop`, systemd). A SIGTERM that becomes SystemExit unwinds normally.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         # uvicorn handles SIGINT/SIGTERM and returns; then the children go.
         uvicorn.run("api.app:create_app", factory=True, host=host, port=port,
@@ -228,7 +233,17 @@ def _safe_url(url: str) -> str:
 
 
 def main() -> None:
-    app()
+    """The `vihub` command: server commands, plus the client's when it is installed.
+
+    Both distributions install a `vihub` script and whichever was installed last wins, so
+    each one composes the other's commands: the result is the same command either way.
+    """
+    try:
+        from vihub_client.cli import main as client_main
+    except ImportError:
+        app()
+    else:
+        client_main()
 
 
 if __name__ == "__main__":

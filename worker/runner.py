@@ -327,6 +327,12 @@ class JobRunner:
                 losses.delete_after(self.job_id, -1)
         return spec, data, resume_from
 
+    def _limits(self) -> Any:
+        """The operator's model-language limits (the API applied the same ones at submit)."""
+        from inference.language import Limits
+
+        return Limits(**self.settings.limits.model_dump())
+
     def _fit_and_finish(
         self, spec: Any, data: dict[str, Any], resume_from: bytes | None, callbacks: _StoreCallbacks,
         heartbeat: _Heartbeat, attempt: int, max_attempts: int, queue: str,
@@ -337,7 +343,8 @@ class JobRunner:
 
         try:
             try:
-                result = fit(spec, data, callbacks=callbacks.as_fit_callbacks(), resume_from=resume_from)
+                result = fit(spec, data, callbacks=callbacks.as_fit_callbacks(), resume_from=resume_from,
+                             limits=self._limits())
             except InferenceError as exc:
                 if resume_from is None or exc.details.get("field") != "resume_from":
                     raise
@@ -346,7 +353,8 @@ class JobRunner:
                 log.warning("job %s: checkpoint unusable (%s); starting over", self.job_id, exc.message)
                 self._drop_checkpoint()
                 callbacks.pending.clear()
-                result = fit(spec, data, callbacks=callbacks.as_fit_callbacks(), resume_from=None)
+                result = fit(spec, data, callbacks=callbacks.as_fit_callbacks(), resume_from=None,
+                             limits=self._limits())
             artifacts = self._serialize(result)
         except InferenceError as exc:
             cause = exc.__cause__

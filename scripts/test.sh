@@ -11,6 +11,9 @@ cd "$(dirname "$0")/.."
 # torch is pinned by constraints.txt: an unpinned torch pulls a multi-GB CUDA build.
 python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[test]" -e "./client[numpy,arviz,pandas]"
 
+# The dashboard tests drive Debian's headless Chromium (installed only if missing).
+bash tests/dashboard/install_browser.sh
+
 set +e
 python -m pytest "$@"
 status=$?

@@ -132,6 +132,10 @@ class JobOut(BaseModel):
     labels: dict[str, str] = Field(default_factory=dict)
     dataset_id: str | None = None
     model: dict[str, Any] = Field(description="The model part of the spec (source or catalog name)")
+    spec: dict[str, Any] = Field(
+        default_factory=dict,
+        description="The job spec as run (model, guide, inference, outputs; data is referenced by dataset_id)",
+    )
     links: JobLinks
 
 

@@ -314,6 +314,7 @@ def job_out(job: Job) -> JobOut:
         labels=job.labels or {},
         dataset_id=job.dataset_id,
         model=spec.get("model") or {},
+        spec=spec,
         links=JobLinks(
             self=base, events=f"{base}/events", cancel=f"{base}/cancel", params=f"{base}/params",
             loss=f"{base}/loss", samples=f"{base}/samples", log_probs=f"{base}/log-probs",

@@ -275,7 +275,7 @@ def _check_shapes(program: Program, kwargs: dict[str, Any]) -> None:
                             f"pyro.plate of size {plates[0]}={size} (line {sub.lineno})",
                             field=obs,
                             line=sub.lineno,
-                            col=sub.col_offset,
+                            col=sub.col_offset + 1,
                         )
 
     visit(node.body, [])

@@ -95,11 +95,17 @@ _SAFE_FORMAT_SPEC = re.compile(
 )
 
 
+def _column(node: ast.AST) -> int | None:
+    """1-based column, as editors count (``ast`` counts from 0)."""
+    offset = getattr(node, "col_offset", None)
+    return None if offset is None else offset + 1
+
+
 def _refuse(node: ast.AST, message: str) -> ForbiddenConstruct:
     return ForbiddenConstruct(
         message,
         line=getattr(node, "lineno", None),
-        col=getattr(node, "col_offset", None),
+        col=_column(node),
     )
 
 
@@ -116,14 +122,14 @@ def check_tree(tree: ast.Module, limits: Limits) -> None:
                 f"max_ast_nodes={limits.max_ast_nodes} exceeded: the source is too large",
                 limit="max_ast_nodes",
                 line=getattr(node, "lineno", None),
-                col=getattr(node, "col_offset", None),
+                col=_column(node),
             )
         if depth > MAX_AST_DEPTH:
             raise LimitExceeded(
                 f"expressions and blocks may be nested at most {MAX_AST_DEPTH} deep",
                 limit="max_ast_depth",
                 line=getattr(node, "lineno", None),
-                col=getattr(node, "col_offset", None),
+                col=_column(node),
             )
         _check_node(node, parent)
         for child in ast.iter_child_nodes(node):

@@ -445,7 +445,7 @@ class Compiler:
         return cls(
             message,
             line=getattr(node, "lineno", None),
-            col=getattr(node, "col_offset", None),
+            col=None if getattr(node, "col_offset", None) is None else node.col_offset + 1,
         )
 
     def source_line(self, line: int | None) -> str:
@@ -483,7 +483,7 @@ class Compiler:
                     s,
                     "imports are only allowed at the top level of the source",
                 )
-            compiled.append((self.stmt(s, scope), s.lineno, s.col_offset))
+            compiled.append((self.stmt(s, scope), s.lineno, s.col_offset + 1))
         fns = tuple(c[0] for c in compiled)
         positions = tuple((c[1], c[2]) for c in compiled)
         source_line = self.source_line
@@ -1058,7 +1058,7 @@ class Compiler:
                 try:
                     return get_attribute(base, e.attr)
                 except ModelLanguageError as err:
-                    raise err.locate(e.lineno, e.col_offset)
+                    raise err.locate(e.lineno, e.col_offset + 1)
         return _MISSING
 
     def expr_Attribute(self, e: ast.Attribute, scope: Scope) -> Evaluator:

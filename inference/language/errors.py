@@ -2,7 +2,7 @@
 
 Every rejection of user source or data -- at compile time, at bind time or while the
 program runs -- is a ``ModelLanguageError`` (or a subclass) carrying the 1-based
-``line``, the 0-based ``col`` (both ``None`` where no position applies) and a stable
+``line``, the 1-based ``col`` (as editors count) (both ``None`` where no position applies) and a stable
 ``kind`` slug that the API turns into a problem+json ``type``.
 """
 

@@ -127,7 +127,7 @@ def parse(source: Any, limits: Limits) -> ast.Module:
         raise ModelSyntaxError(
             f"invalid syntax: {exc.msg}",
             line=exc.lineno,
-            col=(exc.offset - 1) if exc.offset else None,
+            col=exc.offset if exc.offset else None,
         ) from None
     except (ValueError, MemoryError, RecursionError, OverflowError) as exc:
         raise ModelSyntaxError(

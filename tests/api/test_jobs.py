@@ -404,3 +404,13 @@ def test_a_broker_outage_delays_but_never_loses_a_job(tmp_path, make_job):
             assert job.published_at is None and job.queued_at is not None
         metrics = client.get("/metrics").text
         assert 'vihub_jobs_published_total{outcome="failed"} 1.0' in metrics
+
+
+
+def test_job_resource_carries_its_spec(api, headers, make_job):
+    body = make_job()
+    job = submit(api, headers, body)
+    fetched = api.client.get(f"/v1/jobs/{job['id']}", headers=headers).json()
+    assert fetched["spec"]["inference"]["steps"] == body["inference"]["steps"]
+    assert fetched["spec"]["guide"] == job["spec"]["guide"] and "auto" in fetched["spec"]["guide"]
+    assert "data" not in fetched["spec"]

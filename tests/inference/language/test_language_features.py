@@ -362,7 +362,7 @@ def test_unknown_names_are_reported_at_compile_time():
     assert "pyro.sample" in str(err.value)
     with pytest.raises(UnknownName) as err:
         compile_source("def model():\n    return undefined_thing")
-    assert err.value.line == 2 and err.value.col == 11
+    assert err.value.line == 2 and err.value.col == 12
 
 
 def test_entry_must_exist():
@@ -393,7 +393,7 @@ def test_error_to_dict():
     with pytest.raises(ModelLanguageError) as err:
         compile_source("def model():\n    while True:\n        pass")
     d = err.value.to_dict()
-    assert d["kind"] == "forbidden-construct" and d["line"] == 2 and d["col"] == 4
+    assert d["kind"] == "forbidden-construct" and d["line"] == 2 and d["col"] == 5
     assert "while" in d["message"] and "for i in range" in d["message"]
 
 
@@ -488,7 +488,7 @@ def test_errors_survive_pickling_for_process_pools():
     assert (copy.kind, copy.line, copy.col, str(copy)) == (
         "limit-exceeded",
         2,
-        4,
+        5,
         str(err.value),
     )
     assert copy.to_dict()["limit"] == "max_tensor_elements"

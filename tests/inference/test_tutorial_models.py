@@ -172,15 +172,8 @@ def guide(data):
 
 
 def language():
-    try:
-        import inference.language as lang
+    import inference.language as lang
 
-        lang.compile_source  # noqa: B018 - raises AttributeError while missing
-    except (
-        ImportError,
-        AttributeError,
-    ) as exc:  # pragma: no cover - only while it is being built
-        pytest.skip(f"inference.language is not importable yet: {exc}")
     return lang
 
 

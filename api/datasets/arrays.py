@@ -90,7 +90,9 @@ def check_array(name: Any, array: np.ndarray, *, pointer: str) -> np.ndarray:
         array = array.astype(np.float64, copy=False)
     elif kind in "iu":
         array = array.astype(np.int64, copy=False)
-    return np.ascontiguousarray(array)
+    # np.ascontiguousarray promotes 0-d to shape (1,): a scalar field (J = 8) must stay a
+    # scalar so it binds as a Python number (plate sizes, range bounds).
+    return np.ascontiguousarray(array) if array.ndim else array
 
 
 def _check_name(name: str, pointer: str) -> None:

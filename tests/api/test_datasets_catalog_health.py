@@ -143,3 +143,19 @@ def test_openapi_declares_errors_for_every_route(api_sqlite):
                 assert "401" in codes, (method, path)
             if "{job_id}" in path:
                 assert "404" in codes, (method, path)
+
+
+def test_npz_scalar_fields_stay_scalars():
+    """An NPZ with a 0-d integer (``J = 8``) keeps it a scalar, so it binds as a Python int."""
+    import io
+
+    import numpy as np
+
+    from api.datasets.arrays import from_upload
+
+    buffer = io.BytesIO()
+    np.savez(buffer, J=np.array(8), y=np.arange(8.0))
+    fields, fmt = from_upload(buffer.getvalue(), filename="data.npz", content_type="application/x-npz")
+    assert fmt == "npz"
+    assert fields["J"].shape == () and fields["J"].dtype == np.int64 and int(fields["J"]) == 8
+    assert fields["y"].shape == (8,)

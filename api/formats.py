@@ -146,6 +146,13 @@ def _netcdf(arrays: Mapping[str, np.ndarray], *, sample_dims: int, group: str) -
     import xarray as xr
 
     variables = {}
+    if sample_dims:
+        # Only per-draw arrays belong in an InferenceData group; bookkeeping scalars such as
+        # ``num_draws`` (and anything not sized by the draws) would clash on the draw dim.
+        arrays = {name: np.asarray(a) for name, a in arrays.items()}
+        leading_sizes = [a.shape[0] for a in arrays.values() if a.ndim >= 1]
+        draws = max(set(leading_sizes), key=leading_sizes.count) if leading_sizes else 0
+        arrays = {name: a for name, a in arrays.items() if a.ndim >= 1 and a.shape[0] == draws}
     for name, array in arrays.items():
         if sample_dims:
             array = array.reshape((1,) + array.shape) if sample_dims == 1 else array

@@ -99,6 +99,21 @@ class WorkerSettings(BaseModel):
         return self.hard_time_limit_s + 600
 
 
+class ApiSettings(BaseModel):
+    """API-process knobs (read by ``api.app.ApiOptions``); env ``VIHUB_API__<FIELD>``."""
+
+    # Submission dry runs (compile, bind, trace once) run in this many spawned processes.
+    dry_run_workers: int = Field(1, ge=1, le=64)
+    dry_run_time_limit_s: float = Field(20.0, gt=0)
+    # A submit waiting longer than this for a free dry-run process gets a 503.
+    dry_run_queue_wait_s: float = Field(30.0, gt=0)
+    warm_up_pool: bool = True
+    sse_poll_s: float = Field(0.5, gt=0)
+    sse_max_s: float = Field(3600.0, gt=0)
+    # How long an API key -> tenant lookup is reused (a revoked key works this much longer).
+    auth_cache_ttl_s: float = Field(10.0, ge=0)
+
+
 class WebhookSettings(BaseModel):
     """Delivery of job-end webhooks (``worker.webhooks``; see docs/webhooks.md)."""
 
@@ -147,6 +162,7 @@ class Settings(BaseSettings):
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     webhooks_allow_private: bool = False
     webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
+    api: ApiSettings = Field(default_factory=ApiSettings)
     log_level: str = "INFO"
 
     @model_validator(mode="after")

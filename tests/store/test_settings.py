@@ -73,3 +73,13 @@ def test_limits_mirror_the_language_limits() -> None:
     language = {f.name: f.default for f in dataclasses.fields(Limits)}
     assert LimitsSettings().model_dump() == language
     assert Limits(**LimitsSettings().model_dump()) == Limits()
+
+
+def test_api_section_reaches_the_api_options(monkeypatch):
+    from api.app import ApiOptions
+    from store.settings import Settings
+
+    monkeypatch.setenv("VIHUB_API__DRY_RUN_WORKERS", "3")
+    monkeypatch.setenv("VIHUB_API__AUTH_CACHE_TTL_S", "0")
+    options = ApiOptions.from_settings(Settings())
+    assert options.dry_run_workers == 3 and options.auth_cache_ttl_s == 0

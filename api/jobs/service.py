@@ -47,6 +47,7 @@ from store.job_states import FINAL_STATES, JobState
 from store.models import Job
 from store.repositories.jobs import InvalidPageToken as StoreInvalidPageToken
 from store.repositories.jobs import JobFilters, JobRepository
+from store.repositories.tenants import TenantRepository
 
 log = logging.getLogger("vihub.api.jobs")
 
@@ -91,6 +92,11 @@ def create_job(
         queue=queue,
         max_attempts=runtime.settings.worker.max_attempts,
     )
+    # The quota was checked before the dry run (fail fast); check it again under the
+    # tenant's lock, which is held until commit, so two simultaneous submits cannot both
+    # take the last slot.
+    TenantRepository(session).lock(tenant.id)
+    check_concurrency(jobs, runtime.settings, tenant)
     try:
         with session.begin_nested():
             job = jobs.create(**values)
@@ -150,6 +156,11 @@ def check_quotas(jobs: JobRepository, settings: Any, tenant: TenantRef, body: Jo
             pointer="/inference/steps",
             limit=quotas.max_steps,
         )
+    check_concurrency(jobs, settings, tenant)
+
+
+def check_concurrency(jobs: JobRepository, settings: Any, tenant: TenantRef) -> None:
+    quotas = settings.quotas
     active = jobs.count_active_for_tenant(tenant.id)
     if active >= quotas.max_concurrent_jobs:
         raise TooManyConcurrentJobs(

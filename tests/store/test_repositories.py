@@ -329,3 +329,33 @@ def test_api_keys(session_factory: Any, tenant: Any) -> None:
         assert repo.find_active_by_hash(hash_api_key(key + "x")) is None
         assert repo.revoke(tenant.id, row.id)
         assert repo.find_active_by_hash(hash_api_key(key)) is None
+
+
+def test_tenant_lock_serialises_count_then_insert(session_factory: Any, tenant: Any) -> None:
+    """Four submits race for the last concurrent-job slot: under the tenant lock one wins."""
+    max_active = 1
+    barrier = threading.Barrier(4)
+    admitted: list[str] = []
+    errors: list[BaseException] = []
+
+    def submit(name: str) -> None:
+        try:
+            barrier.wait(timeout=10)
+            with session_factory.begin() as s:
+                TenantRepository(s).lock(tenant.id)
+                jobs = JobRepository(s)
+                if jobs.count_active_for_tenant(tenant.id) < max_active:
+                    jobs.create(tenant_id=tenant.id, spec=SPEC, queue="cpu", labels={"who": name})
+                    admitted.append(name)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=submit, args=(f"s{i}",)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not errors, errors
+    assert len(admitted) == 1
+    with session_factory() as s:
+        assert JobRepository(s).count_active_for_tenant(tenant.id) == 1

@@ -35,6 +35,14 @@ def _binary(*media: str) -> dict[int | str, dict[str, Any]]:
 ALL_BINARY = (ResultFormat.json, ResultFormat.npz, ResultFormat.safetensors, ResultFormat.netcdf, ResultFormat.pt)
 
 
+def _stored_download(session: Any, job: Any, fmt: ResultFormat, kinds: dict[ResultFormat, str],
+                     filename: str) -> Response | None:
+    """The file the worker wrote for this format, when it wrote one (else convert on request)."""
+    kind = kinds.get(fmt)
+    blob = results.stored_blob(session, job, kind) if kind is not None else None
+    return binary_response(blob, fmt, filename=filename) if blob is not None else None
+
+
 @router.get("/params", summary="Fitted guide (phi) and model (theta) parameters",
             responses={**_binary("application/x-npz", "application/octet-stream", "application/x-pytorch"), **_ERRORS})
 def get_params(job_id: str, session: SessionDep, tenant: CurrentTenant, format: FormatQuery = None,
@@ -42,10 +50,10 @@ def get_params(job_id: str, session: SessionDep, tenant: CurrentTenant, format: 
     allowed = (ResultFormat.json, ResultFormat.npz, ResultFormat.safetensors, ResultFormat.pt)
     fmt = negotiate(format, accept, allowed)
     job = get_job(session, tenant, job_id)
-    if fmt is ResultFormat.safetensors:
-        blob = results.stored_blob(session, job, ArtifactKind.PARAMS_SAFETENSORS)
-        if blob is not None:
-            return binary_response(blob, fmt, filename=f"{job.id}-params")
+    stored = _stored_download(session, job, fmt, {ResultFormat.safetensors: ArtifactKind.PARAMS_SAFETENSORS},
+                              f"{job.id}-params")
+    if stored is not None:
+        return stored
     if fmt is ResultFormat.pt:
         # Pyro's own param-store file: pyro.get_param_store().load(path)
         blob = results.stored_blob(session, job, ArtifactKind.PARAM_STORE_PT)
@@ -85,11 +93,10 @@ def get_samples(job_id: str, session: SessionDep, tenant: CurrentTenant, format:
                 accept: AcceptHeader = None) -> Response:
     fmt = negotiate(format, accept, ALL_BINARY)
     job = get_job(session, tenant, job_id)
-    stored_kind = {ResultFormat.npz: ArtifactKind.SAMPLES_NPZ, ResultFormat.netcdf: ArtifactKind.NETCDF}.get(fmt)
-    if stored_kind is not None:
-        blob = results.stored_blob(session, job, stored_kind)
-        if blob is not None:
-            return binary_response(blob, fmt, filename=f"{job.id}-samples")
+    stored = _stored_download(session, job, fmt, {ResultFormat.npz: ArtifactKind.SAMPLES_NPZ,
+                                                  ResultFormat.netcdf: ArtifactKind.NETCDF}, f"{job.id}-samples")
+    if stored is not None:
+        return stored
     body = results.samples(results.load_result(session, job))
     if fmt is ResultFormat.json:
         return JSONResponse({"job_id": job.id, **body})
@@ -105,10 +112,10 @@ def get_log_probs(job_id: str, session: SessionDep, tenant: CurrentTenant, forma
                   accept: AcceptHeader = None) -> Response:
     fmt = negotiate(format, accept, ALL_BINARY)
     job = get_job(session, tenant, job_id)
-    if fmt is ResultFormat.npz:
-        blob = results.stored_blob(session, job, ArtifactKind.LOG_PROBS_NPZ)
-        if blob is not None:
-            return binary_response(blob, fmt, filename=f"{job.id}-log-probs")
+    stored = _stored_download(session, job, fmt, {ResultFormat.npz: ArtifactKind.LOG_PROBS_NPZ},
+                              f"{job.id}-log-probs")
+    if stored is not None:
+        return stored
     body = results.log_probs(results.load_result(session, job))
     if fmt is ResultFormat.json:
         return JSONResponse({"job_id": job.id, **body})

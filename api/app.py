@@ -155,10 +155,14 @@ def _start_runtime(settings: Any, options: ApiOptions, metrics: ApiMetrics) -> R
     )
     # Objects stay readable after the request's commit, when responses are serialised.
     sessionmaker = make_sessionmaker(bind=engine, expire_on_commit=False)
+    sandbox = settings.sandbox
     dry_runs = DryRunPool(
         max_workers=options.dry_run_workers,
         time_limit_s=options.dry_run_time_limit_s,
         queue_wait_s=options.dry_run_queue_wait_s,
+        memory_bytes=None if sandbox.dry_run_memory_mb is None else sandbox.dry_run_memory_mb * 1024 * 1024,
+        cpu_seconds=sandbox.dry_run_cpu_seconds,
+        max_result_bytes=sandbox.max_result_mb * 1024 * 1024,
     )
     if options.warm_up_pool:
         dry_runs.warm_up()

@@ -1,32 +1,48 @@
 """Model code that the API must run, kept off the event loop and out of the API process.
 
 Submission-time dry runs (compile the model, bind the data, trace model and guide once
-via ``inference.validate``) and posterior-predictive requests run user model code. Pyro's
-param store and RNG are process-global and a model can be slow, so this code runs in a
-small ``ProcessPoolExecutor`` with the ``spawn`` start method (no inherited locks, no CUDA
-state) and a time limit enforced twice: inside the child by ``SIGALRM`` (which interrupts
-the Python-level interpreter of the model language) and in the parent by a wait timeout
-that replaces the whole pool if a child is wedged in native code.
+via ``inference.validate``) and posterior-predictive requests run user model code. Each
+call runs in a **fresh process** forked from a pre-warmed forkserver
+(``inference.sandbox``): a process that has run one request's model never runs another's,
+so nothing a model leaves behind in Pyro's process-global state (handler stack, param
+store, RNG) can reach another tenant. The child runs under OS limits (address space, CPU
+seconds, a wall-clock SIGKILL from this side) and dies with its parent.
+
+The time limit is enforced twice: inside the child by ``SIGALRM`` (which interrupts the
+model language's interpreter and gives a clean "took longer than N s" answer) and here by
+the sandbox's wall deadline, which kills a child wedged in native code.
 
 The functions that run in the child return plain data (``{"ok": ..., ...}``) instead of
-raising: library exceptions with keyword-only constructors do not survive pickling.
+raising; arrays come back as ``.npy`` blobs and nothing coming back is unpickled.
 """
 
 from __future__ import annotations
 
-import concurrent.futures
+import io
 import json
 import logging
-import multiprocessing
 import signal
 import threading
 from collections.abc import Mapping
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from typing import Any
 
+from inference.sandbox import (
+    Channel,
+    add_preload,
+    ResourceLimits,
+    SandboxError,
+    is_out_of_memory,
+    resource_limit_error,
+    run_in_sandbox,
+)
+from inference.sandbox import warm_up as warm_up_forkserver
+
 log = logging.getLogger("vihub.api.dryrun")
+
+# Margin between the child's own alarm and the parent's SIGKILL deadline: the alarm
+# answers first with a clean timeout, the kill is for a child stuck in native code.
+_WALL_MARGIN_S = 2.0
 
 
 class DryRunTimedOut(Exception):
@@ -38,104 +54,118 @@ class DryRunUnavailable(Exception):
 
 
 class DryRunPool:
-    """A bounded, replaceable pool of spawned processes running ``api.dryrun`` functions."""
+    """At most ``max_workers`` concurrent dry runs, each in its own disposable process."""
 
-    def __init__(self, max_workers: int = 1, time_limit_s: float = 20.0, queue_wait_s: float = 30.0) -> None:
+    def __init__(self, max_workers: int = 1, time_limit_s: float = 20.0, queue_wait_s: float = 30.0,
+                 *, memory_bytes: int | None = None, cpu_seconds: float | None = None,
+                 max_result_bytes: int = 256 * 1024 * 1024) -> None:
         self.max_workers = max(1, int(max_workers))
         self.time_limit_s = float(time_limit_s)
-        # Time a request may wait for a free process on top of its own run time.
+        # Time a request may wait for a free slot on top of its own run time.
         self.queue_wait_s = float(queue_wait_s)
-        self._lock = threading.Lock()
-        self._pool: ProcessPoolExecutor | None = None
+        self.memory_bytes = memory_bytes
+        self.cpu_seconds = cpu_seconds
+        self.max_result_bytes = int(max_result_bytes)
+        self._slots = threading.BoundedSemaphore(self.max_workers)
+        add_preload("api.dryrun")
 
-    def _executor(self) -> ProcessPoolExecutor:
-        with self._lock:
-            if self._pool is None:
-                self._pool = ProcessPoolExecutor(
-                    max_workers=self.max_workers,
-                    mp_context=multiprocessing.get_context("spawn"),
-                    initializer=_child_init,
-                )
-            return self._pool
+    @property
+    def limits(self) -> ResourceLimits:
+        return ResourceLimits(memory_bytes=self.memory_bytes, cpu_seconds=self.cpu_seconds,
+                              wall_seconds=self.time_limit_s + _WALL_MARGIN_S)
 
     def warm_up(self) -> None:
-        """Start the children and import the engine in them, without waiting."""
-        pool = self._executor()
-        for _ in range(self.max_workers):
-            pool.submit(_child_ping)
+        """Start the forkserver (it imports torch and the engine once) without waiting."""
+        threading.Thread(target=_warm_up_quietly, name="vihub-forkserver-warm-up", daemon=True).start()
 
-    def run(self, fn: Any, *args: Any) -> Any:
-        """Run ``fn(*args, time_limit_s)`` in a child; blocks the calling (worker) thread."""
+    def run(self, fn: Any, *args: Any) -> dict[str, Any]:
+        """Run ``fn(*args, time_limit_s)`` in a fresh child; blocks the calling (worker) thread."""
+        if not self._slots.acquire(timeout=self.queue_wait_s):
+            raise DryRunUnavailable("all trial-run processes are busy")
+        limits = self.limits
         try:
-            future = self._executor().submit(fn, *args, self.time_limit_s)
-        except (BrokenProcessPool, RuntimeError) as exc:
-            self._replace()
-            raise DryRunUnavailable(str(exc)) from exc
-        try:
-            return future.result(timeout=self.time_limit_s + self.queue_wait_s)
-        except concurrent.futures.TimeoutError as exc:
-            future.cancel()
-            if future.running():
-                # A child ignored SIGALRM (stuck in native code): kill the pool.
-                self._replace()
-                raise DryRunTimedOut() from exc
-            raise DryRunUnavailable("all trial-run processes are busy") from exc
-        except BrokenProcessPool as exc:
-            self._replace()
-            raise DryRunUnavailable("a trial-run process died") from exc
-
-    def _replace(self) -> None:
-        with self._lock:
-            pool, self._pool = self._pool, None
-        if pool is None:
-            return
-        # ProcessPoolExecutor has no public way to stop a running task; kill its children.
-        processes = list((getattr(pool, "_processes", None) or {}).values())
-        pool.shutdown(wait=False, cancel_futures=True)
-        for process in processes:
-            try:
-                process.kill()
-            except Exception:  # pragma: no cover - already gone
-                pass
+            header, blobs = run_in_sandbox(
+                "api.dryrun:child_call", (f"{fn.__module__}:{fn.__name__}", args, self.time_limit_s),
+                limits, max_message_bytes=self.max_result_bytes,
+            )
+        except SandboxError as exc:
+            if exc.reason == "resource-limit":
+                if exc.limit == "wall":
+                    raise DryRunTimedOut() from exc
+                return {"ok": False, "error": resource_limit_error(exc, limits)}
+            if exc.reason == "crashed":
+                return {"ok": False, "internal": True, "message": exc.message}
+            raise DryRunUnavailable(exc.message) from exc
+        except OSError as exc:  # could not fork (process or memory limits of the host)
+            raise DryRunUnavailable(f"could not start a trial-run process: {exc}") from exc
+        finally:
+            self._slots.release()
+        if header.get("op") == "resource-limit":
+            return {"ok": False, "error": resource_limit_error(
+                SandboxError("resource-limit", "", limit=str(header.get("limit") or "memory")), limits)}
+        if header.get("op") != "outcome" or not isinstance(header.get("outcome"), dict):
+            return {"ok": False, "internal": True, "message": str(header.get("message") or "no answer")}
+        outcome = _decode_outcome(header["outcome"], blobs)
+        error = outcome.get("error")
+        if isinstance(error, dict) and error.get("kind") == "resource-limit":
+            # The child caught its own allocation failure; name the configured limit.
+            outcome["error"] = resource_limit_error(
+                SandboxError("resource-limit", "", limit=str(error.get("limit") or "memory")), limits)
+        return outcome
 
     def shutdown(self) -> None:
-        with self._lock:
-            pool, self._pool = self._pool, None
-        if pool is not None:
-            processes = list((getattr(pool, "_processes", None) or {}).values())
-            pool.shutdown(wait=False, cancel_futures=True)
-            for process in processes:
-                process.join(timeout=2)
-                if process.is_alive():
-                    process.kill()
+        """Nothing to stop: each call's process ends with the call, the forkserver with us."""
+
+
+def _warm_up_quietly() -> None:
+    try:
+        warm_up_forkserver()
+    except Exception:  # pragma: no cover - the first request reports the real error
+        log.warning("could not start the trial-run forkserver", exc_info=True)
+
+
+def _decode_outcome(outcome: dict[str, Any], blobs: Mapping[str, bytes]) -> dict[str, Any]:
+    """Arrays sent as ``.npy`` blobs back into the outcome (``allow_pickle=False``)."""
+    import numpy as np
+
+    arrays: dict[str, dict[str, Any]] = {}
+    for name, blob in blobs.items():
+        group, _, key = name.partition("/")
+        arrays.setdefault(group, {})[key] = np.load(io.BytesIO(blob), allow_pickle=False)
+    for group, values in arrays.items():
+        outcome[group] = values
+    return outcome
 
 
 # ---------------------------------------------------------------------------------------
 # Child side. Everything below runs in the spawned process.
 
 
-def _child_init() -> None:
-    # The parent handles Ctrl-C; children must not die half-way through a reply.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        import torch
+def child_call(channel: Channel, payload: tuple[str, tuple, float]) -> None:
+    """Sandbox entry: run ``module:function(*args, time_limit_s)`` and send its outcome."""
+    import importlib
 
-        torch.set_num_threads(1)
-    except Exception:  # pragma: no cover
-        pass
+    import numpy as np
+
+    target, args, time_limit_s = payload
+    module_name, _, function_name = target.partition(":")
+    function = getattr(importlib.import_module(module_name), function_name)
+    outcome = dict(function(*args, time_limit_s))
+    blobs: dict[str, bytes] = {}
+    for group in ("predictive",):
+        arrays = outcome.pop(group, None)
+        if arrays is None:
+            continue
+        for key, value in arrays.items():
+            buffer = io.BytesIO()
+            np.save(buffer, np.asarray(value), allow_pickle=False)
+            blobs[f"{group}/{key}"] = buffer.getvalue()
+    channel.send({"final": True, "op": "outcome", "outcome": jsonable(outcome)}, blobs)
 
 
-def _child_ping(time_limit_s: float | None = None) -> bool:
-    try:
-        import inference.language  # noqa: F401
-        import inference.spec  # noqa: F401  (warms the import cache)
-    except Exception:
-        pass
-    return True
-
-
-class _Alarm(Exception):
-    pass
+class _Alarm(BaseException):
+    """Raised by SIGALRM. A BaseException, so that no ``except Exception`` in the
+    language or the engine turns the timeout into a runtime error at a user line."""
 
 
 @contextmanager
@@ -150,6 +180,17 @@ def _time_limit(seconds: float):
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+
+
+def _timed_out(exc: BaseException) -> bool:
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, _Alarm):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
 
 
 def _error_dict(exc: BaseException) -> dict[str, Any]:
@@ -185,6 +226,12 @@ def _run_guarded(body: Any, time_limit_s: float) -> dict[str, Any]:
     except _Alarm:
         return {"ok": False, "timeout": True}
     except Exception as exc:
+        if _timed_out(exc):
+            # The alarm fired inside user code and was wrapped on its way out.
+            return {"ok": False, "timeout": True}
+        if is_out_of_memory(exc):
+            return {"ok": False, "error": {"kind": "resource-limit", "limit": "memory",
+                                           "message": "The run exceeded the memory limit and was stopped."}}
         if _is_library_error(exc):
             error = _error_dict(exc)
             part = getattr(exc, "vihub_part", None)

@@ -14,6 +14,8 @@ PROBLEM_BASE = "https://vihub.dev/problems/"
 INTERNAL_ERROR = "internal-error"
 TOO_MANY_ATTEMPTS = "too-many-attempts"
 TIME_LIMIT = "time-limit-exceeded"
+# An OS limit of the process running user code (memory, CPU time, wall clock).
+RESOURCE_LIMIT = "resource-limit"
 DATA_MISSING = "data-missing"
 
 

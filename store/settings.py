@@ -114,6 +114,39 @@ class ApiSettings(BaseModel):
     auth_cache_ttl_s: float = Field(10.0, ge=0)
 
 
+class SandboxSettings(BaseModel):
+    """OS limits of the processes that run user code (``inference.sandbox``);
+    env ``VIHUB_SANDBOX__<FIELD>``. See docs/operations.md, "Isolation".
+
+    Every job and every dry run / predict call runs in its own process forked from a
+    pre-warmed forkserver. Memory is address space the process may map *on top of* the
+    engine it starts with (torch alone maps several hundred MB of libraries); ``None``
+    turns a limit off. CUDA jobs get no address-space limit (the CUDA runtime reserves
+    huge virtual ranges); bound GPU workers with the container's memory limit instead.
+    """
+
+    # Jobs (worker).
+    job_memory_mb: int | None = Field(4096, ge=64)
+    # CPU seconds over all threads; None -> quotas.max_run_seconds x 2 (two threads busy).
+    job_cpu_seconds: int | None = Field(None, ge=1)
+    # Wall-clock SIGKILL deadline; None -> quotas.max_run_seconds + 120 (the engine's own
+    # time check stops a run at max_run_seconds; this catches one stuck in native code).
+    job_wall_seconds: int | None = Field(None, ge=1)
+    # Dry runs and predict calls (API); their wall deadline is api.dry_run_time_limit_s + 2.
+    dry_run_memory_mb: int | None = Field(2048, ge=64)
+    dry_run_cpu_seconds: int | None = Field(60, ge=1)
+    # Largest single message (e.g. a result artifact) a sandbox may send back.
+    max_result_mb: int = Field(1024, ge=1)
+
+    def job_limits_for(self, max_run_seconds: int) -> dict[str, int | None]:
+        """``ResourceLimits`` fields for a job, with the documented defaults filled in."""
+        return {
+            "memory_bytes": None if self.job_memory_mb is None else self.job_memory_mb * 1024 * 1024,
+            "cpu_seconds": self.job_cpu_seconds if self.job_cpu_seconds is not None else 2 * max_run_seconds,
+            "wall_seconds": self.job_wall_seconds if self.job_wall_seconds is not None else max_run_seconds + 120,
+        }
+
+
 class WebhookSettings(BaseModel):
     """Delivery of job-end webhooks (``worker.webhooks``; see docs/webhooks.md)."""
 
@@ -163,6 +196,7 @@ class Settings(BaseSettings):
     webhooks_allow_private: bool = False
     webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
+    sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
     log_level: str = "INFO"
 
     @model_validator(mode="after")

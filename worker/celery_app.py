@@ -1,15 +1,18 @@
 """The Celery app of the vihub worker: ``celery -A worker.celery_app worker -Q cpu``.
 
 Configuration comes from ``store.settings.celery_config`` (the API's publisher uses the
-same dict). Process model (ARCHITECTURE §4):
+same dict). Process model (ARCHITECTURE §4; docs/operations.md, "Isolation"):
 
-- one job per process at a time: prefork (``--concurrency N`` processes) or solo; never
-  threads, because Pyro's param store and RNG are process-global;
-- the parent process never imports torch (``worker.tasks`` imports ``inference``
-  lazily), so no OpenMP/CUDA state exists before fork; each child imports the engine
-  right after fork, in a background thread;
-- pooled DB connections are dropped in each child after fork;
-- GPU workers recycle their child after ``worker.gpu_max_tasks_per_child`` jobs
+- one job per pool process at a time: prefork (``--concurrency N`` processes) or solo;
+  never threads;
+- the pool process is a *supervisor*: it claims the job, relays progress, checkpoints and
+  results to the store, and never runs user code or torch. Each attempt's fit runs in a
+  fresh child forked from the pool process's own forkserver (``inference.sandbox``;
+  torch and the engine preloaded there once), under OS limits (``settings.sandbox``),
+  and that child is thrown away after the job: one job's model can never see another's;
+- the parent process never imports torch, so no OpenMP/CUDA state exists before fork;
+- pooled DB connections are dropped in each pool process after fork;
+- GPU workers recycle their pool process after ``worker.gpu_max_tasks_per_child`` jobs
   (``vihub worker --queues gpu`` sets ``--max-tasks-per-child``).
 """
 
@@ -42,18 +45,21 @@ def _after_fork(**_: object) -> None:
 
     # Connections inherited from the parent must not be shared with it.
     dispose_engines()
-    # Warm the engine import (torch, pyro) after fork, in the background: the parent
+    # Start this pool process's forkserver in the background: it imports torch and the
+    # engine once, and every job then runs in a fresh child forked from it. The parent
     # waits only `worker_proc_alive_timeout` for the child's UP message, and importing
-    # torch on a busy machine can take longer. A job arriving meanwhile simply waits on
-    # the import lock.
-    threading.Thread(target=_preload_engine, name="vihub-preload", daemon=True).start()
+    # torch on a busy machine can take longer; a job arriving meanwhile simply waits.
+    threading.Thread(target=_start_forkserver, name="vihub-forkserver", daemon=True).start()
 
 
-def _preload_engine() -> None:
+def _start_forkserver() -> None:
     try:
-        import inference.fitting  # noqa: F401
+        from inference import sandbox
+
+        sandbox.add_preload("worker.job_sandbox")
+        sandbox.warm_up()
     except Exception:  # pragma: no cover - the first job reports the real error
-        log.warning("could not preload the inference engine", exc_info=True)
+        log.warning("could not start the sandbox forkserver", exc_info=True)
 
 
 # Importing the tasks registers them on ``app`` (celery -A worker.celery_app finds both).

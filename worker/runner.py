@@ -67,10 +67,13 @@ from store.repositories import (
 from store.repositories.jobs import LeaseLost
 from store.settings import Settings, get_settings
 from worker.hooks import on_job_finished
+from inference.sandbox import add_preload
+from worker.job_sandbox import FIT_CANCELLED_KIND
 
 log = logging.getLogger("vihub.worker")
 
-FIT_CANCELLED_KIND = "fit-cancelled"
+# The fit's entry point is imported once by the forkserver, not by every job's child.
+add_preload("worker.job_sandbox")
 
 
 def make_worker_id() -> str:
@@ -258,14 +261,7 @@ class JobRunner:
     # -- the run ------------------------------------------------------------------------
 
     def run(self) -> str:
-        import pyro
-
-        pyro.clear_param_store()
-        try:
-            return self._run()
-        finally:
-            # Pyro's param store is process-global: never leak one job's params into the next.
-            pyro.clear_param_store()
+        return self._run()
 
     def _run(self) -> str:
         w = self.settings.worker
@@ -333,51 +329,116 @@ class JobRunner:
 
         return Limits(**self.settings.limits.model_dump())
 
+    def _resource_limits(self, spec: Any, queue: str) -> Any:
+        from inference.sandbox import ResourceLimits
+
+        fields = self.settings.sandbox.job_limits_for(self.settings.quotas.max_run_seconds)
+        device = spec.inference.device
+        if device == "cuda" or (device == "auto" and queue == "gpu"):
+            # The CUDA runtime reserves huge virtual ranges: an address-space cap breaks it.
+            fields["memory_bytes"] = None
+        return ResourceLimits(**fields)
+
     def _fit_and_finish(
         self, spec: Any, data: dict[str, Any], resume_from: bytes | None, callbacks: _StoreCallbacks,
         heartbeat: _Heartbeat, attempt: int, max_attempts: int, queue: str,
     ) -> str:
+        """Fit in a fresh sandboxed process; this process only relays to the store."""
         from celery.exceptions import SoftTimeLimitExceeded
 
-        from inference import InferenceError, fit
+        from inference.sandbox import Sandbox, SandboxError, resource_limit_error
 
+        limits = self._resource_limits(spec, queue)
+        payload = {
+            "spec": spec.model_dump(mode="json"),
+            "data": data,
+            "resume_from": resume_from,
+            "limits": self.settings.limits.model_dump(),
+        }
+        final: tuple[dict[str, Any], dict[str, bytes]] | None = None
+        watch: _SandboxWatch | None = None
         try:
-            try:
-                result = fit(spec, data, callbacks=callbacks.as_fit_callbacks(), resume_from=resume_from,
-                             limits=self._limits())
-            except InferenceError as exc:
-                if resume_from is None or exc.details.get("field") != "resume_from":
-                    raise
-                # The checkpoint does not fit this spec/engine (e.g. an upgrade in between):
-                # start over rather than fail the job.
-                log.warning("job %s: checkpoint unusable (%s); starting over", self.job_id, exc.message)
-                self._drop_checkpoint()
-                callbacks.pending.clear()
-                result = fit(spec, data, callbacks=callbacks.as_fit_callbacks(), resume_from=None,
-                             limits=self._limits())
-            artifacts = self._serialize(result)
-        except InferenceError as exc:
-            cause = exc.__cause__
-            if isinstance(cause, SoftTimeLimitExceeded):
+            with Sandbox("worker.job_sandbox:run_fit", payload, limits,
+                         max_message_bytes=self.settings.sandbox.max_result_mb * 1024 * 1024) as box:
+                watch = _SandboxWatch(box, callbacks, heartbeat)
+                for header, blobs in box.messages(poll_s=1.0, on_idle=watch.on_idle):
+                    if header.get("final"):
+                        final = (header, blobs)
+                        break
+                    self._relay(box, header, blobs, callbacks, watch)
+        except SoftTimeLimitExceeded:
+            return self._finish(JobState.FAILED, self._time_limit_problem())
+        except SandboxError as exc:
+            if heartbeat.lost.is_set():
+                return "lease-lost"
+            stopped_for = watch.stopped_for if watch is not None else None
+            if stopped_for == "cancel":
+                self._flush_quietly(callbacks)
+                return self._finish(JobState.CANCELLED, None)
+            if stopped_for == "time-limit":
                 return self._finish(JobState.FAILED, self._time_limit_problem())
-            if isinstance(cause, SQLAlchemyError):
-                # Not the user's model: the store failed under the engine.
-                return self._internal_error(cause, heartbeat, attempt, max_attempts, queue)
-            if exc.kind == FIT_CANCELLED_KIND:
+            if exc.reason == "resource-limit":
+                log.warning("job %s: %s", self.job_id, exc.message)
+                self._flush_quietly(callbacks)
+                return self._finish(JobState.FAILED, _resource_limit_problem(resource_limit_error(exc, limits)))
+            return self._internal_error(exc, heartbeat, attempt, max_attempts, queue)
+        except SQLAlchemyError as exc:
+            # Not the user's model: the store failed under the relay.
+            return self._internal_error(exc, heartbeat, attempt, max_attempts, queue)
+        assert final is not None
+        return self._outcome(final[0], final[1], callbacks, heartbeat, attempt, max_attempts, queue, limits)
+
+    def _relay(self, box: Any, header: dict[str, Any], blobs: dict[str, bytes], callbacks: _StoreCallbacks,
+               watch: _SandboxWatch) -> None:
+        op = header.get("op")
+        if op == "progress":
+            callbacks.on_progress(_ProgressReport.from_message(header.get("progress") or {}))
+        elif op == "should-cancel":
+            watch.asked()
+            box.reply({"cancel": callbacks.should_cancel()})
+        elif op == "checkpoint":
+            callbacks.on_checkpoint(blobs.get("checkpoint", b""), int(header.get("step") or 0))
+        elif op == "drop-checkpoint":
+            log.warning("job %s: checkpoint unusable; starting over", self.job_id)
+            self._drop_checkpoint()
+            callbacks.pending.clear()
+            box.reply({"ok": True})
+        else:
+            log.warning("job %s: unknown message %r from the sandbox", self.job_id, op)
+
+    def _outcome(self, header: dict[str, Any], blobs: dict[str, bytes], callbacks: _StoreCallbacks,
+                 heartbeat: _Heartbeat, attempt: int, max_attempts: int, queue: str, limits: Any) -> str:
+        from inference.sandbox import SandboxError, resource_limit_error
+
+        op = header.get("op")
+        if op == "succeeded":
+            types = header.get("content_types") or {}
+            artifacts = {kind: (blobs[kind], str(types.get(kind) or "application/octet-stream"))
+                         for kind in blobs if kind in ArtifactKind.CONTENT_TYPES and kind != ArtifactKind.CHECKPOINT}
+            if ArtifactKind.RESULT_JSON not in artifacts:
+                return self._internal_error(RuntimeError("the sandbox sent no result"), heartbeat, attempt,
+                                            max_attempts, queue)
+            return self._succeed([_finite(v) for v in header.get("loss") or []], artifacts, callbacks)
+        if op == "failed":
+            kind = str(header.get("kind") or "inference-error")
+            if kind == FIT_CANCELLED_KIND:
                 if heartbeat.lost.is_set():
                     return "lease-lost"
                 if callbacks.timed_out:
                     return self._finish(JobState.FAILED, self._time_limit_problem())
                 self._flush_quietly(callbacks)
                 return self._finish(JobState.CANCELLED, None)
-            log.info("job %s: %s: %s", self.job_id, exc.kind, exc.message)
+            error = header.get("error") if isinstance(header.get("error"), dict) else {}
+            log.info("job %s: %s: %s", self.job_id, kind, header.get("message"))
             self._flush_quietly(callbacks)
-            return self._finish(JobState.FAILED, problems.from_inference_error(exc.kind, exc.to_dict()))
-        except SoftTimeLimitExceeded:
-            return self._finish(JobState.FAILED, self._time_limit_problem())
-        except Exception as exc:  # noqa: BLE001 - anything else is ours, not the user's: retry or fail
-            return self._internal_error(exc, heartbeat, attempt, max_attempts, queue)
-        return self._succeed(result, artifacts, callbacks)
+            return self._finish(JobState.FAILED, problems.from_inference_error(kind, error))
+        if op == "resource-limit":
+            self._flush_quietly(callbacks)
+            breach = SandboxError("resource-limit", "", limit=str(header.get("limit") or "memory"))
+            return self._finish(JobState.FAILED, _resource_limit_problem(resource_limit_error(breach, limits)))
+        # "crashed": an exception outside the library's error hierarchy (ours, not the user's).
+        return self._internal_error(RuntimeError(str(header.get("message") or "the sandbox crashed")),
+                                    heartbeat, attempt, max_attempts, queue)
 
     def _internal_error(self, exc: BaseException, heartbeat: _Heartbeat, attempt: int, max_attempts: int,
                         queue: str) -> str:
@@ -393,40 +454,17 @@ class JobRunner:
 
     # -- outcomes -----------------------------------------------------------------------
 
-    def _serialize(self, result: Any) -> dict[str, tuple[bytes, str]]:
-        """Artifacts as bytes, built outside any transaction (CPU work)."""
-        out: dict[str, tuple[bytes, str]] = {
-            ArtifactKind.RESULT_JSON: (
-                json.dumps(result.to_json(), allow_nan=False, separators=(",", ":")).encode(),
-                "application/json",
-            ),
-            ArtifactKind.SAMPLES_NPZ: (result.samples_npz(), "application/x-npz"),
-            ArtifactKind.PARAMS_SAFETENSORS: (result.params_safetensors(), "application/octet-stream"),
-            ArtifactKind.LOG_PROBS_NPZ: (result.log_probs_npz(), "application/x-npz"),
-        }
-        # Optional forms: a missing optional dependency (arviz for netCDF) must not fail
-        # a fit that succeeded; the API answers 404 for an absent artifact.
-        optional: dict[str, tuple[Callable[[], bytes], str]] = {
-            ArtifactKind.NETCDF: (result.to_netcdf, "application/x-netcdf"),
-            ArtifactKind.PARAM_STORE_PT: (result.param_store_pt, "application/octet-stream"),
-        }
-        for kind, (make, content_type) in optional.items():
-            try:
-                out[kind] = (make(), content_type)
-            except Exception:
-                log.warning("job %s: could not build the %s artifact", self.job_id, kind, exc_info=True)
-        return out
-
-    def _succeed(self, result: Any, artifacts: dict[str, tuple[bytes, str]], callbacks: _StoreCallbacks) -> str:
+    def _succeed(self, loss: list[float | None], artifacts: dict[str, tuple[bytes, str]],
+                 callbacks: _StoreCallbacks) -> str:
         try:
             with self.factory.begin() as session:
                 if not callbacks._write_progress(session):
                     return "lease-lost"
                 losses = LossPointRepository(session)
-                if losses.count(self.job_id) != len(result.loss):
+                if losses.count(self.job_id) != len(loss):
                     # Belt and braces: the engine's curve is the truth for the final state.
-                    losses.delete_after(self.job_id, len(result.loss))
-                    losses.upsert_many(self.job_id, [(i + 1, v) for i, v in enumerate(result.loss)])
+                    losses.delete_after(self.job_id, len(loss))
+                    losses.upsert_many(self.job_id, [(i + 1, v) for i, v in enumerate(loss)])
                 repo = ArtifactRepository(session)
                 for kind, (content, content_type) in artifacts.items():
                     repo.put(self.job_id, kind, content, content_type)
@@ -534,3 +572,66 @@ class _PrepareFailed(Exception):
     def __init__(self, problem: dict[str, Any]) -> None:
         super().__init__(problem.get("detail") or problem["title"])
         self.problem = problem
+
+
+def _resource_limit_problem(error: dict[str, Any]) -> dict[str, Any]:
+    """The job's problem for a breached OS limit: which limit, and its configured value."""
+    extra = {k: v for k, v in error.items() if k not in ("kind", "message")}
+    return problems.problem(problems.RESOURCE_LIMIT, "Resource limit exceeded", error.get("message"), **extra)
+
+
+class _ProgressReport:
+    """The engine's ``Progress`` as relayed by the sandbox (attributes the callbacks read)."""
+
+    def __init__(self, step: int, steps: int, loss: Any, smoothed_loss: Any, steps_per_s: Any, eta_s: Any,
+                 new_losses: list[tuple[int, float | None]]) -> None:
+        self.step, self.steps, self.loss, self.smoothed_loss = step, steps, loss, smoothed_loss
+        self.steps_per_s, self.eta_s, self.new_losses = steps_per_s, eta_s, new_losses
+
+    @classmethod
+    def from_message(cls, data: dict[str, Any]) -> _ProgressReport:
+        pairs = []
+        for item in data.get("new_losses") or []:
+            if isinstance(item, (list, tuple)) and len(item) == 2:
+                pairs.append((int(item[0]), _finite(item[1])))
+        return cls(int(data.get("step") or 0), int(data.get("steps") or 0), data.get("loss"),
+                   data.get("smoothed_loss"), data.get("steps_per_s"), data.get("eta_s"), pairs)
+
+
+class _SandboxWatch:
+    """Stops a sandbox that no longer asks whether to stop.
+
+    The engine asks ``should-cancel`` at its progress cadence; a model stuck in one long
+    native call does not ask. When a cancel, a lost lease or the run-time quota is seen
+    here and the child has not asked for ``grace_s``, the child is killed.
+    """
+
+    def __init__(self, box: Any, callbacks: _StoreCallbacks, heartbeat: _Heartbeat, grace_s: float = 30.0) -> None:
+        self.box, self.callbacks, self.heartbeat, self.grace_s = box, callbacks, heartbeat, grace_s
+        self.last_asked = time.monotonic()
+        self.stop_seen_at: float | None = None
+        self.stopped_for: str | None = None
+
+    def asked(self) -> None:
+        self.last_asked = time.monotonic()
+
+    def on_idle(self) -> None:
+        try:
+            stop = self.callbacks.should_cancel()
+        except Exception:  # noqa: BLE001 - a store blip; the heartbeat decides about the lease
+            return
+        if not stop:
+            return
+        now = time.monotonic()
+        self.stop_seen_at = self.stop_seen_at or now
+        if now - max(self.stop_seen_at, self.last_asked) < self.grace_s:
+            return
+        if self.heartbeat.lost.is_set():
+            self.stopped_for = "lease-lost"
+        elif self.callbacks.timed_out:
+            self.stopped_for = "time-limit"
+        else:
+            self.stopped_for = "cancel"
+        log.warning("job %s: the model did not stop within %.0f s (%s); killing its process",
+                    self.callbacks.runner.job_id, self.grace_s, self.stopped_for)
+        self.box.kill(self.stopped_for)

@@ -1,7 +1,8 @@
-"""The dry-run process pool: time limits inside the child and from the parent.
+"""The dry-run pool: a fresh process per call, time limits inside the child and from the parent.
 
-Child functions live in this module (importable by the spawned child: spawn sends
-``sys.path`` along). They follow the pool's calling convention ``fn(*args, time_limit_s)``.
+Child functions live in this module (importable by the forked child: the forkserver
+sends ``sys.path`` along). They follow the pool's calling convention
+``fn(*args, time_limit_s)``.
 """
 
 from __future__ import annotations
@@ -33,6 +34,17 @@ def answer(value: int, time_limit_s: float) -> dict:
     return {"ok": True, "value": value}
 
 
+def leave_a_mark(time_limit_s: float) -> dict:
+    # What a hostile model would try: leave state behind for the next call in this process.
+    import os
+
+    import pyro
+
+    previous = pyro.get_param_store().get_param("planted").item() if "planted" in pyro.get_param_store() else None
+    pyro.param("planted", lambda: __import__("torch").tensor(1.0))
+    return {"ok": True, "pid": os.getpid(), "previous": previous}
+
+
 @pytest.fixture
 def pool():
     # Generous wait while the child starts (it imports torch); tests shorten it after.
@@ -45,8 +57,15 @@ def pool():
 def test_a_runaway_model_is_stopped_by_the_child_alarm(pool):
     start = time.monotonic()
     assert pool.run(spin_forever) == {"ok": False, "timeout": True}
-    assert pool.run(answer, 7) == {"ok": True, "value": 7}  # the same child serves on
+    assert pool.run(answer, 7) == {"ok": True, "value": 7}  # the next call is served
     assert time.monotonic() - start < 30
+
+
+def test_every_call_runs_in_a_fresh_process_that_starts_clean(pool):
+    first, second = pool.run(leave_a_mark), pool.run(leave_a_mark)
+    assert first["ok"] and second["ok"]
+    assert first["pid"] != second["pid"]
+    assert second["previous"] is None  # nothing the first call did is visible to the second
 
 
 def test_a_wedged_child_is_killed_and_the_pool_replaced(pool):

@@ -1,0 +1,156 @@
+"""The child side of a job: ``inference.fit`` in a disposable, limited process.
+
+``worker.runner.JobRunner`` (the supervisor, in the Celery pool process) claims the job,
+loads its spec, data and checkpoint from the store, and starts one sandbox per attempt
+(``inference.sandbox``) with ``run_fit`` as its entry point. This module is the only code
+of the worker that runs next to user code, so it holds no store, broker or settings
+object: it talks to the supervisor over the sandbox's channel only.
+
+Messages, child -> supervisor (``op``):
+
+- ``progress``: the engine's progress report (step, loss, rate, new loss points);
+- ``should-cancel``: a question; the supervisor answers ``{"cancel": bool}``;
+- ``checkpoint``: a checkpoint blob and its step (written with the pending loss points);
+- ``drop-checkpoint``: the stored checkpoint does not fit this engine; the supervisor
+  drops it and answers once done;
+- final ``succeeded`` (artifacts as blobs, the loss curve), ``failed`` (an
+  ``InferenceError`` as a dict), ``resource-limit`` or ``crashed``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from inference.sandbox import Channel, is_out_of_memory
+
+log = logging.getLogger("vihub.worker.sandbox")
+
+FIT_CANCELLED_KIND = "fit-cancelled"
+
+# Artifact kinds (store.models.ArtifactKind values; the child must not import the store).
+RESULT_JSON = "result_json"
+SAMPLES_NPZ = "samples_npz"
+PARAMS_SAFETENSORS = "params_safetensors"
+LOG_PROBS_NPZ = "log_probs_npz"
+NETCDF = "netcdf"
+PARAM_STORE_PT = "param_store_pt"
+
+
+class _ChannelCallbacks:
+    """The engine's callbacks, forwarded to the supervisor."""
+
+    def __init__(self, channel: Channel) -> None:
+        self.channel = channel
+
+    def on_progress(self, progress: Any) -> None:
+        self.channel.send({"op": "progress", "progress": {
+            "step": int(progress.step), "steps": int(progress.steps), "loss": _number(progress.loss),
+            "smoothed_loss": _number(progress.smoothed_loss), "steps_per_s": _number(progress.steps_per_s),
+            "eta_s": _number(progress.eta_s),
+            "new_losses": [[int(step), _number(value)] for step, value in progress.new_losses],
+        }})
+
+    def should_cancel(self) -> bool:
+        self.channel.send({"op": "should-cancel"})
+        header, _ = self.channel.recv()
+        return bool(header.get("cancel"))
+
+    def on_checkpoint(self, blob: bytes, step: int) -> None:
+        self.channel.send({"op": "checkpoint", "step": int(step)}, {"checkpoint": blob})
+
+    def drop_checkpoint(self) -> None:
+        self.channel.send({"op": "drop-checkpoint"})
+        self.channel.recv()
+
+    def as_fit_callbacks(self) -> Any:
+        from inference import FitCallbacks
+
+        return FitCallbacks(on_progress=self.on_progress, should_cancel=self.should_cancel,
+                            on_checkpoint=self.on_checkpoint)
+
+
+def _number(value: Any) -> float | None:
+    """JSON has no NaN/inf: they travel as strings and are read back by the supervisor."""
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return None
+    if value != value or value in (float("inf"), float("-inf")):
+        return None
+    return value
+
+
+def run_fit(channel: Channel, payload: dict[str, Any]) -> None:
+    """Sandbox entry point: fit, serialise the artifacts, send the outcome."""
+    from inference import InferenceError, JobSpec, fit
+    from inference.language import Limits
+
+    callbacks = _ChannelCallbacks(channel)
+    spec = JobSpec.model_validate(payload["spec"])
+    limits = Limits(**payload["limits"])
+    resume_from = payload.get("resume_from")
+    try:
+        try:
+            result = fit(spec, payload["data"], callbacks=callbacks.as_fit_callbacks(),
+                         resume_from=resume_from, limits=limits)
+        except InferenceError as exc:
+            if resume_from is None or exc.details.get("field") != "resume_from":
+                raise
+            # The checkpoint does not fit this spec/engine (e.g. an upgrade in between):
+            # start over rather than fail the job.
+            callbacks.drop_checkpoint()
+            result = fit(spec, payload["data"], callbacks=callbacks.as_fit_callbacks(), resume_from=None,
+                         limits=limits)
+        artifacts, content_types = serialize(result)
+    except InferenceError as exc:
+        if is_out_of_memory(exc):
+            channel.send({"final": True, "op": "resource-limit", "limit": "memory"})
+            return
+        channel.send({"final": True, "op": "failed", "kind": exc.kind, "message": exc.message,
+                      "error": _jsonable(exc.to_dict())})
+        return
+    channel.send({"final": True, "op": "succeeded", "loss": [_number(v) for v in result.loss],
+                  "content_types": content_types}, artifacts)
+
+
+def serialize(result: Any) -> tuple[dict[str, bytes], dict[str, str]]:
+    """A result's artifacts as bytes and their content types."""
+    artifacts: dict[str, bytes] = {
+        RESULT_JSON: json.dumps(result.to_json(), allow_nan=False, separators=(",", ":")).encode(),
+        SAMPLES_NPZ: result.samples_npz(),
+        PARAMS_SAFETENSORS: result.params_safetensors(),
+        LOG_PROBS_NPZ: result.log_probs_npz(),
+    }
+    content_types = {RESULT_JSON: "application/json", SAMPLES_NPZ: "application/x-npz",
+                     PARAMS_SAFETENSORS: "application/octet-stream", LOG_PROBS_NPZ: "application/x-npz"}
+    # Optional forms: a missing optional dependency (arviz for netCDF) must not fail a fit
+    # that succeeded; the API answers 404 for an absent artifact.
+    optional: dict[str, tuple[Callable[[], bytes], str]] = {
+        NETCDF: (result.to_netcdf, "application/x-netcdf"),
+        PARAM_STORE_PT: (result.param_store_pt, "application/octet-stream"),
+    }
+    for kind, (make, content_type) in optional.items():
+        try:
+            artifacts[kind] = make()
+            content_types[kind] = content_type
+        except Exception:
+            log.warning("could not build the %s artifact", kind, exc_info=True)
+    return artifacts, content_types
+
+
+def _jsonable(value: Any) -> Any:
+    """A JSON-safe copy: non-finite floats become None, unknown objects their text."""
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        return _number(value)
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set)):
+        return [_jsonable(v) for v in value]
+    if hasattr(value, "tolist"):
+        return _jsonable(value.tolist())
+    return str(value)

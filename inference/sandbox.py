@@ -35,6 +35,7 @@ their settings.
 
 from __future__ import annotations
 
+import atexit
 import ctypes
 import importlib
 import io
@@ -173,6 +174,9 @@ class _Popen(popen_forkserver.Popen):
         prep_data = spawn.get_preparation_data(process_obj._name)
         prep_data.pop("init_main_from_path", None)
         prep_data.pop("init_main_from_name", None)
+        if "authkey" in prep_data:
+            # Under Celery the current process is billiard's, whose key refuses pickling.
+            prep_data["authkey"] = bytes(prep_data["authkey"])
         buf = io.BytesIO()
         set_spawning_popen(self)
         try:
@@ -194,6 +198,26 @@ class _SandboxProcess(mp_process.BaseProcess):
     @staticmethod
     def _Popen(process_obj: Any) -> _Popen:
         return _Popen(process_obj)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Under Celery the current process is billiard's, whose key type refuses pickling.
+        if "authkey" in self._config:
+            self._config["authkey"] = mp_process.AuthenticationString(bytes(self._config["authkey"]))
+
+    def start(self) -> None:
+        """``BaseProcess.start`` without its "daemonic processes may not have children"
+        check: Celery marks its pool processes daemonic, and a supervisor there must be
+        able to start the job's sandbox. The sandbox never outlives it anyway
+        (``PR_SET_PDEATHSIG`` on the forkserver's side, ``close()`` on ours)."""
+        self._check_closed()
+        assert self._popen is None, "cannot start a process twice"
+        assert self._parent_pid == os.getpid(), "can only start a process object created by current process"
+        mp_process._cleanup()
+        self._popen = self._Popen(self)
+        self._sentinel = self._popen.sentinel
+        del self._target, self._args, self._kwargs
+        mp_process._children.add(self)
 
 
 _preload_lock = threading.Lock()
@@ -219,6 +243,7 @@ def _ensure_preload() -> None:
     with _preload_lock:
         if not _preload_set:
             mp_forkserver.set_forkserver_preload(list(_preload))
+            atexit.register(shutdown)
             _preload_set = True
 
 
@@ -226,6 +251,18 @@ def warm_up() -> None:
     """Start the forkserver now (it imports torch once), not on the first request."""
     _ensure_preload()
     mp_forkserver.ensure_running()
+
+
+def shutdown() -> None:
+    """Stop this process's forkserver and wait for it; children still running die with it
+    (``PR_SET_PDEATHSIG``). A server calls it on the way out so that nothing it started
+    outlives it, even for a moment."""
+    stop = getattr(getattr(mp_forkserver, "_forkserver", None), "_stop", None)
+    if callable(stop):
+        try:
+            stop()
+        except (OSError, ChildProcessError):  # already gone
+            pass
 
 
 class Sandbox:

@@ -52,6 +52,14 @@ def _after_fork(**_: object) -> None:
     threading.Thread(target=_start_forkserver, name="vihub-forkserver", daemon=True).start()
 
 
+@signals.worker_process_shutdown.connect
+def _before_exit(**_: object) -> None:
+    # Pool processes leave through os._exit (no atexit): stop the forkserver explicitly.
+    from inference import sandbox
+
+    sandbox.shutdown()
+
+
 def _start_forkserver() -> None:
     try:
         from inference import sandbox

@@ -385,6 +385,8 @@ class JobRunner:
         except SQLAlchemyError as exc:
             # Not the user's model: the store failed under the relay.
             return self._internal_error(exc, heartbeat, attempt, max_attempts, queue)
+        except Exception as exc:  # noqa: BLE001 - e.g. no process could be started: ours, retry
+            return self._internal_error(exc, heartbeat, attempt, max_attempts, queue)
         assert final is not None
         return self._outcome(final[0], final[1], callbacks, heartbeat, attempt, max_attempts, queue, limits)
 

@@ -16,9 +16,6 @@ from __future__ import annotations
 
 import io
 import os
-import signal
-import socket
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -26,6 +23,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+from live_deploy import free_port, kill_processes_of, make_key, spawn, stop, wait_healthy
 
 pytestmark = pytest.mark.e2e
 
@@ -42,49 +40,6 @@ EIGHT_SCHOOLS_JOB = {
                 "grad_norms_every": 250},
     "labels": {"suite": "e2e"},
 }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_healthy(proc: subprocess.Popen, base: str, log_path: Path, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited:\n{log_path.read_text(errors='replace')[-3000:]}")
-        try:
-            if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    raise TimeoutError(f"server not ready:\n{log_path.read_text(errors='replace')[-3000:]}")
-
-
-def spawn(argv: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen:
-    log = open(log_path, "wb")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                            cwd=str(REPO))
-    log.close()
-    return proc
-
-
-def stop(proc: subprocess.Popen, timeout: float = 30) -> None:
-    """SIGTERM the process group (uvicorn / `vihub up` stop their children), then KILL."""
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            pass
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-    proc.wait(timeout=5)
 
 
 @pytest.fixture(params=["production", "embedded"])
@@ -131,43 +86,6 @@ def server(request, tmp_path, make_settings_env, celery_worker_proc):
         assert (home / "vihub.sqlite3").exists()  # it really used the embedded store
         # `vihub up` must take its Celery worker down with it on SIGTERM.
         assert not left_over, f"vihub up left processes running after SIGTERM: {left_over}"
-
-
-def kill_processes_of(home: Path) -> list[int]:
-    """SIGKILL processes started for this test (found by their VIHUB_HOME) that are still
-    alive after the server stopped; returns their pids."""
-    needle = f"VIHUB_HOME={home}".encode()
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            if needle in (entry / "environ").read_bytes().split(b"\0"):
-                found.append(int(entry.name))
-        except OSError:
-            continue
-    for pid in found:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    return found
-
-
-def make_key(database_url: str) -> str:
-    from sqlalchemy.orm import sessionmaker
-
-    from store.db import make_engine
-    from store.repositories import ApiKeyRepository, TenantRepository
-    from store.security import display_prefix, generate_api_key, hash_api_key
-
-    engine = make_engine(database_url)
-    key = generate_api_key()
-    with sessionmaker(bind=engine).begin() as session:
-        tenant = TenantRepository(session).create(f"e2e-{os.getpid()}-{time.time_ns()}")
-        ApiKeyRepository(session).create(tenant.id, hash_api_key(key), display_prefix(key))
-    engine.dispose()
-    return key
 
 
 def test_eight_schools_full_cycle(server):

@@ -461,6 +461,17 @@ def _child_main(conn: Any, target: str, payload: Any, limits: dict[str, Any]) ->
 
 
 def _die_with_parent() -> None:
+    # The forkserver hands every child the write end of its "alive" pipe (so children
+    # could fork through it too) and exits only at EOF on that pipe; a child keeping it
+    # would keep the forkserver, and so itself, alive after the server died.
+    server = getattr(mp_forkserver, "_forkserver", None)
+    alive_fd = getattr(server, "_forkserver_alive_fd", None)
+    if alive_fd is not None:
+        try:
+            os.close(alive_fd)
+        except OSError:
+            pass
+        server._forkserver_alive_fd = None
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)

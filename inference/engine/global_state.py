@@ -33,6 +33,7 @@ job seed, and :func:`seed_all`.
 from __future__ import annotations
 
 import gc
+import importlib
 import random
 import types
 from contextlib import contextmanager
@@ -49,9 +50,48 @@ import pyro.poutine.util as _poutine_util
 
 __all__ = ["GlobalState", "snapshot", "isolated", "seeded", "seed_all", "capture_rng", "restore_rng"]
 
+# ---------------------------------------------------------------------------- pyro.settings
+# ``pyro.settings.get()`` imports each setting's module by name on every call (~30 us for
+# the eight settings); the (owner object, attribute) pairs are resolved once instead, and
+# again only when a setting is registered.
+_settings_cache: tuple[int, list[tuple[str, Any, str]]] = (-1, [])
+
+
+def _settings_slots() -> list[tuple[str, Any, str]]:
+    global _settings_cache
+    registry = getattr(pyro.settings, "_REGISTRY", None)
+    if registry is None:  # a Pyro without the registry: the public (slower) interface
+        return []
+    if _settings_cache[0] != len(registry):
+        slots = []
+        for alias, (module, deepname, _validator) in sorted(registry.items()):
+            owner: Any = importlib.import_module(module)
+            *path, attr = deepname.split(".")
+            for name in path:
+                owner = getattr(owner, name)
+            slots.append((alias, owner, attr))
+        _settings_cache = (len(registry), slots)
+    return _settings_cache[1]
+
+
+def _get_settings() -> dict[str, Any]:
+    slots = _settings_slots()
+    if not slots:
+        return dict(pyro.settings.get())
+    return {alias: getattr(owner, attr) for alias, owner, attr in slots}
+
+
+def _set_settings(values: dict[str, Any]) -> None:
+    current = _get_settings()
+    changed = {k: v for k, v in values.items() if k in current and current[k] != v}
+    if changed:
+        # Through the public setter, so the settings' validators run.
+        pyro.settings.set(**changed)
+
+
 # Pyro's defaults, read before any user code can run in this process (the worker and the
 # API import the engine at start-up). Validation defaults to ``__debug__`` in Pyro.
-_DEFAULT_SETTINGS: dict[str, Any] = dict(pyro.settings.get())
+_DEFAULT_SETTINGS: dict[str, Any] = _get_settings()
 _DEFAULT_VALIDATION = bool(__debug__)
 
 
@@ -82,7 +122,13 @@ def seed_all(seed: int) -> None:
     a larger one is given to it as two 32-bit words.
     """
     seed = int(seed)
-    torch.manual_seed(seed)
+    # torch.manual_seed(seed) seeds the same generators but also probes every backend
+    # (~200 us); CPU and CUDA are all that model code draws from. Before CUDA is
+    # initialised, torch queues the CUDA seeding (the latest one only). torch's generators
+    # keep the low 32 bits of a seed.
+    torch.default_generator.manual_seed(seed)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(seed)
     random.seed(seed)
     np.random.seed(seed if seed < 2**32 else [seed & 0xFFFFFFFF, seed >> 32])
 
@@ -193,7 +239,7 @@ def snapshot() -> GlobalState:
         num_threads=torch.get_num_threads(),
         rng=capture_rng(),
         validation=_validation_flags(),
-        settings=dict(pyro.settings.get()),
+        settings=_get_settings(),
     )
 
 
@@ -239,8 +285,9 @@ def _restore(saved: GlobalState) -> None:
     _runtime._PYRO_STACK[:] = saved.pyro_stack
     _runtime._DIM_ALLOCATOR._stack[:] = saved.dim_stack
     enum = vars(_runtime._ENUM_ALLOCATOR)
-    enum.clear()
-    enum.update(saved.enum_allocator)
+    if not _same_enum_allocator(enum, saved.enum_allocator):
+        enum.clear()
+        enum.update(saved.enum_allocator)
     store = _runtime._PYRO_PARAM_STORE
     store._params, store._param_to_name, store._constraints = saved.param_store[:3]
     _set_settings(saved.settings)
@@ -252,13 +299,6 @@ def _restore(saved: GlobalState) -> None:
     if torch.get_num_threads() != saved.num_threads:
         torch.set_num_threads(saved.num_threads)
     restore_rng(saved.rng)
-
-
-def _set_settings(values: dict[str, Any]) -> None:
-    current = pyro.settings.get()
-    changed = {k: v for k, v in values.items() if k in current and current[k] != v}
-    if changed:
-        pyro.settings.set(**changed)
 
 
 def _close_leaked(keep: int) -> None:

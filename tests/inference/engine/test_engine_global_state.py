@@ -165,3 +165,16 @@ def test_anomaly_mode_is_restored():
         assert torch.is_anomaly_enabled()
     finally:
         torch.autograd.set_detect_anomaly(False)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_rng_is_restored_and_seeded():
+    torch.cuda.init()
+    torch.cuda.manual_seed_all(5)
+    before = snapshot()
+    with isolated(seed=3):
+        first = torch.randn(3, device="cuda")
+    with isolated(seed=3):
+        assert torch.equal(torch.randn(3, device="cuda"), first)
+        torch.randn(10, device="cuda")
+    assert before.differences(snapshot()) == []

@@ -95,7 +95,11 @@ def _keyword_only(program: Any) -> Callable:
 
 def prepare(spec: JobSpec | Mapping[str, Any], data: Mapping[str, Any] | None,
             *, device: torch.device | None = None, limits: Limits | None = None) -> PreparedJob:
-    """Compile the model (and custom guide) and bind ``data`` (catalog example data if empty)."""
+    """Compile the model (and custom guide) and bind ``data`` (catalog example data if empty).
+
+    Each compilation runs inside ``seeded(spec.inference.seed)``: module-level randomness of
+    the source is a function of the job seed, and the caller's RNG state is left as it was.
+    """
     from inference.language import bind_data, compile_source
 
     spec = _as_spec(spec)

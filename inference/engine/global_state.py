@@ -48,7 +48,7 @@ import pyro.infer.util as _infer_util
 import pyro.poutine.runtime as _runtime
 import pyro.poutine.util as _poutine_util
 
-__all__ = ["GlobalState", "snapshot", "isolated", "seeded", "seed_all", "capture_rng", "restore_rng"]
+__all__ = ["GlobalState", "capture_rng", "isolated", "restore_rng", "seed_all", "seeded", "snapshot"]
 
 # ---------------------------------------------------------------------------- pyro.settings
 # ``pyro.settings.get()`` imports each setting's module by name on every call (~30 us for
@@ -175,7 +175,7 @@ class GlobalState:
     validation: tuple
     settings: dict = field(default_factory=dict)
 
-    def differences(self, other: "GlobalState") -> list[str]:
+    def differences(self, other: GlobalState) -> list[str]:
         """Names of the items that are not the same in ``other`` (for tests and debugging).
 
         The handler stack and the param store are compared by identity of their entries
@@ -322,7 +322,7 @@ def _close_leaked(keep: int) -> None:
                     # Drop whatever is below it (already failed to exit) so __exit__ can pop it.
                     del stack[stack.index(handler) + 1:]
                 handler.__exit__(None, None, None)
-        except Exception:  # noqa: BLE001 - best effort; the caller's stack is restored regardless
+        except Exception:  # noqa: BLE001, S110 - best effort; the caller's stack is restored regardless
             pass
 
 
@@ -330,7 +330,7 @@ def _suspended_generators_of(handler: Any) -> list:
     # Only on the leak path (a gc scan costs milliseconds, the normal exit costs nothing).
     out = []
     for ref in gc.get_referrers(handler):
-        if isinstance(ref, types.GeneratorType) and ref.gi_frame is not None:
-            if ref.gi_frame.f_locals.get("self") is handler:
-                out.append(ref)
+        if (isinstance(ref, types.GeneratorType) and ref.gi_frame is not None
+                and ref.gi_frame.f_locals.get("self") is handler):
+            out.append(ref)
     return out

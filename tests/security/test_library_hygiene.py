@@ -21,8 +21,8 @@ import pyro
 import pyro.distributions as dist
 import pyro.distributions.util as dist_util
 import pyro.infer.util as infer_util
-import pyro.poutine.runtime as runtime
 import pyro.poutine.util as poutine_util
+from pyro.poutine import runtime
 from pyro.poutine.messenger import Messenger
 
 from inference import ModelLanguageError
@@ -111,8 +111,8 @@ def take_snapshot() -> dict:
 
 def assert_same(before: dict, after: dict) -> None:
     changed = []
-    for key in before:
-        a, b = before[key], after[key]
+    for key, a in before.items():
+        b = after[key]
         if key == "torch_rng":
             same = torch.equal(a, b)
         elif key == "numpy_rng":

@@ -7,7 +7,7 @@ import pytest
 import torch
 import pyro
 import pyro.distributions as dist
-import pyro.poutine.runtime as runtime
+from pyro.poutine import runtime
 from pyro.poutine.messenger import Messenger
 
 from inference.engine.global_state import isolated, seed_all, seeded, snapshot

@@ -3,7 +3,14 @@
 ``fit`` resolves the model (catalog or source, via the model language), binds the data
 on the job's device, builds the guide, ELBO and optimizer, runs the validation pass,
 trains with :func:`inference.engine.loop.run_svi`, and assembles the result with the
-functions of :mod:`inference.results`. The param store is cleared before and after.
+functions of :mod:`inference.results`.
+
+All three run inside :func:`inference.engine.global_state.isolated`: Pyro's handler stack,
+param store, settings and validation flags, torch's default dtype, grad mode and thread
+count, and the RNGs (torch, CUDA, ``random``, numpy) are the caller's again when they
+return or raise, and a handler left on Pyro's stack by earlier code never sees the call's
+messages. Compilation (module-level code of the source) runs with the RNGs seeded from the
+job seed, so a source's compile-time constants are a function of the seed alone.
 
 Usable in a notebook::
 
@@ -23,6 +30,7 @@ import torch
 import pyro
 
 from inference.engine.elbos import base_name, infer_max_plate_nesting
+from inference.engine.global_state import isolated, seed_all, seeded
 from inference.engine.errors import (
     FitCancelled,
     FitFailed,
@@ -87,7 +95,11 @@ def _keyword_only(program: Any) -> Callable:
 
 def prepare(spec: JobSpec | Mapping[str, Any], data: Mapping[str, Any] | None,
             *, device: torch.device | None = None, limits: Limits | None = None) -> PreparedJob:
-    """Compile the model (and custom guide) and bind ``data`` (catalog example data if empty)."""
+    """Compile the model (and custom guide) and bind ``data`` (catalog example data if empty).
+
+    Each compilation runs inside ``seeded(spec.inference.seed)``: module-level randomness of
+    the source is a function of the job seed, and the caller's RNG state is left as it was.
+    """
     from inference.language import bind_data, compile_source
 
     spec = _as_spec(spec)
@@ -102,14 +114,19 @@ def prepare(spec: JobSpec | Mapping[str, Any], data: Mapping[str, Any] | None,
             data = entry.example_data
     else:
         source, entry_name = spec.model.source, spec.model.entry
-    program = compile_source(source, entry_name, limits=limits)
+    seed = spec.inference.seed
+    # Module-level code runs here: seeded from the job, the caller's RNG state kept.
+    with seeded(seed):
+        program = compile_source(source, entry_name, limits=limits)
     bound = bind_data(program, dict(data or {}), float_dtype=spec.inference.float_dtype, device=str(device))
     model = program
 
     compile_guide = None
     if isinstance(spec.guide, SourceGuideSpec):
         def compile_guide(src: str, entry: str) -> Callable:
-            return _keyword_only(compile_source(src, entry, limits=limits))
+            # Called per guide built (validation, training): the same seed, the same constants.
+            with seeded(seed):
+                return _keyword_only(compile_source(src, entry, limits=limits))
 
     def guide_factory(for_model: Callable | None = None) -> Callable:
         return build_guide(spec.guide, for_model if for_model is not None else model,
@@ -127,46 +144,13 @@ def validate(spec: JobSpec | Mapping[str, Any], data: Mapping[str, Any] | None,
     ``limits`` are the model language's limits (the service passes its configured ones).
     """
     spec = _as_spec(spec)
-    with _clean_store(), _default_float_dtype(_DTYPES[spec.inference.float_dtype]):
+    with isolated(seed=spec.inference.seed, float_dtype=_DTYPES[spec.inference.float_dtype]):
         job = prepare(spec, data, device=torch.device("cpu"), limits=limits)
-        pyro.set_rng_seed(spec.inference.seed)
+        seed_all(spec.inference.seed)
         report = run_validation(job.model, job.guide_factory, job.kwargs, spec.inference.elbo)
     for text in job.warnings:
         report.warn("data_binding", text)
     return report
-
-
-class _default_float_dtype:
-    """Make ``float_dtype`` torch's default for the duration of a fit.
-
-    Constants in a model (``dist.Normal(0.0, 1.0)``) take torch's default dtype, so
-    float64 data alone would meet float32 latents in ``X @ beta``. A worker process runs
-    one job at a time, so switching the process-wide default is safe; it is restored on exit.
-    """
-
-    def __init__(self, dtype: torch.dtype) -> None:
-        self.dtype = dtype
-
-    def __enter__(self):
-        self.previous = torch.get_default_dtype()
-        torch.set_default_dtype(self.dtype)
-        return self
-
-    def __exit__(self, *exc):
-        torch.set_default_dtype(self.previous)
-        return False
-
-
-class _clean_store:
-    """Clear Pyro's (process-global) param store on entry and exit."""
-
-    def __enter__(self):
-        pyro.clear_param_store()
-        return self
-
-    def __exit__(self, *exc):
-        pyro.clear_param_store()
-        return False
 
 
 def fit(
@@ -186,11 +170,14 @@ def fit(
     t0 = time.perf_counter()
     spec = _as_spec(spec)
     device = resolve_device(spec.inference.device)
-    with _clean_store(), device_scope(device), _default_float_dtype(_DTYPES[spec.inference.float_dtype]):
+    # float_dtype: model constants (``dist.Normal(0.0, 1.0)``) take torch's default dtype, so
+    # float64 data alone would meet float32 latents in ``X @ beta``; isolated() sets and restores it.
+    with isolated(seed=spec.inference.seed, float_dtype=_DTYPES[spec.inference.float_dtype]), \
+            device_scope(device):
         job = prepare(spec, data, device=device, limits=limits)
         report = None
         if spec.inference.validate:
-            pyro.set_rng_seed(spec.inference.seed)
+            seed_all(spec.inference.seed)
             report = run_validation(job.model, job.guide_factory, job.kwargs, spec.inference.elbo)
             for text in job.warnings:
                 report.warn("data_binding", text)
@@ -211,7 +198,7 @@ def _train_and_collect(spec, job, report, callbacks, resume_from, t0):
         elif report is not None:
             mpn = int(report.info["max_plate_nesting"])
         else:
-            pyro.set_rng_seed(inf.seed)
+            seed_all(inf.seed)
             mpn = infer_max_plate_nesting(model, None, kwargs)
         guide = job.guide_factory(model)
         analytic_kl = base_name(inf.elbo.name) == "TraceMeanField_ELBO"
@@ -308,9 +295,9 @@ def predict(result, spec: JobSpec | Mapping[str, Any], new_data: Mapping[str, An
     from inference import results
 
     spec = _as_spec(spec)
-    with _clean_store():
+    with isolated(seed=spec.inference.seed, float_dtype=_DTYPES[spec.inference.float_dtype]):
         job = prepare(spec, new_data, device=torch.device("cpu"))
-        pyro.set_rng_seed(spec.inference.seed)
+        seed_all(spec.inference.seed)
         try:
             return results.predict_from_params(job.model, job.guide_factory, result.param_store_state,
                                                job.kwargs, num_samples)

@@ -33,6 +33,7 @@ from pyro.infer.util import is_validation_enabled
 from inference.engine.checkpoint import dump_checkpoint, load_checkpoint, restore_rng
 from inference.engine.elbos import build_elbo, infer_max_plate_nesting, jit_name
 from inference.engine.errors import FitCancelled, NonFiniteLoss, SpecError
+from inference.engine.global_state import seed_all
 from inference.engine.optim import build_optimizer, step_scheduler
 from inference.spec import InferenceSpec
 
@@ -302,7 +303,7 @@ def run_svi(
         torch.set_num_threads(threads)
     pyro.enable_validation(False)
     pyro.clear_param_store()
-    pyro.set_rng_seed(inference.seed)
+    seed_all(inference.seed)
     try:
         # Params are created here, before any step, identically on a fresh run and a resume.
         mpn = inference.elbo.max_plate_nesting

@@ -354,7 +354,14 @@ def _from_csv(content: bytes, limit: int | None) -> Arrays:
     batches = []
     decoded = 0
     try:
-        reader = pacsv.open_csv(io.BytesIO(content), read_options=pacsv.ReadOptions(block_size=_CHUNK_BYTES))
+        reader = pacsv.open_csv(io.BytesIO(content),
+                                read_options=pacsv.ReadOptions(block_size=_CHUNK_BYTES, use_threads=False))
+        # The column types come from the first block: with the line count they give the
+        # decoded size before the rest is parsed.
+        if limit is not None:
+            estimate = max(_csv_rows(content) - 1, 0) * sum(_arrow_itemsize(f.type) for f in reader.schema)
+            if estimate > limit:
+                raise _too_large(estimate, limit, "CSV file")
         for batch in reader:
             decoded += sum(batch.num_rows * _arrow_itemsize(f.type) for f in batch.schema)
             if limit is not None and decoded > limit:
@@ -372,6 +379,23 @@ def _from_csv(content: bytes, limit: int | None) -> Arrays:
                 and float(np.abs(column).max()) >= 2.0**63:
             _refuse_big_csv_ints(content, name)
     return fields
+
+
+def _csv_rows(content: bytes) -> int:
+    """Non-empty lines (a line ends at a newline not preceded by another one), in slices."""
+    rows = 0
+    previous_newline = True
+    for start in range(0, len(content), _CHUNK_BYTES):
+        codes = np.frombuffer(content, dtype=np.uint8, count=min(_CHUNK_BYTES, len(content) - start), offset=start)
+        newline = codes == 10
+        before = np.empty_like(newline)
+        before[0] = previous_newline
+        before[1:] = newline[:-1]
+        rows += int(np.count_nonzero(newline & ~before))
+        previous_newline = bool(newline[-1])
+    if content and not previous_newline:
+        rows += 1
+    return rows
 
 
 _INTEGER_TEXT = re.compile(r"\s*[+-]?\d+\s*")

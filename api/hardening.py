@@ -167,14 +167,11 @@ class ErrorBoundaryMiddleware:
             await self.app(scope, receive, send)
             return
         started = False
-        finished = False
 
         async def tracking_send(message: Message) -> None:
-            nonlocal started, finished
+            nonlocal started
             if message["type"] == "http.response.start":
                 started = True
-            elif message["type"] == "http.response.body" and not message.get("more_body", False):
-                finished = True
             await send(message)
 
         try:
@@ -192,10 +189,6 @@ class ErrorBoundaryMiddleware:
                     await problem_response(body)(scope, receive, send)
                 except Exception:
                     log.warning("could not send the 500 problem", exc_info=True)
-            elif not finished:
-                # Headers are out: end the body so the server does not hang; the client
-                # sees a short response (and, with a Content-Length, the server closes).
-                try:
-                    await send({"type": "http.response.body", "body": b"", "more_body": False})
-                except Exception:
-                    log.warning("could not end the response", exc_info=True)
+            # Headers already out (a stream failed midway): return without ending the body.
+            # The server then closes the connection, so the client sees a truncated
+            # response as an error instead of a short body that looks complete.

@@ -175,6 +175,18 @@ def test_an_upload_within_the_quota_still_works(server):
     assert fields == {"x": ("float64", [1000]), "k": ("int64", [2, 3]), "f": ("float64", [2, 3])}
 
 
+def test_a_dataset_near_the_quota_costs_a_bounded_multiple_of_its_size(server, capsys):
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, x=np.zeros(40 * MiB // 8))  # 40 MiB decoded, ~40 KB sent
+    response, grew = upload(server, buffer.getvalue(), "near.npz")
+    assert response.status_code == 201, response.text
+    assert response.json()["size_bytes"] > 40 * MiB
+    with capsys.disabled():
+        print(f"\n[rss] accepted 40 MiB NPZ dataset: +{grew / MiB:.1f} MiB")
+    # The array, the canonical NPZ and the database driver's copy of the blob.
+    assert grew < 5 * 40 * MiB, grew
+
+
 # ---------------------------------------------------------------------------------------
 # In-process (small quotas: max_dataset_bytes 200 kB)
 

@@ -254,3 +254,33 @@ def test_integers_beyond_int64_in_inline_data_are_422(client, headers):
     # The int64 bounds themselves are fine.
     ok = client.post("/v1/datasets", headers=headers, json={"data": {"y": [-(2**63), 2**63 - 1]}})
     assert ok.status_code == 201, ok.text
+
+
+def test_parquet_list_column_bomb_and_text_columns_are_refused_from_the_footer(client, headers):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    # 4 rows of 64 Ki zeros each: 2 MiB decoded against the 200 kB quota, tiny on disk.
+    values = pa.array(np.zeros(4 * 65_536))
+    column = pa.ListArray.from_arrays(pa.array([0, 65_536, 131_072, 196_608, 262_144], type=pa.int32()), values)
+    buffer = io.BytesIO()
+    pq.write_table(pa.table({"x": column}), buffer, compression="zstd")
+    body = assert_problem(post_file(client, headers, buffer.getvalue(), "lists.parquet"), 413, "payload-too-large")
+    assert body["decoded_bytes"] >= 4 * 65_536 * 8 and body["limit"] == 200_000
+    buffer = io.BytesIO()
+    pq.write_table(pa.table({"ok": [1.0], "name": ["ann"]}), buffer)
+    body = assert_problem(post_file(client, headers, buffer.getvalue(), "text.parquet"), 422, "invalid-data")
+    assert body["pointer"] == "/file/name" and "text" in body["detail"]
+    # Equal-length lists still become a 2-D field.
+    buffer = io.BytesIO()
+    pq.write_table(pa.table({"m": [[1.0, 2.0], [3.0, 4.0]]}), buffer)
+    response = post_file(client, headers, buffer.getvalue(), "m.parquet")
+    assert response.status_code == 201, response.text
+    assert response.json()["fields"][0]["shape"] == [2, 2]
+
+
+def test_npz_with_too_many_members_is_refused_from_the_directory(client, headers):
+    empty = deflated_zeros(npy_header((0,)), 0)
+    members = [(f"f{i}.npy", empty, len(npy_header((0,))), zipfile.ZIP_DEFLATED) for i in range(1001)]
+    body = assert_problem(post_file(client, headers, handmade_zip(members), "many.npz"), 422, "invalid-data")
+    assert "1000" in body["detail"]

@@ -75,6 +75,24 @@ def assert_problem(response: Any, status: int, slug: str | None = None) -> dict[
     return body
 
 
+@pytest.fixture
+def problem() -> Any:
+    """``problem(response, status, slug)``: assert a problem+json answer, return its body."""
+    return assert_problem
+
+
+@pytest.fixture
+def app_factory() -> Any:
+    """``app_factory(home, auth=..., **settings)``: an iterator yielding a TestClient."""
+    return make_client
+
+
+@pytest.fixture
+def key_for() -> Any:
+    """``key_for(client)``: auth headers of a fresh tenant of that client's app."""
+    return new_key
+
+
 class Server:
     """``uvicorn`` serving create_app (default quotas, auth disabled) in a subprocess."""
 

@@ -11,7 +11,6 @@ import httpx
 import pytest
 
 from store.webhook_urls import WebhookUrlRefused, address_refusal, embedded_ipv4, resolve_webhook_url
-from tests.security.conftest import assert_problem, make_client, new_key
 
 LINEAR = '''
 import pyro
@@ -33,18 +32,18 @@ def job(data: dict) -> dict:
 # /metrics
 
 
-def test_metrics_need_a_key_when_auth_is_required(client, headers):
-    assert_problem(client.get("/metrics"), 401, "unauthorized")
-    assert_problem(client.get("/metrics", headers={"Authorization": "Bearer vihub_nope"}), 401, "unauthorized")
+def test_metrics_need_a_key_when_auth_is_required(client, headers, problem):
+    problem(client.get("/metrics"), 401, "unauthorized")
+    problem(client.get("/metrics", headers={"Authorization": "Bearer vihub_nope"}), 401, "unauthorized")
     response = client.get("/metrics", headers=headers)
     assert response.status_code == 200 and "vihub_http_requests_total" in response.text
 
 
-def test_metrics_public_setting_and_auth_disabled_serve_without_a_key(tmp_path):
+def test_metrics_public_setting_and_auth_disabled_serve_without_a_key(tmp_path, app_factory):
     for auth, extra in (("required", {"api": {"metrics_public": True}}), ("disabled", {})):
         home = tmp_path / auth
         home.mkdir()
-        for c in make_client(home, auth=auth, **extra):
+        for c in app_factory(home, auth=auth, **extra):
             assert c.get("/metrics").status_code == 200
 
 
@@ -122,19 +121,19 @@ DEPTH_BOMB = b"[" * 100_000 + b"]" * 100_000
 
 
 @pytest.mark.parametrize("path", ["/v1/jobs", "/v1/validate", "/v1/datasets", "/v1/jobs/x/predict"])
-def test_a_json_depth_bomb_is_400_on_every_json_route(client, headers, path):
+def test_a_json_depth_bomb_is_400_on_every_json_route(client, headers, path, problem):
     for content in (DEPTH_BOMB, b'{"data": {"inline": {"x": ' + DEPTH_BOMB + b"}}}"):
         response = client.post(path, headers={**headers, "Content-Type": "application/json"}, content=content)
-        body = assert_problem(response, 400, "malformed-request")
+        body = problem(response, 400, "malformed-request")
         assert body["depth"] >= 100_000 and body["limit"] >= 64
     # No content type: FastAPI parses it as JSON, so it is checked too.
-    assert_problem(client.post(path, headers=headers, content=DEPTH_BOMB), 400, "malformed-request")
+    problem(client.post(path, headers=headers, content=DEPTH_BOMB), 400, "malformed-request")
 
 
-def test_a_depth_bomb_in_a_json_file_upload_is_400(client, headers):
+def test_a_depth_bomb_in_a_json_file_upload_is_400(client, headers, problem):
     response = client.post("/v1/datasets", headers=headers,
                            files={"file": ("d.json", b'{"x": ' + DEPTH_BOMB + b"}", "application/json")})
-    assert_problem(response, 400, "malformed-request")
+    problem(response, 400, "malformed-request")
 
 
 def test_nesting_within_the_limit_still_parses(client, headers):
@@ -146,9 +145,9 @@ def test_nesting_within_the_limit_still_parses(client, headers):
 
 @pytest.mark.parametrize("value, index", [(2**63, None), ([1.0, 2**63], [1]), ([[1, 2], [3, 2**64]], [1, 1]),
                                           ([-(2**63) - 1, 0], [0])])
-def test_integers_beyond_int64_in_a_job_body_are_422_naming_the_field(client, headers, value, index):
+def test_integers_beyond_int64_in_a_job_body_are_422_naming_the_field(client, headers, value, index, problem):
     response = client.post("/v1/jobs", headers=headers, json=job({"x": [0.0, 1.0], "y": value}))
-    body = assert_problem(response, 422, "invalid-data")
+    body = problem(response, 422, "invalid-data")
     assert body["pointer"] == "/data/inline/y" and "64-bit" in body["detail"]
     assert body.get("index") == index
 
@@ -157,10 +156,10 @@ def test_integers_beyond_int64_in_a_job_body_are_422_naming_the_field(client, he
 # The error boundary
 
 
-def test_an_internal_error_is_an_opaque_500_and_the_keep_alive_connection_survives(server):
+def test_an_internal_error_is_an_opaque_500_and_the_keep_alive_connection_survives(server, problem):
     with httpx.Client(base_url=server.base_url, timeout=10) as http:
         first = http.get("/_test/boom")
-        body = assert_problem(first, 500, "internal-error")
+        body = problem(first, 500, "internal-error")
         assert "hunter2" not in first.text and "secret" not in first.text and "Traceback" not in first.text
         first_port = first.extensions["network_stream"].get_extra_info("client_addr")[1]
         second = http.get("/healthz")
@@ -196,7 +195,7 @@ def test_an_error_after_the_response_started_does_not_kill_the_server(server):
     assert httpx.get(f"{server.base_url}/healthz", timeout=10).status_code == 200
 
 
-def test_in_process_internal_errors_are_problems_too(client, headers, monkeypatch):
+def test_in_process_internal_errors_are_problems_too(client, headers, monkeypatch, problem):
     from api.datasets import service
 
     def explode(*args, **kwargs):
@@ -204,11 +203,11 @@ def test_in_process_internal_errors_are_problems_too(client, headers, monkeypatc
 
     monkeypatch.setattr(service, "list_datasets", explode)
     response = client.get("/v1/datasets", headers=headers)
-    body = assert_problem(response, 500, "internal-error")
+    body = problem(response, 500, "internal-error")
     assert "internal table name" not in response.text
     assert body["detail"].startswith("An unexpected error")
     assert client.get("/healthz").status_code == 200
 
 
-def test_new_key_helper_makes_distinct_tenants(client):
-    assert new_key(client) != new_key(client)
+def test_new_key_helper_makes_distinct_tenants(client, key_for):
+    assert key_for(client) != key_for(client)

@@ -19,7 +19,6 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.security.conftest import assert_problem
 
 MiB = 1 << 20
 GiB = 1 << 30
@@ -79,11 +78,11 @@ def upload(server, content: bytes, filename: str, content_type: str = "applicati
     return response, server.peak_rss() - before
 
 
-def test_npz_deflate_bomb_is_413_before_decompressing(server, capsys):
+def test_npz_deflate_bomb_is_413_before_decompressing(server, capsys, problem):
     content = npz_bomb(GiB)
     assert len(content) < 2 * MiB
     response, grew = upload(server, content, "bomb.npz")
-    body = assert_problem(response, 413, "payload-too-large")
+    body = problem(response, 413, "payload-too-large")
     assert body["limit"] == DEFAULT_DATASET_LIMIT
     assert body["decoded_bytes"] >= GiB
     assert str(body["decoded_bytes"]) in body["detail"] and str(DEFAULT_DATASET_LIMIT) in body["detail"]
@@ -92,11 +91,11 @@ def test_npz_deflate_bomb_is_413_before_decompressing(server, capsys):
         print(f"\n[rss] npz 1 GiB bomb ({len(content)} bytes): API peak RSS +{grew / MiB:.1f} MiB")
 
 
-def test_npz_whose_central_directory_understates_is_refused_without_inflating(server, capsys):
+def test_npz_whose_central_directory_understates_is_refused_without_inflating(server, capsys, problem):
     # The directory says 8 KB, the .npy header says 1 GiB, the stream holds 1 GiB.
     content = npz_bomb(GiB, declared=8_000)
     response, grew = upload(server, content, "liar.npz")
-    body = assert_problem(response, 422, "invalid-data")
+    body = problem(response, 422, "invalid-data")
     assert body["pointer"] == "/file/x"
     assert grew < RSS_BUDGET, grew
     # Header and directory agree on 8 KB, the stream holds 1 GiB: zipfile stops at the
@@ -104,24 +103,24 @@ def test_npz_whose_central_directory_understates_is_refused_without_inflating(se
     header = npy_header((1000,))
     liar = handmade_zip([("x.npy", deflated_zeros(header, GiB), len(header) + 8000, zipfile.ZIP_DEFLATED)])
     response, grew2 = upload(server, liar, "liar2.npz")
-    assert_problem(response, 422, "invalid-data")
+    problem(response, 422, "invalid-data")
     assert grew2 < RSS_BUDGET, grew2
     with capsys.disabled():
         print(f"\n[rss] npz lying directory: +{grew / MiB:.1f} MiB, lying stream: +{grew2 / MiB:.1f} MiB")
 
 
-def test_npz_member_not_npy_is_refused_by_name_before_reading(server, capsys):
+def test_npz_member_not_npy_is_refused_by_name_before_reading(server, capsys, problem):
     data = deflated_zeros(b"", GiB)
     content = handmade_zip([("payload.bin", data, GiB, zipfile.ZIP_DEFLATED)])
     response, grew = upload(server, content, "odd.npz")
-    body = assert_problem(response, 422, "invalid-data")
+    body = problem(response, 422, "invalid-data")
     assert "payload.bin" in body["detail"] and ".npy" in body["detail"]
     assert grew < RSS_BUDGET, grew
     with capsys.disabled():
         print(f"\n[rss] npz non-.npy 1 GiB member: +{grew / MiB:.1f} MiB")
 
 
-def test_parquet_bomb_is_413_from_its_metadata(server, capsys):
+def test_parquet_bomb_is_413_from_its_metadata(server, capsys, problem):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -136,29 +135,29 @@ def test_parquet_bomb_is_413_from_its_metadata(server, capsys):
     pq.write_table(pa.table({"x": [1.0]}), small)
     assert upload(server, small.getvalue(), "warm.parquet")[0].status_code == 201  # imports pyarrow.parquet
     response, grew = upload(server, content, "bomb.parquet")
-    body = assert_problem(response, 413, "payload-too-large")
+    body = problem(response, 413, "payload-too-large")
     assert body["decoded_bytes"] >= 40 * MiB * 8 and body["limit"] == DEFAULT_DATASET_LIMIT
     assert grew < RSS_BUDGET, grew
     with capsys.disabled():
         print(f"\n[rss] parquet 320 MiB-decoded bomb ({len(content)} bytes): +{grew / MiB:.1f} MiB")
 
 
-def test_csv_and_json_files_are_capped_on_their_decoded_size(server, capsys):
+def test_csv_and_json_files_are_capped_on_their_decoded_size(server, capsys, problem):
     csv = b"x\n" + b"0\n" * (7 * MiB)  # 14 MiB of text, 56 MiB as int64
     response, grew_csv = upload(server, csv, "big.csv", "text/csv")
-    body = assert_problem(response, 413, "payload-too-large")
+    body = problem(response, 413, "payload-too-large")
     assert body["limit"] == DEFAULT_DATASET_LIMIT and body["decoded_bytes"] > DEFAULT_DATASET_LIMIT
     values = b"0," * (7 * MiB)
     json_file = b'{"x": [' + values + b"0]}"
     response, grew_json = upload(server, json_file, "big.json", "application/json")
-    body = assert_problem(response, 413, "payload-too-large")
+    body = problem(response, 413, "payload-too-large")
     assert body["decoded_bytes"] > DEFAULT_DATASET_LIMIT
     # The same as a JSON request body (no multipart).
     before = server.reset_peak()
     response = httpx.post(f"{server.base_url}/v1/datasets", content=b'{"data": {"x": [' + values + b"0]}}",
                           headers={"Content-Type": "application/json"}, timeout=60)
     grew_body = server.peak_rss() - before
-    assert_problem(response, 413, "payload-too-large")
+    problem(response, 413, "payload-too-large")
     with capsys.disabled():
         print(f"\n[rss] csv 14 MiB (56 MiB decoded): +{grew_csv / MiB:.1f} MiB; json file 14 MiB: "
               f"+{grew_json / MiB:.1f} MiB; json body 14 MiB: +{grew_body / MiB:.1f} MiB")
@@ -195,35 +194,35 @@ def post_file(client, headers, content: bytes, filename: str, content_type: str 
     return client.post("/v1/datasets", headers=headers, files={"file": (filename, content, content_type)})
 
 
-def test_object_dtype_is_refused_from_the_header(client, headers):
+def test_object_dtype_is_refused_from_the_header(client, headers, problem):
     buffer = io.BytesIO()
     np.savez(buffer, x=np.array([{"a": 1}], dtype=object))
-    body = assert_problem(post_file(client, headers, buffer.getvalue(), "evil.npz"), 422, "invalid-data")
+    body = problem(post_file(client, headers, buffer.getvalue(), "evil.npz"), 422, "invalid-data")
     assert "pickle" in body["detail"] and body["pointer"] == "/file/x"
 
 
-def test_npz_other_compression_and_odd_dtypes_are_refused(client, headers):
+def test_npz_other_compression_and_odd_dtypes_are_refused(client, headers, problem):
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_BZIP2) as zf:
         member = io.BytesIO()
         np.save(member, np.zeros(10))
         zf.writestr("x.npy", member.getvalue())
-    body = assert_problem(post_file(client, headers, buffer.getvalue(), "bz.npz"), 422, "invalid-data")
+    body = problem(post_file(client, headers, buffer.getvalue(), "bz.npz"), 422, "invalid-data")
     assert "compression" in body["detail"]
     for array in (np.zeros(3, dtype=np.complex128), np.array(["a"]), np.zeros(2, dtype="datetime64[s]")):
         buffer = io.BytesIO()
         np.savez(buffer, x=array)
-        assert_problem(post_file(client, headers, buffer.getvalue(), "odd.npz"), 422, "invalid-data")
+        problem(post_file(client, headers, buffer.getvalue(), "odd.npz"), 422, "invalid-data")
 
 
-def test_small_npz_bomb_against_the_small_quota_names_sizes(client, headers):
+def test_small_npz_bomb_against_the_small_quota_names_sizes(client, headers, problem):
     content = npz_bomb(8 * MiB)
-    body = assert_problem(post_file(client, headers, content, "b.npz"), 413, "payload-too-large")
+    body = problem(post_file(client, headers, content, "b.npz"), 413, "payload-too-large")
     assert body["limit"] == 200_000 and body["decoded_bytes"] >= 8 * MiB
 
 
 @pytest.mark.parametrize("fmt", ["csv", "json", "npz", "parquet"])
-def test_integers_beyond_int64_in_uploads_are_422_naming_the_field(client, headers, fmt):
+def test_integers_beyond_int64_in_uploads_are_422_naming_the_field(client, headers, fmt, problem):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -240,23 +239,23 @@ def test_integers_beyond_int64_in_uploads_are_422_naming_the_field(client, heade
         buffer = io.BytesIO()
         pq.write_table(pa.table({"ok": [1, 2], "big": pa.array([1, big], type=pa.uint64())}), buffer)
         content, name = buffer.getvalue(), "d.parquet"
-    body = assert_problem(post_file(client, headers, content, name), 422, "invalid-data")
+    body = problem(post_file(client, headers, content, name), 422, "invalid-data")
     assert body["pointer"] == "/file/big", body
     assert "64-bit" in body["detail"]
 
 
-def test_integers_beyond_int64_in_inline_data_are_422(client, headers):
+def test_integers_beyond_int64_in_inline_data_are_422(client, headers, problem):
     for value, pointer in ((2**63, "/data/y"), (-(2**63) - 1, "/data/y"), ([1, 2**64], "/data/y"),
                            ([-1, 2**63], "/data/y"), ([[1.5, 2**70]], "/data/y")):
         response = client.post("/v1/datasets", headers=headers, json={"data": {"x": [1, 2], "y": value}})
-        body = assert_problem(response, 422, "invalid-data")
+        body = problem(response, 422, "invalid-data")
         assert body["pointer"] == pointer and "64-bit" in body["detail"], body
     # The int64 bounds themselves are fine.
     ok = client.post("/v1/datasets", headers=headers, json={"data": {"y": [-(2**63), 2**63 - 1]}})
     assert ok.status_code == 201, ok.text
 
 
-def test_parquet_list_column_bomb_and_text_columns_are_refused_from_the_footer(client, headers):
+def test_parquet_list_column_bomb_and_text_columns_are_refused_from_the_footer(client, headers, problem):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -265,11 +264,11 @@ def test_parquet_list_column_bomb_and_text_columns_are_refused_from_the_footer(c
     column = pa.ListArray.from_arrays(pa.array([0, 65_536, 131_072, 196_608, 262_144], type=pa.int32()), values)
     buffer = io.BytesIO()
     pq.write_table(pa.table({"x": column}), buffer, compression="zstd")
-    body = assert_problem(post_file(client, headers, buffer.getvalue(), "lists.parquet"), 413, "payload-too-large")
+    body = problem(post_file(client, headers, buffer.getvalue(), "lists.parquet"), 413, "payload-too-large")
     assert body["decoded_bytes"] >= 4 * 65_536 * 8 and body["limit"] == 200_000
     buffer = io.BytesIO()
     pq.write_table(pa.table({"ok": [1.0], "name": ["ann"]}), buffer)
-    body = assert_problem(post_file(client, headers, buffer.getvalue(), "text.parquet"), 422, "invalid-data")
+    body = problem(post_file(client, headers, buffer.getvalue(), "text.parquet"), 422, "invalid-data")
     assert body["pointer"] == "/file/name" and "text" in body["detail"]
     # Equal-length lists still become a 2-D field.
     buffer = io.BytesIO()
@@ -279,8 +278,8 @@ def test_parquet_list_column_bomb_and_text_columns_are_refused_from_the_footer(c
     assert response.json()["fields"][0]["shape"] == [2, 2]
 
 
-def test_npz_with_too_many_members_is_refused_from_the_directory(client, headers):
+def test_npz_with_too_many_members_is_refused_from_the_directory(client, headers, problem):
     empty = deflated_zeros(npy_header((0,)), 0)
     members = [(f"f{i}.npy", empty, len(npy_header((0,))), zipfile.ZIP_DEFLATED) for i in range(1001)]
-    body = assert_problem(post_file(client, headers, handmade_zip(members), "many.npz"), 422, "invalid-data")
+    body = problem(post_file(client, headers, handmade_zip(members), "many.npz"), 422, "invalid-data")
     assert "1000" in body["detail"]

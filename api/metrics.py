@@ -2,8 +2,9 @@
 
 Each app gets its own ``CollectorRegistry`` (tests create many apps in one process).
 Request metrics are labelled by the matched route *template* (``/v1/jobs/{job_id}``), never
-the raw path, so label cardinality stays bounded. Jobs by state are read from the database
-at scrape time by a custom collector.
+the raw path (an unmatched path is ``(unmatched)``), and by method only from the known
+HTTP methods (any other token is ``OTHER``), so label cardinality stays bounded. Jobs by
+state are read from the database at scrape time by a custom collector.
 """
 
 from __future__ import annotations
@@ -18,6 +19,9 @@ from prometheus_client.core import GaugeMetricFamily
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 log = logging.getLogger("vihub.api.metrics")
+
+# Any token is a valid HTTP method; only these become label values (others: ``OTHER``).
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE"})
 
 
 class ApiMetrics:
@@ -89,6 +93,7 @@ class MetricsMiddleware:
         finally:
             route = _route_template(scope)
             method = scope.get("method", "GET")
+            method = method if method in KNOWN_METHODS else "OTHER"
             self.metrics.requests.labels(method, route, str(status)).inc()
             self.metrics.latency.labels(method, route).observe(time.perf_counter() - start)
 

@@ -36,16 +36,38 @@ def encode_arrays(data: Mapping[str, Any]) -> EncodedArrays:
             array = np.asarray(data[name])
             if array.dtype == object:
                 raise ValueError(f"field {name!r} is not a numeric array")
-            member = io.BytesIO()
             # not np.ascontiguousarray: it turns a 0-d array into shape (1,)
             array = np.array(array, order="C", copy=not array.flags.c_contiguous)
-            np.lib.format.write_array(member, array, allow_pickle=False)
+            # Written straight into the archive (no per-member copy): with the size set
+            # first, zipfile writes exactly what ``writestr`` wrote, so digests are stable.
+            header = io.BytesIO()
+            _write_header(header, array)
             info = zipfile.ZipInfo(f"{name}.npy", date_time=_ZIP_DATE)
             info.external_attr = 0o600 << 16
-            zf.writestr(info, member.getvalue())
+            info.file_size = len(header.getvalue()) + array.nbytes
+            with zf.open(info, "w") as member:
+                member.write(header.getvalue())
+                if array.nbytes:
+                    member.write(memoryview(array.reshape(-1).view(np.uint8)))
             fields[name] = {"dtype": str(array.dtype), "shape": list(array.shape)}
     content = buffer.getvalue()
     return EncodedArrays(content=content, sha256=hashlib.sha256(content).hexdigest(), fields=fields)
+
+
+def _write_header(stream: io.BytesIO, array: np.ndarray) -> None:
+    # What np.lib.format.write_array writes before the data of a C-ordered array.
+    np.lib.format.write_array_header_1_0(stream, np.lib.format.header_data_from_array_1_0(array)) \
+        if _fits_v1(array) else np.lib.format.write_array_header_2_0(
+            stream, np.lib.format.header_data_from_array_1_0(array))
+
+
+def _fits_v1(array: np.ndarray) -> bool:
+    probe = io.BytesIO()
+    try:
+        np.lib.format.write_array_header_1_0(probe, np.lib.format.header_data_from_array_1_0(array))
+        return True
+    except ValueError:
+        return False
 
 
 def decode_arrays(content: bytes) -> dict[str, Any]:

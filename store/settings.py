@@ -112,6 +112,9 @@ class ApiSettings(BaseModel):
     sse_max_s: float = Field(3600.0, gt=0)
     # How long an API key -> tenant lookup is reused (a revoked key works this much longer).
     auth_cache_ttl_s: float = Field(10.0, ge=0)
+    # /metrics needs an API key whenever auth is required (any tenant's key); True serves
+    # it without one (only where the port is reachable by the scraper alone).
+    metrics_public: bool = False
 
 
 class SandboxSettings(BaseModel):

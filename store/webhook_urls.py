@@ -1,9 +1,13 @@
 """Webhook URL checks, shared by the API (at submission) and the worker (at every delivery).
 
 A webhook URL must be ``http`` or ``https``, name a host, carry no credentials, and
-resolve only to public unicast addresses: loopback, private, link-local, shared (CGNAT),
-reserved, multicast and unspecified addresses are refused, so a tenant cannot make the
-service call into its own network (SSRF). ``settings.webhooks_allow_private`` lifts the
+resolve only to public unicast addresses: every range of the IANA special-purpose
+registries (loopback, private, link-local, shared/CGNAT, documentation, benchmarking,
+ORCHID, discard, ...), multicast, reserved space, and the IPv6 transition forms that
+carry an IPv4 address (IPv4-mapped/-compatible, 6to4, Teredo, NAT64: refused as ranges,
+and their embedded IPv4 judged too) are refused, so a tenant cannot make the service
+call into its own network (SSRF). The list is explicit (``_V4_SPECIAL``/``_V6_SPECIAL``),
+not only ``ipaddress.is_global``. ``settings.webhooks_allow_private`` lifts the
 address rule (tests, single-machine installs); multicast and unspecified stay refused.
 
 DNS rebinding: a name may resolve to a public address at submission and to 127.0.0.1 at
@@ -112,11 +116,105 @@ def parse_webhook_url(url: str) -> ParsedUrl:
                      path_and_query=path_and_query)
 
 
+# Non-global ranges from the IANA IPv4 and IPv6 Special-Purpose Address Registries (and
+# the multicast / reserved space), checked by this explicit list rather than only by
+# ``ipaddress.is_global``, whose answer varies across Python versions. Each entry is
+# (network, what it is). A webhook may call none of them.
+_V4_SPECIAL = [
+    ("0.0.0.0/8", "a 'this network' address"),
+    ("10.0.0.0/8", "a private address"),
+    ("100.64.0.0/10", "a shared (carrier-grade NAT) address"),
+    ("127.0.0.0/8", "a loopback address"),
+    ("169.254.0.0/16", "a link-local address"),
+    ("172.16.0.0/12", "a private address"),
+    ("192.0.0.0/24", "an IETF protocol assignment address"),
+    ("192.0.2.0/24", "a documentation address (TEST-NET-1)"),
+    ("192.88.99.0/24", "a 6to4 relay anycast address"),
+    ("192.168.0.0/16", "a private address"),
+    ("198.18.0.0/15", "a benchmarking address"),
+    ("198.51.100.0/24", "a documentation address (TEST-NET-2)"),
+    ("203.0.113.0/24", "a documentation address (TEST-NET-3)"),
+    ("224.0.0.0/4", "a multicast address"),
+    ("240.0.0.0/4", "a reserved address"),
+    ("255.255.255.255/32", "the broadcast address"),
+]
+_V6_SPECIAL = [
+    ("::/128", "the unspecified address"),
+    ("::1/128", "a loopback address"),
+    ("::ffff:0:0/96", "an IPv4-mapped address"),
+    ("::/96", "an IPv4-compatible address"),
+    ("::ffff:0:0:0/96", "an IPv4-translated address"),
+    ("64:ff9b::/96", "a NAT64 address"),
+    ("64:ff9b:1::/48", "a local-use NAT64 address"),
+    ("100::/64", "a discard-only address"),
+    ("100:0:0:1::/64", "a dummy-prefix address"),
+    ("2001::/32", "a Teredo address"),
+    ("2001:2::/48", "a benchmarking address"),
+    ("2001:10::/28", "an ORCHID address"),
+    ("2001:20::/28", "an ORCHIDv2 address"),
+    ("2001::/23", "an IETF protocol assignment address"),
+    ("2001:db8::/32", "a documentation address"),
+    ("3fff::/20", "a documentation address"),
+    ("2002::/16", "a 6to4 address"),
+    ("5f00::/16", "an SRv6 SID address"),
+    ("fc00::/7", "a unique-local (private) address"),
+    ("fe80::/10", "a link-local address"),
+    ("fec0::/10", "a site-local address"),
+    ("ff00::/8", "a multicast address"),
+]
+_V4_NETWORKS = [(ipaddress.IPv4Network(n), what) for n, what in _V4_SPECIAL]
+_V6_NETWORKS = [(ipaddress.IPv6Network(n), what) for n, what in _V6_SPECIAL]
+# Everything outside global unicast (2000::/3) is reserved or special in IPv6.
+_V6_GLOBAL_UNICAST = ipaddress.IPv6Network("2000::/3")
+
+
+def special_range(address: IPAddress) -> str | None:
+    """What non-global range ``address`` is in (words and network), or None."""
+    networks = _V4_NETWORKS if address.version == 4 else _V6_NETWORKS
+    for network, what in networks:
+        if address in network:
+            return f"{what} ({network})"
+    if address.version == 6 and address not in _V6_GLOBAL_UNICAST:
+        return "a reserved address (outside 2000::/3)"
+    if not address.is_global:
+        return "a reserved or non-public address"
+    return None
+
+
+def embedded_ipv4(address: IPAddress) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 transition address carries: IPv4-mapped/-compatible,
+    6to4 (2002:AABB:CCDD::), Teredo (the client address) and NAT64 well-known prefix."""
+    if not isinstance(address, ipaddress.IPv6Address):
+        return None
+    if address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    if address.sixtofour is not None:
+        return address.sixtofour
+    if address.teredo is not None:
+        return address.teredo[1]
+    low32 = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    if address in ipaddress.IPv6Network("64:ff9b::/96"):
+        return low32
+    if address in ipaddress.IPv6Network("::/96") and int(address) > 1:
+        return low32
+    return None
+
+
 def address_refusal(address: IPAddress, *, allow_private: bool) -> str | None:
-    """Why ``address`` may not be called, or None when it may."""
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    if address.is_unspecified:
+    """Why ``address`` may not be called, or None when it may.
+
+    Transition addresses (IPv4-mapped/-compatible, 6to4, Teredo, NAT64) are refused as
+    ranges and their embedded IPv4 address is judged too: with ``allow_private`` only
+    the embedded address decides (``::ffff:127.0.0.1`` is then as good as ``127.0.0.1``).
+    """
+    embedded = embedded_ipv4(address)
+    if embedded is not None:
+        reason = address_refusal(embedded, allow_private=allow_private)
+        if reason is not None:
+            return f"{address} (which carries {embedded}): {reason}"
+        if allow_private:
+            return None
+    if address.is_unspecified or (address.version == 4 and address in _V4_NETWORKS[0][0]):
         return f"{address} is the unspecified address"
     if address.is_multicast:
         return f"{address} is a multicast address"
@@ -126,10 +224,11 @@ def address_refusal(address: IPAddress, *, allow_private: bool) -> str | None:
         return f"{address} is a loopback address"
     if address.is_link_local:
         return f"{address} is a link-local address"
-    if address.is_private:
-        return f"{address} is a private address"
-    if address.is_reserved or not address.is_global:
-        return f"{address} is a reserved or non-public address"
+    special = special_range(address)
+    if special is not None:
+        if embedded is not None:
+            return f"{address} is {special}, a tunnelled form of {embedded}"
+        return f"{address} is {special}"
     return None
 
 

@@ -27,7 +27,9 @@ def create_from_json(session: Session, settings: Any, tenant: TenantRef, data: d
 
 def create_from_upload(session: Session, settings: Any, tenant: TenantRef, content: bytes, *,
                        filename: str | None, content_type: str | None, name: str | None) -> DatasetOut:
-    fields, fmt = arrays.from_upload(content, filename=filename, content_type=content_type)
+    # The quota is checked on the decoded size *before* decoding (413 for a bomb).
+    fields, fmt = arrays.from_upload(content, filename=filename, content_type=content_type,
+                                     max_decoded_bytes=settings.quotas.max_dataset_bytes)
     return _out(*store_fields_created(session, settings, tenant, fields, fmt=fmt, name=name or filename))
 
 

@@ -109,8 +109,11 @@ def test_health_readiness_and_metrics(api):
     assert api.client.get("/healthz").json()["status"] == "ok"
     ready = api.client.get("/readyz")
     assert ready.status_code == 200 and ready.json() == {"status": "ready", "database": True, "broker": True}
-    api.client.get("/v1/jobs/does-not-exist", headers=api.tenant_headers())
-    text = api.client.get("/metrics").text
+    headers = api.tenant_headers()
+    api.client.get("/v1/jobs/does-not-exist", headers=headers)
+    # Auth is required here: so is a key for /metrics (api.metrics_public is off).
+    assert api.client.get("/metrics").status_code == 401
+    text = api.client.get("/metrics", headers=headers).text
     assert 'vihub_http_requests_total{method="GET",route="/v1/jobs/{job_id}",status="404"}' in text
     assert "vihub_http_request_duration_seconds_bucket" in text
     assert 'vihub_jobs{state="queued"}' in text

@@ -32,6 +32,7 @@ from inference.sandbox import (
     add_preload,
     ResourceLimits,
     SandboxError,
+    exception_chain,
     is_out_of_memory,
     resource_limit_error,
     run_in_sandbox,
@@ -183,14 +184,7 @@ def _time_limit(seconds: float):
 
 
 def _timed_out(exc: BaseException) -> bool:
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, _Alarm):
-            return True
-        current = current.__cause__ or current.__context__
-    return False
+    return any(isinstance(e, _Alarm) for e in exception_chain(exc))
 
 
 def _error_dict(exc: BaseException) -> dict[str, Any]:

@@ -385,7 +385,9 @@ class Sandbox:
             code = self.process.exitcode
         if code is not None and code < 0:
             sig = -code
-            if sig == signal.SIGXCPU or (sig == signal.SIGKILL and self._cpu_exhausted()):
+            if sig == signal.SIGXCPU:
+                # RLIMIT_CPU's soft limit; its default action ends the process (nothing in
+                # the child installs a handler, so the hard limit's SIGKILL is not reached).
                 return self._limit_error("cpu")
             if sig == signal.SIGKILL and self.killed_for == "wall":
                 return self._limit_error("wall")
@@ -397,10 +399,6 @@ class Sandbox:
                                 exitcode=code)
         return SandboxError("crashed", f"the process running the model exited with status {code} "
                                        "without an answer", exitcode=code)
-
-    def _cpu_exhausted(self) -> bool:
-        # RLIMIT_CPU's hard limit ends with SIGKILL when SIGXCPU was ignored or blocked.
-        return self.limits.cpu_seconds is not None and self.killed_for is None
 
     def _limit_error(self, limit: str) -> SandboxError:
         text, _ = self.limits.describe(limit)
@@ -518,16 +516,17 @@ _OOM_MARKERS = ("can't allocate memory", "cannot allocate memory", "out of memor
                 "failed to allocate")
 
 
-def is_out_of_memory(exc: BaseException) -> bool:
-    """Whether ``exc`` (or anything in its cause/context chain) is an allocation failure."""
+def exception_chain(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and its causes/contexts, each once (library errors wrap what they caught)."""
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
         seen.add(id(current))
-        if isinstance(current, MemoryError):
-            return True
-        text = str(current).lower()
-        if any(marker in text for marker in _OOM_MARKERS):
-            return True
+        yield current
         current = current.__cause__ or current.__context__
-    return False
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` (or anything in its chain) is an allocation failure."""
+    return any(isinstance(e, MemoryError) or any(m in str(e).lower() for m in _OOM_MARKERS)
+               for e in exception_chain(exc))

@@ -25,18 +25,13 @@ from collections.abc import Callable
 from typing import Any
 
 from inference.sandbox import Channel, is_out_of_memory
+# Names only: the child never opens a database connection (it holds no URL or socket).
+from store.models import ArtifactKind
 
 log = logging.getLogger("vihub.worker.sandbox")
 
 FIT_CANCELLED_KIND = "fit-cancelled"
 
-# Artifact kinds (store.models.ArtifactKind values; the child must not import the store).
-RESULT_JSON = "result_json"
-SAMPLES_NPZ = "samples_npz"
-PARAMS_SAFETENSORS = "params_safetensors"
-LOG_PROBS_NPZ = "log_probs_npz"
-NETCDF = "netcdf"
-PARAM_STORE_PT = "param_store_pt"
 
 
 class _ChannelCallbacks:
@@ -104,7 +99,7 @@ def run_fit(channel: Channel, payload: dict[str, Any]) -> None:
             callbacks.drop_checkpoint()
             result = fit(spec, payload["data"], callbacks=callbacks.as_fit_callbacks(), resume_from=None,
                          limits=limits)
-        artifacts, content_types = serialize(result)
+        artifacts = serialize(result)
     except InferenceError as exc:
         if is_out_of_memory(exc):
             channel.send({"final": True, "op": "resource-limit", "limit": "memory"})
@@ -112,33 +107,30 @@ def run_fit(channel: Channel, payload: dict[str, Any]) -> None:
         channel.send({"final": True, "op": "failed", "kind": exc.kind, "message": exc.message,
                       "error": _jsonable(exc.to_dict())})
         return
-    channel.send({"final": True, "op": "succeeded", "loss": [_number(v) for v in result.loss],
-                  "content_types": content_types}, artifacts)
+    channel.send({"final": True, "op": "succeeded", "loss": [_number(v) for v in result.loss]}, artifacts)
 
 
-def serialize(result: Any) -> tuple[dict[str, bytes], dict[str, str]]:
-    """A result's artifacts as bytes and their content types."""
+def serialize(result: Any) -> dict[str, bytes]:
+    """A result's artifacts as bytes, by ``ArtifactKind``."""
+    kinds = ArtifactKind
     artifacts: dict[str, bytes] = {
-        RESULT_JSON: json.dumps(result.to_json(), allow_nan=False, separators=(",", ":")).encode(),
-        SAMPLES_NPZ: result.samples_npz(),
-        PARAMS_SAFETENSORS: result.params_safetensors(),
-        LOG_PROBS_NPZ: result.log_probs_npz(),
+        kinds.RESULT_JSON: json.dumps(result.to_json(), allow_nan=False, separators=(",", ":")).encode(),
+        kinds.SAMPLES_NPZ: result.samples_npz(),
+        kinds.PARAMS_SAFETENSORS: result.params_safetensors(),
+        kinds.LOG_PROBS_NPZ: result.log_probs_npz(),
     }
-    content_types = {RESULT_JSON: "application/json", SAMPLES_NPZ: "application/x-npz",
-                     PARAMS_SAFETENSORS: "application/octet-stream", LOG_PROBS_NPZ: "application/x-npz"}
     # Optional forms: a missing optional dependency (arviz for netCDF) must not fail a fit
     # that succeeded; the API answers 404 for an absent artifact.
-    optional: dict[str, tuple[Callable[[], bytes], str]] = {
-        NETCDF: (result.to_netcdf, "application/x-netcdf"),
-        PARAM_STORE_PT: (result.param_store_pt, "application/octet-stream"),
+    optional: dict[str, Callable[[], bytes]] = {
+        kinds.NETCDF: result.to_netcdf,
+        kinds.PARAM_STORE_PT: result.param_store_pt,
     }
-    for kind, (make, content_type) in optional.items():
+    for kind, make in optional.items():
         try:
             artifacts[kind] = make()
-            content_types[kind] = content_type
         except Exception:
             log.warning("could not build the %s artifact", kind, exc_info=True)
-    return artifacts, content_types
+    return artifacts
 
 
 def _jsonable(value: Any) -> Any:

@@ -414,8 +414,8 @@ class JobRunner:
 
         op = header.get("op")
         if op == "succeeded":
-            types = header.get("content_types") or {}
-            artifacts = {kind: (blobs[kind], str(types.get(kind) or "application/octet-stream"))
+            # Only known kinds, with our own content types: the sandbox names blobs, nothing more.
+            artifacts = {kind: (blobs[kind], ArtifactKind.CONTENT_TYPES[kind])
                          for kind in blobs if kind in ArtifactKind.CONTENT_TYPES and kind != ArtifactKind.CHECKPOINT}
             if ArtifactKind.RESULT_JSON not in artifacts:
                 return self._internal_error(RuntimeError("the sandbox sent no result"), heartbeat, attempt,

@@ -8,26 +8,46 @@ then prints:
 1. dispatch latency: submit (``POST /v1/jobs`` sent) -> the job is ``running``
    (``started_at`` - client-side send time; includes the dry run), median over ``--jobs``;
 2. fixed overhead: submit -> results downloadable, for a 1-step job, median; with the
-   part spent inside ``POST /v1/jobs`` (dry run in the process pool) shown separately;
+   part spent inside ``POST /v1/jobs`` (dry run in the sandbox) shown separately;
 3. ``GET /v1/jobs/{id}`` p50/p99 latency and requests/s under ``--pollers`` concurrent
    async pollers (own httpx load generator), against an idle-server baseline measured in
    the same run: ``GET /healthz`` under the same load. The ratios are the figures to
    compare across versions; absolute numbers depend on the machine.
 
+**What isolation costs** (figures 1 and 2, before and after, same run): with
+``--baseline-ref REF`` (default ``a0576b7``, the last commit before every job and dry run
+moved into a fresh process forked from a pre-warmed forkserver; ``none`` disables), the
+script checks REF out into a temporary detached ``git worktree``, starts a second stack
+from it (cwd and ``PYTHONPATH`` on the worktree, so uvicorn, the worker and the
+migrations run the old code; same backend, its own fresh database / broker), and runs
+the same 1-step jobs against both stacks in interleaved rounds (one job on each per
+round, the order alternating), so machine load hits both alike. Each stack first runs
+``--warmup`` unmeasured jobs (the forkserver / dry-run pool imports torch on first use;
+those cold starts are printed, not counted). It prints both sets of medians and
+"after - before" as a difference of medians, the median of the per-round differences and
+a ratio. Figure 3 is measured on the current tree only, after the baseline stack is
+stopped. The target (issue 9) is at most +50 ms median.
+
 Usage::
 
-    python bench/bench_api.py                       # defaults: 5 jobs, 16 pollers, 2000 requests each
-    python bench/bench_api.py --backend embedded --pollers 32 --requests 4000
+    python bench/bench_api.py                       # defaults: 5 jobs, 16 pollers, 125 requests each
+    python bench/bench_api.py --jobs 10             # before/after against a0576b7
+    python bench/bench_api.py --backend embedded --baseline-ref none --pollers 32 --requests 4000
 
-Only 127.0.0.1 is contacted. Every process it starts is stopped at the end.
+Only 127.0.0.1 is contacted. Every process it starts is stopped, every database it
+creates dropped and the worktree removed at the end, also on an error, Ctrl-C or SIGTERM.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
+import random
+import re
 import secrets
+import shutil
 import signal
 import socket
 import statistics
@@ -37,11 +57,13 @@ import tempfile
 import time
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+DEFAULT_BASELINE_REF = "a0576b7"
+ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 
 ONE_STEP_JOB = {
     "model": {"catalog": "eight_schools_noncentered"},
@@ -65,25 +87,74 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-class Stack:
-    """uvicorn + one Celery worker on a fresh store; ``close()`` stops and cleans up."""
+def _pick_redis_dbs(count: int) -> list[int]:
+    """``count`` distinct Redis database numbers in 1..15, empty ones preferred."""
+    candidates = list(range(1, 16))
+    random.shuffle(candidates)
+    with contextlib.suppress(Exception):
+        import redis
 
-    def __init__(self, backend: str) -> None:
+        empty = [db for db in candidates if redis.Redis(host="127.0.0.1", port=6379, db=db).dbsize() == 0]
+        candidates = empty + [db for db in candidates if db not in empty]
+    return candidates[:count]
+
+
+# Run by each stack's own interpreter, in its tree: migrate, and make an API key.
+_SETUP = """
+import sys
+from store.migrate import upgrade
+database_url, make_key = sys.argv[1], sys.argv[2] == "1"
+upgrade(database_url)
+if make_key:
+    from sqlalchemy.orm import sessionmaker
+    from store.db import make_engine
+    from store.repositories import ApiKeyRepository, TenantRepository
+    from store.security import display_prefix, generate_api_key, hash_api_key
+    engine = make_engine(database_url)
+    key = generate_api_key()
+    with sessionmaker(bind=engine).begin() as session:
+        tenant = TenantRepository(session).create("bench")
+        ApiKeyRepository(session).create(tenant.id, hash_api_key(key), display_prefix(key))
+    engine.dispose()
+    print("KEY=" + key)
+"""
+
+_LOG_TROUBLE = re.compile(rb"Traceback|\bERROR\b|\bCRITICAL\b|WorkerLostError|Exception|\bFAILURE\b|failed")
+
+
+class Stack:
+    """uvicorn + one Celery worker from source tree ``tree`` on a fresh store.
+
+    Migrations and the API key are made by a subprocess running ``tree``'s code, so a
+    baseline stack never imports the current tree. ``close()`` stops and cleans up.
+    """
+
+    def __init__(self, backend: str, tree: Path = REPO, label: str = "current", redis_db: int | None = None,
+                 keep_logs: bool = False) -> None:
         self.backend = backend
-        self.home = Path(tempfile.mkdtemp(prefix="vihub-bench-"))
+        self.tree = tree
+        self.label = label
+        self.keep_logs = keep_logs
+        self.closed = False
+        self.home = Path(tempfile.mkdtemp(prefix=f"vihub-bench-{label.split()[0]}-"))
         self.procs: list[subprocess.Popen] = []
         self.pg_db: str | None = None
         self.headers: dict[str, str] = {}
+        self.broker_url = ""
         if backend == "production":
             from sqlalchemy import create_engine, text
 
-            self.pg_db = f"vihub_bench_{secrets.token_hex(4)}"
-            admin = create_engine("postgresql+psycopg://postgres@127.0.0.1:5432/postgres", isolation_level="AUTOCOMMIT")
-            with admin.connect() as conn:
-                conn.execute(text(f'CREATE DATABASE "{self.pg_db}"'))
-            admin.dispose()
+            self.database_url = ""
+            self.broker_url = f"redis://127.0.0.1:6379/{redis_db or 1 + secrets.randbelow(15)}"
+            pg_db = f"vihub_bench_{secrets.token_hex(4)}"
+            admin = create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
+            try:
+                with admin.connect() as conn:
+                    conn.execute(text(f'CREATE DATABASE "{pg_db}"'))
+                self.pg_db = pg_db
+            finally:
+                admin.dispose()
             self.database_url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{self.pg_db}"
-            self.broker_url = f"redis://127.0.0.1:6379/{1 + secrets.randbelow(15)}"
         else:
             self.database_url = f"sqlite:///{self.home / 'vihub.sqlite3'}"
             self.broker_url = f"sqla+sqlite:///{self.home / 'broker.sqlite3'}"
@@ -92,116 +163,218 @@ class Stack:
             "VIHUB_DATABASE_URL": self.database_url, "VIHUB_BROKER_URL": self.broker_url,
             "VIHUB_HOME": str(self.home), "VIHUB_AUTH": "required" if backend == "production" else "disabled",
             "VIHUB_QUOTAS__MAX_CONCURRENT_JOBS": "1000", "VIHUB_LOG_LEVEL": "WARNING",
-            "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1",
+            "PYTHONPATH": str(tree), "OMP_NUM_THREADS": "1",
         })
 
-    def start(self) -> str:
-        from store.migrate import upgrade
+    def _setup(self) -> None:
+        make_key = self.backend == "production"
+        done = subprocess.run([sys.executable, "-c", _SETUP, self.database_url, "1" if make_key else "0"],
+                              env=self.env, cwd=self.tree, check=False, capture_output=True, text=True, timeout=300)
+        if done.returncode != 0:
+            raise RuntimeError(f"[{self.label}] migrate/key setup failed:\n{done.stderr[-3000:]}")
+        if make_key:
+            key = next(line[4:] for line in done.stdout.splitlines() if line.startswith("KEY="))
+            self.headers = {"Authorization": f"Bearer {key}"}
 
-        upgrade(self.database_url)
-        if self.backend == "production":
-            self.headers = {"Authorization": f"Bearer {self._make_key()}"}
+    def launch(self) -> None:
+        """Migrate, then start the worker and the API (without waiting for them)."""
+        self._setup()
         worker_log = open(self.home / "worker.log", "wb")  # noqa: SIM115
         self.procs.append(subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker", "--queues", "cpu",
              "--pool", "prefork", "--concurrency", "1", "--loglevel", "INFO",
              "--without-mingle", "--without-gossip", "--hostname", f"bench-{secrets.token_hex(3)}@%h"],
-            env=self.env, cwd=REPO, stdout=worker_log, stderr=subprocess.STDOUT, start_new_session=True))
-        port = _free_port()
+            env=self.env, cwd=self.tree, stdout=worker_log, stderr=subprocess.STDOUT, start_new_session=True))
+        self.port = _free_port()
         api_log = open(self.home / "api.log", "wb")  # noqa: SIM115
         self.procs.append(subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "api.app:create_app", "--factory", "--host", "127.0.0.1",
-             "--port", str(port), "--log-level", "warning", "--no-access-log"],
-            env=self.env, cwd=REPO, stdout=api_log, stderr=subprocess.STDOUT, start_new_session=True))
-        base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 120
+             "--port", str(self.port), "--log-level", "warning", "--no-access-log"],
+            env=self.env, cwd=self.tree, stdout=api_log, stderr=subprocess.STDOUT, start_new_session=True))
+        self.base = f"http://127.0.0.1:{self.port}"
+
+    def wait_ready(self, timeout: float = 180) -> str:
+        deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
+            for proc in self.procs:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"[{self.label}] {proc.args[2]} exited ({proc.returncode}); see {self.home}")
             try:
-                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200 and \
+                if httpx.get(f"{self.base}/readyz", timeout=2).status_code == 200 and \
                         b" ready." in (self.home / "worker.log").read_bytes():
-                    return base
+                    return self.base
             except httpx.HTTPError:
                 pass
             time.sleep(0.3)
-        raise RuntimeError("stack did not start; see " + str(self.home))
+        raise RuntimeError(f"[{self.label}] stack did not start; see {self.home}")
 
-    def _make_key(self) -> str:
-        from sqlalchemy.orm import sessionmaker
+    def start(self) -> str:
+        self.launch()
+        return self.wait_ready()
 
-        from store.db import make_engine
-        from store.repositories import ApiKeyRepository, TenantRepository
-        from store.security import display_prefix, generate_api_key, hash_api_key
+    def check_tree(self) -> str:
+        """Where the servers' ``api`` package comes from, as that tree's interpreter sees it."""
+        done = subprocess.run([sys.executable, "-c", "import api, worker; print(api.__file__)"],
+                              env=self.env, cwd=self.tree, check=False, capture_output=True, text=True, timeout=120)
+        return done.stdout.strip() or done.stderr.strip()[-300:]
 
-        engine = make_engine(self.database_url)
-        key = generate_api_key()
-        with sessionmaker(bind=engine).begin() as session:
-            tenant = TenantRepository(session).create("bench")
-            ApiKeyRepository(session).create(tenant.id, hash_api_key(key), display_prefix(key))
-        engine.dispose()
-        return key
+    def log_trouble(self) -> list[str]:
+        """Lines of the servers' logs that look like errors, with their log's name."""
+        found = []
+        for name in ("api.log", "worker.log"):
+            path = self.home / name
+            if not path.exists():
+                continue
+            for line in path.read_bytes().splitlines():
+                if _LOG_TROUBLE.search(line):
+                    found.append(f"{name}: {line.decode(errors='replace')[:300]}")
+        return found
 
     def close(self) -> None:
+        """Stop the processes, drop the database, flush the broker; a second call does nothing."""
+        if self.closed:
+            return
+        self.closed = True
+        # SIGTERM to the servers themselves (not their process groups): Celery's main process
+        # then shuts its pool down as in production, and each server stops its forkserver.
         for proc in reversed(self.procs):
             if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
+                proc.terminate()
         for proc in self.procs:
             try:
                 proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(timeout=5)
+            # Anything left in the process group (forkserver, sandbox children): kill it.
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
         if self.pg_db:
             from sqlalchemy import create_engine, text
 
-            admin = create_engine("postgresql+psycopg://postgres@127.0.0.1:5432/postgres", isolation_level="AUTOCOMMIT")
-            with admin.connect() as conn:
-                conn.execute(text(f'DROP DATABASE IF EXISTS "{self.pg_db}" WITH (FORCE)'))
-            admin.dispose()
-        if self.broker_url.startswith("redis://"):
+            admin = create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
             try:
+                with admin.connect() as conn:
+                    conn.execute(text(f'DROP DATABASE IF EXISTS "{self.pg_db}" WITH (FORCE)'))
+            finally:
+                admin.dispose()
+            self.pg_db = None
+        if self.broker_url.startswith("redis://"):
+            with contextlib.suppress(Exception):
                 import redis
 
                 redis.Redis.from_url(self.broker_url).flushdb()
-            except Exception:
-                pass
+        trouble = self.log_trouble()
+        if trouble:
+            print(f"[{self.label}] {len(trouble)} error-like line(s) in the servers' logs ({self.home}):",
+                  file=sys.stderr)
+            for line in trouble[:20]:
+                print("   ", line, file=sys.stderr)
+        if self.keep_logs or trouble:
+            print(f"[{self.label}] logs kept in {self.home}", file=sys.stderr)
+            for name in ("vihub.sqlite3", "broker.sqlite3"):  # the embedded databases go anyway
+                for path in self.home.glob(name + "*"):
+                    path.unlink(missing_ok=True)
+        else:
+            shutil.rmtree(self.home, ignore_errors=True)
+
+
+class Worktree:
+    """A temporary detached ``git worktree`` of ``ref``; ``close()`` removes it."""
+
+    def __init__(self, ref: str) -> None:
+        self.ref = ref
+        self.parent = Path(tempfile.mkdtemp(prefix="vihub-bench-worktree-"))
+        self.path = self.parent / "tree"
+        subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", str(self.path), ref],
+                       check=True, capture_output=True, text=True)
+        self.commit = subprocess.run(["git", "-C", str(self.path), "rev-parse", "--short", "HEAD"],
+                                     check=True, capture_output=True, text=True).stdout.strip()
+
+    def close(self) -> None:
+        done = subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(self.path)],
+                              check=False, capture_output=True, text=True)
+        if done.returncode != 0:
+            shutil.rmtree(self.path, ignore_errors=True)
+            subprocess.run(["git", "-C", str(REPO), "worktree", "prune"], check=False, capture_output=True)
+        shutil.rmtree(self.parent, ignore_errors=True)
 
 
 def _parse_time(value: str) -> float:
     return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
 
 
-def measure_jobs(client: httpx.Client, jobs: int) -> dict[str, list[float]]:
-    """Submit 1-step jobs one at a time; time each phase."""
-    dispatch, overhead, submit_call = [], [], []
-    for i in range(jobs + 1):  # job 0 warms the worker and the dry-run pool
-        body = dict(ONE_STEP_JOB, inference={**ONE_STEP_JOB["inference"], "seed": i})
-        t_submit = time.time()
-        t0 = time.perf_counter()
-        response = client.post("/v1/jobs", json=body)
-        t_accepted = time.perf_counter()
-        response.raise_for_status()
-        job_id = response.json()["id"]
-        started_at = None
-        while True:
-            job = client.get(f"/v1/jobs/{job_id}").json()
-            if started_at is None and job["started_at"]:
-                started_at = _parse_time(job["started_at"])
-            if job["state"] in ("succeeded", "failed", "cancelled"):
-                break
-            time.sleep(0.01)
-        assert job["state"] == "succeeded", job
-        while client.get(f"/v1/jobs/{job_id}/summary").status_code != 200:
-            time.sleep(0.01)
-        t_results = time.perf_counter()
-        if i == 0:
-            continue
-        # started_at is the server's clock; same machine, so comparable with time.time().
-        # The worker may claim the job before the 202 reaches the client (publish happens
-        # right after the commit), so dispatch is measured from the moment the POST is sent.
-        dispatch.append(started_at - t_submit)
-        submit_call.append(t_accepted - t0)
-        overhead.append(t_results - t0)
-    return {"dispatch": dispatch, "overhead": overhead, "submit_call": submit_call}
+def run_one_job(client: httpx.Client, seed: int) -> dict[str, Any]:
+    """Submit one 1-step job and time its phases (seconds)."""
+    body = dict(ONE_STEP_JOB, inference={**ONE_STEP_JOB["inference"], "seed": seed})
+    t_submit = time.time()
+    t0 = time.perf_counter()
+    response = client.post("/v1/jobs", json=body)
+    t_accepted = time.perf_counter()
+    response.raise_for_status()
+    job_id = response.json()["id"]
+    started_at = None
+    while True:
+        job = client.get(f"/v1/jobs/{job_id}").json()
+        if started_at is None and job["started_at"]:
+            started_at = _parse_time(job["started_at"])
+        if job["state"] in ("succeeded", "failed", "cancelled"):
+            break
+        time.sleep(0.01)
+    if job["state"] != "succeeded":
+        raise RuntimeError(f"job {job_id} ended {job['state']}: {job}")
+    while client.get(f"/v1/jobs/{job_id}/summary").status_code != 200:
+        time.sleep(0.01)
+    t_results = time.perf_counter()
+    # started_at is the server's clock; same machine, so comparable with time.time().
+    # The worker may claim the job before the 202 reaches the client (publish happens
+    # right after the commit), so dispatch is measured from the moment the POST is sent.
+    in_worker = _parse_time(job["finished_at"]) - started_at if job.get("finished_at") and started_at else 0.0
+    return {"id": job_id, "dispatch": started_at - t_submit, "overhead": t_results - t0,
+            "submit_call": t_accepted - t0, "in_worker": in_worker}
+
+
+METRICS = ("dispatch", "overhead", "submit_call", "in_worker")
+LABELS = {
+    "dispatch": "dispatch latency (submit -> running)",
+    "overhead": "fixed overhead (submit -> results, 1 step)",
+    "submit_call": "  of which POST /v1/jobs (dry run + commit)",
+    "in_worker": "  of which in the worker (running -> finished)",
+}
+
+
+class Runner:
+    """One stack, its client, and its warm-up and measured timings."""
+
+    def __init__(self, stack: Stack) -> None:
+        self.stack = stack
+        self.client = httpx.Client(base_url=stack.base, headers=stack.headers, timeout=120)
+        self.warmup: list[dict[str, Any]] = []
+        self.measured: list[dict[str, Any]] = []
+        self.seed = 0
+
+    def job(self, measured: bool) -> dict[str, Any]:
+        timing = run_one_job(self.client, self.seed)
+        self.seed += 1
+        (self.measured if measured else self.warmup).append(timing)
+        return timing
+
+    def median(self, metric: str) -> float:
+        return statistics.median(t[metric] for t in self.measured)
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def measure_interleaved(runners: list[Runner], jobs: int, warmup: int) -> None:
+    """Warm-up jobs, then ``jobs`` rounds of one job per runner, the order alternating."""
+    for r in range(warmup):
+        for runner in (runners if r % 2 == 0 else runners[::-1]):
+            runner.job(measured=False)
+    for r in range(jobs):
+        for runner in (runners if r % 2 == 0 else runners[::-1]):
+            runner.job(measured=True)
 
 
 async def load(base: str, path: str, headers: dict[str, str], pollers: int, requests: int,
@@ -234,42 +407,167 @@ async def load(base: str, path: str, headers: dict[str, str], pollers: int, requ
     }
 
 
+def _raise_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def _current_tree_label() -> str:
+    head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
+                          check=False, capture_output=True, text=True).stdout.strip() or "?"
+    dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no",
+                            "--", ".", ":!bench"],
+                           check=False, capture_output=True, text=True).stdout.strip()
+    return f"{head}{' + uncommitted changes' if dirty else ''}"
+
+
+def _print_cold_start_check(runner: Runner) -> None:
+    ms = [1000 * t["overhead"] for t in runner.measured]
+    warm = ", ".join(f"{1000 * t['overhead']:.0f}" for t in runner.warmup) or "none"
+    med = statistics.median(ms)
+    note = ""
+    if len(ms) > 2 and ms[0] > 2 * statistics.median(ms[1:]):
+        note = "  <-- first measured job >2x the rest: cold start not absorbed?"
+    elif len(runner.warmup) > 1 and 1000 * runner.warmup[-1]["overhead"] > 2000 and med > 500:
+        # The warm-up did not make later jobs cheap: each job pays a start-up of its own
+        # (e.g. a fresh process importing what its parent never imported).
+        note = "  <-- warm-ups did not help: every job pays a start-up of its own"
+    print(f"  {runner.stack.label}: warm-up overhead {warm} ms; measured overhead "
+          f"min {min(ms):.0f} / median {med:.0f} / max {max(ms):.0f} ms; first measured {ms[0]:.0f} ms{note}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     default_backend = "production" if _port_open(5432) and _port_open(6379) else "embedded"
     parser.add_argument("--backend", choices=["production", "embedded"], default=default_backend)
-    parser.add_argument("--jobs", type=int, default=5, help="1-step jobs for the dispatch figures")
+    parser.add_argument("--jobs", type=int, default=5, help="measured 1-step jobs per stack")
+    parser.add_argument("--warmup", type=int, default=2, help="unmeasured warm-up jobs per stack (>= 1)")
+    parser.add_argument("--baseline-ref", default=DEFAULT_BASELINE_REF,
+                        help=f"git ref to compare the job figures with (default {DEFAULT_BASELINE_REF}, "
+                             "before process isolation); 'none' disables")
     parser.add_argument("--pollers", type=int, default=16, help="concurrent async pollers")
     parser.add_argument("--requests", type=int, default=125, help="requests per poller")
     parser.add_argument("--max-seconds", type=float, default=30.0, help="time bound per load phase")
+    parser.add_argument("--per-job", action="store_true", help="print every job's timings")
+    parser.add_argument("--keep-logs", action="store_true", help="keep the servers' logs (kept anyway on errors)")
     args = parser.parse_args()
+    if args.jobs < 1 or args.warmup < 1:
+        parser.error("--jobs and --warmup must be >= 1")
+    baseline_ref = None if args.baseline_ref.lower() == "none" else args.baseline_ref
 
-    stack = Stack(args.backend)
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _raise_interrupt)
+
+    cleanup = contextlib.ExitStack()
+    current_label = f"current (isolation) {_current_tree_label()}"
+    baseline_label = ""
+    runners: list[Runner] = []
+    baseline_runner: Runner | None = None
+    errors: list[str] = []
+
+    def closing(what: str, fn: Any) -> None:
+        def call() -> None:
+            try:
+                fn()
+            except BaseException as exc:  # noqa: BLE001 -- keep cleaning up the rest
+                errors.append(f"cleanup of {what} failed: {exc!r}")
+        cleanup.callback(call)
+
     try:
-        base = stack.start()
-        with httpx.Client(base_url=base, headers=stack.headers, timeout=60) as client:
-            timings = measure_jobs(client, args.jobs)
-            job_id = client.get("/v1/jobs", params={"limit": 1}).json()["items"][0]["id"]
-        baseline = asyncio.run(load(base, "/healthz", stack.headers, args.pollers, args.requests, args.max_seconds))
-        polled = asyncio.run(load(base, f"/v1/jobs/{job_id}", stack.headers, args.pollers, args.requests,
+        redis_dbs = _pick_redis_dbs(2) if args.backend == "production" else [None, None]
+        stacks: list[Stack] = []
+        if baseline_ref:
+            worktree = Worktree(baseline_ref)
+            closing("worktree", worktree.close)
+            baseline_label = f"baseline {baseline_ref} (no isolation)"
+            if worktree.commit not in baseline_ref:
+                baseline_label += f" [{worktree.commit}]"
+            base_stack = Stack(args.backend, worktree.path, baseline_label, redis_dbs[1], args.keep_logs)
+            closing(baseline_label, base_stack.close)
+            stacks.append(base_stack)
+        current = Stack(args.backend, REPO, current_label, redis_dbs[0], args.keep_logs)
+        closing(current_label, current.close)
+        stacks.append(current)
+        for stack in stacks:
+            stack.launch()
+        for stack in stacks:
+            stack.wait_ready()
+            source = stack.check_tree()
+            if not source.startswith(str(stack.tree)):
+                raise RuntimeError(f"[{stack.label}] imports api from {source}, not from {stack.tree}")
+            runner = Runner(stack)
+            closing(f"{stack.label} client", runner.close)
+            runners.append(runner)
+        current_runner = runners[-1]
+        if baseline_ref:
+            baseline_runner = runners[0]
+        # Rounds: baseline first on even rounds, current first on odd ones.
+        measure_interleaved(runners, args.jobs, args.warmup)
+        job_id = current_runner.measured[-1]["id"]
+        if baseline_runner is not None:  # stop the baseline before the load test (not about isolation)
+            baseline_runner.close()
+            baseline_runner.stack.close()
+        health = asyncio.run(load(current.base, "/healthz", current.headers, args.pollers, args.requests,
                                   args.max_seconds))
+        polled = asyncio.run(load(current.base, f"/v1/jobs/{job_id}", current.headers, args.pollers,
+                                  args.requests, args.max_seconds))
     finally:
-        stack.close()
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(signum, signal.SIG_IGN)  # a second Ctrl-C must not abort the cleanup
+        cleanup.close()
+        for message in errors:
+            print(message, file=sys.stderr)
 
-    def ms(values: list[float]) -> str:
-        return f"{1000 * statistics.median(values):8.1f} ms"
+    def ms(value: float) -> str:
+        return f"{1000 * value:8.1f} ms"
 
-    print(f"vihub API benchmark — backend={args.backend}, {args.jobs} jobs, {args.pollers} pollers")
-    print(f"  dispatch latency (submit -> running), median      {ms(timings['dispatch'])}")
-    print(f"  fixed overhead (submit -> results, 1 step), median {ms(timings['overhead'])}")
-    print(f"    of which POST /v1/jobs (dry run + commit), median {ms(timings['submit_call'])}")
-    print(f"  GET /healthz   (idle baseline): p50 {baseline['p50_ms']:6.2f} ms  p99 {baseline['p99_ms']:6.2f} ms"
-          f"  {baseline['rps']:8.0f} req/s  (n={baseline['n']})")
+    print()
+    print(f"vihub API benchmark — backend={args.backend}, {args.jobs} measured 1-step jobs per stack "
+          f"(after {args.warmup} unmeasured warm-up jobs), medians")
+    if baseline_runner is None:
+        for metric in METRICS:
+            print(f"  {LABELS[metric] + ', median':56s} {ms(current_runner.median(metric))}")
+    else:
+        print(f"  rounds interleaved (one job on each stack per round, order alternating); "
+              f"tree of the current stack: {_current_tree_label()}")
+        w = 44
+        print(f"  {'':{w}s} {'before':>11s} {'after':>11s} {'after - before':>15s} {'paired':>10s} {'ratio':>7s}")
+        print(f"  {'':{w}s} {'(baseline)':>11s} {'(current)':>11s} {'(medians)':>15s} {'median':>10s} "
+              f"{'after/':>7s}")
+        print(f"  {'':{w}s} {'':>11s} {'':>11s} {'':>15s} {'of diffs':>10s} {'before':>7s}")
+        for metric in METRICS:
+            before = baseline_runner.median(metric)
+            after = current_runner.median(metric)
+            paired = statistics.median(c[metric] - b[metric]
+                                       for b, c in zip(baseline_runner.measured, current_runner.measured))
+            print(f"  {LABELS[metric]:{w}s} {1000 * before:8.1f} ms {1000 * after:8.1f} ms "
+                  f"{1000 * (after - before):+12.1f} ms {1000 * paired:+7.1f} ms {after / before:6.2f}x")
+        print(f"  before = {baseline_runner.stack.label}")
+        print(f"  after  = {current_runner.stack.label}")
+        for metric in ("dispatch", "overhead"):
+            delta = 1000 * (current_runner.median(metric) - baseline_runner.median(metric))
+            verdict = "within" if delta <= 50 else "OVER"
+            print(f"  target <= +50 ms median: {LABELS[metric].strip()}: {delta:+.1f} ms -> {verdict} target")
+    print("  cold-start check (warm-up jobs are not counted):")
+    for runner in ([baseline_runner] if baseline_runner else []) + [current_runner]:
+        _print_cold_start_check(runner)
+    if args.per_job:
+        for runner in ([baseline_runner] if baseline_runner else []) + [current_runner]:
+            print(f"  per job, {runner.stack.label} (dispatch / overhead / POST / in worker, ms):")
+            for kind, timings in (("warm-up", runner.warmup), ("measured", runner.measured)):
+                for t in timings:
+                    print(f"    {kind:8s} " + " ".join(f"{1000 * t[m]:8.1f}" for m in METRICS))
+    print(f"  GET latency under load ({args.pollers} pollers), current tree only:")
+    print(f"  GET /healthz   (idle baseline): p50 {health['p50_ms']:6.2f} ms  p99 {health['p99_ms']:6.2f} ms"
+          f"  {health['rps']:8.0f} req/s  (n={health['n']})")
     print(f"  GET /v1/jobs/{{id}}            : p50 {polled['p50_ms']:6.2f} ms  p99 {polled['p99_ms']:6.2f} ms"
           f"  {polled['rps']:8.0f} req/s  (n={polled['n']})")
-    print(f"  ratio GET job / healthz: p50 x{polled['p50_ms'] / baseline['p50_ms']:.2f}, "
-          f"throughput {polled['rps'] / baseline['rps']:.2f} of baseline")
+    print(f"  ratio GET job / healthz: p50 x{polled['p50_ms'] / health['p50_ms']:.2f}, "
+          f"throughput {polled['rps'] / health['rps']:.2f} of baseline")
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except KeyboardInterrupt:
+        print("interrupted; everything the bench started has been stopped and removed", file=sys.stderr)
+        sys.exit(130)

@@ -57,8 +57,12 @@ from typing import Any
 
 log = logging.getLogger("vihub.sandbox")
 
-# Modules the forkserver imports once, so each child starts with the engine loaded.
-PRELOAD = ("inference.sandbox", "inference.fitting", "inference.results", "inference.language")
+# Modules the forkserver imports once, so each child starts with the engine loaded. The
+# engine imports some heavy modules lazily on first use (torch._dynamo when an optimizer
+# is built; arviz, xarray and pandas when a result is written as netCDF): each would be
+# imported again by every child, seconds per job, so they are imported here once.
+PRELOAD = ("inference.sandbox", "inference.fitting", "inference.results", "inference.language",
+           "torch._dynamo", "pyro.infer.autoguide", "arviz", "xarray", "h5netcdf", "pandas", "scipy.stats")
 
 # Environment variables a child keeps; everything else (database and broker URLs,
 # API secrets) is dropped before user code runs.
@@ -248,9 +252,14 @@ def _ensure_preload() -> None:
 
 
 def warm_up() -> None:
-    """Start the forkserver now (it imports torch once), not on the first request."""
+    """Start the forkserver now and wait until it has imported the engine (seconds), so
+    that the first request does not pay for it. Servers call this in a background thread."""
     _ensure_preload()
-    mp_forkserver.ensure_running()
+    run_in_sandbox("inference.sandbox:_ping", None, ResourceLimits(wall_seconds=600))
+
+
+def _ping(channel: Channel, payload: Any) -> None:
+    channel.send({"final": True, "op": "pong"})
 
 
 def shutdown() -> None:

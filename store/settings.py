@@ -112,6 +112,9 @@ class ApiSettings(BaseModel):
     sse_max_s: float = Field(3600.0, gt=0)
     # How long an API key -> tenant lookup is reused (a revoked key works this much longer).
     auth_cache_ttl_s: float = Field(10.0, ge=0)
+    # A submit whose Idempotency-Key is held by a request still in flight waits this
+    # long for that request's job, then answers 409 request-in-progress (Retry-After).
+    idempotency_wait_s: float = Field(10.0, ge=0)
 
 
 class WebhookSettings(BaseModel):
@@ -269,6 +272,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "accept_content": ["json"],
         "result_accept_content": ["json"],
         "task_acks_late": True,
+        # Explicitly off (Celery 5 warns that its default flips to True in Celery 6): a Redis
+        # blip must not cancel running fits. A job whose worker really died is reclaimed by
+        # its lease (the sweeper), and the claim is atomic, so a redelivery is harmless.
+        "worker_cancel_long_running_tasks_on_connection_loss": False,
         "task_reject_on_worker_lost": True,
         "worker_prefetch_multiplier": 1,
         "task_soft_time_limit": w.soft_time_limit_s,

@@ -76,8 +76,13 @@ class WorkerSettings(BaseModel):
     # long job would be delivered twice while still running. Tests shorten all three.
     visibility_timeout_s: int | None = None  # None -> hard_time_limit_s + 600
     sweeper_interval_s: float = 15.0
-    # A queued job not (re)published for this long is republished by the sweeper.
+    # A queued job never handed to the broker is published by the sweeper after this; a
+    # published one is resent only when the broker queue holds fewer messages than the
+    # published queued jobs (its message was lost), and only if sent longer ago than this.
     requeue_after_s: float = 60.0
+    # When the broker cannot report its queue depth: resend a published job not claimed
+    # for this long (backing off, see worker.sweeper.republish_due).
+    republish_after_s: float = 1800.0
     concurrency: int = 1
     # Set by `vihub worker --queues gpu` (GPU memory fragments over many jobs).
     gpu_max_tasks_per_child: int = 20

@@ -31,8 +31,10 @@ import asyncio
 import hashlib
 import json
 import logging
+import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
 
@@ -136,9 +138,42 @@ async def _submit(runtime: Any, tenant: TenantRef, body: JobCreate, key: str | N
         await run_in_threadpool(check_webhook_url, settings, str(body.webhook.url))
     fields, dataset_id = await run_in_threadpool(_resolve_data, runtime, tenant, body)
     await run_in_threadpool(_precheck_concurrency, runtime, tenant)
-    await run_in_threadpool(dry_run, runtime, body, fields)
+    await run_dry_run(runtime, body, fields)
     encoded = None if dataset_id is not None else await run_in_threadpool(_encode_inline, settings, fields)
     return await run_in_threadpool(_write_job, runtime, tenant, body, encoded, dataset_id, key, token, fingerprint)
+
+
+_DRY_RUN_EXECUTOR = "_vihub_dry_run_executor"
+_executor_lock = threading.Lock()
+
+
+def _dry_run_executor(runtime: Any) -> ThreadPoolExecutor:
+    """Threads that wait on the dry-run pool: a few per pool process, not the shared
+    threadpool. A burst of submits queues here without holding the threadpool's tokens,
+    so reads (``GET /v1/jobs/...``) keep being served while the dry runs drain."""
+    executor = getattr(runtime, _DRY_RUN_EXECUTOR, None)
+    if executor is None:
+        with _executor_lock:
+            executor = getattr(runtime, _DRY_RUN_EXECUTOR, None)
+            if executor is None:
+                workers = int(getattr(runtime.dry_runs, "max_workers", 1) or 1)
+                executor = ThreadPoolExecutor(max_workers=max(2, 2 * workers), thread_name_prefix="vihub-dry-run")
+                setattr(runtime, _DRY_RUN_EXECUTOR, executor)
+    return executor
+
+
+async def run_dry_run(runtime: Any, body: JobCreate, fields: dict[str, Any]) -> dict[str, Any]:
+    """``dry_run`` on its own executor, bounded by the pool's queue wait + time limit
+    (a 503 when the wait for a free dry-run process is longer)."""
+    pool = runtime.dry_runs
+    bound = float(getattr(pool, "time_limit_s", 20.0)) + float(getattr(pool, "queue_wait_s", 30.0))
+    future = asyncio.get_running_loop().run_in_executor(_dry_run_executor(runtime), dry_run, runtime, body, fields)
+    try:
+        return await asyncio.wait_for(future, timeout=bound)
+    except asyncio.TimeoutError as exc:
+        raise ServiceUnavailable(
+            "The trial-run pool is busy; retry shortly.", headers={"Retry-After": "5"}
+        ) from exc
 
 
 def _resolve_data(runtime: Any, tenant: TenantRef, body: JobCreate) -> tuple[dict[str, Any], str | None]:

@@ -120,6 +120,8 @@ async def create_job(
             await _release_claim(runtime, tenant, idempotency_key or "", token)
         raise
     if out is None:  # the unique constraint on jobs caught a duplicate (rolling upgrade)
+        if token is not None:
+            await _release_claim(runtime, tenant, idempotency_key or "", token)
         replay = await run_in_threadpool(_replay_from_jobs, runtime, tenant, idempotency_key or "", fingerprint)
         return replay, False
     await run_in_threadpool(_publish, runtime, out.id, queue)

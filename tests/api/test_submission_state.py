@@ -115,3 +115,21 @@ def test_embedded_default_tenant_is_committed_before_it_is_cached(tmp_path, make
         assert first.status_code == 422
         second = client.post("/v1/jobs", json=make_job())
         assert second.status_code == 202, second.text
+
+
+def test_a_key_used_by_a_job_without_a_claim_record_replays_it(api, headers, make_job):
+    """Jobs written by a previous release (no idempotency_keys row) still replay."""
+    from api.jobs.schemas import JobCreate
+    from api.jobs.service import body_fingerprint
+    from store.repositories.jobs import JobRepository
+
+    tenant_id = _tenant_of(api, headers)
+    body = make_job()
+    with api.session() as session:
+        legacy = JobRepository(session).create(
+            tenant_id=tenant_id, spec={"version": 1}, idempotency_key="legacy",
+            request_fingerprint=body_fingerprint(JobCreate.model_validate(body)), queue="cpu").id
+    for _ in range(2):
+        replay = api.client.post("/v1/jobs", json=body, headers={**headers, "Idempotency-Key": "legacy"})
+        assert replay.status_code == 200, replay.text
+        assert replay.json()["id"] == legacy

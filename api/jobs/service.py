@@ -124,7 +124,9 @@ async def create_job(
             await _release_claim(runtime, tenant, idempotency_key or "", token)
         replay = await run_in_threadpool(_replay_from_jobs, runtime, tenant, idempotency_key or "", fingerprint)
         return replay, False
-    await run_in_threadpool(_publish, runtime, out.id, queue)
+    # Shielded: a client that hangs up now does not stop the publish of a committed job
+    # (the sweeper would publish it, but only after worker.requeue_after_s).
+    await asyncio.shield(run_in_threadpool(_publish, runtime, out.id, queue))
     return out, True
 
 

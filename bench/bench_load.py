@@ -33,6 +33,7 @@ import argparse
 import asyncio
 import os
 import random
+import re
 import shutil
 import signal
 import socket
@@ -181,7 +182,9 @@ class Stack:
         self.worker = Proc("worker", [sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker",
                                       "--queues", "cpu", "--pool", "prefork", "--concurrency",
                                       str(worker_concurrency), "--loglevel", "WARNING"], env, root)
-        self.sweeper = Proc("sweeper", [sys.executable, "-m", "worker.sweeper"], env, root)
+        # INFO: its one line per sweep that did something ("sweep: requeued=.. republished=..").
+        self.sweeper = Proc("sweeper", [sys.executable, "-m", "worker.sweeper"], {**env, "VIHUB_LOG_LEVEL": "INFO"},
+                            root)
         import httpx
 
         wait_for(lambda: httpx.get(self.base_url + "/readyz", timeout=5).status_code == 200, 180, "API")
@@ -299,6 +302,7 @@ async def scenario(stack: Stack, fault: str, args: argparse.Namespace) -> dict[s
     headers = [{"Authorization": f"Bearer {key}"} for _, key in tenants]
     limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
     out: dict[str, Any] = {"fault": fault}
+    sweeper_log_from = stack.sweeper.log_path.stat().st_size
     async with httpx.AsyncClient(base_url=stack.base_url, timeout=120, limits=limits) as client:
         # Idle baseline: a few submits one at a time, then GETs with nothing else running.
         # (One validate first: a fresh dry-run process imports torch on its first trace.)
@@ -377,7 +381,10 @@ async def scenario(stack: Stack, fault: str, args: argparse.Namespace) -> dict[s
         finished = True
         await asyncio.gather(*pollers, tracker)
 
+    sweeps = stack.sweeper.log_path.read_text(errors="replace")[sweeper_log_from:]
     out.update(
+        republished=sum(int(n) for n in re.findall(r"republished=(\d+)", sweeps)),
+        requeued=sum(int(n) for n in re.findall(r"requeued=(\d+)", sweeps)),
         accepted=len(ids), submitted_s=submitted_s, drained_s=drained_s,
         terminal=Counter(s for s, _ in states.values() if s in FINAL),
         lost=len([i for i in ids if i not in states]),
@@ -405,6 +412,7 @@ def report(result: dict[str, Any]) -> None:
     print(f"lost          {result['lost']}")
     print(f"stuck         {result['stuck']}")
     print(f"attempts      {dict(sorted(result['attempts'].items()))}")
+    print(f"sweeper       republished {result['republished']}, requeued {result['requeued']}")
     print(f"5xx           {result['fivexx']}  (of which 500: {result['code500']})")
     print(f"POST statuses {dict(result['post_status'])}")
     print(f"GET statuses  {dict(result['get_status'])}")

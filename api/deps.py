@@ -8,16 +8,27 @@ happens before the response is sent: a client that gets ``202`` can read its job
 
 ``CurrentTenant`` authenticates ``Authorization: Bearer <key>`` or ``X-API-Key: <key>``:
 the key is hashed with sha256 and looked up through the store (cached per process for a
-few seconds, see ``TenantCache``). With auth disabled (embedded, single-user mode) every
-request acts as the default tenant.
+few seconds, see ``TenantCache``) in a short session of its own, never the request's:
+the lookup's connection goes back to the pool before the route runs. With auth disabled
+(embedded, single-user mode) every request acts as the default tenant, created in a
+transaction of its own that has committed before its id is cached.
+
+Two bounded resources meet here: the threadpool (anyio's tokens) and the DB connection
+pool. A request must never hold one while waiting for the other, or a burst can wedge
+the process (connections held by sessions waiting for a thread to commit, threads
+waiting for a connection). So the commit/rollback of ``SessionDep`` runs on a dedicated
+executor with one thread per pooled connection (``_release_executor``), never on the
+shared threadpool.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -49,15 +60,38 @@ async def get_runtime(request: Request) -> Runtime:
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 
+_RELEASE_EXECUTOR = "_vihub_release_executor"
+_release_lock = threading.Lock()
+
+
+def _release_executor(runtime: Runtime) -> ThreadPoolExecutor:
+    """Threads that only end transactions: one per connection the engine can hand out, so
+    a session holding a connection always gets a thread to give it back."""
+    executor = getattr(runtime, _RELEASE_EXECUTOR, None)
+    if executor is None:
+        with _release_lock:
+            executor = getattr(runtime, _RELEASE_EXECUTOR, None)
+            if executor is None:
+                settings = runtime.settings
+                size = max(15, int(settings.db_pool_size) + int(settings.db_max_overflow)) + 1
+                executor = ThreadPoolExecutor(max_workers=size, thread_name_prefix="vihub-db-release")
+                setattr(runtime, _RELEASE_EXECUTOR, executor)
+    return executor
+
+
+async def run_release(runtime: Runtime, fn: Callable[..., Any], *args: Any) -> Any:
+    return await asyncio.get_running_loop().run_in_executor(_release_executor(runtime), fn, *args)
+
+
 async def get_session(runtime: RuntimeDep) -> AsyncIterator[Session]:
     # Creating a Session does no I/O; it connects on first use, in the route's thread.
     session: Session = runtime.sessionmaker()
     try:
         yield session
     except BaseException:
-        await run_in_threadpool(_rollback_and_close, session)
+        await run_release(runtime, _rollback_and_close, session)
         raise
-    await run_in_threadpool(_commit_and_close, session)
+    await run_release(runtime, _commit_and_close, session)
 
 
 def _rollback_and_close(session: Session) -> None:
@@ -135,13 +169,12 @@ class TenantCache:
 
 async def get_current_tenant(
     runtime: RuntimeDep,
-    session: SessionDep,
     bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
     api_key: Annotated[str | None, Security(_api_key_header)],
 ) -> TenantRef:
     cache: TenantCache = runtime.tenants
     if not runtime.settings.auth_required:
-        return cache.get("") or cache.put("", await run_in_threadpool(_default_tenant, session))
+        return cache.get("") or cache.put("", await run_in_threadpool(_default_tenant, runtime))
     key = bearer.credentials if bearer is not None else api_key
     if not key:
         raise Unauthorized("Send an API key as 'Authorization: Bearer <key>' or 'X-API-Key: <key>'.")
@@ -149,21 +182,30 @@ async def get_current_tenant(
     cached = cache.get(key_hash)
     if cached is not None:
         return cached
-    tenant = await run_in_threadpool(_tenant_for_key, session, key_hash)
+    tenant = await run_in_threadpool(_tenant_for_key, runtime, key_hash)
     if tenant is None:
         raise Unauthorized("The API key is not valid (unknown or revoked).")
     return cache.put(key_hash, tenant)
 
 
-def _default_tenant(session: Session) -> TenantRef:
-    tenant = ensure_default_tenant(session)
-    return TenantRef(tenant.id, tenant.name)
+def ensure_default_tenant_committed(sessionmaker: Any) -> TenantRef:
+    """The embedded default tenant, created (if missing) and committed in a transaction of
+    its own: never inside a request's transaction, whose rollback would leave a cached id
+    of a row that does not exist."""
+    with sessionmaker.begin() as session:
+        tenant = ensure_default_tenant(session)
+        return TenantRef(tenant.id, tenant.name)
 
 
-def _tenant_for_key(session: Session, key_hash: str) -> TenantRef | None:
-    api_key_row = ApiKeyRepository(session).find_active_by_hash(key_hash)
-    tenant = TenantRepository(session).get(api_key_row.tenant_id) if api_key_row is not None else None
-    return TenantRef(tenant.id, tenant.name) if tenant is not None else None
+def _default_tenant(runtime: Runtime) -> TenantRef:
+    return ensure_default_tenant_committed(runtime.sessionmaker)
+
+
+def _tenant_for_key(runtime: Runtime, key_hash: str) -> TenantRef | None:
+    with runtime.sessionmaker() as session:
+        api_key_row = ApiKeyRepository(session).find_active_by_hash(key_hash)
+        tenant = TenantRepository(session).get(api_key_row.tenant_id) if api_key_row is not None else None
+        return TenantRef(tenant.id, tenant.name) if tenant is not None else None
 
 
 CurrentTenant = Annotated[TenantRef, Depends(get_current_tenant)]

@@ -361,6 +361,15 @@ async def _http_error_handler(request: Request, exc: Exception) -> JSONResponse:
     return await _vihub_error_handler(request, problem)
 
 
+async def _database_unavailable_handler(request: Request, exc: Exception) -> JSONResponse:
+    # The database is down, restarting, or its pool is exhausted: a retryable 503, not a
+    # 500 (clients and the SDK retry 503 after Retry-After; /readyz reports the outage).
+    log.warning("database unavailable on %s %s: %s", request.method, request.url.path,
+                str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+    problem = ServiceUnavailable("The database is unavailable; retry shortly.", headers={"Retry-After": "5"})
+    return await _vihub_error_handler(request, problem)
+
+
 async def _unhandled_error_handler(request: Request, exc: Exception) -> JSONResponse:
     # The client learns nothing internal; the log gets the traceback.
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
@@ -376,4 +385,9 @@ def install_error_handlers(app: FastAPI) -> None:
     from inference.errors import InferenceError
 
     app.add_exception_handler(InferenceError, _inference_error_handler)
+    from sqlalchemy import exc as sa_exc
+
+    for db_error in (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError,
+                     sa_exc.DisconnectionError):
+        app.add_exception_handler(db_error, _database_unavailable_handler)
     app.add_exception_handler(Exception, _unhandled_error_handler)

@@ -1,7 +1,7 @@
 """SQLAlchemy 2 models of the vihub store.
 
-Tables: ``tenants``, ``api_keys``, ``datasets``, ``jobs``, ``loss_points``, ``artifacts``,
-``webhook_deliveries``. The schema is created only by Alembic (``migrations/``); keep
+Tables: ``tenants``, ``api_keys``, ``datasets``, ``jobs``, ``idempotency_keys``,
+``loss_points``, ``artifacts``, ``webhook_deliveries``. The schema is created only by Alembic (``migrations/``); keep
 the initial revision in step with this file.
 
 Conventions:
@@ -96,6 +96,11 @@ class Tenant(Base):
         String(128), deferred=True, deferred_raiseload=True
     )
     webhook_secret_rotated_at: Mapped[datetime | None]
+    # Jobs of this tenant counted against ``quotas.max_concurrent_jobs``: incremented by a
+    # guarded UPDATE (``... WHERE active_jobs < limit``) in the transaction that inserts a
+    # job, decremented by the transition that makes a job final. An upper bound of the
+    # truth (queued + running jobs); ``TenantRepository.recount_active_jobs`` resets it.
+    active_jobs: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     api_keys: Mapped[list[ApiKey]] = relationship(back_populates="tenant", lazy="raise")
 
@@ -186,6 +191,25 @@ class Job(Base):
     @property
     def is_final(self) -> bool:
         return JobState(self.state) in (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)
+
+
+class IdempotencyKey(Base):
+    """An ``Idempotency-Key`` claimed by a submission (``IdempotencyRepository``).
+
+    Claimed with ``INSERT ... ON CONFLICT DO NOTHING`` before the slow part of a submit
+    (dry run) and committed at once; ``job_id`` is set in the transaction that inserts the
+    job. A claim without a job is "in progress"; ``claim_token`` identifies its owner, so
+    a claim taken over after ``claimed_at`` went stale cannot be completed twice.
+    """
+
+    __tablename__ = "idempotency_keys"
+
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True)
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    claim_token: Mapped[str] = mapped_column(String(36))
+    job_id: Mapped[str | None] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    claimed_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class LossPoint(Base):

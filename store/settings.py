@@ -76,8 +76,13 @@ class WorkerSettings(BaseModel):
     # long job would be delivered twice while still running. Tests shorten all three.
     visibility_timeout_s: int | None = None  # None -> hard_time_limit_s + 600
     sweeper_interval_s: float = 15.0
-    # A queued job not (re)published for this long is republished by the sweeper.
+    # A queued job never handed to the broker is published by the sweeper after this; a
+    # published one is resent only when the broker queue holds fewer messages than the
+    # published queued jobs (its message was lost), and only if sent longer ago than this.
     requeue_after_s: float = 60.0
+    # When the broker cannot report its queue depth: resend a published job not claimed
+    # for this long (backing off, see worker.sweeper.republish_due).
+    republish_after_s: float = 1800.0
     concurrency: int = 1
     # Set by `vihub worker --queues gpu` (GPU memory fragments over many jobs).
     gpu_max_tasks_per_child: int = 20
@@ -115,6 +120,9 @@ class ApiSettings(BaseModel):
     # /metrics needs an API key whenever auth is required (any tenant's key); True serves
     # it without one (only where the port is reachable by the scraper alone).
     metrics_public: bool = False
+    # A submit whose Idempotency-Key is held by a request still in flight waits this
+    # long for that request's job, then answers 409 request-in-progress (Retry-After).
+    idempotency_wait_s: float = Field(10.0, ge=0)
 
 
 class SandboxSettings(BaseModel):
@@ -306,6 +314,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "accept_content": ["json"],
         "result_accept_content": ["json"],
         "task_acks_late": True,
+        # Explicitly off (Celery 5 warns that its default flips to True in Celery 6): a Redis
+        # blip must not cancel running fits. A job whose worker really died is reclaimed by
+        # its lease (the sweeper), and the claim is atomic, so a redelivery is harmless.
+        "worker_cancel_long_running_tasks_on_connection_loss": False,
         "task_reject_on_worker_lost": True,
         "worker_prefetch_multiplier": 1,
         "task_soft_time_limit": w.soft_time_limit_s,

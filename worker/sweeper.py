@@ -6,10 +6,15 @@ Every ``worker.sweeper_interval_s`` seconds, ``sweep_once``:
    - cancel requested -> ``cancelled``;
    - out of attempts -> ``failed`` (``too-many-attempts``);
    - otherwise -> ``queued`` and republished;
-2. republishes ``queued`` jobs not (re)published for ``worker.requeue_after_s`` (the
-   broker lost the message: Redis restarted without persistence, the API's publish
-   failed, a SIGKILLed embedded-broker consumer held it), backing off for jobs that
-   have waited long (``republish_due``).
+2. publishes ``queued`` jobs that were never handed to the broker (the API's publish
+   failed, a worker released the job) once they are ``worker.requeue_after_s`` old;
+3. republishes ``queued`` jobs whose message is genuinely lost (Redis restarted without
+   persistence, a SIGKILLed embedded-broker consumer held it) — and only those. A job
+   merely waiting its turn is left alone: per queue, the broker's message count is
+   compared with the number of queued jobs already published to that queue; only the
+   deficit (the least recently published jobs, last sent over ``requeue_after_s`` ago)
+   is resent. When the broker cannot report its depth, a published job is resent only
+   after ``worker.republish_after_s`` without a claim, backing off (``republish_due``).
 
 Each transition is a guarded UPDATE, so any number of sweepers (one per ``vihub worker``)
 may run at once; a duplicate publish is harmless because the worker's claim is atomic.
@@ -42,6 +47,27 @@ from worker.hooks import deliver_due_webhooks, on_job_finished
 log = logging.getLogger("vihub.sweeper")
 
 Publish = Callable[[str, str], None]
+# Messages waiting in a broker queue, or None when the broker cannot say.
+QueueDepth = Callable[[str], "int | None"]
+
+
+def broker_queue_depth(settings: Settings) -> QueueDepth:
+    """Messages ready in a queue of the configured broker (Redis: LLEN over priorities;
+    the embedded SQL transport: visible rows), via kombu's channel; None on any error."""
+
+    def depth(queue: str) -> int | None:
+        try:
+            from worker.publisher import publisher_app
+
+            with publisher_app(settings).connection_for_write() as connection:
+                connection.ensure_connection(max_retries=1, timeout=5)
+                _, count, _ = connection.default_channel.queue_declare(queue=queue, passive=False)
+                return int(count)
+        except Exception:
+            log.info("could not read the depth of broker queue %s", queue, exc_info=True)
+            return None
+
+    return depth
 
 
 @dataclass
@@ -72,7 +98,11 @@ def sweep_once(
     settings: Settings | None = None,
     publish: Publish | None = None,
     factory: sessionmaker[Session] | None = None,
+    queue_depth: QueueDepth | None = None,
 ) -> SweepReport:
+    """One pass. ``publish`` and ``queue_depth`` default to the configured broker when
+    ``publish`` is not given; with a ``publish`` but no ``queue_depth`` (tests), the
+    depth is unknown and the time fallback applies."""
     settings = settings or get_settings()
     factory = factory or default_session_factory(settings)
     if publish is None:
@@ -80,6 +110,9 @@ def sweep_once(
 
         def publish(job_id: str, queue: str) -> None:
             publish_job(job_id, queue, settings)
+
+        if queue_depth is None:
+            queue_depth = broker_queue_depth(settings)
 
     report = SweepReport()
     to_publish: list[tuple[str, str]] = []
@@ -103,9 +136,10 @@ def sweep_once(
                 report.requeued.append(job.id)
                 to_publish.append((job.id, job.queue))
         base = settings.worker.requeue_after_s
-        for job in repo.find_stuck_queued(now - timedelta(seconds=base)):
-            if job.id not in report.requeued and republish_due(job, now, base):
+        for job in repo.find_unpublished_queued(now - timedelta(seconds=base)):
+            if job.id not in report.requeued:
                 to_publish.append((job.id, job.queue))
+        to_publish.extend(_lost_messages(repo, settings, now, queue_depth, {j for j, _ in to_publish}))
 
     for job_id in report.failed:
         on_job_finished(job_id, JobState.FAILED.value, settings)
@@ -131,6 +165,32 @@ def sweep_once(
             len(report.cancelled), len(report.publish_errors),
         )
     return report
+
+
+def _lost_messages(repo: JobRepository, settings: Settings, now: datetime,
+                   queue_depth: QueueDepth | None, already: set[str]) -> list[tuple[str, str]]:
+    """Published queued jobs whose broker message is (probably) gone."""
+    from store.settings import QUEUES
+
+    base = settings.worker.requeue_after_s
+    sent_before = now - timedelta(seconds=base)
+    lost: list[tuple[str, str]] = []
+    for queue in QUEUES:
+        depth = queue_depth(queue) if queue_depth is not None else None
+        if depth is None:
+            # Blind: resend only jobs that have not been claimed for a long while.
+            slow = settings.worker.republish_after_s
+            for job in repo.find_stuck_queued(now - timedelta(seconds=slow)):
+                if job.queue == queue and job.id not in already and republish_due(job, now, slow):
+                    lost.append((job.id, job.queue))
+            continue
+        deficit = repo.count_published_queued(queue) - depth
+        if deficit <= 0:
+            continue  # every waiting job still has a message: they are waiting their turn
+        for job in repo.find_published_queued(queue, limit=deficit):
+            if job.id not in already and job.published_at is not None and job.published_at < sent_before:
+                lost.append((job.id, job.queue))
+    return lost
 
 
 class Sweeper(threading.Thread):

@@ -30,10 +30,11 @@ IdempotencyKey = Annotated[
     responses={200: {"model": JobOut, "description": "Idempotent replay: the job created earlier with this key"},
                **problem_responses(400, 401, 403, 404, 409, 413, 422, 429, 500, 503)},
 )
-def create_job(body: JobCreate, runtime: RuntimeDep, session: SessionDep, tenant: CurrentTenant,
-               idempotency_key: IdempotencyKey = None) -> JSONResponse:
-    job, created = service.create_job(session, runtime, tenant, body, idempotency_key)
-    out = service.job_out(job)
+async def create_job(body: JobCreate, runtime: RuntimeDep, tenant: CurrentTenant,
+                     idempotency_key: IdempotencyKey = None) -> JSONResponse:
+    # No request session: the service runs each database step in a short session of its
+    # own, so nothing is held across the dry run (see api.jobs.service).
+    out, created = await service.create_job(runtime, tenant, body, idempotency_key)
     return JSONResponse(out.model_dump(mode="json"), status_code=202 if created else 200,
                         headers={"Location": out.links.self})
 

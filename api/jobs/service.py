@@ -1,36 +1,56 @@
 """Jobs: submission (idempotency, quotas, dry run, commit-then-publish), reads, cancel, delete.
 
-Submission order, and why:
+Submission order, and why. No database connection or transaction is held across the
+dry run or across any await: each database step is a short session of its own, run in
+one threadpool call, and the only lock the submit takes (the tenant's counter row) is
+held by one short write transaction that waits for nothing else.
 
-1. ``Idempotency-Key``: a key seen before with the same body returns that job (no second
-   job, no second publish); with another body it is a 409.
-2. Quotas: steps (403) and concurrent unfinished jobs (429, ``Retry-After``).
-3. Data: inline arrays, a dataset of this tenant, or a catalog model's example data —
-   decoded and checked (shapes, numbers only, no NaN) with pointers into the body.
+1. Steps quota (403), no I/O.
+2. ``Idempotency-Key``: claimed with ``INSERT ... ON CONFLICT DO NOTHING`` and committed
+   at once (``store.repositories.idempotency``). A key bound to a job replays it (same
+   body) or is a 409 ``idempotency-key-reused`` (other body); a key claimed by a request
+   still in flight is waited on for ``api.idempotency_wait_s``, then 409
+   ``request-in-progress`` with ``Retry-After``.
+3. Data (inline arrays, a dataset of this tenant, or a catalog model's example data),
+   decoded, checked and encoded; a quick read of the concurrent-jobs count (fail fast
+   with 429 before the dry run).
 4. Dry run in the process pool (``api.dryrun``): compile, bind, trace model and guide
    once. A job that cannot run on its data is refused with 422 here, never queued.
-5. The data is stored as a content-addressed dataset (so the worker always reads
-   ``job.dataset_id``), the job row is added and flushed, and the publish is registered
-   to run *after* the request's commit. If publishing fails the job stays ``queued`` and
-   the worker's sweeper republishes it.
+5. One short transaction: the dataset row (content-addressed), the concurrent-jobs slot
+   (one guarded UPDATE on the tenant's counter: ``TenantRepository.take_job_slot``), the
+   job row and the idempotency key's binding. Then, after the commit, the job id is
+   published. If publishing fails the job stays ``queued`` and the sweeper publishes it.
+
+A refused submission gives its idempotency claim back, so the key may be used again.
+Database errors surface as 503 (``api.errors``), never as a hang.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from api import dryrun
+from api.datasets import arrays as dataset_arrays
 from api.datasets import service as datasets_service
-from api.deps import TenantRef, after_commit
+from api.deps import TenantRef
 from api.errors import (
+    Conflict,
     DryRunTimeout,
     IdempotencyKeyReused,
+    InvalidData,
     InvalidPageToken,
     JobNotCancellable,
     JobNotFound,
@@ -43,80 +63,291 @@ from api.errors import (
 )
 from api.jobs.schemas import JobCreate, JobLinks, JobList, JobOut, Progress
 from api.webhooks.service import check_webhook_url
+from store.arrays import encode_arrays
 from store.job_states import FINAL_STATES, JobState
-from store.models import Job
+from store.models import Job, utcnow
+from store.repositories.datasets import DatasetRepository
+from store.repositories.idempotency import IdempotencyRepository
 from store.repositories.jobs import InvalidPageToken as StoreInvalidPageToken
 from store.repositories.jobs import JobFilters, JobRepository
 from store.repositories.tenants import TenantRepository
 
 log = logging.getLogger("vihub.api.jobs")
 
+# How long a duplicate waits for the first request with its Idempotency-Key (unless the
+# settings' api section says otherwise), and what it tells the client after that.
+IDEMPOTENCY_WAIT_S = 10.0
+IN_PROGRESS_RETRY_AFTER_S = 2
+TOO_MANY_RETRY_AFTER_S = 10
+
+
+class RequestInProgress(Conflict):
+    """A request with this Idempotency-Key is still being processed."""
+
+    slug, title = "request-in-progress", "A request with this Idempotency-Key is in progress"
+
 
 # ---------------------------------------------------------------------------------------
 # Submission
 
 
-def create_job(
-    session: Session,
+async def create_job(
     runtime: Any,
     tenant: TenantRef,
     body: JobCreate,
     idempotency_key: str | None,
-) -> tuple[Job, bool]:
+) -> tuple[JobOut, bool]:
     """Returns ``(job, created)``; ``created`` is False for an idempotent replay."""
-    jobs = JobRepository(session)
+    settings = runtime.settings
+    check_steps(settings, body)
     fingerprint = body_fingerprint(body)
+    token: str | None = None
     if idempotency_key:
-        existing = jobs.get_by_idempotency_key(tenant.id, idempotency_key)
-        if existing is not None:
-            return _replay(existing, fingerprint, idempotency_key), False
-
-    check_quotas(jobs, runtime.settings, tenant, body)
-    check_webhook_url(runtime.settings, str(body.webhook.url) if body.webhook else None)
-    fields, dataset_id = datasets_service.resolve_job_data(session, tenant, body)
-    dry_run(runtime, body, fields)
-    if dataset_id is None:
-        dataset_id = datasets_service.store_fields(
-            session, runtime.settings, tenant, fields, fmt="inline", name=None
-        ).id
-
-    queue = queue_for(body)
-    values = dict(
-        tenant_id=tenant.id,
-        spec=body.spec().model_dump(mode="json"),
-        dataset_id=dataset_id,
-        labels=dict(body.labels),
-        webhook=body.webhook.model_dump(mode="json") if body.webhook else None,
-        idempotency_key=idempotency_key,
-        request_fingerprint=fingerprint if idempotency_key else None,
-        queue=queue,
-        max_attempts=runtime.settings.worker.max_attempts,
-    )
-    # The quota was checked before the dry run (fail fast); check it again under the
-    # tenant's lock, which is held until commit, so two simultaneous submits cannot both
-    # take the last slot.
-    TenantRepository(session).lock(tenant.id)
-    check_concurrency(jobs, runtime.settings, tenant)
+        replay, token = await _claim_idempotency_key(runtime, tenant, idempotency_key, fingerprint)
+        if replay is not None:
+            return replay, False
     try:
-        with session.begin_nested():
-            job = jobs.create(**values)
-    except IntegrityError:
-        # A concurrent request with the same Idempotency-Key won the insert.
-        existing = jobs.get_by_idempotency_key(tenant.id, idempotency_key) if idempotency_key else None
-        if existing is None:
+        out, queue = await _submit(runtime, tenant, body, idempotency_key, token, fingerprint)
+    except _ClaimLost:
+        # Our claim went stale and another request took the key over meanwhile.
+        replay, _ = await _claim_idempotency_key(runtime, tenant, idempotency_key or "", fingerprint,
+                                                 claim=False)
+        if replay is None:
+            raise _in_progress(idempotency_key or "") from None
+        return replay, False
+    except BaseException:
+        if token is not None:
+            await _release_claim(runtime, tenant, idempotency_key or "", token)
+        raise
+    if out is None:  # the unique constraint on jobs caught a duplicate (rolling upgrade)
+        if token is not None:
+            await _release_claim(runtime, tenant, idempotency_key or "", token)
+        replay = await run_in_threadpool(_replay_from_jobs, runtime, tenant, idempotency_key or "", fingerprint)
+        return replay, False
+    # Shielded: a client that hangs up now does not stop the publish of a committed job
+    # (the sweeper would publish it, but only after worker.requeue_after_s).
+    await asyncio.shield(run_in_threadpool(_publish, runtime, out.id, queue))
+    return out, True
+
+
+class _ClaimLost(Exception):
+    pass
+
+
+async def _submit(runtime: Any, tenant: TenantRef, body: JobCreate, key: str | None, token: str | None,
+                  fingerprint: str) -> tuple[JobOut | None, str]:
+    settings = runtime.settings
+    if body.webhook is not None:
+        # May resolve the host name: off the event loop.
+        await run_in_threadpool(check_webhook_url, settings, str(body.webhook.url))
+    fields, dataset_id = await run_in_threadpool(_resolve_data, runtime, tenant, body)
+    await run_in_threadpool(_precheck_concurrency, runtime, tenant)
+    await run_dry_run(runtime, body, fields)
+    encoded = None if dataset_id is not None else await run_in_threadpool(_encode_inline, settings, fields)
+    return await run_in_threadpool(_write_job, runtime, tenant, body, encoded, dataset_id, key, token, fingerprint)
+
+
+_DRY_RUN_EXECUTOR = "_vihub_dry_run_executor"
+_executor_lock = threading.Lock()
+
+
+def _dry_run_executor(runtime: Any) -> ThreadPoolExecutor:
+    """Threads that wait on the dry-run pool: a few per pool process, not the shared
+    threadpool. A burst of submits queues here without holding the threadpool's tokens,
+    so reads (``GET /v1/jobs/...``) keep being served while the dry runs drain."""
+    executor = getattr(runtime, _DRY_RUN_EXECUTOR, None)
+    if executor is None:
+        with _executor_lock:
+            executor = getattr(runtime, _DRY_RUN_EXECUTOR, None)
+            if executor is None:
+                workers = int(getattr(runtime.dry_runs, "max_workers", 1) or 1)
+                executor = ThreadPoolExecutor(max_workers=max(2, 2 * workers), thread_name_prefix="vihub-dry-run")
+                setattr(runtime, _DRY_RUN_EXECUTOR, executor)
+    return executor
+
+
+async def run_dry_run(runtime: Any, body: JobCreate, fields: dict[str, Any]) -> dict[str, Any]:
+    """``dry_run`` on its own executor, bounded by the pool's queue wait + time limit
+    (a 503 when the wait for a free dry-run process is longer)."""
+    pool = runtime.dry_runs
+    bound = float(getattr(pool, "time_limit_s", 20.0)) + float(getattr(pool, "queue_wait_s", 30.0))
+    future = asyncio.get_running_loop().run_in_executor(_dry_run_executor(runtime), dry_run, runtime, body, fields)
+    try:
+        return await asyncio.wait_for(future, timeout=bound)
+    except asyncio.TimeoutError as exc:
+        raise ServiceUnavailable(
+            "The trial-run pool is busy; retry shortly.", headers={"Retry-After": "5"}
+        ) from exc
+
+
+def _resolve_data(runtime: Any, tenant: TenantRef, body: JobCreate) -> tuple[dict[str, Any], str | None]:
+    with runtime.sessionmaker() as session:
+        return datasets_service.resolve_job_data(session, tenant, body)
+
+
+def _precheck_concurrency(runtime: Any, tenant: TenantRef) -> None:
+    # Fail fast before the dry run; the guarded UPDATE in _write_job is what enforces it.
+    with runtime.sessionmaker() as session:
+        check_concurrency(JobRepository(session), runtime.settings, tenant)
+
+
+def _encode_inline(settings: Any, fields: dict[str, Any]) -> Any:
+    if not fields:
+        raise InvalidData("The dataset has no fields.", pointer="/data")
+    size = dataset_arrays.nbytes(fields)
+    limit = settings.quotas.max_dataset_bytes
+    if size > limit:
+        raise QuotaExceeded(f"The data holds {size} bytes of arrays; the limit is {limit}.",
+                            pointer="/data", limit=limit)
+    return encode_arrays(fields)
+
+
+def _write_job(runtime: Any, tenant: TenantRef, body: JobCreate, encoded: Any, dataset_id: str | None,
+               key: str | None, token: str | None, fingerprint: str) -> tuple[JobOut | None, str]:
+    """The one write transaction of a submit: short, no I/O but the database's.
+
+    Lock order (the same in every writer, so no deadlock): dataset row, tenant row (the
+    counter), new job row, idempotency row.
+    """
+    settings = runtime.settings
+    limit = settings.quotas.max_concurrent_jobs
+    queue = queue_for(body)
+    with runtime.sessionmaker() as session:
+        try:
+            if dataset_id is None:
+                dataset, _ = DatasetRepository(session).get_or_create(
+                    tenant.id, encoded.sha256, encoded.content, encoded.fields, "inline", name=None)
+                dataset_id = dataset.id
+            tenants = TenantRepository(session)
+            took = tenants.take_job_slot(tenant.id, limit)
+            if not took:
+                # The counter is an upper bound (a job may have ended in a way that did not
+                # give its slot back, e.g. under a previous release's worker): recount once.
+                tenants.recount_active_jobs(tenant.id)
+                took = tenants.take_job_slot(tenant.id, limit)
+            if not took:
+                session.commit()  # keep the dataset and the recount; the refusal is final
+                raise _too_many(limit)
+            job = JobRepository(session).create(
+                tenant_id=tenant.id,
+                spec=body.spec().model_dump(mode="json"),
+                dataset_id=dataset_id,
+                labels=dict(body.labels),
+                webhook=body.webhook.model_dump(mode="json") if body.webhook else None,
+                idempotency_key=key,
+                request_fingerprint=fingerprint if key else None,
+                queue=queue,
+                max_attempts=settings.worker.max_attempts,
+            )
+            if key and token and not IdempotencyRepository(session).complete(tenant.id, key, token, job.id):
+                session.rollback()
+                raise _ClaimLost()
+            session.commit()
+        except IntegrityError:
+            session.rollback()
+            if not key:
+                raise
+            return None, queue
+        except BaseException:
+            session.rollback()
             raise
-        return _replay(existing, fingerprint, idempotency_key or ""), False
+        return job_out(job), queue
 
-    job_id = job.id
 
-    def publish() -> None:
-        ok = runtime.publisher.publish(job_id, queue)
-        runtime.metrics.jobs_published.labels("ok" if ok else "failed").inc()
-        if ok:
-            _mark_published(runtime, job_id)
+def _publish(runtime: Any, job_id: str, queue: str) -> None:
+    ok = runtime.publisher.publish(job_id, queue)
+    runtime.metrics.jobs_published.labels("ok" if ok else "failed").inc()
+    if ok:
+        _mark_published(runtime, job_id)
 
-    after_commit(session, publish)
-    return job, True
+
+async def _claim_idempotency_key(runtime: Any, tenant: TenantRef, key: str, fingerprint: str, *,
+                                 claim: bool = True) -> tuple[JobOut | None, str | None]:
+    """``(replay, None)`` for a key bound to a job with this body, ``(None, token)`` when
+    this request now owns the key; raises 409 otherwise. Waits (without holding anything)
+    while another request owns it."""
+    wait_s = float(getattr(getattr(runtime.settings, "api", None), "idempotency_wait_s", IDEMPOTENCY_WAIT_S))
+    deadline = time.monotonic() + wait_s
+    delay = 0.02
+    token = str(uuid.uuid4())
+    while True:
+        outcome, value = await run_in_threadpool(_try_claim, runtime, tenant, key, fingerprint, token, claim)
+        if outcome == "claimed":
+            return None, token
+        if outcome == "replay":
+            return value, None
+        if time.monotonic() + delay > deadline:
+            raise _in_progress(key)
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 0.25)
+
+
+def _claim_stale_after_s(runtime: Any) -> float:
+    # Longer than any submission can take (dry-run wait + run, plus margin): a claim this
+    # old belongs to a request that died between its claim and its commit.
+    pool = runtime.dry_runs
+    return float(getattr(pool, "time_limit_s", 20.0)) + float(getattr(pool, "queue_wait_s", 30.0)) + 30.0
+
+
+def _try_claim(runtime: Any, tenant: TenantRef, key: str, fingerprint: str, token: str,
+               claim: bool) -> tuple[str, Any]:
+    now = utcnow()
+    with runtime.sessionmaker.begin() as session:
+        keys = IdempotencyRepository(session)
+        if claim and keys.claim(tenant.id, key, fingerprint, token, now=now):
+            return "claimed", token
+        record = keys.get(tenant.id, key)
+        if record is None:
+            # Released between our insert and our read: try again at once.
+            return "pending", None
+        if record.job_id is not None:
+            job = JobRepository(session).get(record.job_id)
+            if job is None:
+                return "pending", None
+            return "replay", job_out(_replay(job, fingerprint, key))
+        if record.fingerprint != fingerprint:
+            raise IdempotencyKeyReused(
+                f"Idempotency-Key {key!r} is in use by a request with a different body; "
+                "use a new key for a new job.")
+        stale_before = now - timedelta(seconds=_claim_stale_after_s(runtime))
+        if claim and keys.take_over_stale(tenant.id, key, fingerprint, token, stale_before, now=now):
+            return "claimed", token
+        return "pending", None
+
+
+async def _release_claim(runtime: Any, tenant: TenantRef, key: str, token: str) -> None:
+    try:
+        await run_in_threadpool(_release_claim_sync, runtime, tenant, key, token)
+    except Exception:  # the claim goes stale and is taken over; never mask the real error
+        log.warning("could not release Idempotency-Key claim %r", key, exc_info=True)
+
+
+def _release_claim_sync(runtime: Any, tenant: TenantRef, key: str, token: str) -> None:
+    with runtime.sessionmaker.begin() as session:
+        IdempotencyRepository(session).release(tenant.id, key, token)
+
+
+def _replay_from_jobs(runtime: Any, tenant: TenantRef, key: str, fingerprint: str) -> JobOut:
+    with runtime.sessionmaker() as session:
+        existing = JobRepository(session).get_by_idempotency_key(tenant.id, key)
+        if existing is None:
+            raise _in_progress(key)
+        return job_out(_replay(existing, fingerprint, key))
+
+
+def _in_progress(key: str) -> VihubError:
+    return RequestInProgress(
+        f"A request with Idempotency-Key {key!r} is still being processed; retry shortly "
+        "to get its job.", headers={"Retry-After": str(IN_PROGRESS_RETRY_AFTER_S)})
+
+
+def _too_many(limit: int, active: int | None = None) -> VihubError:
+    counted = f"{active} jobs are" if active is not None else "As many jobs as allowed are"
+    return TooManyConcurrentJobs(
+        f"{counted} queued or running; the limit is {limit}. Retry when one has finished.",
+        headers={"Retry-After": str(TOO_MANY_RETRY_AFTER_S)},
+        limit=limit,
+    )
 
 
 def _replay(existing: Job, fingerprint: str, key: str) -> Job:
@@ -148,7 +379,7 @@ def queue_for(body: JobCreate) -> str:
     return "gpu" if body.inference.device == "cuda" else "cpu"
 
 
-def check_quotas(jobs: JobRepository, settings: Any, tenant: TenantRef, body: JobCreate) -> None:
+def check_steps(settings: Any, body: JobCreate) -> None:
     quotas = settings.quotas
     if body.inference.steps > quotas.max_steps:
         raise QuotaExceeded(
@@ -156,19 +387,13 @@ def check_quotas(jobs: JobRepository, settings: Any, tenant: TenantRef, body: Jo
             pointer="/inference/steps",
             limit=quotas.max_steps,
         )
-    check_concurrency(jobs, settings, tenant)
 
 
 def check_concurrency(jobs: JobRepository, settings: Any, tenant: TenantRef) -> None:
-    quotas = settings.quotas
+    limit = settings.quotas.max_concurrent_jobs
     active = jobs.count_active_for_tenant(tenant.id)
-    if active >= quotas.max_concurrent_jobs:
-        raise TooManyConcurrentJobs(
-            f"{active} jobs are queued or running; the limit is {quotas.max_concurrent_jobs}. "
-            "Retry when one has finished.",
-            headers={"Retry-After": "10"},
-            limit=quotas.max_concurrent_jobs,
-        )
+    if active >= limit:
+        raise _too_many(limit, active)
 
 
 def dry_run(runtime: Any, body: JobCreate, fields: dict[str, Any]) -> dict[str, Any]:

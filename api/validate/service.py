@@ -1,10 +1,12 @@
-"""The validation pass without a run: same data resolution and dry run as a submission."""
+"""The validation pass without a run: same data resolution and dry run as a submission.
+
+The data is read in a short session of its own, closed before the dry run: no database
+connection is held while the model is traced.
+"""
 
 from __future__ import annotations
 
 from typing import Any
-
-from sqlalchemy.orm import Session
 
 from api.datasets import service as datasets_service
 from api.deps import TenantRef
@@ -13,7 +15,8 @@ from api.jobs.schemas import JobCreate
 from api.validate.schemas import ValidateOut
 
 
-def validate(session: Session, runtime: Any, tenant: TenantRef, body: JobCreate) -> ValidateOut:
-    fields, _ = datasets_service.resolve_job_data(session, tenant, body)
+def validate(runtime: Any, tenant: TenantRef, body: JobCreate) -> ValidateOut:
+    with runtime.sessionmaker() as session:
+        fields, _ = datasets_service.resolve_job_data(session, tenant, body)
     report = jobs_service.dry_run(runtime, body, fields)
     return ValidateOut(valid=True, report=report)

@@ -8,6 +8,7 @@ from store.repositories.api_keys import ApiKeyRepository
 from store.repositories.artifacts import ArtifactRepository
 from store.repositories.base import Repository
 from store.repositories.datasets import DatasetRepository
+from store.repositories.idempotency import IdempotencyRepository
 from store.repositories.jobs import (
     InvalidPageToken,
     JobFilters,
@@ -27,6 +28,7 @@ __all__ = [
     "ApiKeyRepository",
     "ArtifactRepository",
     "DatasetRepository",
+    "IdempotencyRepository",
     "InvalidPageToken",
     "JobFilters",
     "JobPage",

@@ -30,9 +30,10 @@ transitions (see ``store.job_states``)
 - ``record_progress(job_id, progress, new_losses, worker_id=None, lease_seconds=None) -> bool``
   — progress JSON + batched idempotent loss points (+ lease when ``lease_seconds``)
 - ``finish(job_id, state, error=None, worker_id=None, now=None) -> Job`` — running ->
-  succeeded|failed|cancelled; raises ``InvalidTransition`` if not running, ``LeaseLost``
+  succeeded|failed|cancelled (a cancel without an error gets ``cancelled_problem()``); raises ``InvalidTransition`` if not running, ``LeaseLost``
   if ``worker_id`` is given and another worker holds it
-- ``request_cancel(job_id) -> Job | None`` — queued -> cancelled at once; running ->
+- ``request_cancel(job_id) -> Job | None`` — queued -> cancelled at once (error: the
+  ``cancelled`` problem); running ->
   ``cancel_requested = True`` (the worker stops at its next check); final: no change
 - ``release(job_id, worker_id) -> bool`` — running -> queued by the worker holding it
   (an internal error with attempts left: another attempt may succeed)
@@ -44,9 +45,19 @@ transitions (see ``store.job_states``)
 - ``mark_published(job_id, now=None)`` — remember when the id went to the broker
 - ``soft_delete(tenant_id, job_id, now=None) -> bool`` — hide it (cancel it first)
 
+Every transition out of queued/running also gives the tenant's concurrent-jobs slot back
+(``TenantRepository.release_job_slot``) in the same transaction, exactly once (the
+guarded UPDATE matched). Lock order: the job row, then the tenant row.
+
 sweeper scans
 - ``find_stuck_queued(older_than, limit=500) -> list[Job]`` — queued, not (re)published
   since ``older_than``
+- ``find_unpublished_queued(older_than, limit=500) -> list[Job]`` — queued, never handed
+  to the broker (the API's publish failed, or a release reset it), queued before
+  ``older_than``
+- ``find_published_queued(queue, limit=500) -> list[Job]`` — queued jobs of ``queue``
+  already handed to the broker, least recently published first
+- ``count_published_queued(queue) -> int``
 - ``find_expired_leases(now=None, limit=500) -> list[Job]`` — running with a lease in
   the past
 """
@@ -71,9 +82,19 @@ from store.job_states import (
     check_transition,
     sources_for,
 )
+from store import problems
 from store.models import Job, UTCDateTime, utcnow
 from store.repositories.base import Repository
 from store.repositories.loss_points import LossPointRepository
+from store.repositories.tenants import TenantRepository
+
+CANCELLED_KIND = "cancelled"
+
+
+def cancelled_problem(detail: str | None = None) -> dict[str, Any]:
+    """The ``error`` of a cancelled job (docs/api.md: a cancelled job carries a problem)."""
+    return problems.problem(CANCELLED_KIND, "Job cancelled",
+                            detail or "The job was cancelled at the client's request.", status=409)
 
 
 class LeaseLost(Exception):
@@ -293,10 +314,13 @@ class JobRepository(Repository[Job]):
         stmt = update(Job).where(Job.id == job_id, Job.state == JobState.RUNNING.value)
         if worker_id is not None:
             stmt = stmt.where(Job.worker_id == worker_id)
+        if target is JobState.CANCELLED and error is None:
+            error = cancelled_problem()
         job = self._update_returning(
             stmt.values(state=target.value, error=error, finished_at=now, lease_expires_at=None)
         )
         if job is not None:
+            TenantRepository(self.session).release_job_slot(job.tenant_id)
             return job
         current = self.session.scalar(
             select(Job).where(Job.id == job_id).execution_options(populate_existing=True)
@@ -310,9 +334,11 @@ class JobRepository(Repository[Job]):
         job = self._update_returning(
             update(Job)
             .where(Job.id == job_id, Job.state.in_(_in(sources_for(JobState.CANCELLED) - {JobState.RUNNING})))
-            .values(state=JobState.CANCELLED.value, cancel_requested=True, finished_at=now)
+            .values(state=JobState.CANCELLED.value, cancel_requested=True, finished_at=now,
+                    error=cancelled_problem("The job was cancelled before it started."))
         )
         if job is not None:
+            TenantRepository(self.session).release_job_slot(job.tenant_id)
             return job
         job = self._update_returning(
             update(Job)
@@ -363,22 +389,32 @@ class JobRepository(Repository[Job]):
         if target not in FINAL_STATES:
             raise InvalidTransition(job_id, JobState.RUNNING.value, target.value)
         now = now or utcnow()
-        result = self.session.execute(
+        if target is JobState.CANCELLED and error is None:
+            error = cancelled_problem()
+        tenant_id = self.session.scalar(
             update(Job)
             .where(Job.id == job_id, Job.state == JobState.RUNNING.value, Job.lease_expires_at < now)
             .values(state=target.value, error=error, finished_at=now, lease_expires_at=None)
+            .returning(Job.tenant_id)
         )
-        return result.rowcount == 1
+        if tenant_id is None:
+            return False
+        TenantRepository(self.session).release_job_slot(tenant_id)
+        return True
 
     def fail_queued(self, job_id: str, error: dict[str, Any], now: datetime | None = None) -> bool:
         check_transition(job_id, JobState.QUEUED.value, JobState.FAILED.value)
         now = now or utcnow()
-        result = self.session.execute(
+        tenant_id = self.session.scalar(
             update(Job)
             .where(Job.id == job_id, Job.state == JobState.QUEUED.value)
             .values(state=JobState.FAILED.value, error=error, finished_at=now)
+            .returning(Job.tenant_id)
         )
-        return result.rowcount == 1
+        if tenant_id is None:
+            return False
+        TenantRepository(self.session).release_job_slot(tenant_id)
+        return True
 
     def mark_published(self, job_id: str, now: datetime | None = None) -> None:
         self.session.execute(
@@ -409,6 +445,40 @@ class JobRepository(Repository[Job]):
                 .limit(limit)
             )
         )
+
+    def find_unpublished_queued(self, older_than: datetime, limit: int = 500) -> list[Job]:
+        queued_since = func.coalesce(Job.queued_at, Job.created_at)
+        return list(
+            self.session.scalars(
+                select(Job)
+                .where(
+                    Job.state == JobState.QUEUED.value,
+                    Job.deleted_at.is_(None),
+                    Job.published_at.is_(None),
+                    queued_since < literal(older_than, UTCDateTime()),
+                )
+                .order_by(Job.created_at)
+                .limit(limit)
+            )
+        )
+
+    def find_published_queued(self, queue: str, limit: int = 500) -> list[Job]:
+        return list(
+            self.session.scalars(
+                select(Job)
+                .where(Job.state == JobState.QUEUED.value, Job.deleted_at.is_(None),
+                       Job.queue == queue, Job.published_at.is_not(None))
+                .order_by(Job.published_at, Job.id)
+                .limit(limit)
+            )
+        )
+
+    def count_published_queued(self, queue: str) -> int:
+        return self.session.scalar(
+            select(func.count()).select_from(Job)
+            .where(Job.state == JobState.QUEUED.value, Job.deleted_at.is_(None),
+                   Job.queue == queue, Job.published_at.is_not(None))
+        ) or 0
 
     def find_expired_leases(self, now: datetime | None = None, limit: int = 500) -> list[Job]:
         now = now or utcnow()

@@ -359,3 +359,99 @@ def test_tenant_lock_serialises_count_then_insert(session_factory: Any, tenant: 
     assert len(admitted) == 1
     with session_factory() as s:
         assert JobRepository(s).count_active_for_tenant(tenant.id) == 1
+
+
+# ---- concurrent-jobs slots and idempotency claims ---------------------------------------
+
+
+def _active(factory: Any, tenant_id: str) -> int:
+    from store.models import Tenant
+
+    with factory.begin() as s:
+        return s.get(Tenant, tenant_id).active_jobs
+
+
+def test_concurrent_slot_takers_never_exceed_the_limit(session_factory: Any, tenant: Any) -> None:
+    from store.repositories import TenantRepository
+
+    barrier = threading.Barrier(6)
+    took: list[bool] = []
+    errors: list[BaseException] = []
+
+    def take() -> None:
+        try:
+            barrier.wait(timeout=10)
+            with session_factory.begin() as s:
+                took.append(TenantRepository(s).take_job_slot(tenant.id, 2))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=take) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not errors, errors
+    assert sorted(took) == [False] * 4 + [True] * 2
+    assert _active(session_factory, tenant.id) == 2
+
+
+def test_transitions_out_of_queued_or_running_give_the_slot_back_once(session_factory: Any, tenant: Any) -> None:
+    from store.repositories import TenantRepository
+
+    ids = [new_job(session_factory, tenant.id) for _ in range(3)]
+    with session_factory.begin() as s:
+        for _ in ids:
+            assert TenantRepository(s).take_job_slot(tenant.id, 10)
+    with session_factory.begin() as s:
+        repo = JobRepository(s)
+        repo.request_cancel(ids[0])  # queued -> cancelled
+        repo.request_cancel(ids[0])  # again: no change, no second release
+        repo.fail_queued(ids[1], {"type": "x"})
+        repo.claim(ids[2], "w1", lease_seconds=30)
+        repo.heartbeat(ids[2], "w1", lease_seconds=30)  # running -> running: keeps it
+    assert _active(session_factory, tenant.id) == 1
+    with session_factory.begin() as s:
+        JobRepository(s).finish(ids[2], "succeeded", worker_id="w1")
+    assert _active(session_factory, tenant.id) == 0
+    with session_factory.begin() as s:
+        TenantRepository(s).release_job_slot(tenant.id)  # never below zero
+    assert _active(session_factory, tenant.id) == 0
+    assert load(session_factory, ids[0]).error["type"].endswith("/cancelled")
+
+
+def test_recount_resets_the_counter_to_queued_and_running_jobs(session_factory: Any, tenant: Any) -> None:
+    from store.repositories import TenantRepository
+
+    new_job(session_factory, tenant.id)
+    running = new_job(session_factory, tenant.id)
+    with session_factory.begin() as s:
+        JobRepository(s).claim(running, "w1", lease_seconds=30)
+        TenantRepository(s).take_job_slot(tenant.id, 100)  # one too many: now 1, truth 2
+    with session_factory.begin() as s:
+        assert TenantRepository(s).recount_active_jobs(tenant.id) == 2
+
+
+def test_idempotency_claim_is_won_once_completed_once_and_released_by_its_owner(
+        session_factory: Any, tenant: Any) -> None:
+    from store.repositories import IdempotencyRepository
+
+    with session_factory.begin() as s:
+        keys = IdempotencyRepository(s)
+        assert keys.claim(tenant.id, "k", "fp", "owner")
+        assert not keys.claim(tenant.id, "k", "fp", "other")
+        assert not keys.release(tenant.id, "k", "other")  # not its claim
+        # A fresh claim is not stale: nobody takes it over.
+        assert not keys.take_over_stale(tenant.id, "k", "fp", "other", stale_before=utcnow() - timedelta(minutes=1))
+    job_id = new_job(session_factory, tenant.id)
+    with session_factory.begin() as s:
+        keys = IdempotencyRepository(s)
+        assert not keys.complete(tenant.id, "k", "other", job_id)
+        assert keys.complete(tenant.id, "k", "owner", job_id)
+        assert not keys.release(tenant.id, "k", "owner")  # bound to a job: kept
+        assert keys.get(tenant.id, "k").job_id == job_id
+    with session_factory.begin() as s:
+        keys = IdempotencyRepository(s)
+        assert keys.claim(tenant.id, "stale", "fp", "dead", now=utcnow() - timedelta(minutes=10))
+        assert keys.take_over_stale(tenant.id, "stale", "fp2", "alive", stale_before=utcnow() - timedelta(minutes=5))
+        assert keys.get(tenant.id, "stale").claim_token == "alive"

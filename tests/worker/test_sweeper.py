@@ -93,3 +93,30 @@ def test_publisher_clients_differ_by_transport_options() -> None:
     assert publisher_app(a) is publisher_app(a)
     assert publisher_app(a) is not publisher_app(b)
     assert publisher_app(b).conf.broker_transport_options["global_keyprefix"] == "b:"
+
+
+def test_waiting_jobs_are_not_republished_only_lost_ones(migrated_db: str, session_factory: Any, tenant: Any) -> None:
+    """A published job waiting its turn keeps its one message; only the broker's deficit
+    (messages lost) is resent, least recently published first."""
+    settings = Settings(database_url=migrated_db, worker={"requeue_after_s": 60})
+    long_ago = utcnow() - timedelta(minutes=20)
+    with session_factory.begin() as s:
+        repo = JobRepository(s)
+        ids = [repo.create(tenant_id=tenant.id, spec={"version": 1}, queue="gpu", created_at=long_ago).id
+               for _ in range(3)]
+        for n, job_id in enumerate(ids):
+            repo.mark_published(job_id, now=long_ago + timedelta(minutes=n))
+    with session_factory.begin() as s:
+        waiting = JobRepository(s).count_published_queued("gpu")  # other tests share the database
+
+    def sweep(depth: int | None) -> list[str]:
+        sent: list[str] = []
+        sweep_once(settings, publish=lambda job_id, queue: sent.append(job_id), factory=session_factory,
+                   queue_depth=lambda queue: depth if queue == "gpu" else None)
+        return [j for j in sent if j in ids]
+
+    assert sweep(waiting) == []  # every waiting job still has its message
+    assert sweep(None) == []  # depth unknown: only after worker.republish_after_s (30 min)
+    assert sweep(waiting - 1) == [ids[0]]  # one message lost: the least recently sent job
+    # It was just sent again: another deficit now picks the next one, not the same again.
+    assert sweep(waiting - 1) == [ids[1]]

@@ -75,7 +75,7 @@ def make_binop_fn(kind: str, fn: Callable) -> Callable[[Any, Any, RunState], Any
             if (
                 isinstance(a, Tensor)
                 and isinstance(b, Tensor)
-                and a.numel() * b.numel() > run.max_elements
+                and guards.numel(a) * guards.numel(b) > run.max_elements
             ):
                 guards.check_combined(torch.matmul, "`@`", (a, b), {})
             return fn(a, b)

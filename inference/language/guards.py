@@ -88,16 +88,30 @@ def size_from_args(args: tuple, kwargs: dict) -> int:
 
 
 def numel(t: Tensor) -> int:
-    return t.numel()
+    """``t.numel()`` as an int (under jit tracing ``numel()`` can be a traced tensor)."""
+    n = t.numel()
+    return n if type(n) is int else as_int(n)
 
 
 def broadcast_numel(*shapes: Any) -> int | None:
-    """Elements of the broadcast of ``shapes``; ``None`` if they do not broadcast."""
-    try:
-        shape = torch.broadcast_shapes(*(shape_ints(s) for s in shapes))
-    except (RuntimeError, ValueError, TypeError):
-        return None
-    return math.prod(shape)
+    """Elements of the broadcast of ``shapes``; ``None`` if they do not broadcast.
+
+    Plain arithmetic (``torch.broadcast_shapes`` would be traced under ``torch.jit``).
+    """
+    shapes_i = [shape_ints(s) for s in shapes]
+    ndim = max((len(s) for s in shapes_i), default=0)
+    out = [1] * ndim
+    for s in shapes_i:
+        offset = ndim - len(s)
+        for i, d in enumerate(s):
+            j = offset + i
+            if d == 1:
+                continue
+            if out[j] == 1:
+                out[j] = d
+            elif out[j] != d:
+                return None
+    return math.prod(out)
 
 
 # ----------------------------------------------------------------------------------
@@ -207,15 +221,15 @@ def tensor_args_numel(args: Any, kwargs: dict) -> tuple[int, int]:
     total, count = 1, 0
     for a in (*args, *kwargs.values()) if kwargs else args:
         if isinstance(a, Tensor):
-            total *= max(a.numel(), 1)
+            total *= max(numel(a), 1)
             count += 1
         elif isinstance(a, (list, tuple)):
             for b in a:
                 if isinstance(b, Tensor):
-                    total *= max(b.numel(), 1)
+                    total *= max(numel(b), 1)
                     count += 1
         elif isinstance(a, Distribution):
-            total *= max(math.prod(a.batch_shape) * math.prod(a.event_shape), 1)
+            total *= max(dist_numel(a), 1)
             count += 1
     return total, count
 
@@ -242,7 +256,7 @@ def _shapes_of(args: Any, kwargs: dict) -> list[tuple[int, ...]]:
 
 def _out_numel(out: Any) -> int:
     if isinstance(out, Tensor):
-        return out.numel()
+        return numel(out)
     if isinstance(out, (list, tuple)):
         return sum(_out_numel(o) for o in out)
     return 0
@@ -276,7 +290,7 @@ def check_combined(fn: Callable, what: str, args: tuple, kwargs: dict) -> None:
 
 def check_pair(a: Tensor, b: Tensor) -> None:
     """Broadcasting two tensors (``a + b``, ``a == b``, ...)."""
-    if a.numel() * b.numel() <= SMALLEST["max_tensor_elements"]:
+    if numel(a) * numel(b) <= SMALLEST["max_tensor_elements"]:
         return
     n = broadcast_numel(a.shape, b.shape)
     if n is None:
@@ -319,10 +333,10 @@ def check_index(obj: Tensor, key: Any) -> None:
         keys = (key,)
     else:
         return
-    bound = max(obj.numel(), 1)
+    bound = max(numel(obj), 1)
     for k in keys:
         if isinstance(k, Tensor):
-            bound *= max(k.numel(), 1)
+            bound *= max(numel(k), 1)
         elif type(k) is list:
             bound *= max(math.prod(_nested_list_shape(k)), 1)
     if bound <= SMALLEST["max_tensor_elements"]:
@@ -350,7 +364,7 @@ def check_index(obj: Tensor, key: Any) -> None:
             dim += 1
         elif isinstance(k, Tensor):
             if k.dtype in (torch.bool, torch.uint8):
-                adv.append((k.numel(),))  # at most every element selected
+                adv.append((numel(k),))  # at most every element selected
                 dim += max(k.dim(), 1)
             else:
                 adv.append(shape_ints(k.shape))
@@ -488,7 +502,7 @@ def nested_shape_numel(data: Any) -> int:
                 return n
             item = item[0]
         elif isinstance(item, Tensor):
-            return n * item.numel()
+            return n * numel(item)
         else:
             return n
     return n
@@ -510,7 +524,7 @@ def cartesian_like(fn: Callable, name: str) -> Callable:
     def guarded(*tensors: Any, **kwargs: Any) -> Any:
         n = len(tensors)
         for t in tensors:
-            n *= max(t.numel() if isinstance(t, Tensor) else 1, 1)
+            n *= max(numel(t) if isinstance(t, Tensor) else 1, 1)
         check_elements(n, f"torch.{name}(...)")
         return fn(*tensors, **kwargs)
 
@@ -531,27 +545,27 @@ def repeat_interleave(
 ) -> Any:
     if not isinstance(input, Tensor) or repeats is None:
         if isinstance(input, Tensor):  # repeat_interleave(counts): sum of counts
-            check_elements(int(input.sum()) if input.numel() else 0, "repeat_interleave(...)")
+            check_elements(int(input.sum()) if numel(input) else 0, "repeat_interleave(...)")
         return torch.repeat_interleave(input)
-    if isinstance(repeats, Tensor) and repeats.numel() > 1:
+    if isinstance(repeats, Tensor) and numel(repeats) > 1:
         per = as_int(repeats.sum())
-        along = as_int(input.shape[dim]) if dim is not None else input.numel()
-        n = per * (input.numel() // max(along, 1))
+        along = as_int(input.shape[dim]) if dim is not None else numel(input)
+        n = per * (numel(input) // max(along, 1))
     else:
-        n = input.numel() * max(as_int(repeats), 0)
+        n = numel(input) * max(as_int(repeats), 0)
     check_elements(n, "repeat_interleave(...)")
     return torch.repeat_interleave(input, repeats, dim, **kwargs)
 
 
 def tile(input: Any, dims: Any) -> Any:
-    check_elements(input.numel() * shape_numel(dims), "torch.tile(...)")
+    check_elements(numel(input) * shape_numel(dims), "torch.tile(...)")
     return torch.tile(input, dims)
 
 
 def combinations(input: Any, r: int = 2, with_replacement: bool = False) -> Any:
     if not 0 <= r <= 8:
         raise ForbiddenConstruct("torch.combinations(..., r) is limited to r <= 8")
-    n = input.numel()
+    n = numel(input)
     count = math.comb(n + r - 1, r) if with_replacement else math.comb(n, r)
     check_elements(count * r, "torch.combinations(...)")
     return torch.combinations(input, r, with_replacement)
@@ -562,7 +576,7 @@ def concatenating(fn: Callable, name: str) -> Callable:
         check_placement(kwargs)
         if isinstance(tensors, (list, tuple)):
             check_elements(
-                sum(t.numel() if isinstance(t, Tensor) else 1 for t in tensors),
+                sum(numel(t) if isinstance(t, Tensor) else 1 for t in tensors),
                 f"torch.{name}(...)",
             )
         return fn(tensors, *args, **kwargs)
@@ -590,14 +604,14 @@ def mvlgamma(fn: Callable, name: str) -> Callable:
     def guarded(input: Any, p: Any, **kwargs: Any) -> Any:
         check_placement(kwargs)
         if isinstance(input, Tensor):
-            check_elements(input.numel() * max(as_int(p), 1), f"torch.{name}(...)")
+            check_elements(numel(input) * max(as_int(p), 1), f"torch.{name}(...)")
         return fn(input, p, **kwargs)
 
     return named(guarded, name)
 
 
 def diff(input: Any, n: int = 1, dim: int = -1, prepend: Any = None, append: Any = None) -> Any:
-    if isinstance(input, Tensor) and as_int(n) > max(input.numel(), 1) + 1:
+    if isinstance(input, Tensor) and as_int(n) > max(numel(input), 1) + 1:
         raise ForbiddenConstruct("torch.diff(x, n) needs n at most the length of x")
     check_combined(torch.diff, "torch.diff(...)", (input, prepend, append), {})
     return torch.diff(input, n, dim, prepend, append)
@@ -606,7 +620,7 @@ def diff(input: Any, n: int = 1, dim: int = -1, prepend: Any = None, append: Any
 def nonzero(input: Any, **kwargs: Any) -> Any:
     check_placement(kwargs)
     if isinstance(input, Tensor):
-        check_elements(input.numel() * max(input.dim(), 1), "torch.nonzero(...)")
+        check_elements(numel(input) * max(input.dim(), 1), "torch.nonzero(...)")
     return torch.nonzero(input, **kwargs)
 
 
@@ -658,11 +672,11 @@ def diagonal_size(t: Any, name: str, *args: Any, **kwargs: Any) -> int:
     )
     if name == "diag_embed":
         n = as_int(t.shape[-1]) + offset if t.dim() else 1
-        return t.numel() * n
+        return numel(t) * n
     if name == "diagflat" or t.dim() <= 1:
-        n = t.numel() + offset
+        n = numel(t) + offset
         return n * n
-    return t.numel()
+    return numel(t)
 
 
 def diagonalizing(fn: Callable, name: str) -> Callable:
@@ -715,7 +729,7 @@ def tensor_broadcast_to(t: Tensor) -> Callable:
 def tensor_expand_as(t: Tensor) -> Callable:
     def expand_as(other: Any) -> Any:
         if isinstance(other, Tensor):
-            check_elements(other.numel(), "Tensor.expand_as(...)")
+            check_elements(numel(other), "Tensor.expand_as(...)")
         return t.expand_as(other)
 
     return expand_as
@@ -723,7 +737,7 @@ def tensor_expand_as(t: Tensor) -> Callable:
 
 def tensor_repeat(t: Tensor) -> Callable:
     def repeat(*sizes: Any) -> Any:
-        check_elements(t.numel() * size_from_args(sizes, {}), "Tensor.repeat(...)")
+        check_elements(numel(t) * size_from_args(sizes, {}), "Tensor.repeat(...)")
         return t.repeat(*sizes)
 
     return repeat
@@ -731,7 +745,7 @@ def tensor_repeat(t: Tensor) -> Callable:
 
 def tensor_tile(t: Tensor) -> Callable:
     def tile_(*dims: Any) -> Any:
-        check_elements(t.numel() * size_from_args(dims, {}), "Tensor.tile(...)")
+        check_elements(numel(t) * size_from_args(dims, {}), "Tensor.tile(...)")
         return t.tile(*dims)
 
     return tile_
@@ -739,7 +753,7 @@ def tensor_tile(t: Tensor) -> Callable:
 
 def tensor_nonzero(t: Tensor) -> Callable:
     def nonzero_(**kwargs: Any) -> Any:
-        check_elements(t.numel() * max(t.dim(), 1), "Tensor.nonzero(...)")
+        check_elements(numel(t) * max(t.dim(), 1), "Tensor.nonzero(...)")
         return t.nonzero(**kwargs)
 
     return nonzero_
@@ -850,7 +864,7 @@ def dist_numel(d: Any) -> int:
 
 def _lkj_dim(args: tuple, kwargs: dict) -> int:
     dim = kwargs.get("dim", args[0] if args else 1)
-    return as_int(dim) if not isinstance(dim, Tensor) or dim.numel() == 1 else 1
+    return as_int(dim) if not isinstance(dim, Tensor) or numel(dim) == 1 else 1
 
 
 def guard_distribution(cls: type, name: str) -> Callable:
@@ -946,7 +960,7 @@ def call_distribution(d: Any, args: tuple, kwargs: dict) -> None:
 def support_size(d: Any) -> int:
     total = getattr(d, "total_count", None)
     if isinstance(total, Tensor):
-        return (as_int(total.max()) + 1) if total.numel() else 1
+        return (as_int(total.max()) + 1) if numel(total) else 1
     if isinstance(total, int):
         return total + 1
     for attr in ("probs", "logits"):
@@ -1115,8 +1129,8 @@ def one_hot(tensor: Any, num_classes: int = -1) -> Any:
 
     n = as_int(num_classes)
     if n < 0:
-        n = as_int(tensor.max()) + 1 if tensor.numel() else 0
-    check_elements(tensor.numel() * max(n, 1), "F.one_hot(...)")
+        n = as_int(tensor.max()) + 1 if numel(tensor) else 0
+    check_elements(numel(tensor) * max(n, 1), "F.one_hot(...)")
     return F.one_hot(tensor, num_classes)
 
 
@@ -1142,7 +1156,7 @@ def _index_of(n: Any) -> int | None:
     if type(n) is int or type(n) is bool:
         return int(n)
     if isinstance(n, Tensor):
-        if n.numel() == 1 and not n.is_floating_point() and not n.is_complex():
+        if numel(n) == 1 and not n.is_floating_point() and not n.is_complex():
             return as_int(n)
         return None
     return None
@@ -1222,7 +1236,7 @@ def contains(item: Any, container: Any) -> bool:
         if t is int or t is bool:
             return item in container
         if isinstance(item, Tensor):
-            if item.numel() != 1:
+            if numel(item) != 1:
                 raise RuntimeError(
                     "Boolean value of Tensor with more than one value is ambiguous"
                 )
@@ -1245,7 +1259,7 @@ def _tensor_text(value: Tensor, repr_mode: bool) -> str:
     # of shape (2, ..., 2) would print in full; such tensors are described instead
     shown = 1
     for s in shape_ints(value.shape):
-        shown *= min(s, 6) if value.numel() > 1000 else s
+        shown *= min(s, 6) if numel(value) > 1000 else s
     if shown > 10_000:
         return f"tensor(<{tuple(shape_ints(value.shape))} {value.dtype}>)"
     return repr(value) if repr_mode else str(value)
@@ -1325,7 +1339,7 @@ def format_value(value: Any, spec: str, conversion: int = -1) -> str:
         value = to_text(value, repr_mode=True).encode("ascii", "backslashreplace").decode()
     elif conversion == ord("s"):
         value = to_text(value)
-    if isinstance(value, Tensor) and value.numel() == 1 and spec:
+    if isinstance(value, Tensor) and numel(value) == 1 and spec:
         value = value.item()
     if not spec or type(value) in (list, tuple, dict):
         return to_text(value) if type(value) is not str else value
@@ -1364,7 +1378,7 @@ def str_format(template: str) -> Callable:
                     f"format spec {spec!r} is not allowed; use a simple spec such as `.3f` (width at most 99)"
                 )
         args = tuple(
-            a.item() if isinstance(a, Tensor) and a.numel() == 1 else a for a in args
+            a.item() if isinstance(a, Tensor) and numel(a) == 1 else a for a in args
         )
         out: list[str] = []
         used = 0

@@ -106,7 +106,9 @@ _EMPTY = Rule(frozenset(), {})
 ATTRIBUTE_RULES: dict[type, Rule] = {
     torch.Tensor: Rule(frozenset(TENSOR_ATTRS), _TENSOR_GUARDED),
     torch.distributions.Distribution: Rule(frozenset(DIST_ATTRS), _DIST_GUARDED),
-    torch.distributions.constraints.Constraint: Rule(frozenset(CONSTRAINT_ATTRS), {}),
+    torch.distributions.constraints.Constraint: Rule(
+        frozenset(CONSTRAINT_ATTRS), {"check": guards.constraint_check}
+    ),
     torch.Size: Rule(frozenset(SIZE_ATTRS), {}),
     list: Rule(
         frozenset(LIST_ATTRS),

@@ -37,6 +37,7 @@ from .scope import Scope, bound_names, scope_names, static_bindings, targets
 Tensor = torch.Tensor
 Module = torch.nn.Module
 Distribution = torch.distributions.Distribution
+Transform = torch.distributions.transforms.Transform
 Evaluator = Callable[["Frame"], Any]
 
 # exceptions that Pyro's machinery uses for control flow: never wrapped
@@ -993,6 +994,10 @@ class Compiler:
                         x = a0(frame)
                         guards.call_distribution(f, (x,), {})
                         return f(x)
+                    if isinstance(f, Transform):
+                        x = a0(frame)
+                        guards.call_transform(f, (x,))
+                        return f(x)
                     return f(a0(frame))
 
                 return call1
@@ -1025,6 +1030,8 @@ class Compiler:
                 guards.check_module_call(f, pos)
             elif isinstance(f, Distribution):
                 guards.call_distribution(f, tuple(pos), kwargs)
+            elif isinstance(f, Transform):
+                guards.call_transform(f, tuple(pos))
             return f(*pos, **kwargs)
 
         return call

@@ -1042,6 +1042,48 @@ def check_sample_site(name: Any, fn: Any, args: tuple, kwargs: dict) -> None:
         )
 
 
+def _tensor_attributes(obj: Any) -> list[Tensor]:
+    return [v for v in vars(obj).values() if isinstance(v, Tensor)]
+
+
+def check_applied(obj: Any, value: Any, what: str) -> None:
+    """A transform applied to / a constraint checked on ``value`` broadcasts ``value``
+    with the transform's or constraint's own tensors (``AffineTransform(loc, scale)``)."""
+    if not isinstance(value, Tensor):
+        return
+    params = _tensor_attributes(obj)
+    if not params:
+        return
+    n = broadcast_numel(value.shape, *(p.shape for p in params))
+    if n is not None:
+        check_elements(n, what)
+
+
+def constraint_check(c: Any) -> Callable:
+    def check(value: Any) -> Any:
+        check_applied(c, value, "Constraint.check(...)")
+        return c.check(value)
+
+    return check
+
+
+def call_transform(t: Any, args: tuple) -> None:
+    if args:
+        check_applied(t, args[0], f"applying {type(t).__name__}")
+        for part in getattr(t, "parts", None) or ():
+            check_applied(part, args[0], f"applying {type(part).__name__}")
+
+
+def torch_size(dims: Any = ()) -> torch.Size:
+    """``torch.Size(iterable)``: consumed item by item (``torch.Size(range(10**12))``)."""
+    from .runtime import counted
+
+    if not isinstance(dims, (tuple, list, torch.Size)):
+        dims = tuple(counted(dims))
+    check_sequence(dims)
+    return torch.Size(dims)
+
+
 # ----------------------------------------------------------------------------------
 # nn modules
 
@@ -1247,7 +1289,28 @@ def contains(item: Any, container: Any) -> bool:
         if t is float:
             return item.is_integer() and int(item) in container
         return False  # nothing else compares equal to an int
-    return item in container
+    if type(container) in _BOUNDED_CONTAINERS or isinstance(container, Tensor):
+        return item in container
+    # a lazy iterator (zip, enumerate, reversed, ...): Python would scan it in C;
+    # scan it here, charging every item to the loop budget
+    from .runtime import counted
+
+    for x in counted(container):
+        if x is item or x == item:
+            return True
+    return False
+
+
+_BOUNDED_CONTAINERS = {
+    list,
+    tuple,
+    dict,
+    str,
+    torch.Size,
+    type({}.keys()),
+    type({}.values()),
+    type({}.items()),
+}
 
 
 # ----------------------------------------------------------------------------------

@@ -73,6 +73,7 @@ def _build_torch() -> dict[str, Any]:
                                               "broadcast_tensors", "chain_matmul",
                                               "addmm", "baddbmm"], ""))
     members.update(_pick(torch, TORCH_VALUES))
+    members["Size"] = named(guards.torch_size, "Size")
     members.pop("special", None)
     for name in TORCH_CONCATENATING:
         if hasattr(torch, name):

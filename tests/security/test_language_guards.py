@@ -130,6 +130,10 @@ TENSOR_BYPASSES = {
     "nn_layernorm_params": "def model():\n    return nn.LayerNorm((2000, 2000))",
     "nn_module_call": "lin = nn.Linear(1, 1000)\ndef model():\n    return lin(torch.zeros(2000, 1))",
     "sum_of_tensors": "def model():\n    return sum([torch.zeros(2000, 1), torch.zeros(2000)])",
+    "broadcast_tensors": "def model():\n    a, b = torch.broadcast_tensors(torch.zeros(2000, 1), torch.zeros(2000))\n    return a.sum()",
+    "sum_of_expanded_view": "def model():\n    return torch.zeros(1).expand(10**12).sum()",
+    "transform_broadcast": "def model():\n    t = dist.transforms.AffineTransform(torch.zeros(2000, 1), 1.)\n    return t(torch.zeros(2000))",
+    "constraint_check_broadcast": "def model():\n    c = constraints.interval(torch.zeros(2000, 1), 1.)\n    return c.check(torch.zeros(2000))",
 }
 
 
@@ -307,6 +311,10 @@ def model():
         "def model():\n    return all(range(1, 10**12))",
         "def model():\n    return dict(zip(range(10**12), range(10**12)))",
         "def model():\n    return torch.tensor(range(10**12))",
+        "def model():\n    return torch.Size(range(10**12))",
+        "def model():\n    return 5.5 in reversed(range(10**18))",
+        "def model():\n    return -1 in zip(range(10**18))",
+        "def model():\n    return -1 in enumerate(range(10**18))",
     ],
 )
 def test_consuming_huge_ranges_is_bounded(source):

@@ -24,6 +24,7 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
+import pyro.distributions as pyro_dist
 import torch
 from pyro.poutine.indep_messenger import IndepMessenger
 from pyro.poutine.runtime import _PYRO_STACK
@@ -1002,7 +1003,11 @@ def _active_plate_shape() -> list[int]:
 
 
 #: count distributions whose latent sites TraceEnum_ELBO may enumerate
-WIDE_SUPPORT: tuple[type, ...] = ()
+WIDE_SUPPORT: tuple[type, ...] = tuple(
+    getattr(pyro_dist, n)
+    for n in ("Binomial", "BetaBinomial", "ExtendedBinomial", "ExtendedBetaBinomial")
+    if hasattr(pyro_dist, n)
+)
 
 
 def check_sample_site(name: Any, fn: Any, args: tuple, kwargs: dict) -> None:
@@ -1025,12 +1030,15 @@ def check_sample_site(name: Any, fn: Any, args: tuple, kwargs: dict) -> None:
     check_elements(n, f"the value of sample site {name!r}")
     obs = kwargs.get("obs")
     if isinstance(obs, Tensor):
-        n_obs = broadcast_numel(
-            obs.shape, tuple(plates) + tuple(1 for _ in range(max(len(batch) - len(plates), 0)))
-        )
+        # the log-density of obs is computed over obs's batch dims broadcast with the
+        # site's batch shape and plates (event dims are not plate dims)
+        obs_shape = shape_ints(obs.shape)
+        event_dims = len(fn.event_shape)
+        obs_batch = obs_shape[: len(obs_shape) - event_dims] if event_dims else obs_shape
+        n_obs = broadcast_numel(obs_batch, batch, plates)
         if n_obs is not None:
             check_elements(
-                max(n_obs, full * event),
+                n_obs * event,
                 f"the observation at sample site {name!r} (broadcast with its plates)",
             )
     elif obs is None and isinstance(fn, WIDE_SUPPORT):

@@ -199,13 +199,6 @@ def _param(
     return pyro.param(name, init_tensor, **kwargs)
 
 
-guards.WIDE_SUPPORT = tuple(
-    getattr(pyro_dist, n)
-    for n in ("Binomial", "BetaBinomial", "ExtendedBinomial", "ExtendedBetaBinomial")
-    if hasattr(pyro_dist, n)
-)
-
-
 def _sample(name: Any, fn: Any, *args: Any, **kwargs: Any) -> Any:
     guards.check_sample_site(name, fn, args, kwargs)
     return pyro.sample(name, fn, *args, **kwargs)

@@ -550,3 +550,23 @@ def test_guards_module_holds_the_size_checks():
     for name in ("compiler.py", "namespaces.py", "attributes.py", "runtime.py"):
         text = (root / name).read_text()
         assert "def check_elements" not in text and "def check_combined" not in text
+
+
+def test_legitimate_large_shapes_are_not_refused():
+    # close to the limit but within it: event dims are not plate dims, index results
+    # that are small, big operands whose product is large but result small
+    src = """
+def model(y):
+    with pyro.plate("n", y.shape[0]):
+        pyro.sample("y", dist.Normal(torch.zeros(1), 1.).to_event(1), obs=y)
+    x = torch.zeros(500000)
+    idx = torch.zeros(3, dtype=torch.long)
+    a = x[idx]
+    b = x.index_select(0, idx)
+    c = torch.searchsorted(torch.arange(500000.), torch.zeros(10))
+    d = torch.zeros(1000, 1) + torch.zeros(1000)
+    e = dist.Normal(torch.zeros(1000, 1), torch.ones(1000)).sample()
+    return a.shape[0] + b.shape[0] + c.shape[0] + d.numel() + e.numel()
+"""
+    program = compile_source(src, limits=SMALL)
+    assert program(torch.zeros(20000, 1)) == 3 + 3 + 10 + 1_000_000 + 1_000_000

@@ -859,8 +859,13 @@ def tensor_repeat_interleave(t: Tensor) -> Callable:
 # distributions
 
 
+def size_numel(size: torch.Size) -> int:
+    n = size.numel()
+    return n if type(n) is int else as_int(n)
+
+
 def dist_numel(d: Any) -> int:
-    return math.prod(shape_ints(d.batch_shape)) * math.prod(shape_ints(d.event_shape))
+    return size_numel(d.batch_shape) * size_numel(d.event_shape)
 
 
 def _lkj_dim(args: tuple, kwargs: dict) -> int:
@@ -1017,18 +1022,32 @@ def check_sample_site(name: Any, fn: Any, args: tuple, kwargs: dict) -> None:
             f"pyro.sample({name!r}, ...) needs a distribution (e.g. dist.Normal(0., 1.)) "
             f"as its second argument"
         )
+    obs = kwargs.get("obs")
+    sample_n = shape_numel(_sample_shape_arg(args, kwargs)) if (args or "sample_shape" in kwargs) else 1
+    # cheap upper bound first: batch x event x every active plate x obs x sample_shape
+    quick = dist_numel(fn) * sample_n
+    for m in _PYRO_STACK:
+        if isinstance(m, IndepMessenger) and m._vectorized is True:
+            size = getattr(m, "subsample_size", None)
+            quick *= max(as_int(size if size is not None else m.size), 1)
+    if isinstance(obs, Tensor):
+        quick *= max(numel(obs), 1)
+    if isinstance(fn, torch.distributions.Multinomial):
+        quick *= max(as_int(fn.total_count), 1)
+    if quick <= SMALLEST["max_tensor_elements"] and not (
+        obs is None and isinstance(fn, WIDE_SUPPORT)
+    ):
+        return
     batch = shape_ints(fn.batch_shape)
     event = math.prod(shape_ints(fn.event_shape))
     plates = _active_plate_shape()
     full = broadcast_numel(batch, plates)
     if full is None:
         full = math.prod(batch) * math.prod(plates)
-    sample_shape = _sample_shape_arg(args, kwargs) if (args or "sample_shape" in kwargs) else ()
-    n = full * event * shape_numel(sample_shape)
+    n = full * event * sample_n
     if isinstance(fn, torch.distributions.Multinomial):
         n *= max(as_int(fn.total_count), 1)
     check_elements(n, f"the value of sample site {name!r}")
-    obs = kwargs.get("obs")
     if isinstance(obs, Tensor):
         # the log-density of obs is computed over obs's batch dims broadcast with the
         # site's batch shape and plates (event dims are not plate dims)

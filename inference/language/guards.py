@@ -859,7 +859,9 @@ def tensor_repeat_interleave(t: Tensor) -> Callable:
 # distributions
 
 
-def size_numel(size: torch.Size) -> int:
+def size_numel(size: Any) -> int:
+    if type(size) is not torch.Size:  # some distributions keep a plain tuple
+        return math.prod(shape_ints(size))
     n = size.numel()
     return n if type(n) is int else as_int(n)
 

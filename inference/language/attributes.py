@@ -76,7 +76,10 @@ _TENSOR_GUARDED: dict[str, Callable[[Any], Any]] = {
     "nonzero": guards.tensor_nonzero,
     "repeat_interleave": guards.tensor_repeat_interleave,
     **{n: guards.tensor_diagonalizing(n) for n in ("diag", "diag_embed")},
-    **{n: guards.tensor_new(n) for n in ("new_zeros", "new_ones", "new_full", "new_empty")},
+    **{
+        n: guards.tensor_new(n)
+        for n in ("new_zeros", "new_ones", "new_full", "new_empty")
+    },
     "new_tensor": guards.tensor_new_tensor,
     **{n: guards.tensor_combining(n) for n in TENSOR_COMBINING_METHODS},
     **{n: guards.tensor_splitting(n) for n in TENSOR_SPLITTING_METHODS},

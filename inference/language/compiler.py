@@ -20,7 +20,13 @@ import torch
 from pyro.poutine.runtime import NonlocalExit
 
 from . import guards
-from .attributes import Namespace, attribute_rules, describe, get_attribute, is_context_manager
+from .attributes import (
+    Namespace,
+    attribute_rules,
+    describe,
+    get_attribute,
+    is_context_manager,
+)
 from .errors import (
     ForbiddenConstruct,
     LimitExceeded,
@@ -28,7 +34,16 @@ from .errors import (
     ModelRuntimeError,
     UnknownName,
 )
-from .functions import BREAK, CONTINUE, MISSING, RETURN, CallError, Frame, Unit, UserFunction
+from .functions import (
+    BREAK,
+    CONTINUE,
+    MISSING,
+    RETURN,
+    CallError,
+    Frame,
+    Unit,
+    UserFunction,
+)
 from .namespaces import BUILTINS, MODULES, PRELUDE
 from .policy import FORBIDDEN_NAMES, PYRO_PRIMITIVE_NAMES
 from .runtime import RunState
@@ -166,7 +181,9 @@ class Compiler:
         return cls(
             message,
             line=getattr(node, "lineno", None),
-            col=None if getattr(node, "col_offset", None) is None else node.col_offset + 1,
+            col=None
+            if getattr(node, "col_offset", None) is None
+            else node.col_offset + 1,
         )
 
     def source_line(self, line: int | None) -> str:

@@ -7,6 +7,7 @@ entry this way) and from compiled code (``invoke``, which skips argument re-chec
 
 from __future__ import annotations
 
+import ast
 from typing import Any
 
 from .errors import LimitExceeded
@@ -21,6 +22,7 @@ RETURN = object()
 BREAK = object()
 CONTINUE = object()
 MISSING = object()
+
 
 class Frame:
     __slots__ = ("parent", "ret", "run", "vars")

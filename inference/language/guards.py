@@ -546,7 +546,9 @@ def repeat_interleave(
 ) -> Any:
     if not isinstance(input, Tensor) or repeats is None:
         if isinstance(input, Tensor):  # repeat_interleave(counts): sum of counts
-            check_elements(int(input.sum()) if numel(input) else 0, "repeat_interleave(...)")
+            check_elements(
+                int(input.sum()) if numel(input) else 0, "repeat_interleave(...)"
+            )
         return torch.repeat_interleave(input)
     if isinstance(repeats, Tensor) and numel(repeats) > 1:
         per = as_int(repeats.sum())
@@ -611,7 +613,9 @@ def mvlgamma(fn: Callable, name: str) -> Callable:
     return named(guarded, name)
 
 
-def diff(input: Any, n: int = 1, dim: int = -1, prepend: Any = None, append: Any = None) -> Any:
+def diff(
+    input: Any, n: int = 1, dim: int = -1, prepend: Any = None, append: Any = None
+) -> Any:
     if isinstance(input, Tensor) and as_int(n) > max(numel(input), 1) + 1:
         raise ForbiddenConstruct("torch.diff(x, n) needs n at most the length of x")
     check_combined(torch.diff, "torch.diff(...)", (input, prepend, append), {})
@@ -633,8 +637,13 @@ def _piece_count(t: Tensor, name: str, args: tuple, kwargs: dict) -> int:
         return as_int(t.shape[d]) if t.dim() else 0
     if not args and not kwargs:
         return 1
-    first = args[0] if args else kwargs.get(
-        "split_size_or_sections", kwargs.get("chunks", kwargs.get("sections", kwargs.get("indices", 1)))
+    first = (
+        args[0]
+        if args
+        else kwargs.get(
+            "split_size_or_sections",
+            kwargs.get("chunks", kwargs.get("sections", kwargs.get("indices", 1))),
+        )
     )
     d = args[1] if len(args) > 1 else (dim if dim is not None else 0)
     length = as_int(t.shape[d]) if t.dim() else 1
@@ -669,7 +678,9 @@ def diagonal_size(t: Any, name: str, *args: Any, **kwargs: Any) -> int:
     if not isinstance(t, Tensor):
         return 0
     offset = abs(
-        as_int(kwargs.get("offset", kwargs.get("diagonal", args[0] if args else 0)) or 0)
+        as_int(
+            kwargs.get("offset", kwargs.get("diagonal", args[0] if args else 0)) or 0
+        )
     )
     if name == "diag_embed":
         n = as_int(t.shape[-1]) + offset if t.dim() else 1
@@ -696,10 +707,14 @@ def diagonalizing(fn: Callable, name: str) -> Callable:
 
 def check_expand_shape(t: Tensor, sizes: Any, what: str) -> None:
     shape = (
-        sizes[0]
-        if len(sizes) == 1 and isinstance(sizes[0], (tuple, list, torch.Size))
+        (
+            sizes[0]
+            if len(sizes) == 1 and isinstance(sizes[0], (tuple, list, torch.Size))
+            else sizes
+        )
+        if isinstance(sizes, tuple)
         else sizes
-    ) if isinstance(sizes, tuple) else sizes
+    )
     shape = list(shape)
     offset = len(shape) - t.dim()
     n = 1
@@ -892,9 +907,7 @@ def guard_distribution(cls: type, name: str) -> Callable:
         total, count = tensor_args_numel(args, kwargs)
         if count >= 2 and total > SMALLEST["max_tensor_elements"]:
             n = None
-            if not any(
-                isinstance(a, Distribution) for a in (*args, *kwargs.values())
-            ):
+            if not any(isinstance(a, Distribution) for a in (*args, *kwargs.values())):
                 try:
                     meta_kwargs = {k: _to_meta(v) for k, v in kwargs.items()}
                     meta_kwargs["validate_args"] = False
@@ -941,9 +954,12 @@ def dist_method(name: str) -> Callable:
                 value = kwargs.get("value", args[0] if args else None)
                 n = 0
                 if isinstance(value, Tensor):
-                    n = broadcast_numel(
-                        value.shape, tuple(d.batch_shape) + tuple(d.event_shape)
-                    ) or 0
+                    n = (
+                        broadcast_numel(
+                            value.shape, tuple(d.batch_shape) + tuple(d.event_shape)
+                        )
+                        or 0
+                    )
             elif name == "enumerate_support":
                 n = support_size(d) * math.prod(shape_ints(d.batch_shape))
             else:  # mask, to_event, independent: the result's size
@@ -983,7 +999,8 @@ def kl_divergence(p: Any, q: Any) -> Any:
         n = broadcast_numel(p.batch_shape, q.batch_shape)
         if n is not None:
             event = max(
-                math.prod(shape_ints(p.event_shape)), math.prod(shape_ints(q.event_shape))
+                math.prod(shape_ints(p.event_shape)),
+                math.prod(shape_ints(q.event_shape)),
             )
             check_elements(n * event, "dist.kl_divergence(...)")
     return torch.distributions.kl_divergence(p, q)
@@ -997,7 +1014,11 @@ def _active_plate_shape() -> list[int]:
     """
     shape: list[int] = []
     for m in _PYRO_STACK:
-        if isinstance(m, IndepMessenger) and m._vectorized is True and m.dim is not None:
+        if (
+            isinstance(m, IndepMessenger)
+            and m._vectorized is True
+            and m.dim is not None
+        ):
             dim = as_int(m.dim)
             size = getattr(m, "subsample_size", None)
             if size is None:
@@ -1025,7 +1046,11 @@ def check_sample_site(name: Any, fn: Any, args: tuple, kwargs: dict) -> None:
             f"as its second argument"
         )
     obs = kwargs.get("obs")
-    sample_n = shape_numel(_sample_shape_arg(args, kwargs)) if (args or "sample_shape" in kwargs) else 1
+    sample_n = (
+        shape_numel(_sample_shape_arg(args, kwargs))
+        if (args or "sample_shape" in kwargs)
+        else 1
+    )
     # cheap upper bound first: batch x event x every active plate x obs x sample_shape
     quick = dist_numel(fn) * sample_n
     for m in _PYRO_STACK:
@@ -1055,7 +1080,9 @@ def check_sample_site(name: Any, fn: Any, args: tuple, kwargs: dict) -> None:
         # site's batch shape and plates (event dims are not plate dims)
         obs_shape = shape_ints(obs.shape)
         event_dims = len(fn.event_shape)
-        obs_batch = obs_shape[: len(obs_shape) - event_dims] if event_dims else obs_shape
+        obs_batch = (
+            obs_shape[: len(obs_shape) - event_dims] if event_dims else obs_shape
+        )
         n_obs = broadcast_numel(obs_batch, batch, plates)
         if n_obs is not None:
             check_elements(
@@ -1116,7 +1143,14 @@ def torch_size(dims: Any = ()) -> torch.Size:
 # ----------------------------------------------------------------------------------
 # nn modules
 
-_RECURRENT_GATES = {"GRU": 3, "LSTM": 4, "RNN": 1, "GRUCell": 3, "LSTMCell": 4, "RNNCell": 1}
+_RECURRENT_GATES = {
+    "GRU": 3,
+    "LSTM": 4,
+    "RNN": 1,
+    "GRUCell": 3,
+    "LSTMCell": 4,
+    "RNNCell": 1,
+}
 _SIZE_KWARGS = (
     "in_features",
     "in1_features",
@@ -1152,7 +1186,13 @@ def module_parameter_bound(name: str, args: tuple, kwargs: dict) -> int:
         hidden = ints[1] if len(ints) > 1 else ints[0]
         layers = kwargs.get("num_layers", ints[2] if len(ints) > 2 else 1) or 1
         dirs = 2 if kwargs.get("bidirectional") else 1
-        return gate * as_int(layers) * dirs * hidden * (max(inp, hidden) * dirs + hidden + 2)
+        return (
+            gate
+            * as_int(layers)
+            * dirs
+            * hidden
+            * (max(inp, hidden) * dirs + hidden + 2)
+        )
     return math.prod(max(i, 1) for i in ints) * shapes
 
 
@@ -1428,7 +1468,9 @@ def format_value(value: Any, spec: str, conversion: int = -1) -> str:
     if conversion == ord("r"):
         value = to_text(value, repr_mode=True)
     elif conversion == ord("a"):
-        value = to_text(value, repr_mode=True).encode("ascii", "backslashreplace").decode()
+        value = (
+            to_text(value, repr_mode=True).encode("ascii", "backslashreplace").decode()
+        )
     elif conversion == ord("s"):
         value = to_text(value)
     if isinstance(value, Tensor) and numel(value) == 1 and spec:

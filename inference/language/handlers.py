@@ -152,7 +152,9 @@ def _handler(pyro_handler: Callable, name: str) -> Callable:
                     "e.g. {'enumerate': 'parallel'})"
                 )
             if type(config) is not dict:
-                raise ForbiddenConstruct("poutine.infer_config(config=...) takes a dict")
+                raise ForbiddenConstruct(
+                    "poutine.infer_config(config=...) takes a dict"
+                )
             kwargs["config_fn"] = functools.partial(_constant_config, dict(config))
         messenger = adopt(pyro_handler(None, *args, **kwargs))
         if fn is None:
@@ -166,7 +168,11 @@ def _handler(pyro_handler: Callable, name: str) -> Callable:
 
 
 def build_poutine(names: list[str]) -> dict[str, Any]:
-    return {n: _handler(getattr(pyro_poutine, n), n) for n in names if hasattr(pyro_poutine, n)}
+    return {
+        n: _handler(getattr(pyro_poutine, n), n)
+        for n in names
+        if hasattr(pyro_poutine, n)
+    }
 
 
 def primitive(fn: Callable, name: str) -> Callable:
@@ -182,7 +188,11 @@ def primitive(fn: Callable, name: str) -> Callable:
 
 
 def markov(
-    fn: Any = None, history: int = 1, keep: bool = False, dim: Any = None, name: Any = None
+    fn: Any = None,
+    history: int = 1,
+    keep: bool = False,
+    dim: Any = None,
+    name: Any = None,
 ) -> Any:
     require_model_run("pyro.markov")
     messenger = adopt(MarkovMessenger(history=history, keep=keep, dim=dim, name=name))
@@ -209,7 +219,7 @@ def close_run(run: RunState) -> None:
         gen = gens.pop()
         try:
             gen.close()
-        except Exception:  # noqa: BLE001 - cleanup must go on
+        except Exception:  # noqa: BLE001, S110 - cleanup must go on
             pass
     handlers = run.handlers
     while handlers:
@@ -221,7 +231,7 @@ def close_run(run: RunState) -> None:
                 else:
                     err = RuntimeError("run ended")
                     type(m).__exit__(m, RuntimeError, err, None)
-            except Exception:  # noqa: BLE001 - the stack is restored below anyway
+            except Exception:  # noqa: BLE001, S110 - the stack is restored below anyway
                 pass
     entry = run.stack_at_entry
     if entry is not None and (
@@ -232,6 +242,7 @@ def close_run(run: RunState) -> None:
     dims = run.dims_at_entry
     if dims is not None and _DIM_ALLOCATOR._stack != dims:
         _DIM_ALLOCATOR._stack[:] = dims
+
 
 __all__ = [
     "adopt",

@@ -68,10 +68,27 @@ def _build_torch() -> dict[str, Any]:
     members: dict[str, Any] = {}
     members.update(_guarded_functions(torch, TORCH_ELEMENTWISE, ""))
     members.update(_guarded_functions(torch, TORCH_REDUCE_SHAPE, ""))
-    members.update(_guarded_functions(torch, ["matmul", "mm", "bmm", "outer", "ger",
-                                              "kron", "einsum", "cdist", "tensordot",
-                                              "broadcast_tensors", "chain_matmul",
-                                              "addmm", "baddbmm"], ""))
+    members.update(
+        _guarded_functions(
+            torch,
+            [
+                "matmul",
+                "mm",
+                "bmm",
+                "outer",
+                "ger",
+                "kron",
+                "einsum",
+                "cdist",
+                "tensordot",
+                "broadcast_tensors",
+                "chain_matmul",
+                "addmm",
+                "baddbmm",
+            ],
+            "",
+        )
+    )
     members.update(_pick(torch, TORCH_VALUES))
     members["Size"] = named(guards.torch_size, "Size")
     members.pop("special", None)
@@ -104,7 +121,9 @@ def _build_torch() -> dict[str, Any]:
     members["eye"] = named(guards.eye, "eye")
     members["tensor"] = guards.tensor_like(torch.tensor, "tensor")
     members["as_tensor"] = guards.tensor_like(torch.as_tensor, "as_tensor")
-    members["cartesian_prod"] = guards.cartesian_like(torch.cartesian_prod, "cartesian_prod")
+    members["cartesian_prod"] = guards.cartesian_like(
+        torch.cartesian_prod, "cartesian_prod"
+    )
     members["meshgrid"] = guards.cartesian_like(torch.meshgrid, "meshgrid")
     members["tril_indices"] = guards.tril_indices(torch.tril_indices, "tril_indices")
     members["triu_indices"] = guards.tril_indices(torch.triu_indices, "triu_indices")
@@ -116,15 +135,25 @@ def _build_torch() -> dict[str, Any]:
     members["mvlgamma"] = guards.mvlgamma(torch.mvlgamma, "mvlgamma")
     members["diff"] = named(guards.diff, "diff")
     members["nonzero"] = named(guards.nonzero, "nonzero")
-    for name in ("numel", "is_tensor", "is_floating_point", "is_nonzero", "result_type",
-                 "promote_types", "can_cast", "broadcast_shapes"):
+    for name in (
+        "numel",
+        "is_tensor",
+        "is_floating_point",
+        "is_nonzero",
+        "result_type",
+        "promote_types",
+        "can_cast",
+        "broadcast_shapes",
+    ):
         members[name] = getattr(torch, name)  # no tensor is produced
 
     members["linalg"] = Namespace(
         "torch.linalg", _guarded_functions(torch.linalg, TORCH_LINALG, "linalg.")
     )
     special = _guarded_functions(torch.special, TORCH_SPECIAL, "special.")
-    special["multigammaln"] = guards.mvlgamma(torch.special.multigammaln, "special.multigammaln")
+    special["multigammaln"] = guards.mvlgamma(
+        torch.special.multigammaln, "special.multigammaln"
+    )
     members["special"] = Namespace("torch.special", special)
     return members
 
@@ -226,7 +255,9 @@ def _plate(
         guards.check_plate_size(size, f"size of plate {name!r}")
     if subsample_size is not None:
         guards.check_plate_size(subsample_size, f"subsample_size of plate {name!r}")
-    return handlers.adopt(pyro.plate(name, size, subsample_size, subsample, dim, **kwargs))
+    return handlers.adopt(
+        pyro.plate(name, size, subsample_size, subsample, dim, **kwargs)
+    )
 
 
 def _config_enumerate(
@@ -328,7 +359,9 @@ def _str(value: Any = "") -> str:
 
 def _make_print(print_log_getter: Callable[[], Any]) -> Callable:
     def print_(*args: Any, sep: Any = " ", end: Any = "") -> None:
-        text = (sep if isinstance(sep, str) else " ").join(to_text(a)[:2000] for a in args)
+        text = (sep if isinstance(sep, str) else " ").join(
+            to_text(a)[:2000] for a in args
+        )
         log = print_log_getter()
         if log is not None:
             log.write(text)

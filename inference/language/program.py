@@ -13,8 +13,8 @@ from .errors import (
     ModelSyntaxError,
     UnknownName,
 )
-from .limits import DEFAULT_LIMITS, Limits
 from .handlers import close_run, open_run
+from .limits import DEFAULT_LIMITS, Limits
 from .runtime import current_run, set_run
 
 

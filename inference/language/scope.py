@@ -14,6 +14,7 @@ from .attributes import Namespace
 from .functions import MISSING
 from .namespaces import MODULES, PRELUDE
 
+
 class Scope:
     def __init__(self, kind: str, parent: Scope | None, names: set[str]) -> None:
         self.kind = kind  # "module", "function" or "comprehension"

@@ -742,19 +742,77 @@ RETURN_TYPE_ATTRS = {
     "pivots",
 }
 
-TORCH_LINALG = (
-    "cholesky cholesky_ex solve solve_triangular inv inv_ex det slogdet norm "
-    "vector_norm matrix_norm eigh eigvalsh qr svd svdvals cross diagonal "
-    "multi_dot matrix_exp lstsq pinv matrix_rank vecdot lu_factor lu_solve"
-).split()
+TORCH_LINALG = [
+    "cholesky",
+    "cholesky_ex",
+    "solve",
+    "solve_triangular",
+    "inv",
+    "inv_ex",
+    "det",
+    "slogdet",
+    "norm",
+    "vector_norm",
+    "matrix_norm",
+    "eigh",
+    "eigvalsh",
+    "qr",
+    "svd",
+    "svdvals",
+    "cross",
+    "diagonal",
+    "multi_dot",
+    "matrix_exp",
+    "lstsq",
+    "pinv",
+    "matrix_rank",
+    "vecdot",
+    "lu_factor",
+    "lu_solve",
+]
 
-TORCH_SPECIAL = (
-    "expit logit erf erfc erfinv gammaln digamma psi polygamma multigammaln "
-    "log_ndtr ndtr ndtri i0 i0e i1 i1e log1p expm1 exp2 logsumexp softmax "
-    "log_softmax xlogy xlog1py entr sinc round zeta"
-).split()
+TORCH_SPECIAL = [
+    "expit",
+    "logit",
+    "erf",
+    "erfc",
+    "erfinv",
+    "gammaln",
+    "digamma",
+    "psi",
+    "polygamma",
+    "multigammaln",
+    "log_ndtr",
+    "ndtr",
+    "ndtri",
+    "i0",
+    "i0e",
+    "i1",
+    "i1e",
+    "log1p",
+    "expm1",
+    "exp2",
+    "logsumexp",
+    "softmax",
+    "log_softmax",
+    "xlogy",
+    "xlog1py",
+    "entr",
+    "sinc",
+    "round",
+    "zeta",
+]
 
-POUTINE_HANDLERS = ["block", "mask", "scale", "condition", "do", "uncondition", "markov", "infer_config"]
+POUTINE_HANDLERS = [
+    "block",
+    "mask",
+    "scale",
+    "condition",
+    "do",
+    "uncondition",
+    "markov",
+    "infer_config",
+]
 
 STR_ATTRS = {"format", "startswith", "endswith", "lower", "upper", "strip"}
 CONSTRAINT_ATTRS = {"lower_bound", "upper_bound", "event_dim", "is_discrete", "check"}
@@ -765,12 +823,49 @@ SIZE_ATTRS = {"numel", "index", "count"}
 
 #: tensor methods that take other tensors: their results are bounded like broadcasting
 TENSOR_COMBINING_METHODS = [
-    "matmul", "mm", "bmm", "mv", "dot", "outer", "ger", "kron",
-    "add", "sub", "mul", "div", "true_divide", "floor_divide", "remainder", "fmod",
-    "pow", "atan2", "where", "maximum", "minimum", "lerp", "logaddexp", "xlogy",
-    "masked_fill", "masked_select", "eq", "ne", "lt", "le", "gt", "ge",
-    "logical_and", "logical_or", "index_select", "gather", "scatter", "scatter_add",
-    "take", "clamp", "clamp_min", "clamp_max", "clip",
+    "matmul",
+    "mm",
+    "bmm",
+    "mv",
+    "dot",
+    "outer",
+    "ger",
+    "kron",
+    "add",
+    "sub",
+    "mul",
+    "div",
+    "true_divide",
+    "floor_divide",
+    "remainder",
+    "fmod",
+    "pow",
+    "atan2",
+    "where",
+    "maximum",
+    "minimum",
+    "lerp",
+    "logaddexp",
+    "xlogy",
+    "masked_fill",
+    "masked_select",
+    "eq",
+    "ne",
+    "lt",
+    "le",
+    "gt",
+    "ge",
+    "logical_and",
+    "logical_or",
+    "index_select",
+    "gather",
+    "scatter",
+    "scatter_add",
+    "take",
+    "clamp",
+    "clamp_min",
+    "clamp_max",
+    "clip",
 ]
 #: tensor methods returning a tuple of tensors (their count is bounded)
 TENSOR_SPLITTING_METHODS = ["chunk", "split", "unbind"]

@@ -35,7 +35,9 @@ def _clean_pyro():
     assert _PYRO_STACK == []
 
 
-def _refused(source: str, *args, kind: type = ModelLanguageError, limits=SMALL, line=None):
+def _refused(
+    source: str, *args, kind: type = ModelLanguageError, limits=SMALL, line=None
+):
     """Compile and call ``model``; it must raise ``kind`` with a 1-based position."""
     with pytest.raises(kind) as err:
         program = compile_source(source, limits=limits)
@@ -172,7 +174,9 @@ def test_sequence_splitting_is_bounded():
     )
     assert e.details["limit"] == "max_sequence_length"
     _refused(
-        "def model():\n    return torch.zeros(200000).split(1)", kind=LimitExceeded, limits=None
+        "def model():\n    return torch.zeros(200000).split(1)",
+        kind=LimitExceeded,
+        limits=None,
     )
     _refused(
         "def model():\n    return torch.chunk(torch.zeros(200000), 200000)",
@@ -234,23 +238,62 @@ def model(x):
 # strings, lists, integers: refused before they are built
 
 TEXT_BYPASSES = {
-    "str_times_tensor": ("def model():\n    return 'a' * torch.tensor(10**9)", "max_string_chars"),
-    "tensor_times_str": ("def model():\n    return torch.tensor(10**9) * 'a'", "max_string_chars"),
-    "list_times_tensor": ("def model():\n    return [1] * torch.tensor(10**9)", "max_sequence_length"),
+    "str_times_tensor": (
+        "def model():\n    return 'a' * torch.tensor(10**9)",
+        "max_string_chars",
+    ),
+    "tensor_times_str": (
+        "def model():\n    return torch.tensor(10**9) * 'a'",
+        "max_string_chars",
+    ),
+    "list_times_tensor": (
+        "def model():\n    return [1] * torch.tensor(10**9)",
+        "max_sequence_length",
+    ),
     "list_times_int": ("def model():\n    return [1] * 10**9", "max_sequence_length"),
     "str_times_int": ("def model():\n    return 'a' * 10**9", "max_string_chars"),
-    "aug_str_times": ("def model():\n    s = 'ab'\n    s *= 10**9\n    return s", "max_string_chars"),
-    "str_concat": ("def model():\n    s = 'a' * 100000\n    return s + s", "max_string_chars"),
-    "format_repeat": ("def model():\n    s = 'a' * 100000\n    return ('{0}' * 1000).format(s)", "max_string_chars"),
-    "str_of_big_list": ("def model():\n    s = 'a' * 100000\n    return str([s] * 1000)", "max_string_chars"),
-    "fstring_of_big_list": ("def model():\n    s = 'a' * 100000\n    xs = [s] * 1000\n    return f'{xs}'", "max_string_chars"),
-    "assert_message": ("def model():\n    s = 'a' * 100000\n    assert False, [s] * 10000", "max_string_chars"),
-    "print_big_list": ("def model():\n    s = 'a' * 100000\n    print([s] * 10000)", "max_string_chars"),
-    "str_of_big_tensor": ("def model():\n    return str(torch.zeros([2] * 20)) * 1", None),
+    "aug_str_times": (
+        "def model():\n    s = 'ab'\n    s *= 10**9\n    return s",
+        "max_string_chars",
+    ),
+    "str_concat": (
+        "def model():\n    s = 'a' * 100000\n    return s + s",
+        "max_string_chars",
+    ),
+    "format_repeat": (
+        "def model():\n    s = 'a' * 100000\n    return ('{0}' * 1000).format(s)",
+        "max_string_chars",
+    ),
+    "str_of_big_list": (
+        "def model():\n    s = 'a' * 100000\n    return str([s] * 1000)",
+        "max_string_chars",
+    ),
+    "fstring_of_big_list": (
+        "def model():\n    s = 'a' * 100000\n    xs = [s] * 1000\n    return f'{xs}'",
+        "max_string_chars",
+    ),
+    "assert_message": (
+        "def model():\n    s = 'a' * 100000\n    assert False, [s] * 10000",
+        "max_string_chars",
+    ),
+    "print_big_list": (
+        "def model():\n    s = 'a' * 100000\n    print([s] * 10000)",
+        "max_string_chars",
+    ),
+    "str_of_big_tensor": (
+        "def model():\n    return str(torch.zeros([2] * 20)) * 1",
+        None,
+    ),
     "big_int_pow": ("def model():\n    return 10 ** 10 ** 6", "max_int_bits"),
-    "big_int_mul": ("def model():\n    x = 2 ** 8000\n    return x * x * x", "max_int_bits"),
+    "big_int_mul": (
+        "def model():\n    x = 2 ** 8000\n    return x * x * x",
+        "max_int_bits",
+    ),
     "big_int_shift": ("def model():\n    return 1 << 10**9", "max_int_bits"),
-    "big_int_sum": ("def model():\n    x = 2 ** 8191\n    return sum([x, x])", "max_int_bits"),
+    "big_int_sum": (
+        "def model():\n    x = 2 ** 8191\n    return sum([x, x])",
+        "max_int_bits",
+    ),
 }
 
 

@@ -103,6 +103,13 @@ _DIST_GUARDED: dict[str, Callable[[Any], Any]] = {
     )
 }
 
+_DIST_GUARDED.update(
+    {
+        n: guards.dist_matrix_property(n)
+        for n in ("covariance_matrix", "precision_matrix", "scale_tril")
+    }
+)
+
 _EMPTY = Rule(frozenset(), {})
 
 #: {type: rule}; looked up along the MRO of a value's type

@@ -974,6 +974,19 @@ def dist_method(name: str) -> Callable:
     return factory
 
 
+def dist_matrix_property(name: str) -> Callable:
+    """``covariance_matrix``/``precision_matrix``/``scale_tril``: computed on demand by
+    low-rank distributions as batch x D x D (D = the event size)."""
+
+    def factory(d: Any) -> Any:
+        event = shape_ints(d.event_shape)
+        dim = event[-1] if event else 1
+        check_elements(size_numel(d.batch_shape) * dim * dim, f"Distribution.{name}")
+        return getattr(d, name)
+
+    return factory
+
+
 def call_distribution(d: Any, args: tuple, kwargs: dict) -> None:
     """``d(sample_shape)`` samples, like ``d.sample(sample_shape)``."""
     check_elements(

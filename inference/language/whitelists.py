@@ -866,6 +866,8 @@ TENSOR_COMBINING_METHODS = [
     "clamp_min",
     "clamp_max",
     "clip",
+    "max",
+    "min",
 ]
 #: tensor methods returning a tuple of tensors (their count is bounded)
 TENSOR_SPLITTING_METHODS = ["chunk", "split", "unbind"]

@@ -135,6 +135,8 @@ TENSOR_BYPASSES = {
     "broadcast_tensors": "def model():\n    a, b = torch.broadcast_tensors(torch.zeros(2000, 1), torch.zeros(2000))\n    return a.sum()",
     "sum_of_expanded_view": "def model():\n    return torch.zeros(1).expand(10**12).sum()",
     "transform_broadcast": "def model():\n    t = dist.transforms.AffineTransform(torch.zeros(2000, 1), 1.)\n    return t(torch.zeros(2000))",
+    "tensor_method_max_pair": "def model():\n    return torch.zeros(2000, 1).max(torch.zeros(2000))",
+    "lowrank_covariance": "def model():\n    d = dist.LowRankMultivariateNormal(torch.zeros(2000), torch.zeros(2000, 1), torch.ones(2000))\n    return d.covariance_matrix",
     "constraint_check_broadcast": "def model():\n    c = constraints.interval(torch.zeros(2000, 1), 1.)\n    return c.check(torch.zeros(2000))",
 }
 

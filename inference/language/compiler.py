@@ -358,6 +358,8 @@ class Compiler:
                 obj = obj_ev(frame)
                 _check_item_store(obj)
                 key = key_ev(frame)
+                if isinstance(obj, Tensor):
+                    guards.check_index(obj, key)
                 obj[key] = op(obj[key], value(frame), frame.run)
 
             return aug_item
@@ -696,7 +698,11 @@ class Compiler:
             def store_item(frame: Frame, v: Any) -> None:
                 obj = obj_ev(frame)
                 _check_item_store(obj)
-                obj[key_ev(frame)] = v
+                key = key_ev(frame)
+                if isinstance(obj, Tensor):
+                    # writing through a tensor index touches as many elements as reading
+                    guards.check_index(obj, key)
+                obj[key] = v
 
             return store_item
         raise self.error(

@@ -81,6 +81,8 @@ TENSOR_BYPASSES = {
     "fancy_index_single": "def model():\n    x = torch.zeros(1, 1000)\n    idx = torch.zeros(2000, dtype=torch.long)\n    return x[idx]",
     "fancy_index_2d": "def model():\n    x = torch.zeros(1, 1000)\n    idx = torch.zeros(100, 100, dtype=torch.long)\n    return x[idx]",
     "fancy_index_none_expand": "def model():\n    x = torch.zeros(1000)\n    return x[None].expand(10000, -1)",
+    "fancy_index_store": "def model():\n    x = torch.zeros(1, 1000)\n    x[torch.zeros(2000, dtype=torch.long)] = 1.\n    return x",
+    "fancy_index_aug": "def model():\n    x = torch.zeros(1, 1000)\n    x[torch.zeros(2000, dtype=torch.long)] += 1.\n    return x",
     "fancy_index_list": "def model():\n    x = torch.zeros(1, 1000)\n    return x[[0] * 2000]",
     "fancy_index_bool_mask": "def model():\n    x = torch.zeros(2000, 1000)\n    m = torch.ones(2000) > 0\n    return x[m, None]",
     "index_select": "def model():\n    x = torch.zeros(1, 1000)\n    return torch.index_select(x, 0, torch.zeros(2000, dtype=torch.long))",

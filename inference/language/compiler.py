@@ -360,7 +360,10 @@ class Compiler:
                 key = key_ev(frame)
                 if isinstance(obj, Tensor):
                     guards.check_index(obj, key)
-                obj[key] = op(obj[key], value(frame), frame.run)
+                    obj[key] = op(obj[key], value(frame), frame.run)
+                else:
+                    new = op(obj[key], value(frame), frame.run)
+                    obj[key] = guards.checked_item_value(obj, key, new)
 
             return aug_item
         raise self.error(
@@ -702,6 +705,8 @@ class Compiler:
                 if isinstance(obj, Tensor):
                     # writing through a tensor index touches as many elements as reading
                     guards.check_index(obj, key)
+                else:
+                    v = guards.checked_item_value(obj, key, v)
                 obj[key] = v
 
             return store_item

@@ -1395,6 +1395,43 @@ _BOUNDED_CONTAINERS = {
 }
 
 
+def checked_item_value(obj: Any, key: Any, value: Any) -> Any:
+    """``obj[key] = value`` on a list or dict: the container stays within its bound.
+
+    A slice assignment on a list consumes its right side in C (``lst[:] =
+    range(10**12)``) and can double a list per statement (``lst[:0] = lst``); a dict
+    kept at module level could grow a little on every run.
+    """
+    if type(obj) is list and type(key) is slice:
+        from .runtime import counted
+
+        if type(value) is not list and type(value) is not tuple:
+            value = list(counted(value))
+        removed = len(range(*key.indices(len(obj))))
+        if len(obj) - removed + len(value) > MAX_SEQUENCE_LENGTH:
+            raise sequence_limit_error(len(obj) - removed + len(value))
+    elif type(obj) is dict and len(obj) >= MAX_SEQUENCE_LENGTH and key not in obj:
+        raise LimitExceeded(
+            f"dicts are limited to {MAX_SEQUENCE_LENGTH} items",
+            limit="max_sequence_length",
+        )
+    return value
+
+
+def check_sort_cost(items: list) -> None:
+    """Sorting compares items in C: long strings sharing prefixes make that slow."""
+    chars = 0
+    for x in items:
+        if type(x) is str:
+            chars += len(x)
+    if chars > 10 * MAX_STRING_CHARS:
+        raise LimitExceeded(
+            f"sorting, min and max compare at most {10 * MAX_STRING_CHARS} characters "
+            f"of text in one call (this one: {chars})",
+            limit="max_string_chars",
+        )
+
+
 # ----------------------------------------------------------------------------------
 # text: every conversion to text is built with a running length budget
 

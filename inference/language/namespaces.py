@@ -339,7 +339,9 @@ def _sum(iterable: Any, start: Any = 0) -> Any:
 
 
 def _sorted(iterable: Any, *, reverse: bool = False) -> list:
-    return check_sequence(sorted(counted(iterable), reverse=reverse))
+    items = check_sequence(list(counted(iterable)))
+    guards.check_sort_cost(items)
+    return sorted(items, reverse=reverse)
 
 
 def _min_max(fn: Callable, name: str) -> Callable:
@@ -347,7 +349,9 @@ def _min_max(fn: Callable, name: str) -> Callable:
         if kwargs.keys() - {"default"}:
             raise TypeError(f"{name}() accepts only the keyword 'default' here")
         if len(args) == 1:
-            return fn(counted(args[0]), **kwargs)
+            items = check_sequence(list(counted(args[0])))
+            guards.check_sort_cost(items)
+            return fn(items, **kwargs)
         return fn(*args, **kwargs)
 
     return named(guarded, name)

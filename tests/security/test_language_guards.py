@@ -288,6 +288,22 @@ TEXT_BYPASSES = {
         "def model():\n    return str(torch.zeros([2] * 20)) * 1",
         None,
     ),
+    "list_slice_doubling": (
+        "def model():\n    xs = [0] * 60000\n    xs[:0] = xs\n    return len(xs)",
+        "max_sequence_length",
+    ),
+    "list_slice_range": (
+        "def model():\n    xs = []\n    xs[:] = range(10**12)\n    return len(xs)",
+        "max_loop_iterations",
+    ),
+    "sorted_long_strings": (
+        "def model():\n    a = 'a' * 99999 + 'b'\n    b = 'a' * 99999 + 'c'\n    return sorted([a, b] * 50000)[0][-1]",
+        "max_string_chars",
+    ),
+    "max_long_strings": (
+        "def model():\n    a = 'a' * 99999 + 'b'\n    b = 'a' * 99999 + 'c'\n    return max([a, b] * 50000)[-1]",
+        "max_string_chars",
+    ),
     "big_int_pow": ("def model():\n    return 10 ** 10 ** 6", "max_int_bits"),
     "big_int_mul": (
         "def model():\n    x = 2 ** 8000\n    return x * x * x",
@@ -366,6 +382,23 @@ def model():
 )
 def test_consuming_huge_ranges_is_bounded(source):
     _refused(source, kind=LimitExceeded, limits=None)
+
+
+def test_module_level_dict_cannot_grow_without_bound():
+    src = """
+seen = {}
+
+def model(start):
+    for i in range(50000):
+        seen[start + i] = i
+    return len(seen)
+"""
+    program = compile_source(src)
+    assert program(0) == 50000
+    assert program(50000) == 100000
+    with pytest.raises(LimitExceeded) as err:
+        program(100000)
+    assert err.value.line == 6 and err.value.details["limit"] == "max_sequence_length"
 
 
 def test_len_of_huge_range_is_constant_time():

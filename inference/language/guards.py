@@ -1335,6 +1335,18 @@ def py_binop_guard(kind: str, a: Any, b: Any) -> None:
                         else "max_sequence_length",
                     )
     elif kind == "add":
+        if type(a) is list and type(b) is not list and type(b) is not tuple:
+            # `xs += iterable` extends the list in C, consuming the whole iterable
+            if (
+                isinstance(b, (range, str, dict, Tensor))
+                or type(b) in _BOUNDED_CONTAINERS
+            ):
+                if len(a) + len(b) > MAX_SEQUENCE_LENGTH:
+                    raise sequence_limit_error(len(a) + len(b))
+                return
+            raise ForbiddenConstruct(
+                "`+=` on a list takes a list or a tuple; wrap an iterator in list(...)"
+            )
         if isinstance(a, (str, list, tuple)) and isinstance(b, (str, list, tuple)):
             limit = MAX_STRING_CHARS if isinstance(a, str) else MAX_SEQUENCE_LENGTH
             if len(a) + len(b) > limit:

@@ -296,6 +296,14 @@ TEXT_BYPASSES = {
         "def model():\n    xs = []\n    xs[:] = range(10**12)\n    return len(xs)",
         "max_loop_iterations",
     ),
+    "list_iadd_range": (
+        "def model():\n    xs = [0]\n    xs += range(10**12)\n    return len(xs)",
+        "max_sequence_length",
+    ),
+    "list_iadd_tensor": (
+        "def model():\n    xs = [0]\n    xs += torch.zeros(1000000)\n    return len(xs)",
+        "max_sequence_length",
+    ),
     "sorted_long_strings": (
         "def model():\n    a = 'a' * 99999 + 'b'\n    b = 'a' * 99999 + 'c'\n    return sorted([a, b] * 50000)[0][-1]",
         "max_string_chars",
@@ -382,6 +390,16 @@ def model():
 )
 def test_consuming_huge_ranges_is_bounded(source):
     _refused(source, kind=LimitExceeded, limits=None)
+
+
+def test_list_extend_by_iterator_is_refused():
+    e = _refused(
+        "def model():\n    xs = []\n    xs += zip(range(10**12))\n    return xs",
+        kind=ForbiddenConstruct,
+        limits=None,
+        line=3,
+    )
+    assert "list(...)" in str(e)
 
 
 def test_module_level_dict_cannot_grow_without_bound():

@@ -44,6 +44,7 @@ from .functions import (
     Unit,
     UserFunction,
 )
+from .limits import MAX_STRING_CHARS
 from .namespaces import BUILTINS, MODULES, PRELUDE
 from .policy import FORBIDDEN_NAMES, PYRO_PRIMITIVE_NAMES
 from .runtime import RunState
@@ -972,8 +973,19 @@ class Compiler:
     def expr_JoinedStr(self, e: ast.JoinedStr, scope: Scope) -> Evaluator:
         parts = tuple(self.expr(v, scope) for v in e.values)
 
+        limit = MAX_STRING_CHARS
+
         def fstring(frame: Frame) -> str:
-            return guards.check_result("".join([p(frame) for p in parts]))
+            # a running length check: f"{s}{s}{s}..." must not build gigabytes first
+            out = []
+            used = 0
+            for p in parts:
+                text = p(frame)
+                used += len(text)
+                if used > limit:
+                    raise guards.string_limit_error(used)
+                out.append(text)
+            return "".join(out)
 
         return fstring
 

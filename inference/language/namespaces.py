@@ -26,6 +26,7 @@ from . import guards, handlers
 from .attributes import Namespace
 from .errors import ForbiddenConstruct
 from .guards import check_sequence, named, to_text
+from .limits import MAX_PRINT_LINE_CHARS
 from .policy import FORBIDDEN_NAMES, IMPORTABLE_MODULES
 from .runtime import counted, current_run
 from .whitelists import (
@@ -363,9 +364,16 @@ def _str(value: Any = "") -> str:
 
 def _make_print(print_log_getter: Callable[[], Any]) -> Callable:
     def print_(*args: Any, sep: Any = " ", end: Any = "") -> None:
-        text = (sep if isinstance(sep, str) else " ").join(
-            to_text(a)[:2000] for a in args
-        )
+        sep = sep[:MAX_PRINT_LINE_CHARS] if isinstance(sep, str) else " "
+        pieces: list[str] = []
+        used = 0
+        for a in args:  # the log keeps MAX_PRINT_LINE_CHARS: stop collecting beyond
+            piece = to_text(a)[:MAX_PRINT_LINE_CHARS]
+            pieces.append(piece)
+            used += len(piece) + len(sep)
+            if used > MAX_PRINT_LINE_CHARS:
+                break
+        text = sep.join(pieces)
         log = print_log_getter()
         if log is not None:
             log.write(text)

@@ -276,6 +276,10 @@ TEXT_BYPASSES = {
         "def model():\n    s = 'a' * 100000\n    xs = [s] * 1000\n    return f'{xs}'",
         "max_string_chars",
     ),
+    "fstring_many_fields": (
+        "def model():\n    s = 'a' * 100000\n    return f'{s}{s}{s}{s}{s}{s}'",
+        "max_string_chars",
+    ),
     "assert_message": (
         "def model():\n    s = 'a' * 100000\n    assert False, [s] * 10000",
         "max_string_chars",

@@ -9,11 +9,10 @@ build huge strings.
 from __future__ import annotations
 
 import ast
-import re
 
 from .errors import ForbiddenConstruct, LimitExceeded
 from .limits import MAX_AST_DEPTH, Limits
-from .namespaces import FORBIDDEN_NAMES
+from .policy import FORBIDDEN_NAMES, SAFE_FORMAT_SPEC
 
 _ALLOWED = (
     ast.Module,
@@ -89,10 +88,6 @@ _REFUSED: dict[str, str] = {
     "Del": "`del` is not allowed",
     "TypeAlias": "`type` aliases are not allowed",
 }
-
-_SAFE_FORMAT_SPEC = re.compile(
-    r"^[<>^=]?[+\- ]?#?0?\d{0,2}[,_]?(\.\d{1,2})?[bcdeEfFgGnosxX%]?$"
-)
 
 
 def _column(node: ast.AST) -> int | None:
@@ -208,7 +203,7 @@ def _check_node(node: ast.AST, parent: ast.AST | None) -> None:
                     node, 'f-string format specs must be literal, e.g. f"{x:.3f}"'
                 )
             text = "".join(v.value for v in spec.values)  # type: ignore[attr-defined]
-            if not _SAFE_FORMAT_SPEC.match(text):
+            if not SAFE_FORMAT_SPEC.match(text):
                 raise _refuse(
                     node,
                     f"f-string format spec {text!r} is not allowed; use a simple spec such as "

@@ -19,6 +19,14 @@ from typing import Any
 import torch
 from pyro.poutine.runtime import NonlocalExit
 
+from . import guards
+from .attributes import (
+    Namespace,
+    attribute_rules,
+    describe,
+    get_attribute,
+    is_context_manager,
+)
 from .errors import (
     ForbiddenConstruct,
     LimitExceeded,
@@ -26,316 +34,34 @@ from .errors import (
     ModelRuntimeError,
     UnknownName,
 )
-from .limits import MAX_INT_BITS, MAX_SEQUENCE_LENGTH, MAX_STRING_CHARS
-from .namespaces import (
-    BUILTINS,
-    FORBIDDEN_NAMES,
-    MODULES,
-    PRELUDE,
-    PYRO_PRIMITIVES,
-    Namespace,
-    attribute_rules,
-    check_combined,
-    check_module_call,
-    check_text_source,
-    describe,
-    get_attribute,
-    is_context_manager,
+from .functions import (
+    BREAK,
+    CONTINUE,
+    MISSING,
+    RETURN,
+    CallError,
+    Frame,
+    Unit,
+    UserFunction,
 )
-from .runtime import PrintLog, RunState, check_elements, current_run, set_run
+from .limits import MAX_STRING_CHARS
+from .namespaces import BUILTINS, MODULES, PRELUDE
+from .policy import FORBIDDEN_NAMES, PYRO_PRIMITIVE_NAMES
+from .runtime import RunState
+from .scope import Scope, bound_names, scope_names, static_bindings, targets
 
 Tensor = torch.Tensor
 Module = torch.nn.Module
+Distribution = torch.distributions.Distribution
+Transform = torch.distributions.transforms.Transform
 Evaluator = Callable[["Frame"], Any]
-
-# control-flow signals returned by statement closures (None means "carry on")
-RETURN = object()
-BREAK = object()
-CONTINUE = object()
-_MISSING = object()
 
 # exceptions that Pyro's machinery uses for control flow: never wrapped
 _PASS_THROUGH = (NonlocalExit,)
 
 
-class Frame:
-    __slots__ = ("parent", "ret", "run", "vars")
-
-    def __init__(self, vars: dict, parent: Frame | None, run: RunState) -> None:
-        self.vars = vars
-        self.parent = parent
-        self.run = run
-        self.ret = None
-
-
-class CallError(TypeError):
-    """A user function was called with arguments that do not fit its signature."""
-
-
-class Unit:
-    """One compiled source: its globals, functions, limits and print log."""
-
-    def __init__(self, source: str, tree: ast.Module, limits: Any) -> None:
-        self.source = source
-        self.tree = tree
-        self.limits = limits
-        self.globals: dict[str, Any] = dict(PRELUDE)
-        self.functions: dict[str, UserFunction] = {}
-        self.function_nodes: dict[str, ast.FunctionDef] = {}
-        self.print_log = PrintLog()
-
-    def new_run(self) -> RunState:
-        return RunState(self.limits, self.print_log)
-
-
-class UserFunction:
-    """A function defined in the source (``def`` or ``lambda``)."""
-
-    def __init__(
-        self,
-        unit: Unit,
-        name: str,
-        params: list[str],
-        defaults: dict[str, Any],
-        kwonly: set[str],
-        body: Evaluator,
-        closure: Frame | None,
-        is_lambda: bool,
-        line: int,
-    ) -> None:
-        self.unit = unit
-        self.__name__ = self.__qualname__ = name
-        self.__doc__ = None
-        self.__module__ = "vihub_model"
-        self.params = params
-        self.positional = [p for p in params if p not in kwonly]
-        self.param_set = frozenset(params)
-        self.defaults = defaults
-        self.body = body
-        self.closure = closure
-        self.is_lambda = is_lambda
-        self.line = line
-
-    def __repr__(self) -> str:
-        return f"<model-language function {self.__name__}>"
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        run = current_run()
-        if run is not None:
-            return self.invoke(run, args, kwargs)
-        run = self.unit.new_run()
-        set_run(run)
-        try:
-            return self.invoke(run, args, kwargs)
-        finally:
-            set_run(None)
-
-    def bind(self, args: Any, kwargs: dict) -> dict:
-        positional = self.positional
-        if len(args) > len(positional):
-            raise CallError(
-                f"{self.__name__}() takes {len(positional)} positional argument(s) but "
-                f"{len(args)} were given"
-            )
-        values = dict(zip(positional, args))
-        if kwargs:
-            for key, value in kwargs.items():
-                if key not in self.param_set:
-                    raise CallError(
-                        f"{self.__name__}() got an unexpected argument {key!r}"
-                    )
-                if key in values:
-                    raise CallError(
-                        f"{self.__name__}() got multiple values for argument {key!r}"
-                    )
-                values[key] = value
-        if len(values) < len(self.params):
-            for p in self.params:
-                if p not in values:
-                    default = self.defaults.get(p, _MISSING)
-                    if default is _MISSING:
-                        raise CallError(
-                            f"{self.__name__}() is missing the argument {p!r}"
-                        )
-                    values[p] = default
-        return values
-
-    def invoke(self, run: RunState, args: Any, kwargs: dict) -> Any:
-        run.depth += 1
-        try:
-            if run.depth > run.max_depth:
-                raise LimitExceeded(
-                    f"max_recursion_depth={run.max_depth} exceeded calling {self.__name__}()",
-                    limit="max_recursion_depth",
-                )
-            run.steps += 1
-            if run.steps > run.max_steps:
-                raise run.step_limit()
-            frame = Frame(self.bind(args, kwargs), self.closure, run)
-            if self.is_lambda:
-                return self.body(frame)
-            if self.body(frame) is RETURN:
-                return frame.ret
-            return None
-        finally:
-            run.depth -= 1
-
-
-# ----------------------------------------------------------------------------------
-# scopes
-
-
-class Scope:
-    def __init__(self, kind: str, parent: Scope | None, names: set[str]) -> None:
-        self.kind = kind  # "module", "function" or "comprehension"
-        self.parent = (
-            parent  # enclosing function/comprehension scope (None at module level)
-        )
-        self.names = names
-
-
-def _targets(node: ast.AST, out: set[str]) -> None:
-    if isinstance(node, ast.Name):
-        out.add(node.id)
-    elif isinstance(node, (ast.Tuple, ast.List)):
-        for elt in node.elts:
-            _targets(elt, out)
-
-
-def _bound_names(body: list[ast.stmt]) -> set[str]:
-    """Names a block binds (not descending into nested functions/comprehensions)."""
-    out: set[str] = set()
-
-    def visit(stmts: list[ast.stmt]) -> None:
-        for s in stmts:
-            if isinstance(s, ast.Assign):
-                for t in s.targets:
-                    _targets(t, out)
-            elif isinstance(s, (ast.AugAssign, ast.AnnAssign)):
-                _targets(s.target, out)
-            elif isinstance(s, ast.For):
-                _targets(s.target, out)
-                visit(s.body)
-                visit(s.orelse)
-            elif isinstance(s, ast.If):
-                visit(s.body)
-                visit(s.orelse)
-            elif isinstance(s, ast.With):
-                for item in s.items:
-                    if item.optional_vars is not None:
-                        _targets(item.optional_vars, out)
-                visit(s.body)
-            elif isinstance(s, ast.FunctionDef):
-                out.add(s.name)
-            elif isinstance(s, (ast.Import, ast.ImportFrom)):
-                for alias in s.names:
-                    out.add(alias.asname or alias.name.split(".")[0])
-
-    visit(body)
-    return out
-
-
 # ----------------------------------------------------------------------------------
 # operators with size guards
-
-
-def _tensor_pair_guard(a: Tensor, b: Tensor, run: RunState) -> None:
-    if a.numel() * b.numel() > run.max_elements:
-        try:
-            shape = torch.broadcast_shapes(a.shape, b.shape)
-        except RuntimeError:
-            return  # torch will raise the shape error itself
-        n = 1
-        for s in shape:
-            n *= s
-        if n > run.max_elements:
-            raise LimitExceeded(
-                f"max_tensor_elements={run.max_elements} exceeded: broadcasting "
-                f"{tuple(a.shape)} with {tuple(b.shape)} would make {n} elements",
-                limit="max_tensor_elements",
-            )
-
-
-def _index_guard(key: tuple, run: RunState) -> None:
-    # several index tensors broadcast against each other, like operands of `+`
-    tensors = [k for k in key if isinstance(k, Tensor)]
-    if len(tensors) > 1:
-        total = 1
-        for t in tensors:
-            total *= max(t.numel(), 1)
-        if total > run.max_elements:
-            shape = torch.broadcast_shapes(*(t.shape for t in tensors))
-            check_elements(int(torch.Size(shape).numel()), "advanced indexing")
-
-
-def _int_bits(value: int) -> int:
-    if value.bit_length() > MAX_INT_BITS:
-        raise LimitExceeded(
-            f"integer results are limited to {MAX_INT_BITS} bits", limit="max_int_bits"
-        )
-    return value
-
-
-def _seq_result(value: Any) -> Any:
-    t = type(value)
-    if t is int:
-        return _int_bits(value)
-    if isinstance(value, str):
-        if len(value) > MAX_STRING_CHARS:
-            raise LimitExceeded(
-                f"strings are limited to {MAX_STRING_CHARS} characters",
-                limit="max_string_chars",
-            )
-    elif isinstance(value, (list, tuple)) and len(value) > MAX_SEQUENCE_LENGTH:
-        raise LimitExceeded(
-            f"lists and tuples are limited to {MAX_SEQUENCE_LENGTH} items",
-            limit="max_sequence_length",
-        )
-    return value
-
-
-def _py_binop_guard(kind: str, a: Any, b: Any) -> None:
-    """Refuse Python-level operations whose *result* would be huge, before computing."""
-    ta, tb = type(a), type(b)
-    ints = ta in (int, bool) and tb in (int, bool)
-    if kind == "pow":
-        # |a| ** b has about (bit_length(a) - 1) * b bits: refuse before computing it
-        if (
-            ints
-            and b > 0
-            and abs(a) > 1
-            and (abs(a).bit_length() - 1) * b > MAX_INT_BITS
-        ):
-            shown_a = a if a.bit_length() < 64 else "<big int>"
-            shown_b = b if b.bit_length() < 64 else "<big int>"
-            raise LimitExceeded(
-                f"`{shown_a} ** {shown_b}` exceeds the {MAX_INT_BITS}-bit integer limit",
-                limit="max_int_bits",
-            )
-    elif kind == "lshift":
-        if ints and b > 0 and a.bit_length() + b > MAX_INT_BITS:
-            raise LimitExceeded(
-                f"`<<` result exceeds the {MAX_INT_BITS}-bit integer limit",
-                limit="max_int_bits",
-            )
-    elif kind == "mul":
-        for seq, n in ((a, b), (b, a)):
-            if isinstance(seq, (str, list, tuple)) and type(n) in (int, bool):
-                limit = (
-                    MAX_STRING_CHARS if isinstance(seq, str) else MAX_SEQUENCE_LENGTH
-                )
-                if len(seq) * n > limit:
-                    raise LimitExceeded(
-                        f"repeating a {type(seq).__name__} would make {len(seq) * n} items "
-                        f"(limit {limit})",
-                        limit="max_string_chars"
-                        if type(seq) is str
-                        else "max_sequence_length",
-                    )
-    elif kind == "mod" and ta is str:
-        raise ForbiddenConstruct(
-            "`%` formatting of strings is not allowed; use an f-string"
-        )
 
 
 _BINOPS: dict[type, tuple[str, Callable, Callable]] = {
@@ -357,30 +83,41 @@ _BINOPS: dict[type, tuple[str, Callable, Callable]] = {
 
 def make_binop_fn(kind: str, fn: Callable) -> Callable[[Any, Any, RunState], Any]:
     """``fn(a, b)`` with the size guards for ``kind``; returns f(a, b, run)."""
+    check_pair = guards.check_pair
+    py_guard = guards.py_binop_guard
+    check_result = guards.check_result
     if kind == "matmul":
 
         def matmul(a: Any, b: Any, run: RunState) -> Any:
             if (
                 isinstance(a, Tensor)
                 and isinstance(b, Tensor)
-                and a.numel() * b.numel() > run.max_elements
+                and guards.numel(a) * guards.numel(b) > run.max_elements
             ):
-                check_combined(torch.matmul, "`@`", (a, b), {})
+                guards.check_combined(torch.matmul, "`@`", (a, b), {})
             return fn(a, b)
 
         return matmul
 
     def binop(a: Any, b: Any, run: RunState) -> Any:
+        ta = type(a)
+        tb = type(b)
+        if ta is float and tb is float:
+            return fn(a, b)
         if isinstance(a, Tensor):
             if isinstance(b, Tensor):
-                _tensor_pair_guard(a, b, run)
+                check_pair(a, b)
+            elif tb is str or tb is list or tb is tuple:
+                py_guard(kind, a, b)
             return fn(a, b)
         if isinstance(b, Tensor):
+            if ta is str or ta is list or ta is tuple:
+                # `"a" * torch.tensor(10**9)` repeats the string (Tensor.__index__)
+                py_guard(kind, a, b)
+                return check_result(fn(a, b))
             return fn(a, b)
-        if type(a) is float and type(b) is float:
-            return fn(a, b)
-        _py_binop_guard(kind, a, b)
-        return _seq_result(fn(a, b))
+        py_guard(kind, a, b)
+        return check_result(fn(a, b))
 
     return binop
 
@@ -401,8 +138,8 @@ _COMPARE = {
     ast.GtE: operator.ge,
     ast.Is: operator.is_,
     ast.IsNot: operator.is_not,
-    ast.In: lambda a, b: a in b,
-    ast.NotIn: lambda a, b: a not in b,
+    ast.In: guards.contains,
+    ast.NotIn: lambda a, b: not guards.contains(a, b),
 }
 
 
@@ -436,8 +173,8 @@ class Compiler:
     def __init__(self, unit: Unit) -> None:
         self.unit = unit
         self.lines = unit.source.splitlines()
-        self.module_names: set[str] = set(PRELUDE) | _bound_names(unit.tree.body)
-        self.static_values = _static_bindings(unit.tree.body)
+        self.module_names: set[str] = set(PRELUDE) | bound_names(unit.tree.body)
+        self.static_values = static_bindings(unit.tree.body)
 
     # -- helpers ---------------------------------------------------------------------
 
@@ -445,7 +182,9 @@ class Compiler:
         return cls(
             message,
             line=getattr(node, "lineno", None),
-            col=None if getattr(node, "col_offset", None) is None else node.col_offset + 1,
+            col=None
+            if getattr(node, "col_offset", None) is None
+            else node.col_offset + 1,
         )
 
     def source_line(self, line: int | None) -> str:
@@ -538,7 +277,7 @@ class Compiler:
                     and f.value.id == "pyro"
                 ):
                     name = f.attr
-                if name in PYRO_PRIMITIVES:
+                if name in PYRO_PRIMITIVE_NAMES:
                     raise self.error(
                         ForbiddenConstruct,
                         node,
@@ -620,7 +359,12 @@ class Compiler:
                 obj = obj_ev(frame)
                 _check_item_store(obj)
                 key = key_ev(frame)
-                obj[key] = op(obj[key], value(frame), frame.run)
+                if isinstance(obj, Tensor):
+                    guards.check_index(obj, key)
+                    obj[key] = op(obj[key], value(frame), frame.run)
+                else:
+                    new = op(obj[key], value(frame), frame.run)
+                    obj[key] = guards.checked_item_value(obj, key, new)
 
             return aug_item
         raise self.error(
@@ -715,7 +459,9 @@ class Compiler:
 
         def assert_(frame: Frame) -> None:
             if not test(frame):
-                detail = f": {str(msg(frame))[:500]}" if msg is not None else ""
+                detail = (
+                    f": {guards.to_text(msg(frame))[:500]}" if msg is not None else ""
+                )
                 raise ModelRuntimeError(f"assertion `{text}` failed{detail}")
 
         return assert_
@@ -846,7 +592,7 @@ class Compiler:
             fscope = Scope(
                 "function",
                 scope if scope.kind != "module" else None,
-                set(params) | _bound_names(body_nodes),
+                set(params) | bound_names(body_nodes),
             )
             body = self.block(body_nodes, fscope)
         unit = self.unit
@@ -900,10 +646,10 @@ class Compiler:
                     s,
                     "`from ... import *` is not allowed; import names explicitly",
                 )
-            value = module.members.get(alias.name, _MISSING)
-            if value is _MISSING:
-                value = MODULES.get(f"{s.module}.{alias.name}", _MISSING)
-            if value is _MISSING:
+            value = module.members.get(alias.name, MISSING)
+            if value is MISSING:
+                value = MODULES.get(f"{s.module}.{alias.name}", MISSING)
+            if value is MISSING:
                 close = difflib.get_close_matches(alias.name, list(module.members), n=3)
                 hint = f"; did you mean {', '.join(close)}?" if close else ""
                 raise self.error(
@@ -956,7 +702,13 @@ class Compiler:
             def store_item(frame: Frame, v: Any) -> None:
                 obj = obj_ev(frame)
                 _check_item_store(obj)
-                obj[key_ev(frame)] = v
+                key = key_ev(frame)
+                if isinstance(obj, Tensor):
+                    # writing through a tensor index touches as many elements as reading
+                    guards.check_index(obj, key)
+                else:
+                    v = guards.checked_item_value(obj, key, v)
+                obj[key] = v
 
             return store_item
         raise self.error(
@@ -1041,7 +793,7 @@ class Compiler:
                 e,
                 f"`{name}` is not available in the model language",
             )
-        known = sorted(self.module_names | set(BUILTINS) | _scope_names(scope))
+        known = sorted(self.module_names | set(BUILTINS) | scope_names(scope))
         close = difflib.get_close_matches(name, known, n=3)
         hint = f"; did you mean {', '.join(f'`{c}`' for c in close)}?" if close else ""
         raise self.error(UnknownName, e, f"name `{name}` is not defined{hint}")
@@ -1049,8 +801,8 @@ class Compiler:
     def static_value(self, e: ast.expr, scope: Scope) -> Any:
         """The value of a namespace path such as ``dist.Normal``, known at compile time."""
         if isinstance(e, ast.Name):
-            if e.id in _scope_names(scope) or e.id not in self.static_values:
-                return _MISSING
+            if e.id in scope_names(scope) or e.id not in self.static_values:
+                return MISSING
             return self.static_values[e.id]
         if isinstance(e, ast.Attribute):
             base = self.static_value(e.value, scope)
@@ -1059,11 +811,11 @@ class Compiler:
                     return get_attribute(base, e.attr)
                 except ModelLanguageError as err:
                     raise err.locate(e.lineno, e.col_offset + 1)
-        return _MISSING
+        return MISSING
 
     def expr_Attribute(self, e: ast.Attribute, scope: Scope) -> Evaluator:
         static = self.static_value(e, scope)
-        if static is not _MISSING:
+        if static is not MISSING:
             return lambda frame: static
         base = self.expr(e.value, scope)
         attr = e.attr
@@ -1095,8 +847,9 @@ class Compiler:
         def load_item(frame: Frame) -> Any:
             obj = base(frame)
             k = key(frame)
-            if type(k) is tuple and isinstance(obj, Tensor):
-                _index_guard(k, frame.run)
+            if isinstance(obj, Tensor):
+                if type(k) is tuple or isinstance(k, (Tensor, list)):
+                    guards.check_index(obj, k)
             elif type(obj) is Namespace:
                 raise TypeError(f"{describe(obj)} cannot be indexed")
             return obj[k]
@@ -1191,7 +944,7 @@ class Compiler:
                 a = left(frame)
                 b = right(frame)
                 if isinstance(a, Tensor) and isinstance(b, Tensor):
-                    _tensor_pair_guard(a, b, frame.run)
+                    guards.check_pair(a, b)
                 return op(a, b)
 
             return compare
@@ -1202,7 +955,7 @@ class Compiler:
             for op, right in zip(ops, rights):
                 b = right(frame)
                 if isinstance(a, Tensor) and isinstance(b, Tensor):
-                    _tensor_pair_guard(a, b, frame.run)
+                    guards.check_pair(a, b)
                 result = op(a, b)
                 if not result:
                     return result
@@ -1220,8 +973,19 @@ class Compiler:
     def expr_JoinedStr(self, e: ast.JoinedStr, scope: Scope) -> Evaluator:
         parts = tuple(self.expr(v, scope) for v in e.values)
 
+        limit = MAX_STRING_CHARS
+
         def fstring(frame: Frame) -> str:
-            return _seq_result("".join([p(frame) for p in parts]))
+            # a running length check: f"{s}{s}{s}..." must not build gigabytes first
+            out = []
+            used = 0
+            for p in parts:
+                text = p(frame)
+                used += len(text)
+                if used > limit:
+                    raise guards.string_limit_error(used)
+                out.append(text)
+            return "".join(out)
 
         return fstring
 
@@ -1231,19 +995,10 @@ class Compiler:
         spec = ""
         if e.format_spec is not None:
             spec = "".join(v.value for v in e.format_spec.values)  # type: ignore[attr-defined]
+        format_value = guards.format_value
 
         def formatted(frame: Frame) -> str:
-            v = value(frame)
-            check_text_source(v)
-            if conversion == ord("r"):
-                v = repr(v)
-            elif conversion == ord("a"):
-                v = ascii(v)
-            elif conversion == ord("s"):
-                v = str(v)
-            if isinstance(v, Tensor) and v.numel() == 1 and spec:
-                v = v.item()
-            return format(v, spec)[:MAX_STRING_CHARS]
+            return format_value(value(frame), spec, conversion)
 
         return formatted
 
@@ -1259,6 +1014,8 @@ class Compiler:
                     f = func(frame)
                     if type(f) is UserFunction:
                         return f.invoke(frame.run, (), {})
+                    if isinstance(f, Distribution):
+                        guards.call_distribution(f, (), {})
                     return f()
 
                 return call0
@@ -1271,7 +1028,15 @@ class Compiler:
                         return f.invoke(frame.run, (a0(frame),), {})
                     if isinstance(f, Module):
                         x = a0(frame)
-                        check_module_call(f, (x,))
+                        guards.check_module_call(f, (x,))
+                        return f(x)
+                    if isinstance(f, Distribution):
+                        x = a0(frame)
+                        guards.call_distribution(f, (x,), {})
+                        return f(x)
+                    if isinstance(f, Transform):
+                        x = a0(frame)
+                        guards.call_transform(f, (x,))
                         return f(x)
                     return f(a0(frame))
 
@@ -1285,7 +1050,11 @@ class Compiler:
                         return f.invoke(frame.run, (a0(frame), a1(frame)), {})
                     if isinstance(f, Module):
                         x, y = a0(frame), a1(frame)
-                        check_module_call(f, (x, y))
+                        guards.check_module_call(f, (x, y))
+                        return f(x, y)
+                    if isinstance(f, Distribution):
+                        x, y = a0(frame), a1(frame)
+                        guards.call_distribution(f, (x, y), {})
                         return f(x, y)
                     return f(a0(frame), a1(frame))
 
@@ -1298,7 +1067,11 @@ class Compiler:
             if type(f) is UserFunction:
                 return f.invoke(frame.run, pos, kwargs)
             if isinstance(f, Module):
-                check_module_call(f, pos)
+                guards.check_module_call(f, pos)
+            elif isinstance(f, Distribution):
+                guards.call_distribution(f, tuple(pos), kwargs)
+            elif isinstance(f, Transform):
+                guards.call_transform(f, tuple(pos))
             return f(*pos, **kwargs)
 
         return call
@@ -1312,7 +1085,7 @@ class Compiler:
     ) -> tuple[Scope, Callable]:
         names: set[str] = set()
         for g in generators:
-            _targets(g.target, names)
+            targets(g.target, names)
         cscope = Scope(
             "comprehension", scope if scope.kind != "module" else None, names
         )
@@ -1378,40 +1151,6 @@ class Compiler:
             return out
 
         return dictcomp
-
-
-def _static_bindings(body: list[ast.stmt]) -> dict[str, Any]:
-    """Module names bound only to a namespace (prelude or import), never reassigned."""
-    values: dict[str, Any] = dict(PRELUDE)
-    rebound: set[str] = set()
-    for s in body:
-        if isinstance(s, ast.Import):
-            for alias in s.names:
-                if alias.asname:
-                    values[alias.asname] = MODULES.get(alias.name, _MISSING)
-                else:
-                    top = alias.name.split(".")[0]
-                    values[top] = MODULES.get(top, _MISSING)
-        elif isinstance(s, ast.ImportFrom) and s.module in MODULES and not s.level:
-            for alias in s.names:
-                module = MODULES[s.module]
-                value = module.members.get(
-                    alias.name, MODULES.get(f"{s.module}.{alias.name}", _MISSING)
-                )
-                values[alias.asname or alias.name] = value
-        else:
-            rebound |= _bound_names([s])
-    return {
-        k: v for k, v in values.items() if k not in rebound and type(v) is Namespace
-    }
-
-
-def _scope_names(scope: Scope | None) -> set[str]:
-    out: set[str] = set()
-    while scope is not None:
-        out |= scope.names
-        scope = scope.parent
-    return out
 
 
 def _check_item_store(obj: Any) -> None:

@@ -24,8 +24,8 @@ class Limits:
     max_recursion_depth: int = 32
     #: size of a ``pyro.plate`` (and of its ``subsample_size``)
     max_plate_size: int = 10_000_000
-    #: elements of any tensor made by a creation function, expand/repeat, broadcast,
-    #: a sample shape, an ``nn`` module's parameters, or a bound data array
+    #: elements of any tensor an operation would produce (checked before allocating:
+    #: see ``guards.py``), an ``nn`` module's parameters, or a bound data array
     max_tensor_elements: int = 50_000_000
     #: statements + loop iterations + user function calls executed per call
     max_call_steps: int = 1_000_000

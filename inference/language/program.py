@@ -13,6 +13,7 @@ from .errors import (
     ModelSyntaxError,
     UnknownName,
 )
+from .handlers import close_run, open_run
 from .limits import DEFAULT_LIMITS, Limits
 from .runtime import current_run, set_run
 
@@ -80,14 +81,20 @@ class Program:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if current_run() is not None:  # called from inside another program's run
             return self._call(args, kwargs)
+        # a model run: Pyro primitives are allowed, and whatever the run opens on
+        # Pyro's global handler stack is closed when it ends
         run = self._unit.new_run()
         set_run(run)
+        open_run(run)
         try:
             if self._callable is self._function:  # undecorated: skip the wrapper layers
                 return self._call_direct(run, args, kwargs)
             return self._call(args, kwargs)
         finally:
-            set_run(None)
+            try:
+                close_run(run)
+            finally:
+                set_run(None)
 
     def _call_direct(self, run: Any, args: Any, kwargs: dict) -> Any:
         try:
@@ -158,8 +165,10 @@ def compile_source(
         )
     unit = Unit(source, tree, limits)
     outer = current_run()
-    run = unit.new_run()
+    # the top-level code runs once, now: not a model run (no Pyro primitives)
+    run = unit.new_run(model=False)
     set_run(run)
+    open_run(run)
     try:
         module_code = Compiler(unit).compile_module()
         module_code(Frame(unit.globals, None, run))
@@ -168,7 +177,10 @@ def compile_source(
             "the source nests expressions too deeply", limit="max_ast_depth"
         ) from None
     finally:
-        set_run(outer)
+        try:
+            close_run(run)
+        finally:
+            set_run(outer)
     return Program(unit, entry)
 
 

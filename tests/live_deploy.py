@@ -62,19 +62,27 @@ def stop(proc: subprocess.Popen, timeout: float = 30) -> None:
     proc.wait(timeout=5)
 
 
-def kill_processes_of(home: Path) -> list[int]:
-    """SIGKILL processes started for this test (found by their VIHUB_HOME) that are still
-    alive after the server stopped; returns their pids."""
+def processes_of(home: Path) -> list[int]:
+    """Live (not zombie) processes started for this test, found by their VIHUB_HOME
+    (``/proc/<pid>/environ`` keeps the environment a process was started with)."""
     needle = f"VIHUB_HOME={home}".encode()
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
         try:
-            if needle in (entry / "environ").read_bytes().split(b"\0"):
+            if needle in (entry / "environ").read_bytes().split(b"\0") and \
+                    (entry / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
                 found.append(int(entry.name))
-        except OSError:
+        except (OSError, IndexError):
             continue
+    return found
+
+
+def kill_processes_of(home: Path) -> list[int]:
+    """SIGKILL processes started for this test that are still alive after the server
+    stopped; returns their pids."""
+    found = processes_of(home)
     for pid in found:
         try:
             os.kill(pid, signal.SIGKILL)

@@ -8,6 +8,7 @@ process that forks the pool children.
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import signal
@@ -76,8 +77,12 @@ class SupervisedProcess:
             self._monitor.start()
 
     def _spawn(self) -> None:
-        # Own process group: stop() reaches the pool children too.
-        self.popen = subprocess.Popen(self.argv, env=self.env, start_new_session=True)
+        # Own process group: stop() reaches the pool children too. The child also gets
+        # SIGQUIT (Celery's cold shutdown) if this process dies without stopping it, e.g.
+        # on SIGKILL: nothing `vihub up` / `vihub worker` started may outlive it. A job
+        # cut short that way is redelivered or reclaimed, and resumes from its checkpoint.
+        self.popen = subprocess.Popen(self.argv, env=self.env, start_new_session=True,
+                                      preexec_fn=_quit_with_parent(os.getpid()))
         log.info("%s started (pid %d)", self.name, self.popen.pid)
 
     def _watch(self) -> None:
@@ -123,3 +128,18 @@ class SupervisedProcess:
         except subprocess.TimeoutExpired:  # pragma: no cover
             pass
         log.info("%s stopped", self.name)
+
+
+def _quit_with_parent(parent_pid: int):
+    """A ``preexec_fn``: ask the kernel for SIGQUIT when the parent dies (Linux)."""
+
+    def arm() -> None:
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, signal.SIGQUIT, 0, 0, 0)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):  # not Linux: stop() still applies
+            return
+        if os.getppid() != parent_pid:  # the parent died before prctl took effect
+            os.kill(os.getpid(), signal.SIGQUIT)
+
+    return arm

@@ -50,7 +50,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from store import problems
@@ -123,6 +123,8 @@ class _Heartbeat(threading.Thread):
                 log.warning("heartbeat for job %s failed", self.job_id, exc_info=True)
                 continue
             if not held:
+                if self.stopped.is_set():
+                    return  # our own final write ended the lease while this tick ran
                 log.warning("job %s: lease lost (reclaimed or finished elsewhere)", self.job_id)
                 self.lost.set()
                 return
@@ -257,6 +259,7 @@ class JobRunner:
         self.worker_id = worker_id or make_worker_id()
         self.factory = factory or default_session_factory(self.settings)
         self._publish = publish
+        self._heartbeat: _Heartbeat | None = None
 
     # -- the run ------------------------------------------------------------------------
 
@@ -276,6 +279,7 @@ class JobRunner:
 
         heartbeat = _Heartbeat(self.factory, self.job_id, self.worker_id, w.lease_seconds, w.heartbeat_seconds)
         heartbeat.start()
+        self._heartbeat = heartbeat
         callbacks = _StoreCallbacks(self, heartbeat, attempt)
         try:
             try:
@@ -458,34 +462,56 @@ class JobRunner:
 
     def _succeed(self, loss: list[float | None], artifacts: dict[str, tuple[bytes, str]],
                  callbacks: _StoreCallbacks) -> str:
-        try:
-            with self.factory.begin() as session:
-                if not callbacks._write_progress(session):
-                    return "lease-lost"
-                losses = LossPointRepository(session)
-                if losses.count(self.job_id) != len(loss):
-                    # Belt and braces: the engine's curve is the truth for the final state.
-                    losses.delete_after(self.job_id, len(loss))
-                    losses.upsert_many(self.job_id, [(i + 1, v) for i, v in enumerate(loss)])
-                repo = ArtifactRepository(session)
-                for kind, (content, content_type) in artifacts.items():
-                    repo.put(self.job_id, kind, content, content_type)
-                repo.delete(self.job_id, ArtifactKind.CHECKPOINT)
-                JobRepository(session).finish(self.job_id, JobState.SUCCEEDED.value, worker_id=self.worker_id)
-        except (LeaseLost, InvalidTransition) as exc:
-            log.warning("job %s: not finished by this worker: %s", self.job_id, exc)
-            return "lease-lost"
-        on_job_finished(self.job_id, JobState.SUCCEEDED.value, self.settings)
-        log.info("job %s: succeeded", self.job_id)
-        return JobState.SUCCEEDED.value
+        def write(session: Session) -> bool:
+            if not callbacks._write_progress(session):
+                return False
+            losses = LossPointRepository(session)
+            if losses.count(self.job_id) != len(loss):
+                # Belt and braces: the engine's curve is the truth for the final state.
+                losses.delete_after(self.job_id, len(loss))
+                losses.upsert_many(self.job_id, [(i + 1, v) for i, v in enumerate(loss)])
+            repo = ArtifactRepository(session)
+            for kind, (content, content_type) in artifacts.items():
+                repo.put(self.job_id, kind, content, content_type)
+            repo.delete(self.job_id, ArtifactKind.CHECKPOINT)
+            JobRepository(session).finish(self.job_id, JobState.SUCCEEDED.value, worker_id=self.worker_id)
+            return True
+
+        return self._final_write(JobState.SUCCEEDED, write)
 
     def _finish(self, state: JobState, error: dict[str, Any] | None) -> str:
-        try:
-            with self.factory.begin() as session:
-                JobRepository(session).finish(self.job_id, state.value, error=error, worker_id=self.worker_id)
-        except (LeaseLost, InvalidTransition) as exc:
-            log.warning("job %s: not finished by this worker: %s", self.job_id, exc)
-            return "lease-lost"
+        def write(session: Session) -> bool:
+            JobRepository(session).finish(self.job_id, state.value, error=error, worker_id=self.worker_id)
+            return True
+
+        return self._final_write(state, write)
+
+    def _final_write(self, state: JobState, write: Callable[[Session], bool]) -> str:
+        """Commit a final state, retrying a transient database error.
+
+        A finished fit is minutes of work: a database blip at the last commit must not
+        throw it away (and rerun it). The heartbeat keeps the lease alive meanwhile; it is
+        stopped once the state is committed, so it cannot report a lease "lost" to our
+        own final write.
+        """
+        delays = self.settings.worker.final_write_retry_s
+        for attempt in range(len(delays) + 1):
+            try:
+                with self.factory.begin() as session:
+                    if not write(session):
+                        return "lease-lost"
+                break
+            except (LeaseLost, InvalidTransition) as exc:
+                log.warning("job %s: not finished by this worker: %s", self.job_id, exc)
+                return "lease-lost"
+            except (OperationalError, InterfaceError) as exc:
+                if attempt == len(delays):
+                    raise
+                log.warning("job %s: writing the final state failed (%s); retrying in %.1f s",
+                            self.job_id, type(exc).__name__, delays[attempt])
+                time.sleep(delays[attempt])
+        if self._heartbeat is not None:
+            self._heartbeat.stop()
         on_job_finished(self.job_id, state.value, self.settings)
         log.info("job %s: %s", self.job_id, state.value)
         return state.value

@@ -152,3 +152,29 @@ def test_a_store_blip_during_progress_neither_fails_the_job_nor_loses_points(
     assert run_job(job_id) == "succeeded"
     assert calls["n"] > 3
     assert [s for s, _ in curve(session_factory, job_id)] == list(range(1, 151))
+
+
+def test_a_store_blip_at_the_final_write_does_not_throw_the_fit_away(
+    worker_settings: Any, session_factory: Any, new_job: Any, make_spec: Any, monkeypatch: Any,
+) -> None:
+    from sqlalchemy.exc import OperationalError
+
+    from store.settings import get_settings
+
+    monkeypatch.setattr(get_settings().worker, "final_write_retry_s", (0.05, 0.05, 0.05))
+    original = JobRepository.finish
+    calls = {"n": 0}
+
+    def flaky(self: Any, *args: Any, **kwargs: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] <= 2:
+            raise OperationalError("UPDATE jobs", {}, Exception("server closed the connection"))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(JobRepository, "finish", flaky)
+    job_id = new_job(spec=make_spec(steps=30))
+    assert run_job(job_id) == "succeeded"
+    job = get_job(session_factory, job_id)
+    assert calls["n"] == 3 and job.state == "succeeded" and job.attempts == 1  # not rerun
+    with session_factory.begin() as s:
+        assert ArtifactRepository(s).get_content(job_id, ArtifactKind.RESULT_JSON)

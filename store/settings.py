@@ -86,6 +86,9 @@ class WorkerSettings(BaseModel):
     concurrency: int = 1
     # Set by `vihub worker --queues gpu` (GPU memory fragments over many jobs).
     gpu_max_tasks_per_child: int = 20
+    # CPU pool processes only relay (jobs run in sandboxes), but Python heaps still creep:
+    # recycle them after this many jobs (their forkserver restarts with them, ~10 s).
+    cpu_max_tasks_per_child: int = 500
     # Waits between retries of a job's final write after a transient database error
     # (a finished fit is not thrown away for a blip); then the job is retried as usual.
     final_write_retry_s: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0, 8.0, 15.0)

@@ -145,7 +145,8 @@ def worker(
     argv = celery_worker_argv(
         names, pool=pool, concurrency=concurrency or settings.worker.concurrency,
         # GPU memory fragments over many jobs: recycle the child now and then.
-        max_tasks_per_child=settings.worker.gpu_max_tasks_per_child if "gpu" in names else None,
+        max_tasks_per_child=(settings.worker.gpu_max_tasks_per_child if "gpu" in names
+                             else settings.worker.cpu_max_tasks_per_child),
         loglevel=settings.log_level,
     )
     celery_proc = SupervisedProcess("celery-worker", argv, child_env(settings), restart=False)

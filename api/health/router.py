@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Request, Security
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials
 
-from api.deps import RuntimeDep, SessionDep, _api_key_header, _bearer, get_current_tenant
+from api.deps import RuntimeDep, _api_key_header, _bearer, get_current_tenant
 from api.errors import problem_responses
 from api.health import service
 from api.health.schemas import Liveness, Readiness
@@ -31,14 +31,13 @@ def readyz(runtime: RuntimeDep) -> JSONResponse:
 
 async def metrics_access(
     runtime: RuntimeDep,
-    session: SessionDep,
     bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
     api_key: Annotated[str | None, Security(_api_key_header)],
 ) -> None:
     """The same API-key check as every /v1 route, unless ``api.metrics_public`` is set."""
     if getattr(getattr(runtime.settings, "api", None), "metrics_public", False):
         return
-    await get_current_tenant(runtime, session, bearer, api_key)
+    await get_current_tenant(runtime, bearer, api_key)
 
 
 @router.get("/metrics", summary="Prometheus metrics (an API key when auth is required)", response_class=Response,

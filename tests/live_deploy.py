@@ -79,10 +79,12 @@ def processes_of(home: Path) -> list[int]:
     return found
 
 
-def kill_processes_of(home: Path) -> list[int]:
-    """SIGKILL processes started for this test that are still alive after the server
-    stopped; returns their pids."""
-    found = processes_of(home)
+def kill_processes_of(home: Path, grace_s: float = 10.0) -> list[int]:
+    """SIGKILL processes started for this test that are still alive ``grace_s`` after the
+    server stopped (children exit asynchronously after their parent); returns their pids."""
+    deadline = time.monotonic() + grace_s
+    while (found := processes_of(home)) and time.monotonic() < deadline:
+        time.sleep(0.25)
     for pid in found:
         try:
             os.kill(pid, signal.SIGKILL)

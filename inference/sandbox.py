@@ -62,7 +62,9 @@ log = logging.getLogger("vihub.sandbox")
 # is built; arviz, xarray and pandas when a result is written as netCDF): each would be
 # imported again by every child, seconds per job, so they are imported here once.
 PRELOAD = ("inference.sandbox", "inference.fitting", "inference.results", "inference.language",
-           "torch._dynamo", "pyro.infer.autoguide", "arviz", "xarray", "h5netcdf", "pandas", "scipy.stats")
+           "torch._dynamo", "pyro.infer.autoguide", "arviz", "xarray", "h5netcdf", "pandas", "scipy.stats",
+           # Last: one tiny fit with one torch thread, so children start warm.
+           "inference.sandbox_warmup")
 
 # Environment variables a child keeps; everything else (database and broker URLs,
 # API secrets) is dropped before user code runs.
@@ -238,7 +240,8 @@ def add_preload(*modules: str) -> None:
     with _preload_lock:
         for name in modules:
             if name not in _preload:
-                _preload.append(name)
+                # Before the warm-up, which must stay last (it runs the modules above).
+                _preload.insert(len(_preload) - 1, name)
 
 
 def _ensure_preload() -> None:
@@ -441,6 +444,7 @@ def _child_main(conn: Any, target: str, payload: Any, limits: dict[str, Any]) ->
     channel = Channel(conn)
     try:
         _die_with_parent()
+        _restore_threads()
         _apply_limits(ResourceLimits(**limits))
         _scrub_environment()
         signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -487,6 +491,18 @@ def _die_with_parent() -> None:
     # The parent may have died between fork and prctl: then we were re-parented already.
     if os.getppid() == 1:
         os._exit(0)
+
+
+def _restore_threads() -> None:
+    """The forkserver warmed up with one torch thread; a child gets the process default
+    back (the engine then applies the job's own ``num_threads``, if any)."""
+    import sys
+
+    warmup = sys.modules.get("inference.sandbox_warmup")
+    if warmup is not None:
+        import torch
+
+        torch.set_num_threads(warmup.THREADS)
 
 
 def _vm_size_bytes() -> int:

@@ -34,6 +34,7 @@ from inference.sandbox import (
     SandboxError,
     exception_chain,
     is_out_of_memory,
+    mentions_out_of_memory,
     resource_limit_error,
     run_in_sandbox,
 )
@@ -262,8 +263,12 @@ def dry_run(spec: dict[str, Any], data: Mapping[str, Any], limits: Mapping[str, 
                     except Exception as exc:
                         exc.vihub_part = part  # type: ignore[attr-defined]
                         raise
-        report = inference.validate(job_spec, dict(data))
-        return {"report": jsonable(report)}
+        report = jsonable(inference.validate(job_spec, dict(data)))
+        if not report.get("ok", True) and mentions_out_of_memory(json.dumps(report.get("errors"))):
+            # The trace ran out of memory inside the validation pass, which reports it as
+            # a mismatch; it is the memory limit.
+            raise MemoryError("the trial run ran out of memory")
+        return {"report": report}
 
     return _run_guarded(body, time_limit_s)
 

@@ -552,6 +552,20 @@ def exception_chain(exc: BaseException) -> Iterator[BaseException]:
 
 
 def is_out_of_memory(exc: BaseException) -> bool:
-    """Whether ``exc`` (or anything in its chain) is an allocation failure."""
-    return any(isinstance(e, MemoryError) or any(m in str(e).lower() for m in _OOM_MARKERS)
-               for e in exception_chain(exc))
+    """Whether ``exc`` (or anything in its chain) is an allocation failure, also when a
+    library error only quotes the allocator's message (a validation report, say)."""
+    return any(isinstance(e, MemoryError) or mentions_out_of_memory(_error_text(e)) for e in exception_chain(exc))
+
+
+def mentions_out_of_memory(text: str) -> bool:
+    text = text.lower()
+    return any(marker in text for marker in _OOM_MARKERS)
+
+
+def _error_text(exc: BaseException) -> str:
+    to_dict = getattr(exc, "to_dict", None)
+    try:
+        details = json.dumps(to_dict(), default=str) if callable(to_dict) else ""
+    except Exception:  # noqa: BLE001 - best effort
+        details = ""
+    return f"{exc} {details}"

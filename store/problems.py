@@ -24,7 +24,29 @@ def problem(kind: str, title: str, detail: str | None = None, status: int = 422,
     if detail:
         doc["detail"] = detail
     doc.update({k: v for k, v in extra.items() if v is not None})
-    return doc
+    return storable(doc)
+
+
+def storable(value: Any) -> Any:
+    """``value`` with every string safe for a JSON column and for UTF-8 output.
+
+    Problem texts quote user code and data (an assert message, a site name): a NUL byte
+    is refused by Postgres text/JSONB and a lone surrogate cannot be encoded as UTF-8,
+    and either would make the job's final write fail. Both are shown escaped instead.
+    """
+    if isinstance(value, str):
+        if "\x00" in value:
+            value = value.replace("\x00", "\\x00")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            value = value.encode("utf-8", "backslashreplace").decode("utf-8")
+        return value
+    if isinstance(value, dict):
+        return {storable(k): storable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [storable(v) for v in value]
+    return value
 
 
 def _title(kind: str) -> str:

@@ -99,7 +99,16 @@ def run_fit(channel: Channel, payload: dict[str, Any]) -> None:
             callbacks.drop_checkpoint()
             result = fit(spec, payload["data"], callbacks=callbacks.as_fit_callbacks(), resume_from=None,
                          limits=limits)
-        artifacts = serialize(result)
+        try:
+            artifacts = serialize(result)
+        except Exception as exc:  # noqa: BLE001 - e.g. a complex-valued site: the job's, not ours
+            if is_out_of_memory(exc):
+                raise
+            channel.send({"final": True, "op": "failed", "kind": "result-error",
+                          "message": f"the fit finished but its results could not be written: "
+                                     f"{type(exc).__name__}: {str(exc)[:500]}",
+                          "error": {}})
+            return
     except InferenceError as exc:
         if is_out_of_memory(exc):
             channel.send({"final": True, "op": "resource-limit", "limit": "memory"})

@@ -50,7 +50,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import DataError, InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from store import problems
@@ -504,6 +504,13 @@ class JobRunner:
             except (LeaseLost, InvalidTransition) as exc:
                 log.warning("job %s: not finished by this worker: %s", self.job_id, exc)
                 return "lease-lost"
+            except DataError as exc:
+                # The error text could not be stored (it is escaped, so this is a backstop):
+                # end the job with a plain problem rather than leave it running.
+                if state == JobState.SUCCEEDED or getattr(write, "plain", False):
+                    raise
+                log.warning("job %s: the final error could not be stored (%s)", self.job_id, exc)
+                write = self._plain_failure_write(state)
             except (OperationalError, InterfaceError) as exc:
                 if attempt == len(delays):
                     raise
@@ -515,6 +522,17 @@ class JobRunner:
         on_job_finished(self.job_id, state.value, self.settings)
         log.info("job %s: %s", self.job_id, state.value)
         return state.value
+
+    def _plain_failure_write(self, state: JobState) -> Callable[[Session], bool]:
+        error = problems.problem(problems.INTERNAL_ERROR, "Error not storable",
+                                 "the job ended but its error message could not be stored")
+
+        def write(session: Session) -> bool:
+            JobRepository(session).finish(self.job_id, state.value, error=error, worker_id=self.worker_id)
+            return True
+
+        write.plain = True  # type: ignore[attr-defined]
+        return write
 
     def _release(self, queue: str) -> str:
         with self.factory.begin() as session:

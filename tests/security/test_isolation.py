@@ -153,6 +153,28 @@ def test_memory_beyond_the_limit_is_a_resource_limit_not_a_crash():
     assert error["kind"] == "resource-limit" and error["limit"] == "memory" and error["limit_value"] == 256
 
 
+def test_running_out_of_memory_inside_the_validation_pass_is_the_memory_limit():
+    # The allocation fails inside Pyro's trace on a later model call, where the
+    # validation pass would report it as a model/guide mismatch.
+    pool = DryRunPool(time_limit_s=20.0, queue_wait_s=120.0, memory_bytes=256 * MB, cpu_seconds=30)
+    bomb = dict(VICTIM_SPEC, model={"source": textwrap.dedent("""
+        import torch
+        import pyro
+        import pyro.distributions as dist
+
+        CALLS = []
+
+        def model():
+            CALLS.append(1)
+            if len(CALLS) > 1:
+                for i in range(40):
+                    CALLS.append(torch.zeros(40_000_000))
+            pyro.sample("mu", dist.Normal(0.0, 1.0))
+    """)})
+    outcome = pool.run(dry_run, bomb, {}, None)
+    assert outcome["ok"] is False and outcome["error"]["kind"] == "resource-limit", outcome
+
+
 def test_cpu_time_beyond_the_limit_is_a_resource_limit():
     pool = DryRunPool(time_limit_s=60.0, queue_wait_s=120.0, memory_bytes=1024 * MB, cpu_seconds=2)
     spin = dict(VICTIM_SPEC, model={"source": textwrap.dedent("""

@@ -178,3 +178,34 @@ def test_a_store_blip_at_the_final_write_does_not_throw_the_fit_away(
     assert calls["n"] == 3 and job.state == "succeeded" and job.attempts == 1  # not rerun
     with session_factory.begin() as s:
         assert ArtifactRepository(s).get_content(job_id, ArtifactKind.RESULT_JSON)
+
+
+def test_an_error_text_with_nul_or_a_lone_surrogate_still_fails_the_job(
+    worker_settings: Any, session_factory: Any, new_job: Any, make_spec: Any,
+) -> None:
+    # Postgres refuses NUL in JSONB and UTF-8 cannot encode a lone surrogate: the final
+    # write must still succeed (escaped text), on the first attempt, not leave it running.
+    spec = make_spec(steps=20)
+    spec["model"] = {"source": 'def model(y):\n    assert False, "boom\\x00boom\\ud800"\n', "entry": "model"}
+    job_id = new_job(spec=spec)
+    assert run_job(job_id) == "failed"
+    job = get_job(session_factory, job_id)
+    assert job.state == "failed" and job.attempts == 1
+    assert "boom\\x00boom\\ud800" in job.error["detail"], job.error
+
+
+def test_results_that_cannot_be_written_fail_the_job_once(
+    worker_settings: Any, session_factory: Any, new_job: Any, make_spec: Any,
+) -> None:
+    spec = make_spec(steps=5)
+    spec["model"] = {"source": (
+        "import torch\nimport pyro\nimport pyro.distributions as dist\n\n"
+        "def model(y):\n"
+        "    mu = pyro.sample('mu', dist.Normal(0.0, 1.0))\n"
+        "    pyro.deterministic('d', torch.ones(1, dtype=torch.complex64))\n"
+        "    with pyro.plate('data', len(y)):\n"
+        "        pyro.sample('obs', dist.Normal(mu, 1.0), obs=y)\n"), "entry": "model"}
+    job_id = new_job(spec=spec)
+    assert run_job(job_id) == "failed"
+    job = get_job(session_factory, job_id)
+    assert job.attempts == 1 and job.error["type"].endswith("/result-error"), job.error

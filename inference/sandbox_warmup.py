@@ -15,6 +15,7 @@ warm-up only means slower children.
 
 from __future__ import annotations
 
+import gc
 import logging
 
 import torch
@@ -47,3 +48,7 @@ def _warm_up() -> None:
 
 
 _warm_up()
+# Objects that exist now are never collected in a child: its collector then does not
+# walk (and copy-on-write) the whole pre-warmed heap.
+gc.collect()
+gc.freeze()

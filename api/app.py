@@ -37,7 +37,8 @@ class ApiOptions:
     """API-process knobs. Read from ``settings.api`` when the settings class has that
     section, else these defaults (see docs/operations.md)."""
 
-    dry_run_workers: int = 1
+    dry_run_workers: int = 2
+    dry_run_per_tenant: int = 1
     dry_run_time_limit_s: float = 20.0
     dry_run_queue_wait_s: float = 30.0
     warm_up_pool: bool = True
@@ -164,6 +165,7 @@ def _start_runtime(settings: Any, options: ApiOptions, metrics: ApiMetrics) -> R
     sandbox = settings.sandbox
     dry_runs = DryRunPool(
         max_workers=options.dry_run_workers,
+        per_tenant=options.dry_run_per_tenant,
         time_limit_s=options.dry_run_time_limit_s,
         queue_wait_s=options.dry_run_queue_wait_s,
         memory_bytes=None if sandbox.dry_run_memory_mb is None else sandbox.dry_run_memory_mb * 1024 * 1024,

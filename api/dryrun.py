@@ -55,13 +55,22 @@ class DryRunUnavailable(Exception):
     pass
 
 
+class DryRunTenantBusy(Exception):
+    """This tenant already has its share of trial runs in flight."""
+
+
 class DryRunPool:
-    """At most ``max_workers`` concurrent dry runs, each in its own disposable process."""
+    """At most ``max_workers`` concurrent dry runs, each in its own disposable process,
+    and at most ``per_tenant`` of them for any one tenant (the rest are refused at once,
+    not queued: a queued request would still hold a waiting thread and a slot in line)."""
 
     def __init__(self, max_workers: int = 1, time_limit_s: float = 20.0, queue_wait_s: float = 30.0,
-                 *, memory_bytes: int | None = None, cpu_seconds: float | None = None,
-                 max_result_bytes: int = 256 * 1024 * 1024) -> None:
+                 *, per_tenant: int | None = None, memory_bytes: int | None = None,
+                 cpu_seconds: float | None = None, max_result_bytes: int = 256 * 1024 * 1024) -> None:
         self.max_workers = max(1, int(max_workers))
+        self.per_tenant = max(1, int(per_tenant if per_tenant is not None else self.max_workers))
+        self._in_flight: dict[str, int] = {}
+        self._tenants_lock = threading.Lock()
         self.time_limit_s = float(time_limit_s)
         # Time a request may wait for a free slot on top of its own run time.
         self.queue_wait_s = float(queue_wait_s)
@@ -80,8 +89,34 @@ class DryRunPool:
         """Start the forkserver (it imports torch and the engine once) without waiting."""
         threading.Thread(target=_warm_up_quietly, name="vihub-forkserver-warm-up", daemon=True).start()
 
-    def run(self, fn: Any, *args: Any) -> dict[str, Any]:
-        """Run ``fn(*args, time_limit_s)`` in a fresh child; blocks the calling (worker) thread."""
+    def run(self, fn: Any, *args: Any, tenant: str | None = None) -> dict[str, Any]:
+        """Run ``fn(*args, time_limit_s)`` in a fresh child; blocks the calling (worker) thread.
+
+        ``tenant`` (its id) counts the call against that tenant's share.
+        """
+        with self._tenant_share(tenant):
+            return self._run(fn, *args)
+
+    @contextmanager
+    def _tenant_share(self, tenant: str | None):
+        if tenant is None:
+            yield
+            return
+        with self._tenants_lock:
+            if self._in_flight.get(tenant, 0) >= self.per_tenant:
+                raise DryRunTenantBusy(f"{self.per_tenant} trial run(s) of this tenant are still running")
+            self._in_flight[tenant] = self._in_flight.get(tenant, 0) + 1
+        try:
+            yield
+        finally:
+            with self._tenants_lock:
+                left = self._in_flight[tenant] - 1
+                if left:
+                    self._in_flight[tenant] = left
+                else:
+                    del self._in_flight[tenant]
+
+    def _run(self, fn: Any, *args: Any) -> dict[str, Any]:
         if not self._slots.acquire(timeout=self.queue_wait_s):
             raise DryRunUnavailable("all trial-run processes are busy")
         limits = self.limits

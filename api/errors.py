@@ -158,6 +158,12 @@ class TooManyConcurrentJobs(VihubError):
     status, slug, title = 429, "too-many-concurrent-jobs", "Too many concurrent jobs"
 
 
+class TooManyTrialRuns(VihubError):
+    """The tenant's share of the API's trial-run (dry run / predict) slots is in use."""
+
+    status, slug, title = 429, "too-many-trial-runs", "Too many trial runs in flight"
+
+
 class NotFound(VihubError):
     status, slug, title = 404, "not-found", "Not found"
 

@@ -114,7 +114,10 @@ class ApiSettings(BaseModel):
     """API-process knobs (read by ``api.app.ApiOptions``); env ``VIHUB_API__<FIELD>``."""
 
     # Submission dry runs (compile, bind, trace once) run in this many spawned processes.
-    dry_run_workers: int = Field(1, ge=1, le=64)
+    dry_run_workers: int = Field(2, ge=1, le=64)
+    # Trial runs one tenant may have in flight per API process; more answer 429 at once,
+    # so one tenant cannot hold every slot while others wait (keep it below dry_run_workers).
+    dry_run_per_tenant: int = Field(1, ge=1, le=64)
     dry_run_time_limit_s: float = Field(20.0, gt=0)
     # A submit waiting longer than this for a free dry-run process gets a 503.
     dry_run_queue_wait_s: float = Field(30.0, gt=0)

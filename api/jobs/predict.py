@@ -18,6 +18,7 @@ from api.dryrun import jsonable
 from api.errors import DryRunTimeout, ServiceUnavailable, inference_problem
 from api.jobs import results
 from api.jobs.schemas import PredictOut, PredictRequest
+from api.jobs import service as jobs_service
 from api.jobs.service import get_job
 
 
@@ -29,7 +30,10 @@ def predict(session: Session, runtime: Any, tenant: TenantRef, job_id: str, body
     else:
         new_data = arrays.from_json_mapping(body.data.inline, pointer="/data/inline")
     try:
-        outcome = runtime.dry_runs.run(dryrun.predict, result_json.decode(), job.spec, new_data, body.num_samples)
+        outcome = runtime.dry_runs.run(dryrun.predict, result_json.decode(), job.spec, new_data, body.num_samples,
+                                       tenant=tenant.id)
+    except dryrun.DryRunTenantBusy as exc:
+        raise jobs_service.trial_runs_busy(runtime) from exc
     except dryrun.DryRunTimedOut as exc:
         raise DryRunTimeout(f"Prediction took longer than {runtime.dry_runs.time_limit_s:g} s.") from exc
     except dryrun.DryRunUnavailable as exc:

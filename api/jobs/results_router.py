@@ -137,7 +137,7 @@ def get_summary(job_id: str, session: SessionDep, tenant: CurrentTenant) -> dict
 
 
 @router.post("/predict", response_model=PredictOut, summary="Posterior predictive for new data",
-             responses={**problem_responses(400, 401, 404, 409, 413, 422, 500, 503)})
+             responses={**problem_responses(400, 401, 404, 409, 413, 422, 429, 500, 503)})
 def predict(job_id: str, body: PredictRequest, runtime: RuntimeDep, session: SessionDep,
             tenant: CurrentTenant) -> PredictOut:
     return predict_service.predict(session, runtime, tenant, job_id, body)

@@ -28,12 +28,15 @@ Database errors surface as 503 (``api.errors``), never as a hang.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import logging
 import threading
 import time
 import uuid
+import weakref
+from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
@@ -57,6 +60,7 @@ from api.errors import (
     QuotaExceeded,
     ServiceUnavailable,
     TooManyConcurrentJobs,
+    TooManyTrialRuns,
     Unprocessable,
     VihubError,
     inference_problem,
@@ -142,7 +146,7 @@ async def _submit(runtime: Any, tenant: TenantRef, body: JobCreate, key: str | N
         await run_in_threadpool(check_webhook_url, settings, str(body.webhook.url))
     fields, dataset_id = await run_in_threadpool(_resolve_data, runtime, tenant, body)
     await run_in_threadpool(_precheck_concurrency, runtime, tenant)
-    await run_dry_run(runtime, body, fields)
+    await run_dry_run(runtime, body, fields, tenant)
     encoded = None if dataset_id is not None else await run_in_threadpool(_encode_inline, settings, fields)
     return await run_in_threadpool(_write_job, runtime, tenant, body, encoded, dataset_id, key, token, fingerprint)
 
@@ -166,18 +170,61 @@ def _dry_run_executor(runtime: Any) -> ThreadPoolExecutor:
     return executor
 
 
-async def run_dry_run(runtime: Any, body: JobCreate, fields: dict[str, Any]) -> dict[str, Any]:
+def trial_runs_busy(runtime: Any) -> TooManyTrialRuns:
+    share = getattr(runtime.dry_runs, "per_tenant", 1)
+    return TooManyTrialRuns(
+        f"{share} trial run(s) of yours (submission dry runs, validations, predictions) are still "
+        "running on this server; retry when one has finished.",
+        headers={"Retry-After": "5"}, limit=share,
+    )
+
+
+async def run_dry_run(runtime: Any, body: JobCreate, fields: dict[str, Any],
+                      tenant: TenantRef | None = None) -> dict[str, Any]:
     """``dry_run`` on its own executor, bounded by the pool's queue wait + time limit
     (a 503 when the wait for a free dry-run process is longer)."""
     pool = runtime.dry_runs
     bound = float(getattr(pool, "time_limit_s", 20.0)) + float(getattr(pool, "queue_wait_s", 30.0))
-    future = asyncio.get_running_loop().run_in_executor(_dry_run_executor(runtime), dry_run, runtime, body, fields)
+    async with _tenant_turn(runtime, tenant):
+        future = asyncio.get_running_loop().run_in_executor(_dry_run_executor(runtime), dry_run, runtime, body,
+                                                            fields, tenant)
+        try:
+            return await asyncio.wait_for(future, timeout=bound)
+        except asyncio.TimeoutError as exc:
+            raise ServiceUnavailable(
+                "The trial-run pool is busy; retry shortly.", headers={"Retry-After": "5"}
+            ) from exc
+
+
+_TENANT_GATES = "_vihub_dry_run_tenant_gates"
+
+
+@contextlib.asynccontextmanager
+async def _tenant_turn(runtime: Any, tenant: TenantRef | None) -> AsyncIterator[None]:
+    """Wait, holding no thread, until this tenant may start another trial run.
+
+    A tenant's submissions queue behind each other here, on the event loop, so a burst
+    from one tenant never fills the dry-run executor or every pool slot while another
+    tenant's submission waits (``api.dry_run_per_tenant`` at a time per API process).
+    """
+    if tenant is None:
+        yield
+        return
+    gates = getattr(runtime, _TENANT_GATES, None)
+    if gates is None:
+        gates = weakref.WeakValueDictionary()
+        setattr(runtime, _TENANT_GATES, gates)
+    gate = gates.get(tenant.id)
+    if gate is None:
+        gate = gates[tenant.id] = asyncio.Semaphore(int(getattr(runtime.dry_runs, "per_tenant", 1) or 1))
     try:
-        return await asyncio.wait_for(future, timeout=bound)
+        await asyncio.wait_for(gate.acquire(), timeout=float(getattr(runtime.dry_runs, "queue_wait_s", 30.0)))
     except asyncio.TimeoutError as exc:
-        raise ServiceUnavailable(
-            "The trial-run pool is busy; retry shortly.", headers={"Retry-After": "5"}
-        ) from exc
+        raise trial_runs_busy(runtime) from exc
+    try:
+        yield
+    finally:
+        gate.release()
 
 
 def _resolve_data(runtime: Any, tenant: TenantRef, body: JobCreate) -> tuple[dict[str, Any], str | None]:
@@ -396,12 +443,16 @@ def check_concurrency(jobs: JobRepository, settings: Any, tenant: TenantRef) -> 
         raise _too_many(limit, active)
 
 
-def dry_run(runtime: Any, body: JobCreate, fields: dict[str, Any]) -> dict[str, Any]:
+def dry_run(runtime: Any, body: JobCreate, fields: dict[str, Any], tenant: TenantRef | None = None,
+            ) -> dict[str, Any]:
     """Run the validation pass in the pool; the report on success, a 4xx/5xx otherwise."""
     spec = body.spec().model_dump(mode="json")
     try:
         limits = runtime.settings.limits.model_dump()
-        outcome = runtime.dry_runs.run(dryrun.dry_run, spec, fields, limits)
+        outcome = runtime.dry_runs.run(dryrun.dry_run, spec, fields, limits,
+                                       tenant=None if tenant is None else tenant.id)
+    except dryrun.DryRunTenantBusy as exc:
+        raise trial_runs_busy(runtime) from exc
     except dryrun.DryRunTimedOut as exc:
         raise DryRunTimeout(_timeout_detail(runtime)) from exc
     except dryrun.DryRunUnavailable as exc:

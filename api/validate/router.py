@@ -14,6 +14,6 @@ router = APIRouter(prefix="/validate", tags=["validate"])
 
 
 @router.post("", response_model=ValidateOut, summary="Validate a job body without running it",
-             responses=problem_responses(400, 401, 403, 404, 413, 422, 500, 503))
+             responses=problem_responses(400, 401, 403, 404, 413, 422, 429, 500, 503))
 def validate(body: JobCreate, runtime: RuntimeDep, tenant: CurrentTenant) -> ValidateOut:
     return service.validate(runtime, tenant, body)

@@ -93,6 +93,11 @@ def what_the_child_holds(time_limit_s: float) -> dict:
     return {"ok": True, "env": sorted(os.environ), "sockets": len(sockets), "fds": targets}
 
 
+def busy_for(seconds: float, time_limit_s: float) -> dict:
+    time.sleep(seconds)
+    return {"ok": True, "pid": os.getpid()}
+
+
 def send_garbage(channel, payload) -> None:
     channel.conn.send_bytes(b"\x80\x04not json at all")
 
@@ -126,6 +131,26 @@ def test_a_handler_left_on_pyros_stack_never_reaches_the_next_call(pool):
     after = pool.run(pyro_state)
     assert after["stack"] == 0 and after["spied"] == 0 and after["params"] == []
     assert len({planted["pid"], after["pid"]}) == 2
+
+
+def test_one_tenant_cannot_hold_every_trial_run_slot():
+    import threading
+
+    from api.dryrun import DryRunTenantBusy
+
+    pool = DryRunPool(max_workers=2, per_tenant=1, time_limit_s=30.0, queue_wait_s=120.0)
+    pool.run(busy_for, 0.0, tenant="warm-up")  # the forkserver is up before timing anything
+    holder = threading.Thread(target=pool.run, args=(busy_for, 4.0), kwargs={"tenant": "attacker"})
+    holder.start()
+    time.sleep(0.5)
+    started = time.monotonic()
+    with pytest.raises(DryRunTenantBusy):
+        pool.run(busy_for, 0.0, tenant="attacker")  # refused at once, not queued
+    assert time.monotonic() - started < 1.0
+    assert pool.run(busy_for, 0.0, tenant="victim")["ok"]  # the other tenant is served
+    assert time.monotonic() - started < 3.5  # ... without waiting for the attacker's run
+    holder.join()
+    assert pool.run(busy_for, 0.0, tenant="attacker")["ok"]  # its share is back
 
 
 def test_the_child_holds_no_secrets_and_no_inherited_sockets(pool):

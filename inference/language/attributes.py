@@ -66,6 +66,22 @@ def _bounded_list_method(name: str) -> Callable[[list], Callable]:
     return factory
 
 
+def _comparing_method(name: str) -> Callable[[Any], Callable]:
+    """``seq.count(x)`` / ``seq.index(x)`` compare ``x`` with every item, in C."""
+
+    def factory(seq: Any) -> Callable:
+        method = getattr(seq, name)
+
+        def compare(*args: Any) -> Any:
+            if args and isinstance(args[0], (list, tuple, dict)):
+                guards.check_container_work(seq)
+            return method(*args)
+
+        return compare
+
+    return factory
+
+
 _TENSOR_GUARDED: dict[str, Callable[[Any], Any]] = {
     "expand": guards.tensor_expand,
     "broadcast_to": guards.tensor_broadcast_to,
@@ -122,9 +138,10 @@ ATTRIBUTE_RULES: dict[type, Rule] = {
     torch.Size: Rule(frozenset(SIZE_ATTRS), {}),
     list: Rule(
         frozenset(LIST_ATTRS),
-        {n: _bounded_list_method(n) for n in ("append", "insert")},
+        {**{n: _bounded_list_method(n) for n in ("append", "insert")},
+         **{n: _comparing_method(n) for n in ("count", "index")}},
     ),
-    tuple: Rule(frozenset(SEQUENCE_ATTRS), {}),
+    tuple: Rule(frozenset(SEQUENCE_ATTRS), {n: _comparing_method(n) for n in ("count", "index")}),
     dict: Rule(frozenset(DICT_ATTRS), {}),
     str: Rule(frozenset(STR_ATTRS), {"format": guards.str_format}),
     **{

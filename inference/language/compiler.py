@@ -129,6 +129,8 @@ _UNARY = {
     ast.Invert: operator.invert,
 }
 
+_CONTAINERS = (list, tuple, dict)
+
 _COMPARE = {
     ast.Eq: operator.eq,
     ast.NotEq: operator.ne,
@@ -945,6 +947,8 @@ class Compiler:
                 b = right(frame)
                 if isinstance(a, Tensor) and isinstance(b, Tensor):
                     guards.check_pair(a, b)
+                elif isinstance(a, _CONTAINERS) and isinstance(b, _CONTAINERS):
+                    guards.check_container_work(a, b)
                 return op(a, b)
 
             return compare
@@ -956,6 +960,8 @@ class Compiler:
                 b = right(frame)
                 if isinstance(a, Tensor) and isinstance(b, Tensor):
                     guards.check_pair(a, b)
+                elif isinstance(a, _CONTAINERS) and isinstance(b, _CONTAINERS):
+                    guards.check_container_work(a, b)
                 result = op(a, b)
                 if not result:
                     return result

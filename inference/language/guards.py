@@ -1384,6 +1384,8 @@ def contains(item: Any, container: Any) -> bool:
             return item.is_integer() and int(item) in container
         return False  # nothing else compares equal to an int
     if type(container) in _BOUNDED_CONTAINERS or isinstance(container, Tensor):
+        if isinstance(container, (list, tuple)) and isinstance(item, _NESTED):
+            check_container_work(container)
         return item in container
     # a lazy iterator (zip, enumerate, reversed, ...): Python would scan it in C;
     # scan it here, charging every item to the loop budget
@@ -1430,8 +1432,44 @@ def checked_item_value(obj: Any, key: Any, value: Any) -> Any:
     return value
 
 
+# Element comparisons one C-level container comparison (==, in, count, max, sorted) may
+# make: nested lists compare element by element, all in C, out of the loop budget's reach.
+MAX_CONTAINER_COMPARISONS = 10_000_000
+_NESTED = (list, tuple, dict)
+
+
+def deep_size(value: Any, depth: int = 0) -> int:
+    """Elements a comparison of ``value`` may visit: lengths multiplied down the nesting,
+    following the largest of the first few items at each level (an estimate from above
+    for the uniform nestings that make comparisons slow)."""
+    if not isinstance(value, _NESTED) or depth > 16:
+        return 1
+    items = list(value.values()) if isinstance(value, dict) else value
+    if not items:
+        return 1
+    inner = max(deep_size(x, depth + 1) for x in items[:4])
+    return len(items) * inner
+
+
+def check_container_work(*values: Any) -> None:
+    """Refuse a comparison of nested containers that would make too many element
+    comparisons in one C call (``[[0]*10**5]*10**5 == ...`` runs for seconds)."""
+    nested = [v for v in values if isinstance(v, _NESTED)]
+    if not nested:
+        return
+    work = min(deep_size(v) for v in nested) if len(nested) > 1 else deep_size(nested[0])
+    if work > MAX_CONTAINER_COMPARISONS:
+        raise LimitExceeded(
+            f"comparing these containers would make about {work} element comparisons in one "
+            f"step; the limit is {MAX_CONTAINER_COMPARISONS} (compare tensors instead)",
+            limit="max_call_steps",
+        )
+
+
 def check_sort_cost(items: list) -> None:
-    """Sorting compares items in C: long strings sharing prefixes make that slow."""
+    """Sorting compares items in C: long strings sharing prefixes make that slow, and so
+    do nested lists."""
+    check_container_work(items)
     chars = 0
     for x in items:
         if type(x) is str:

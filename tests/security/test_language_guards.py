@@ -396,6 +396,22 @@ def test_consuming_huge_ranges_is_bounded(source):
     _refused(source, kind=LimitExceeded, limits=None)
 
 
+_NESTED_LISTS = "a = [0] * 99999\na2 = [0] * 99999\nb = [a] * 99999\nc = [a2] * 99999\n"
+
+
+@pytest.mark.parametrize("expr", ["b == c", "b != c", "b < c", "{0: b} == {0: c}", "a2 in b", "b.count(a2)",
+                                  "b.index(a2)", "max(b)", "min(b)", "sorted(b)"])
+def test_comparing_huge_nested_containers_is_refused(expr):
+    # Each would make ~10**10 element comparisons in one C call (found by an outside attack).
+    e = _refused(_NESTED_LISTS + f"def model():\n    return {expr}\n", kind=LimitExceeded, line=6)
+    assert "element comparisons" in e.message
+
+
+def test_comparing_small_nested_containers_still_works():
+    program = compile_source("def model():\n    return [[1, 2], [3]] == [[1, 2], [3]] and [1] in [[1], [2]]\n")
+    assert program() is True
+
+
 def test_list_extend_by_iterator_is_refused():
     e = _refused(
         "def model():\n    xs = []\n    xs += zip(range(10**12))\n    return xs",

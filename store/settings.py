@@ -53,6 +53,8 @@ class QuotaSettings(BaseModel):
     """Per-tenant quotas, enforced by the API at submission time."""
 
     max_steps: int = 100_000
+    # torch threads one job may ask for (inference.num_threads); unset uses the worker's default.
+    max_threads_per_job: int = 4
     max_run_seconds: int = 3_600
     max_dataset_bytes: int = 50 * 1024 * 1024
     max_concurrent_jobs: int = 8

@@ -434,6 +434,14 @@ def check_steps(settings: Any, body: JobCreate) -> None:
             pointer="/inference/steps",
             limit=quotas.max_steps,
         )
+    threads = body.inference.num_threads
+    if threads is not None and threads > quotas.max_threads_per_job:
+        # A job may not take every core of a shared worker host.
+        raise QuotaExceeded(
+            f"inference.num_threads={threads} exceeds this tenant's limit of {quotas.max_threads_per_job}.",
+            pointer="/inference/num_threads",
+            limit=quotas.max_threads_per_job,
+        )
 
 
 def check_concurrency(jobs: JobRepository, settings: Any, tenant: TenantRef) -> None:

@@ -188,6 +188,16 @@ def test_step_quota_is_403_with_pointer(api, headers, problem, make_job, quotas)
     assert_nothing_queued(api, headers, before)
 
 
+def test_thread_quota_is_403_with_pointer(api, headers, problem, make_job):
+    from store.settings import QuotaSettings
+
+    limit = QuotaSettings().max_threads_per_job
+    job = make_job()
+    job["inference"]["num_threads"] = limit + 1
+    body = problem(api.client.post("/v1/jobs", headers=headers, json=job), 403, "quota-exceeded")
+    assert body["pointer"] == "/inference/num_threads" and body["limit"] == limit
+
+
 def test_concurrent_job_quota_is_429_with_retry_after(api, headers, problem, make_job, quotas):
     for i in range(quotas["max_concurrent_jobs"]):
         assert api.client.post("/v1/jobs", headers=headers, json=make_job(steps=10 + i)).status_code == 202

@@ -65,6 +65,12 @@ def headers(client: TestClient) -> dict[str, str]:
     return new_key(client)
 
 
+@pytest.fixture
+def new_tenant_headers(client: TestClient) -> Any:
+    """``new_tenant_headers() -> headers`` of a fresh tenant's key (several per test)."""
+    return lambda: new_key(client)
+
+
 def assert_problem(response: Any, status: int, slug: str | None = None) -> dict[str, Any]:
     assert response.status_code == status, response.text[:500]
     assert response.headers["content-type"].startswith("application/problem+json"), response.headers

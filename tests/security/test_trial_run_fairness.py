@@ -13,7 +13,6 @@ import textwrap
 import threading
 import time
 
-from conftest import new_key
 
 SLOW = textwrap.dedent("""
     import torch
@@ -31,8 +30,8 @@ SLOW_JOB = {"model": {"source": SLOW}, "data": {"inline": {"y": [0.5, 1.5]}}, "g
 QUICK = {"model": {"catalog": "eight_schools_noncentered"}, "guide": {"auto": "AutoNormal"}}
 
 
-def test_a_burst_of_slow_validations_does_not_starve_another_tenant(client) -> None:
-    attacker, victim = new_key(client), new_key(client)
+def test_a_burst_of_slow_validations_does_not_starve_another_tenant(client, new_tenant_headers) -> None:
+    attacker, victim = new_tenant_headers(), new_tenant_headers()
     assert client.post("/v1/validate", json=QUICK, headers=victim).status_code == 200  # warm
     answers: list[int] = []
 

@@ -14,6 +14,7 @@ from starlette.requests import Request as StarletteRequest
 from api.datasets import service
 from api.datasets.schemas import DatasetCreate, DatasetList, DatasetOut
 from api.deps import CurrentTenant, RuntimeDep, SessionDep
+from api.hardening import bad_chars
 from api.errors import MalformedRequest, PayloadTooLarge, Unprocessable, UnsupportedMediaType, problem_responses
 
 router = APIRouter(prefix="/datasets", tags=["datasets"])
@@ -132,6 +133,11 @@ async def _multipart_file(request: Request, body: bytes, limit: int) -> tuple[by
                                 errors=[{"pointer": "/file", "detail": "field required"}])
         content = await upload.read()
         name = form.get("name")
+        if isinstance(name, str):
+            what = bad_chars(name)
+            if what is not None:
+                detail = f"the string {what}; strings must be valid Unicode without NUL characters"
+                raise Unprocessable(f"/name: {detail}", errors=[{"pointer": "/name", "detail": detail}])
         return content, upload.filename, upload.content_type, name if isinstance(name, str) and name else None
     finally:
         await form.close()

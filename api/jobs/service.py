@@ -61,6 +61,7 @@ from api.errors import (
     VihubError,
     inference_problem,
 )
+from api.ids import is_resource_id
 from api.jobs.schemas import JobCreate, JobLinks, JobList, JobOut, Progress
 from api.webhooks.service import check_webhook_url
 from store.arrays import encode_arrays
@@ -476,7 +477,7 @@ def _data_pointer(body: JobCreate) -> str | None:
 
 
 def get_job(session: Session, tenant: TenantRef, job_id: str) -> Job:
-    job = JobRepository(session).get_for_tenant(tenant.id, job_id)
+    job = JobRepository(session).get_for_tenant(tenant.id, job_id) if is_resource_id(job_id) else None
     if job is None:
         # Another tenant's job is indistinguishable from a missing one.
         raise JobNotFound(f"No job {job_id!r} in this account.")

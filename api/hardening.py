@@ -149,7 +149,7 @@ def check_json_strings(body: bytes) -> None:
         value = json.loads(body, parse_int=_parse_int)
     except (ValueError, RecursionError):
         return
-    found = _find_bad(value, [])
+    found = find_bad_text(value, [])
     if found is None:
         return
     pointer, what = found
@@ -172,9 +172,10 @@ def bad_chars(text: str) -> str | None:
         f"holds a lone UTF-16 surrogate (\\u{ord(match.group()):04x})"
 
 
-def _find_bad(value: Any, path: list[str]) -> tuple[str, str] | None:
-    """(pointer, what) of the first bad string or over-long integer, depth-first."""
-    stack: list[tuple[Any, list[str]]] = [(value, path)]
+def find_bad_text(value: Any, path: list[str] | None = None) -> tuple[str, str] | None:
+    """(pointer, what) of the first string (key or value) with NUL or a lone surrogate, or
+    over-long integer literal, in a parsed JSON value; depth-first; None if there is none."""
+    stack: list[tuple[Any, list[str]]] = [(value, path or [])]
     while stack:
         item, at = stack.pop()
         if isinstance(item, str):

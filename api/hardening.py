@@ -130,7 +130,7 @@ def _parse_int(text: str) -> int:
     return int(text) if len(text) < 640 else _LongInteger(0)
 
 
-def check_json_strings(body: bytes) -> None:
+def check_json_strings(body: bytes, *, pointer: str = "") -> None:
     """Refuse a JSON text holding a string (a key or a value, anywhere: model sources too)
     with NUL or a lone UTF-16 surrogate (``422 validation-error`` with the member's
     pointer), or an integer literal of 640+ digits (``422 invalid-data``, beyond int64).
@@ -152,7 +152,7 @@ def check_json_strings(body: bytes) -> None:
     found = find_bad_text(value, [])
     if found is None:
         return
-    pointer, what = found
+    pointer, what = pointer + found[0], found[1]
     if what == "integer":
         raise InvalidData(
             f"{pointer or '(body)'}: an integer literal with 640 or more digits is beyond int64 "

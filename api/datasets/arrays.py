@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from api.errors import InvalidData, PayloadTooLarge, UnsupportedMediaType
-from api.hardening import MAX_JSON_DEPTH, check_json_text, json_value_limit
+from api.hardening import MAX_JSON_DEPTH, check_json_strings, check_json_text, json_value_limit
 
 Arrays = dict[str, Any]  # name -> np.ndarray | int | float | bool
 
@@ -189,6 +189,7 @@ def from_upload(content: bytes, *, filename: str | None, content_type: str | Non
     if fmt == "json":
         check_json_text(content, max_depth=MAX_JSON_DEPTH, pointer=pointer,
                         max_values=None if limit is None else json_value_limit(limit))
+        check_json_strings(content, pointer=pointer)
         try:
             data = json.loads(content)
         except (ValueError, UnicodeDecodeError, RecursionError) as exc:

@@ -362,3 +362,27 @@ def test_a_model_printing_or_naming_sites_with_odd_characters_is_not_500(store_c
         body = assert_problem(response, 422, "dry-run-failed")
         assert_no_raw_surrogate(response)
         assert body["report_pointer"].startswith("/")
+
+
+@pytest.mark.parametrize("content", [b'{"y": [1, ' + b"9" * 5000 + b"]}", b'{"\\ud800": [1]}', b'{"a\\u0000": [1]}',
+                                     b'{"y": "\\ud800"}'])
+def test_a_json_file_upload_with_odd_content_is_422(store_client, h, content):
+    response = _upload(store_client, h, "d.json", content, "application/json")
+    assert_problem(response, 422)
+    assert_no_raw_surrogate(response)
+    assert "set_int_max_str_digits" not in response.text
+
+
+def test_parquet_and_npz_with_odd_column_names_are_422(store_client, h):
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    sink = io.BytesIO()
+    pq.write_table(pa.Table.from_arrays([pa.array([1, 2])], names=["a\x00b"]), sink)
+    response = _upload(store_client, h, "d.parquet", sink.getvalue(), "application/vnd.apache.parquet")
+    assert_problem(response, 422, "invalid-data")
+    sink = io.BytesIO()
+    np.savez(sink, **{"a\x00b": np.arange(3)})
+    response = _upload(store_client, h, "d.npz", sink.getvalue(), "application/x-npz")
+    assert_problem(response, 422, "invalid-data")

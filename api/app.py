@@ -22,7 +22,12 @@ from starlette.middleware.gzip import DEFAULT_EXCLUDED_CONTENT_TYPES, GZipMiddle
 
 from api.dryrun import DryRunPool
 from api.errors import install_error_handlers
-from api.hardening import ErrorBoundaryMiddleware, JsonGuardMiddleware, UrlGuardMiddleware, json_value_limit
+from api.hardening import (
+    ErrorBoundaryMiddleware,
+    JsonGuardMiddleware,
+    UrlGuardMiddleware,
+    json_value_limit,
+)
 from api.limits import BodyLimitMiddleware
 from api.metrics import ApiMetrics, MetricsMiddleware
 from api.publisher import JobPublisher

@@ -32,7 +32,12 @@ from typing import Any
 import numpy as np
 
 from api.errors import InvalidData, PayloadTooLarge, UnsupportedMediaType
-from api.hardening import MAX_JSON_DEPTH, check_json_strings, check_json_text, json_value_limit
+from api.hardening import (
+    MAX_JSON_DEPTH,
+    check_json_strings,
+    check_json_text,
+    json_value_limit,
+)
 
 Arrays = dict[str, Any]  # name -> np.ndarray | int | float | bool
 

@@ -14,8 +14,14 @@ from starlette.requests import Request as StarletteRequest
 from api.datasets import service
 from api.datasets.schemas import DatasetCreate, DatasetList, DatasetOut
 from api.deps import CurrentTenant, RuntimeDep, SessionDep
+from api.errors import (
+    MalformedRequest,
+    PayloadTooLarge,
+    Unprocessable,
+    UnsupportedMediaType,
+    problem_responses,
+)
 from api.hardening import bad_chars
-from api.errors import MalformedRequest, PayloadTooLarge, Unprocessable, UnsupportedMediaType, problem_responses
 
 router = APIRouter(prefix="/datasets", tags=["datasets"])
 

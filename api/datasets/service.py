@@ -13,7 +13,13 @@ from sqlalchemy.orm import Session
 from api.datasets import arrays
 from api.datasets.schemas import DatasetList, DatasetOut, FieldInfo
 from api.deps import TenantRef
-from api.errors import DatasetNotFound, InvalidData, QuotaExceeded, UnknownCatalogModel, Unprocessable
+from api.errors import (
+    DatasetNotFound,
+    InvalidData,
+    QuotaExceeded,
+    UnknownCatalogModel,
+    Unprocessable,
+)
 from api.ids import is_resource_id
 from store.arrays import decode_arrays, encode_arrays
 from store.models import Dataset

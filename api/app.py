@@ -22,7 +22,12 @@ from starlette.middleware.gzip import DEFAULT_EXCLUDED_CONTENT_TYPES, GZipMiddle
 
 from api.dryrun import DryRunPool
 from api.errors import install_error_handlers
-from api.hardening import ErrorBoundaryMiddleware, JsonGuardMiddleware, json_value_limit
+from api.hardening import (
+    ErrorBoundaryMiddleware,
+    JsonGuardMiddleware,
+    UrlGuardMiddleware,
+    json_value_limit,
+)
 from api.limits import BodyLimitMiddleware
 from api.metrics import ApiMetrics, MetricsMiddleware
 from api.publisher import JobPublisher
@@ -115,6 +120,8 @@ def create_app(settings: Any = None, *, options: ApiOptions | None = None) -> Fa
     # JSON bodies: nesting depth (400) and value count (413) checked before any parse;
     # inside the body limit, so what it buffers is bounded.
     app.add_middleware(JsonGuardMiddleware, max_values=json_value_limit(settings.quotas.max_dataset_bytes))
+    # NUL in the URL path, query or a header: 400 before any route or body is read.
+    app.add_middleware(UrlGuardMiddleware)
     # Any request body, JSON or upload, is bounded while it streams (413 problem+json).
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.quotas.max_upload_bytes)
     app.add_middleware(MetricsMiddleware, metrics=metrics)

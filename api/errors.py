@@ -264,7 +264,31 @@ def _jsonable(value: Any) -> bool:
 
 
 def problem_response(body: dict[str, Any], headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse(body, status_code=body["status"], media_type=PROBLEM_MEDIA_TYPE, headers=headers)
+    return JSONResponse(safe_text(body), status_code=body["status"], media_type=PROBLEM_MEDIA_TYPE, headers=headers)
+
+
+def safe_str(value: str) -> str:
+    """``value`` as text that always encodes as UTF-8 and holds no NUL: lone surrogates
+    become ``\\udxxx`` and NUL ``\\x00`` (a problem often echoes what the client sent;
+    rendering it must never fail, whatever the str)."""
+    if "\x00" not in value:
+        try:
+            value.encode("utf-8")
+            return value
+        except UnicodeEncodeError:
+            pass
+    return value.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")
+
+
+def safe_text(value: Any) -> Any:
+    """Every str in a JSON-able value (keys too) through ``safe_str``."""
+    if isinstance(value, str):
+        return safe_str(value)
+    if isinstance(value, dict):
+        return {safe_text(k): safe_text(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [safe_text(v) for v in value]
+    return value
 
 
 def loc_to_pointer(loc: tuple[Any, ...] | list[Any]) -> tuple[str, str | None]:

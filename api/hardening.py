@@ -10,6 +10,13 @@
   and more values than ``max_values`` is ``413 payload-too-large`` (a JSON number costs
   ~32 bytes as a Python object, so a body under the upload limit could still decode to
   gigabytes of Python objects).
+- ``check_json_strings`` (run by ``JsonGuardMiddleware`` too): a JSON body holding a
+  string (key or value, anywhere) with NUL or a lone UTF-16 surrogate is ``422
+  validation-error`` with the member's pointer (Postgres cannot store NUL; a lone
+  surrogate is not Unicode and cannot be encoded), an integer literal of 640+ digits
+  ``422 invalid-data`` (beyond int64; Python's int() refuses 4300+ digits).
+- ``UrlGuardMiddleware``: NUL in the URL path, query or a header value is ``400
+  malformed-request``.
 - ``ErrorBoundaryMiddleware`` is the outermost layer: anything that escapes the app
   becomes a ``500 internal-error`` problem (nothing internal in it; the traceback is
   logged) and is *not* re-raised. Starlette's own ``ServerErrorMiddleware`` re-raises
@@ -22,12 +29,20 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.errors import MalformedRequest, PayloadTooLarge, VihubError, problem_response
+from api.errors import (
+    InvalidData,
+    MalformedRequest,
+    PayloadTooLarge,
+    Unprocessable,
+    VihubError,
+    problem_response,
+)
 
 log = logging.getLogger("vihub.api")
 
@@ -95,6 +110,97 @@ def check_json_text(body: bytes, *, max_depth: int, max_values: int | None, poin
         )
 
 
+# A JSON escape that decodes to NUL or to a UTF-16 surrogate (paired or not: pairs are
+# told apart after parsing), a UTF-8-encoded surrogate (ED A0..BF: Python's json decodes
+# bytes with "surrogatepass"), and an integer too long for Python's int() (sys.int_info.
+# str_digits_check_threshold is 640, the default limit 4300; anything over 19 digits is
+# beyond int64 anyway). Either one found (cheaply, on the bytes) makes the text be parsed
+# once here to name the member; a false positive (inside a string, a valid pair) only
+# costs that parse.
+_SUSPECT_ESCAPE = re.compile(rb"\\u(?:0000|[dD][89a-fA-F][0-9a-fA-F]{2})|\xed[\xa0-\xbf]")
+_LONG_INTEGER = re.compile(rb"(?<![0-9])[0-9]{640}")  # from a run's start only: linear
+_BAD_CHARS = re.compile("[\x00\ud800-\udfff]")
+
+
+class _LongInteger(int):
+    """Stands in for an integer literal too long to convert (never compared by value)."""
+
+
+def _parse_int(text: str) -> int:
+    return int(text) if len(text) < 640 else _LongInteger(0)
+
+
+def check_json_strings(body: bytes, *, pointer: str = "") -> None:
+    """Refuse a JSON text holding a string (a key or a value, anywhere: model sources too)
+    with NUL or a lone UTF-16 surrogate (``422 validation-error`` with the member's
+    pointer), or an integer literal of 640+ digits (``422 invalid-data``, beyond int64).
+
+    NUL is refused because Postgres text and JSONB cannot store it (and Python source
+    cannot hold it); a lone surrogate is not Unicode, so it cannot be stored as UTF-8 nor
+    echoed back. Invalid JSON passes: the parser that runs afterwards refuses it.
+    """
+    suspect_escape = _SUSPECT_ESCAPE.search(body) is not None
+    long_integer = _LONG_INTEGER.search(body) is not None
+    if not (suspect_escape or long_integer):
+        return
+    import json
+
+    try:
+        value = json.loads(body, parse_int=_parse_int)
+    except (ValueError, RecursionError):
+        return
+    found = find_bad_text(value, [])
+    if found is None:
+        return
+    pointer, what = pointer + found[0], found[1]
+    if what == "integer":
+        raise InvalidData(
+            f"{pointer or '(body)'}: an integer literal with 640 or more digits is beyond int64 "
+            f"[{-(2**63)}, {2**63 - 1}]; send it as a float if that is what it is.",
+            pointer=pointer,
+        )
+    detail = f"{what}; strings must be valid Unicode without NUL characters"
+    raise Unprocessable(f"{pointer or '(body)'}: {detail}", errors=[{"pointer": pointer, "detail": detail}])
+
+
+def bad_chars(text: str) -> str | None:
+    """What is wrong with ``text`` for storing it ("holds a NUL character ..."), or None."""
+    match = _BAD_CHARS.search(text)
+    if match is None:
+        return None
+    return "holds a NUL character (\\u0000)" if match.group() == "\x00" else \
+        f"holds a lone UTF-16 surrogate (\\u{ord(match.group()):04x})"
+
+
+def find_bad_text(value: Any, path: list[str] | None = None) -> tuple[str, str] | None:
+    """(pointer, what) of the first string (key or value) with NUL or a lone surrogate, or
+    over-long integer literal, in a parsed JSON value; depth-first; None if there is none."""
+    stack: list[tuple[Any, list[str]]] = [(value, path or [])]
+    while stack:
+        item, at = stack.pop()
+        if isinstance(item, str):
+            what = bad_chars(item)
+            if what is not None:
+                return _pointer(at), f"the string {what}"
+        elif isinstance(item, _LongInteger):
+            return _pointer(at), "integer"
+        elif isinstance(item, dict):
+            children = []
+            for key, child in item.items():
+                what = bad_chars(key)
+                if what is not None:
+                    return _pointer([*at, key]), f"the member name {what}"
+                children.append((child, [*at, key]))
+            stack.extend(reversed(children))
+        elif isinstance(item, list):
+            stack.extend(reversed([(child, [*at, str(i)]) for i, child in enumerate(item)]))
+    return None
+
+
+def _pointer(parts: list[str]) -> str:
+    return "".join("/" + p.replace("~", "~0").replace("/", "~1") for p in parts)
+
+
 def _is_json(scope: Scope) -> bool:
     for name, value in scope.get("headers", []):
         if name == b"content-type":
@@ -139,6 +245,7 @@ class JsonGuardMiddleware:
         if first is None and body:
             try:
                 check_json_text(body, max_depth=self.max_depth, max_values=self.max_values)
+                check_json_strings(body)
             except VihubError as exc:
                 await problem_response(exc.to_problem(scope.get("path")), exc.headers)(scope, receive, send)
                 return
@@ -154,6 +261,37 @@ class JsonGuardMiddleware:
             return await receive()
 
         await self.app(scope, replay, send)
+
+
+class UrlGuardMiddleware:
+    """``400 malformed-request`` for a NUL character in the URL path or query (raw or as
+    ``%00``) or in a header value, before any route sees it: no id, label or token holds
+    one, and Postgres cannot compare text with NUL (it raised -> 500)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            where = _nul_in_request(scope)
+            if where is not None:
+                problem = MalformedRequest(f"The {where} holds a NUL character (%00); it is never valid there.")
+                await problem_response(problem.to_problem(scope.get("path")))(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def _nul_in_request(scope: Scope) -> str | None:
+    raw_path = scope.get("raw_path") or b""
+    if "\x00" in scope.get("path", "") or b"\x00" in raw_path or b"%00" in raw_path:
+        return "URL path"
+    query = scope.get("query_string") or b""
+    if b"\x00" in query or b"%00" in query:
+        return "query string"
+    for _, value in scope.get("headers", ()):
+        if b"\x00" in value:
+            return "header"
+    return None
 
 
 class ErrorBoundaryMiddleware:

@@ -32,7 +32,12 @@ from typing import Any
 import numpy as np
 
 from api.errors import InvalidData, PayloadTooLarge, UnsupportedMediaType
-from api.hardening import MAX_JSON_DEPTH, check_json_text, json_value_limit
+from api.hardening import (
+    MAX_JSON_DEPTH,
+    check_json_strings,
+    check_json_text,
+    json_value_limit,
+)
 
 Arrays = dict[str, Any]  # name -> np.ndarray | int | float | bool
 
@@ -189,6 +194,7 @@ def from_upload(content: bytes, *, filename: str | None, content_type: str | Non
     if fmt == "json":
         check_json_text(content, max_depth=MAX_JSON_DEPTH, pointer=pointer,
                         max_values=None if limit is None else json_value_limit(limit))
+        check_json_strings(content, pointer=pointer)
         try:
             data = json.loads(content)
         except (ValueError, UnicodeDecodeError, RecursionError) as exc:
@@ -351,6 +357,7 @@ def _from_csv(content: bytes, limit: int | None) -> Arrays:
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
+    _check_utf8(content)
     batches = []
     decoded = 0
     try:
@@ -379,6 +386,33 @@ def _from_csv(content: bytes, limit: int | None) -> Arrays:
                 and float(np.abs(column).max()) >= 2.0**63:
             _refuse_big_csv_ints(content, name)
     return fields
+
+
+def _check_utf8(content: bytes) -> None:
+    """CSV text must be UTF-8 (pyarrow's reader assumes it; a name that is not raised
+    UnicodeDecodeError -> 500). Checked in 1 MiB slices, nothing kept."""
+    import codecs
+
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    position = 0
+    try:
+        for position in range(0, len(content), _CHUNK_BYTES):
+            decoder.decode(content[position:position + _CHUNK_BYTES])
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError as exc:
+        raise InvalidData(
+            f"The CSV file is not valid UTF-8 text (byte {position + exc.start}); save it as UTF-8.",
+            pointer="/file",
+        ) from None
+
+
+def _check_unique(names: list[str]) -> None:
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise InvalidData(f"Column {name!r} appears more than once; column names must be unique.",
+                              pointer=f"/file/{_escape(name)}")
+        seen.add(name)
 
 
 def _csv_rows(content: bytes) -> int:
@@ -424,6 +458,7 @@ def _from_parquet(content: bytes, limit: int | None) -> Arrays:
         raise InvalidData(f"The file is not readable Parquet: {exc}", pointer="/file") from exc
     if len(schema) > MAX_FIELDS:
         raise InvalidData(f"At most {MAX_FIELDS} fields (columns) are allowed.", pointer="/file")
+    _check_unique(schema.names)
     # Types from the footer, before reading a page: only numbers, booleans, lists of them.
     for field in schema:
         pointer = f"/file/{_escape(field.name)}"
@@ -514,6 +549,7 @@ def _from_arrow_table(table: Any) -> Arrays:
     """Each column becomes a field; a list column with equal-length lists becomes 2-D."""
     if table.num_columns > MAX_FIELDS:
         raise InvalidData(f"At most {MAX_FIELDS} fields (columns) are allowed.", pointer="/file")
+    _check_unique(table.column_names)
     out: Arrays = {}
     for name in table.column_names:
         pointer = f"/file/{_escape(name)}"

@@ -14,7 +14,14 @@ from starlette.requests import Request as StarletteRequest
 from api.datasets import service
 from api.datasets.schemas import DatasetCreate, DatasetList, DatasetOut
 from api.deps import CurrentTenant, RuntimeDep, SessionDep
-from api.errors import MalformedRequest, PayloadTooLarge, Unprocessable, UnsupportedMediaType, problem_responses
+from api.errors import (
+    MalformedRequest,
+    PayloadTooLarge,
+    Unprocessable,
+    UnsupportedMediaType,
+    problem_responses,
+)
+from api.hardening import bad_chars
 
 router = APIRouter(prefix="/datasets", tags=["datasets"])
 
@@ -110,6 +117,20 @@ def _parse_json_body(body: bytes) -> DatasetCreate:
                             errors=errors) from exc
 
 
+MAX_NAME_CHARS = 200  # datasets.name is String(200)
+
+
+def _check_form_text(text: str, pointer: str, *, max_chars: int | None) -> None:
+    what = bad_chars(text)
+    if what is None and max_chars is not None and len(text) > max_chars:
+        what = f"has {len(text)} characters; at most {max_chars} are accepted"
+    elif what is not None:
+        what = f"{what}; strings must be valid Unicode without NUL characters"
+    if what is not None:
+        detail = f"the {'name' if pointer == '/name' else 'file name'} {what}"
+        raise Unprocessable(f"{pointer}: {detail}", errors=[{"pointer": pointer, "detail": detail}])
+
+
 async def _multipart_file(request: Request, body: bytes, limit: int) -> tuple[bytes, str | None, str | None, str | None]:
     sent = False
 
@@ -132,6 +153,13 @@ async def _multipart_file(request: Request, body: bytes, limit: int) -> tuple[by
                                 errors=[{"pointer": "/file", "detail": "field required"}])
         content = await upload.read()
         name = form.get("name")
-        return content, upload.filename, upload.content_type, name if isinstance(name, str) and name else None
+        if isinstance(name, str):
+            _check_form_text(name, "/name", max_chars=MAX_NAME_CHARS)
+        filename = upload.filename
+        if filename:
+            # The file's name is the dataset's name when no name part is sent: stored too.
+            _check_form_text(filename, "/file", max_chars=None)
+            filename = filename[:MAX_NAME_CHARS]
+        return content, filename, upload.content_type, name if isinstance(name, str) and name else None
     finally:
         await form.close()

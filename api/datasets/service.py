@@ -13,7 +13,14 @@ from sqlalchemy.orm import Session
 from api.datasets import arrays
 from api.datasets.schemas import DatasetList, DatasetOut, FieldInfo
 from api.deps import TenantRef
-from api.errors import DatasetNotFound, InvalidData, QuotaExceeded, UnknownCatalogModel, Unprocessable
+from api.errors import (
+    DatasetNotFound,
+    InvalidData,
+    QuotaExceeded,
+    UnknownCatalogModel,
+    Unprocessable,
+)
+from api.ids import is_resource_id
 from store.arrays import decode_arrays, encode_arrays
 from store.models import Dataset
 from store.repositories.datasets import DatasetRepository
@@ -58,7 +65,7 @@ def get_dataset(session: Session, tenant: TenantRef, dataset_id: str) -> Dataset
 
 
 def _get(session: Session, tenant: TenantRef, dataset_id: str) -> Dataset:
-    dataset = DatasetRepository(session).get_for_tenant(tenant.id, dataset_id)
+    dataset = DatasetRepository(session).get_for_tenant(tenant.id, dataset_id) if is_resource_id(dataset_id) else None
     if dataset is None:
         raise DatasetNotFound(f"No dataset {dataset_id!r} in this account.", pointer="/data/dataset_id")
     return dataset

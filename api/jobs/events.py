@@ -24,6 +24,7 @@ from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 
 from api.errors import JobNotFound
+from api.ids import is_resource_id
 from store.job_states import is_final
 from store.repositories.jobs import JobRepository
 
@@ -34,7 +35,7 @@ def _snapshot(runtime: Any, tenant_id: str, job_id: str) -> dict[str, Any] | Non
     from api.jobs.service import job_out
 
     with runtime.sessionmaker() as session:
-        job = JobRepository(session).get_for_tenant(tenant_id, job_id)
+        job = JobRepository(session).get_for_tenant(tenant_id, job_id) if is_resource_id(job_id) else None
         return job_out(job).model_dump(mode="json") if job is not None else None
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Request, Response
@@ -108,7 +108,14 @@ def _aware(value: datetime | None, name: str) -> datetime | None:
     if value is not None and value.tzinfo is None:
         raise Unprocessable(f"{name} needs a timezone (e.g. 2026-01-01T00:00:00Z).",
                             errors=[{"parameter": name, "detail": "timezone required"}])
-    return value
+    if value is None:
+        return None
+    try:
+        # Compared in UTC: 9999-12-31T23:59:59-23:59 is past datetime.max there.
+        return value.astimezone(timezone.utc)
+    except OverflowError:
+        raise Unprocessable(f"{name} is outside the representable range once converted to UTC.",
+                            errors=[{"parameter": name, "detail": "out of range in UTC"}]) from None
 
 
 def _last_step(value: str | None) -> int | None:

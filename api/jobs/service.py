@@ -65,6 +65,7 @@ from api.errors import (
     VihubError,
     inference_problem,
 )
+from api.ids import is_resource_id
 from api.jobs.schemas import JobCreate, JobLinks, JobList, JobOut, Progress
 from api.webhooks.service import check_webhook_url
 from store.arrays import encode_arrays
@@ -469,6 +470,7 @@ def dry_run(runtime: Any, body: JobCreate, fields: dict[str, Any], tenant: Tenan
         ) from exc
     if outcome.get("ok"):
         report = outcome.get("report") or {}
+        _refuse_odd_text(report)
         failed = _report_failed(report)
         if failed:
             raise _validation_failed(failed, report)
@@ -480,6 +482,24 @@ def dry_run(runtime: Any, body: JobCreate, fields: dict[str, Any], tenant: Tenan
         last = (outcome.get("message") or "").strip().splitlines()[-1:] or ["unknown error"]
         raise _dry_run_failed(last[0])
     raise map_inference_error(outcome.get("error") or {}, body)
+
+
+def _refuse_odd_text(report: dict[str, Any]) -> None:
+    """A model can make strings the body never held (``"w\\ud800"`` in its source is plain
+    ASCII in JSON): site and parameter names, printed lines. One with NUL or a lone
+    surrogate could be neither stored (Postgres, UTF-8) nor sent back, so the job is
+    refused here, before it is queued (422 dry-run-failed, ``report_pointer`` says where)."""
+    from api.hardening import find_bad_text
+
+    found = find_bad_text(report)
+    if found is not None:
+        where, what = found
+        exc = _dry_run_failed(
+            f"The dry run produced text that is not valid Unicode or holds NUL ({what} at {where} of the "
+            "validation report: a site or parameter name, a printed line, a message); use plain text."
+        )
+        exc.extra["report_pointer"] = where
+        raise exc
 
 
 def _timeout_detail(runtime: Any) -> str:
@@ -535,7 +555,7 @@ def _data_pointer(body: JobCreate) -> str | None:
 
 
 def get_job(session: Session, tenant: TenantRef, job_id: str) -> Job:
-    job = JobRepository(session).get_for_tenant(tenant.id, job_id)
+    job = JobRepository(session).get_for_tenant(tenant.id, job_id) if is_resource_id(job_id) else None
     if job is None:
         # Another tenant's job is indistinguishable from a missing one.
         raise JobNotFound(f"No job {job_id!r} in this account.")

@@ -67,9 +67,10 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from sqlalchemy import and_, func, literal, or_, select, update
@@ -131,14 +132,25 @@ def encode_page_token(created_at: datetime, job_id: str) -> str:
 
 
 def decode_page_token(token: str) -> tuple[datetime, str]:
+    """``(created_at in UTC, job id)`` of a token; anything else raises ``InvalidPageToken``.
+
+    Tokens are not signed (they only carry a position in the tenant's own list), so a
+    forged one must decode to exactly what ``encode_page_token`` makes: a two-item list of
+    an aware ISO timestamp (representable in UTC) and a canonical UUID -- never a value
+    the database could choke on (NUL, lone surrogates, out-of-range datetimes).
+    """
     try:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-        created_at_s, job_id = json.loads(raw)
-        created_at = datetime.fromisoformat(created_at_s)
-        if created_at.tzinfo is None or not isinstance(job_id, str):
+        decoded = json.loads(raw)
+        if not isinstance(decoded, list) or len(decoded) != 2 \
+                or not all(isinstance(item, str) for item in decoded):
             raise ValueError("bad token")
-        return created_at, job_id
-    except (binascii.Error, ValueError, TypeError, UnicodeDecodeError) as exc:
+        created_at_s, job_id = decoded
+        created_at = datetime.fromisoformat(created_at_s)
+        if created_at.tzinfo is None or len(job_id) != 36 or str(uuid.UUID(job_id)) != job_id:
+            raise ValueError("bad token")
+        return created_at.astimezone(timezone.utc), job_id
+    except (binascii.Error, ValueError, TypeError, UnicodeDecodeError, OverflowError, RecursionError) as exc:
         raise InvalidPageToken("invalid page token") from exc
 
 

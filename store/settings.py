@@ -120,6 +120,10 @@ class ApiSettings(BaseModel):
     # Trial runs one tenant may have in flight per API process; more answer 429 at once,
     # so one tenant cannot hold every slot while others wait (keep it below dry_run_workers).
     dry_run_per_tenant: int = Field(1, ge=1, le=64)
+    # A submission whose tenant, model, guide, inference settings (but steps/seed) and data
+    # shapes passed a dry run within the TTL is not traced again; 0 turns the cache off.
+    dry_run_cache_entries: int = Field(1000, ge=0)
+    dry_run_cache_ttl_s: float = Field(3600.0, ge=0)
     dry_run_time_limit_s: float = Field(20.0, gt=0)
     # A submit waiting longer than this for a free dry-run process gets a 503.
     dry_run_queue_wait_s: float = Field(30.0, gt=0)

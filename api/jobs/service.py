@@ -36,6 +36,7 @@ import threading
 import time
 import uuid
 import weakref
+from collections import OrderedDict
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
@@ -185,16 +186,87 @@ async def run_dry_run(runtime: Any, body: JobCreate, fields: dict[str, Any],
     """``dry_run`` on its own executor, bounded by the pool's queue wait + time limit
     (a 503 when the wait for a free dry-run process is longer)."""
     pool = runtime.dry_runs
+    cache = _dry_run_cache(runtime)
+    key = dry_run_key(tenant, body, fields)
+    cached = cache.get(key)
+    if cached is not None:
+        return cached
     bound = float(getattr(pool, "time_limit_s", 20.0)) + float(getattr(pool, "queue_wait_s", 30.0))
     async with _tenant_turn(runtime, tenant):
         future = asyncio.get_running_loop().run_in_executor(_dry_run_executor(runtime), dry_run, runtime, body,
                                                             fields, tenant)
         try:
-            return await asyncio.wait_for(future, timeout=bound)
+            report = await asyncio.wait_for(future, timeout=bound)
         except asyncio.TimeoutError as exc:
             raise ServiceUnavailable(
                 "The trial-run pool is busy; retry shortly.", headers={"Retry-After": "5"}
             ) from exc
+    cache.put(key, report)
+    return report
+
+
+def dry_run_key(tenant: TenantRef | None, body: JobCreate, fields: dict[str, Any]) -> str:
+    """What a passed dry run depends on: the tenant, everything in the spec but the run's
+    length and outputs, and the data's schema (names, shapes, dtypes) — not its values.
+
+    A job that differs only in ``steps``, ``seed``, outputs, labels or webhook, on data of
+    the same shape, is not traced again (the usual resubmission: more steps, another seed).
+    Data-dependent failures that the shapes do not show surface in the worker instead, as
+    a failed job with the same problem.
+    """
+    spec = body.spec().model_dump(mode="json")
+    inference_part = {k: v for k, v in (spec.get("inference") or {}).items()
+                      if k not in ("steps", "seed", "progress_every_steps", "progress_every_s",
+                                   "checkpoint_every_s")}
+    schema = {name: [list(getattr(v, "shape", ())), str(getattr(v, "dtype", type(v).__name__))]
+              for name, v in sorted(fields.items())}
+    canonical = json.dumps({"tenant": None if tenant is None else tenant.id, "model": spec.get("model"),
+                            "guide": spec.get("guide"), "inference": inference_part, "data": schema},
+                           sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+class DryRunCache:
+    """Passed dry-run reports by ``dry_run_key``: bounded (LRU) and short-lived (TTL)."""
+
+    def __init__(self, max_entries: int, ttl_s: float) -> None:
+        self.max_entries, self.ttl_s = max_entries, ttl_s
+        self._entries: OrderedDict[str, tuple[float, dict[str, Any]]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        with self._lock:
+            hit = self._entries.get(key)
+            if hit is None or time.monotonic() - hit[0] > self.ttl_s:
+                self._entries.pop(key, None)
+                return None
+            self._entries.move_to_end(key)
+            return hit[1]
+
+    def put(self, key: str, report: dict[str, Any]) -> None:
+        if self.max_entries <= 0 or self.ttl_s <= 0:
+            return
+        with self._lock:
+            self._entries[key] = (time.monotonic(), report)
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)
+
+
+_DRY_RUN_CACHE = "_vihub_dry_run_cache"
+
+
+def _dry_run_cache(runtime: Any) -> DryRunCache:
+    cache = getattr(runtime, _DRY_RUN_CACHE, None)
+    if cache is None:
+        with _executor_lock:
+            cache = getattr(runtime, _DRY_RUN_CACHE, None)
+            if cache is None:
+                api = getattr(runtime.settings, "api", None)
+                cache = DryRunCache(int(getattr(api, "dry_run_cache_entries", 1000)),
+                                    float(getattr(api, "dry_run_cache_ttl_s", 3600.0)))
+                setattr(runtime, _DRY_RUN_CACHE, cache)
+    return cache
 
 
 _TENANT_GATES = "_vihub_dry_run_tenant_gates"

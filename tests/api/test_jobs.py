@@ -431,3 +431,35 @@ def test_log_probs_netcdf_keeps_only_per_draw_arrays():
     dataset = xr.open_dataset(io.BytesIO(blob), engine="h5netcdf", group="log_likelihood")
     assert set(dataset.data_vars) == {"log_joint", "model_sites.obs", "pointwise.obs"}
     assert dataset["pointwise.obs"].dims[:2] == ("chain", "draw") and dataset.sizes["draw"] == 30
+
+
+def test_a_resubmission_with_more_steps_is_not_traced_again(api, headers, make_job):
+    """The dry-run cache: same tenant, model, guide and data shapes -> no second trial run;
+    another tenant, another model or other data shapes -> traced again."""
+    runtime = api.runtime
+    calls = []
+    original = runtime.dry_runs.run
+
+    def counting(fn, *args, **kwargs):
+        calls.append(fn.__name__)
+        return original(fn, *args, **kwargs)
+
+    runtime.dry_runs.run = counting
+    try:
+        body = make_job(steps=11)
+        body["model"]["source"] += "\n# cache probe\n"
+        assert api.client.post("/v1/jobs", headers=headers, json=body).status_code == 202
+        assert len(calls) == 1
+        again = dict(body, inference={**body["inference"], "steps": 12, "seed": 7})
+        assert api.client.post("/v1/jobs", headers=headers, json=again).status_code == 202
+        assert len(calls) == 1  # cached
+        _, other_key = api.new_tenant()
+        assert api.client.post("/v1/jobs", headers={"Authorization": f"Bearer {other_key}"},
+                               json=body).status_code == 202
+        assert len(calls) == 2  # per tenant
+        reshaped = dict(body, data={"inline": {k: list(v) * 2 if isinstance(v, list) else v
+                                               for k, v in body["data"]["inline"].items()}})
+        assert api.client.post("/v1/jobs", headers=headers, json=reshaped).status_code == 202
+        assert len(calls) == 3  # other data shapes
+    finally:
+        runtime.dry_runs.run = original

@@ -47,14 +47,12 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from api import dryrun
-from api.datasets import arrays as dataset_arrays
 from api.datasets import service as datasets_service
 from api.deps import TenantRef
 from api.errors import (
     Conflict,
     DryRunTimeout,
     IdempotencyKeyReused,
-    InvalidData,
     InvalidPageToken,
     JobNotCancellable,
     JobNotFound,
@@ -69,7 +67,6 @@ from api.errors import (
 from api.ids import is_resource_id
 from api.jobs.schemas import JobCreate, JobLinks, JobList, JobOut, Progress
 from api.webhooks.service import check_webhook_url
-from store.arrays import encode_arrays
 from store.job_states import FINAL_STATES, JobState
 from store.models import Job, utcnow
 from store.repositories.datasets import DatasetRepository
@@ -149,7 +146,7 @@ async def _submit(runtime: Any, tenant: TenantRef, body: JobCreate, key: str | N
     fields, dataset_id = await run_in_threadpool(_resolve_data, runtime, tenant, body)
     await run_in_threadpool(_precheck_concurrency, runtime, tenant)
     await run_dry_run(runtime, body, fields, tenant)
-    encoded = None if dataset_id is not None else await run_in_threadpool(_encode_inline, settings, fields)
+    encoded = None if dataset_id is not None else await run_in_threadpool(datasets_service.encode_fields, settings, fields)
     return await run_in_threadpool(_write_job, runtime, tenant, body, encoded, dataset_id, key, token, fingerprint)
 
 
@@ -187,7 +184,7 @@ async def run_dry_run(runtime: Any, body: JobCreate, fields: dict[str, Any],
     (a 503 when the wait for a free dry-run process is longer)."""
     pool = runtime.dry_runs
     cache = _dry_run_cache(runtime)
-    key = dry_run_key(tenant, body, fields)
+    key = dry_run_key(tenant, body, fields, runtime.settings.limits.model_dump())
     cached = cache.get(key)
     if cached is not None:
         return cached
@@ -205,9 +202,11 @@ async def run_dry_run(runtime: Any, body: JobCreate, fields: dict[str, Any],
     return report
 
 
-def dry_run_key(tenant: TenantRef | None, body: JobCreate, fields: dict[str, Any]) -> str:
+def dry_run_key(tenant: TenantRef | None, body: JobCreate, fields: dict[str, Any],
+                limits: dict[str, Any]) -> str:
     """What a passed dry run depends on: the tenant, everything in the spec but the run's
-    length and outputs, and the data's schema (names, shapes, dtypes) — not its values.
+    length and outputs, the data's schema (names, shapes, dtypes) — not its values — and
+    the operator's language limits it was checked under.
 
     A job that differs only in ``steps``, ``seed``, outputs, labels or webhook, on data of
     the same shape, is not traced again (the usual resubmission: more steps, another seed).
@@ -221,7 +220,8 @@ def dry_run_key(tenant: TenantRef | None, body: JobCreate, fields: dict[str, Any
     schema = {name: [list(getattr(v, "shape", ())), str(getattr(v, "dtype", type(v).__name__))]
               for name, v in sorted(fields.items())}
     canonical = json.dumps({"tenant": None if tenant is None else tenant.id, "model": spec.get("model"),
-                            "guide": spec.get("guide"), "inference": inference_part, "data": schema},
+                            "guide": spec.get("guide"), "inference": inference_part, "data": schema,
+                            "limits": limits},
                            sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()
 
@@ -309,17 +309,6 @@ def _precheck_concurrency(runtime: Any, tenant: TenantRef) -> None:
     # Fail fast before the dry run; the guarded UPDATE in _write_job is what enforces it.
     with runtime.sessionmaker() as session:
         check_concurrency(JobRepository(session), runtime.settings, tenant)
-
-
-def _encode_inline(settings: Any, fields: dict[str, Any]) -> Any:
-    if not fields:
-        raise InvalidData("The dataset has no fields.", pointer="/data")
-    size = dataset_arrays.nbytes(fields)
-    limit = settings.quotas.max_dataset_bytes
-    if size > limit:
-        raise QuotaExceeded(f"The data holds {size} bytes of arrays; the limit is {limit}.",
-                            pointer="/data", limit=limit)
-    return encode_arrays(fields)
 
 
 def _write_job(runtime: Any, tenant: TenantRef, body: JobCreate, encoded: Any, dataset_id: str | None,

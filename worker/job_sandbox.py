@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -42,10 +43,10 @@ class _ChannelCallbacks:
 
     def on_progress(self, progress: Any) -> None:
         self.channel.send({"op": "progress", "progress": {
-            "step": int(progress.step), "steps": int(progress.steps), "loss": _number(progress.loss),
-            "smoothed_loss": _number(progress.smoothed_loss), "steps_per_s": _number(progress.steps_per_s),
-            "eta_s": _number(progress.eta_s),
-            "new_losses": [[int(step), _number(value)] for step, value in progress.new_losses],
+            "step": int(progress.step), "steps": int(progress.steps), "loss": finite(progress.loss),
+            "smoothed_loss": finite(progress.smoothed_loss), "steps_per_s": finite(progress.steps_per_s),
+            "eta_s": finite(progress.eta_s),
+            "new_losses": [[int(step), finite(value)] for step, value in progress.new_losses],
         }})
 
     def should_cancel(self) -> bool:
@@ -67,15 +68,13 @@ class _ChannelCallbacks:
                             on_checkpoint=self.on_checkpoint)
 
 
-def _number(value: Any) -> float | None:
-    """JSON has no NaN/inf: they travel as strings and are read back by the supervisor."""
+def finite(value: Any) -> float | None:
+    """``value`` as a float, or None when it is not a finite number (JSON has no NaN/inf)."""
     try:
         value = float(value)
     except (TypeError, ValueError):
         return None
-    if value != value or value in (float("inf"), float("-inf")):
-        return None
-    return value
+    return value if math.isfinite(value) else None
 
 
 def run_fit(channel: Channel, payload: dict[str, Any]) -> None:
@@ -116,7 +115,7 @@ def run_fit(channel: Channel, payload: dict[str, Any]) -> None:
         channel.send({"final": True, "op": "failed", "kind": exc.kind, "message": exc.message,
                       "error": _jsonable(exc.to_dict())})
         return
-    channel.send({"final": True, "op": "succeeded", "loss": [_number(v) for v in result.loss]}, artifacts)
+    channel.send({"final": True, "op": "succeeded", "loss": [finite(v) for v in result.loss]}, artifacts)
 
 
 def serialize(result: Any) -> dict[str, bytes]:
@@ -147,7 +146,7 @@ def _jsonable(value: Any) -> Any:
     if value is None or isinstance(value, (bool, int, str)):
         return value
     if isinstance(value, float):
-        return _number(value)
+        return finite(value)
     if isinstance(value, dict):
         return {str(k): _jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple, set)):

@@ -14,7 +14,9 @@ The steps, and why:
    (an earlier attempt died), it is passed to the engine as ``resume_from`` and loss
    points after its step are deleted; without a checkpoint the curve is cleared. Either
    way the stored curve is rebuilt from one consistent trajectory.
-3. **Fit**. Callbacks: ``on_progress`` buffers the engine's ``new_losses`` and writes
+3. **Fit** in a fresh sandboxed process (``worker.job_sandbox`` via ``inference.sandbox``,
+   under ``settings.sandbox`` limits); this process never runs user code, it relays what
+   the sandbox reports. ``on_progress`` buffers the engine's ``new_losses`` and writes
    progress + loss points at most every ``worker.progress_every_s`` (and at the last
    step); ``should_cancel`` re-reads ``cancel_requested`` at that cadence, and also stops
    the run when the lease was lost or ``quotas.max_run_seconds`` is exceeded;
@@ -28,8 +30,9 @@ The steps, and why:
    ``InferenceError`` becomes ``failed`` with a problem+json error from its ``kind``;
    ``FitCancelled`` becomes ``cancelled``; anything else is logged with its traceback
    and either released to ``queued`` for another attempt (attempts left) or ``failed``
-   with ``internal-error``. Every final write is guarded by this worker's lease: a worker
-   whose job was reclaimed writes nothing.
+   with ``internal-error``; a breached OS limit is ``failed`` with ``resource-limit``,
+   never retried. Every final write is guarded by this worker's lease (a worker whose
+   job was reclaimed writes nothing) and retried on a transient database error.
 
 Loss points use ``ON CONFLICT DO UPDATE``: after a resume the engine restores its loss
 history up to the checkpoint step and reports only later steps, which overwrite any
@@ -41,7 +44,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import socket
 import threading
@@ -68,7 +70,7 @@ from store.repositories.jobs import LeaseLost
 from store.settings import Settings, get_settings
 from worker.hooks import on_job_finished
 from inference.sandbox import add_preload
-from worker.job_sandbox import FIT_CANCELLED_KIND
+from worker.job_sandbox import FIT_CANCELLED_KIND, finite
 
 log = logging.getLogger("vihub.worker")
 
@@ -80,25 +82,6 @@ def make_worker_id() -> str:
     """``host:pid:nonce`` — unique per attempt; the pid lets operators (and the SIGKILL
     test) find the process that holds a job."""
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-
-
-def _finite(value: Any) -> float | None:
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        return None
-    return value if math.isfinite(value) else None
-
-
-def _progress_dict(progress: Any) -> dict[str, Any]:
-    return {
-        "step": int(progress.step),
-        "steps": int(progress.steps),
-        "loss": _finite(progress.loss),
-        "smoothed_loss": _finite(progress.smoothed_loss),
-        "steps_per_s": _finite(progress.steps_per_s),
-        "eta_s": _finite(progress.eta_s),
-    }
 
 
 class _Heartbeat(threading.Thread):
@@ -136,7 +119,8 @@ class _Heartbeat(threading.Thread):
 
 
 class _StoreCallbacks:
-    """The engine's callbacks, wired to the store with the worker's cadence."""
+    """What the sandboxed fit reports (progress, "should I stop?", checkpoints), written
+    to the store at the worker's cadence."""
 
     def __init__(self, runner: JobRunner, heartbeat: _Heartbeat, attempt: int) -> None:
         self.runner = runner
@@ -160,11 +144,17 @@ class _StoreCallbacks:
     # buffered for the next write, and if the outage lasts the lease expires and the job
     # is handed over (this worker's final write is then refused).
 
-    def on_progress(self, progress: Any) -> None:
-        self.pending.extend(progress.new_losses)
-        self.last_progress = _progress_dict(progress)
+    def on_progress(self, report: dict[str, Any]) -> None:
+        """A progress report relayed by the sandbox (``worker.job_sandbox``), re-checked:
+        the supervisor trusts nothing the child sends."""
+        for item in report.get("new_losses") or []:
+            if isinstance(item, (list, tuple)) and len(item) == 2:
+                self.pending.append((int(item[0]), finite(item[1])))
+        step, steps = int(report.get("step") or 0), int(report.get("steps") or 0)
+        self.last_progress = {"step": step, "steps": steps,
+                              **{k: finite(report.get(k)) for k in ("loss", "smoothed_loss", "steps_per_s", "eta_s")}}
         now = time.monotonic()
-        if now - self.last_write >= self.write_every_s or progress.step >= progress.steps:
+        if now - self.last_write >= self.write_every_s or step >= steps:
             try:
                 self.flush()
             except SQLAlchemyError:
@@ -233,15 +223,6 @@ class _StoreCallbacks:
         """The first ``written`` pending points are in the store now."""
         del self.pending[:written]
         self.last_write = time.monotonic()
-
-    def as_fit_callbacks(self) -> Any:
-        from inference import FitCallbacks
-
-        return FitCallbacks(
-            on_progress=self.on_progress,
-            should_cancel=self.should_cancel,
-            on_checkpoint=self.on_checkpoint,
-        )
 
 
 class JobRunner:
@@ -398,7 +379,7 @@ class JobRunner:
                watch: _SandboxWatch) -> None:
         op = header.get("op")
         if op == "progress":
-            callbacks.on_progress(_ProgressReport.from_message(header.get("progress") or {}))
+            callbacks.on_progress(header.get("progress") or {})
         elif op == "should-cancel":
             watch.asked()
             box.reply({"cancel": callbacks.should_cancel()})
@@ -424,7 +405,7 @@ class JobRunner:
             if ArtifactKind.RESULT_JSON not in artifacts:
                 return self._internal_error(RuntimeError("the sandbox sent no result"), heartbeat, attempt,
                                             max_attempts, queue)
-            return self._succeed([_finite(v) for v in header.get("loss") or []], artifacts, callbacks)
+            return self._succeed([finite(v) for v in header.get("loss") or []], artifacts, callbacks)
         if op == "failed":
             kind = str(header.get("kind") or "inference-error")
             if kind == FIT_CANCELLED_KIND:
@@ -624,24 +605,6 @@ def _resource_limit_problem(error: dict[str, Any]) -> dict[str, Any]:
     """The job's problem for a breached OS limit: which limit, and its configured value."""
     extra = {k: v for k, v in error.items() if k not in ("kind", "message")}
     return problems.problem(problems.RESOURCE_LIMIT, "Resource limit exceeded", error.get("message"), **extra)
-
-
-class _ProgressReport:
-    """The engine's ``Progress`` as relayed by the sandbox (attributes the callbacks read)."""
-
-    def __init__(self, step: int, steps: int, loss: Any, smoothed_loss: Any, steps_per_s: Any, eta_s: Any,
-                 new_losses: list[tuple[int, float | None]]) -> None:
-        self.step, self.steps, self.loss, self.smoothed_loss = step, steps, loss, smoothed_loss
-        self.steps_per_s, self.eta_s, self.new_losses = steps_per_s, eta_s, new_losses
-
-    @classmethod
-    def from_message(cls, data: dict[str, Any]) -> _ProgressReport:
-        pairs = []
-        for item in data.get("new_losses") or []:
-            if isinstance(item, (list, tuple)) and len(item) == 2:
-                pairs.append((int(item[0]), _finite(item[1])))
-        return cls(int(data.get("step") or 0), int(data.get("steps") or 0), data.get("loss"),
-                   data.get("smoothed_loss"), data.get("steps_per_s"), data.get("eta_s"), pairs)
 
 
 class _SandboxWatch:

@@ -45,8 +45,8 @@ def store_fields(session: Session, settings: Any, tenant: TenantRef, fields: dic
     return store_fields_created(session, settings, tenant, fields, fmt=fmt, name=name)[0]
 
 
-def store_fields_created(session: Session, settings: Any, tenant: TenantRef, fields: dict[str, Any], *,
-                         fmt: str, name: str | None) -> tuple[Dataset, bool]:
+def encode_fields(settings: Any, fields: dict[str, Any]) -> Any:
+    """The canonical NPZ of ``fields``, after the emptiness and dataset-size checks."""
     if not fields:
         raise InvalidData("The dataset has no fields.", pointer="/data")
     size = arrays.nbytes(fields)
@@ -54,7 +54,12 @@ def store_fields_created(session: Session, settings: Any, tenant: TenantRef, fie
     if size > limit:
         raise QuotaExceeded(f"The data holds {size} bytes of arrays; the limit is {limit}.",
                             pointer="/data", limit=limit)
-    encoded = encode_arrays(fields)
+    return encode_arrays(fields)
+
+
+def store_fields_created(session: Session, settings: Any, tenant: TenantRef, fields: dict[str, Any], *,
+                         fmt: str, name: str | None) -> tuple[Dataset, bool]:
+    encoded = encode_fields(settings, fields)
     return DatasetRepository(session).get_or_create(
         tenant.id, encoded.sha256, encoded.content, encoded.fields, fmt, name=name
     )

@@ -35,6 +35,7 @@ from .whitelists import (
     MATH,
     NN_MODULES,
     POUTINE_HANDLERS,
+    TORCH_COMBINING,
     TORCH_CONCATENATING,
     TORCH_ELEMENTWISE,
     TORCH_LINALG,
@@ -69,27 +70,8 @@ def _build_torch() -> dict[str, Any]:
     members: dict[str, Any] = {}
     members.update(_guarded_functions(torch, TORCH_ELEMENTWISE, ""))
     members.update(_guarded_functions(torch, TORCH_REDUCE_SHAPE, ""))
-    members.update(
-        _guarded_functions(
-            torch,
-            [
-                "matmul",
-                "mm",
-                "bmm",
-                "outer",
-                "ger",
-                "kron",
-                "einsum",
-                "cdist",
-                "tensordot",
-                "broadcast_tensors",
-                "chain_matmul",
-                "addmm",
-                "baddbmm",
-            ],
-            "",
-        )
-    )
+    # broadcast_to and block_diag are replaced by their own guards below.
+    members.update(_guarded_functions(torch, TORCH_COMBINING, ""))
     members.update(_pick(torch, TORCH_VALUES))
     members["Size"] = named(guards.torch_size, "Size")
     members.pop("special", None)

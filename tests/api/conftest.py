@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from job_bodies import linear_job
 
 TEST_QUOTAS = {
     "max_steps": 5000,
@@ -152,31 +153,6 @@ def problem() -> Callable[..., dict[str, Any]]:
         return body
 
     return check
-
-
-# Tiny models: they trace in milliseconds.
-LINEAR_SOURCE = '''
-import pyro
-import pyro.distributions as dist
-
-def model(x, y=None):
-    w = pyro.sample("w", dist.Normal(0.0, 1.0))
-    b = pyro.sample("b", dist.Normal(0.0, 1.0))
-    with pyro.plate("data", x.shape[0]):
-        pyro.sample("obs", dist.Normal(w * x + b, 1.0), obs=y)
-'''
-
-
-def linear_job(steps: int = 10, **extra: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "model": {"source": LINEAR_SOURCE},
-        "guide": {"auto": "AutoNormal"},
-        "data": {"inline": {"x": [0.0, 1.0, 2.0, 3.0], "y": [0.1, 1.1, 1.9, 3.2]}},
-        "inference": {"steps": steps, "seed": 1},
-        "outputs": {"num_samples": 10},
-    }
-    body.update(extra)
-    return body
 
 
 @pytest.fixture

@@ -24,34 +24,12 @@ from typing import Any
 
 import httpx
 import pytest
-
+from job_bodies import linear_job as job_body
 from live_servers import ApiServer, PrivatePostgres, count_jobs, make_tenant_key
 
 pytestmark = pytest.mark.integration
 
 MAX_CONCURRENT_JOBS = 8
-LINEAR_SOURCE = '''
-import pyro
-import pyro.distributions as dist
-
-def model(x, y=None):
-    w = pyro.sample("w", dist.Normal(0.0, 1.0))
-    b = pyro.sample("b", dist.Normal(0.0, 1.0))
-    with pyro.plate("data", x.shape[0]):
-        pyro.sample("obs", dist.Normal(w * x + b, 1.0), obs=y)
-'''
-
-
-def job_body(steps: int = 10) -> dict[str, Any]:
-    return {
-        "model": {"source": LINEAR_SOURCE},
-        "guide": {"auto": "AutoNormal"},
-        "data": {"inline": {"x": [0.0, 1.0, 2.0, 3.0], "y": [0.1, 1.1, 1.9, 3.2]}},
-        "inference": {"steps": steps, "seed": 1},
-        "outputs": {"num_samples": 10},
-    }
-
-
 def server_env(database_url: str, home: Path, **extra: str) -> dict[str, str]:
     return {
         "VIHUB_DATABASE_URL": database_url,

@@ -4,17 +4,15 @@ server in a subprocess (its peak RSS is read from /proc/<pid>/status)."""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from fastapi.testclient import TestClient
+from live_deploy import free_port, wait_healthy
 
 HERE = Path(__file__).parent
 REPO = HERE.parent.parent
@@ -128,40 +126,19 @@ class Server:
         return self._status()["VmHWM"]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     if not Path("/proc/self/clear_refs").exists():
         pytest.skip("needs Linux /proc")
     home = tmp_path_factory.mktemp("sec-server")
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     log_path = home / "server.log"
     log_file = log_path.open("wb")
     process = subprocess.Popen([sys.executable, str(HERE / "serve_app.py"), str(home), str(port)],
                                cwd=REPO, env=env, stdout=log_file, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"server exited: {log_path.read_text()[-3000:]}")
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("server did not start")
-            time.sleep(0.1)
-        # Commit the default tenant first: api.deps caches it even when the request that
-        # created it rolled back (a 413 as the first request of an embedded server would
-        # leave a cached tenant id that is not in the database for auth_cache_ttl_s).
-        assert httpx.get(f"http://127.0.0.1:{port}/v1/datasets", timeout=10).status_code == 200
+        wait_healthy(process, f"http://127.0.0.1:{port}", log_path, timeout=60)
         yield Server(process, port, log_path)
     finally:
         process.terminate()

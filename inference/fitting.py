@@ -39,7 +39,7 @@ from inference.engine.errors import (
     ValidationFailed,
 )
 from inference.engine.guides import build_guide
-from inference.engine.loop import FitCallbacks, Progress, device_scope, resolve_device, run_svi
+from inference.engine.loop import FitCallbacks, Progress, SVIRun, device_scope, resolve_device, run_svi
 from inference.engine.validation import ValidationMessage, ValidationReport, run_validation
 from inference.errors import InferenceError
 from inference.language import Limits
@@ -59,6 +59,8 @@ __all__ = [
     "FitCancelled",
     "FitFailed",
     "ValidationReport",
+    "Diagnostics",
+    "RunMeta",
 ]
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -187,105 +189,190 @@ def fit(
         return _train_and_collect(spec, job, report, callbacks, resume_from, t0)
 
 
-def _train_and_collect(spec, job, report, callbacks, resume_from, t0):
+@dataclass
+class Diagnostics:
+    """``FitResult.diagnostics``: how far to trust the fit (``to_dict`` is the JSON form).
+
+    A non-finite loss or gradient ends the fit with ``NonFiniteLoss`` (step, params,
+    sites), so a finished fit has no NaN events to list.
+    """
+
+    k_hat: float | None
+    k_hat_reading: str
+    k_hat_note: str | None
+    importance_ess: float | None
+    warnings: list[dict[str, Any]]
+    converged: bool
+    stopped_early: bool
+    validation: dict[str, Any] | None
+    jit: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class RunMeta:
+    """``FitResult.meta``: enough to reproduce the fit (``to_dict`` is the JSON form)."""
+
+    versions: dict[str, str]
+    device: str
+    seed: int
+    settings: dict[str, Any]
+    effective: dict[str, Any]
+    steps_requested: int
+    steps_done: int
+    resumed_from_step: int | None
+    train_s: float
+    wall_s: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class Collected:
+    """What is read off the trained guide: params, ELBO terms, draws, log-probs, k-hat."""
+
+    guide_params: dict[str, dict]
+    model_params: dict[str, dict]
+    elbo_terms: list[dict[str, Any]]
+    samples: dict[str, np.ndarray]
+    predictive: dict[str, np.ndarray]
+    summary: dict[str, dict]
+    log_probs: dict[str, Any]
+    importance: dict[str, Any]
+    param_store_state: bytes
+
+
+def _max_plate_nesting(spec: JobSpec, job: PreparedJob, report: ValidationReport | None) -> int:
+    inf = spec.inference
+    if inf.elbo.max_plate_nesting is not None:
+        return inf.elbo.max_plate_nesting
+    if report is not None:
+        return int(report.info["max_plate_nesting"])
+    seed_all(inf.seed)
+    return infer_max_plate_nesting(job.model, None, job.kwargs)
+
+
+def _elbo_terms_fn(spec: JobSpec, job: PreparedJob, guide: Callable, mpn: int) -> Callable[[], dict]:
     from inference import results
 
+    analytic_kl = base_name(spec.inference.elbo.name) == "TraceMeanField_ELBO"
+
+    def elbo_terms() -> dict[str, Any]:
+        return _plain(results.estimate_elbo_terms(
+            job.model, guide, job.kwargs, num_particles=spec.outputs.elbo_terms_particles,
+            max_plate_nesting=mpn, analytic_kl=analytic_kl))
+
+    return elbo_terms
+
+
+def _train(spec: JobSpec, job: PreparedJob, guide: Callable, mpn: int,
+           callbacks: FitCallbacks | None, resume_from: bytes | None) -> SVIRun:
     inf, out = spec.inference, spec.outputs
+    hooks = {}
+    if out.elbo_terms_every > 0:
+        elbo_terms = _elbo_terms_fn(spec, job, guide, mpn)
+        hooks["elbo_terms"] = (out.elbo_terms_every, lambda step: elbo_terms())
+    return run_svi(
+        job.model, guide, job.kwargs, inf, callbacks=callbacks, resume_from=resume_from,
+        grad_norms_every=out.grad_norms_every, hooks=hooks, max_plate_nesting=mpn,
+        fingerprint={"seed": inf.seed, "guide": spec.guide.model_dump(mode="json"),
+                     "elbo": inf.elbo.name},
+    )
+
+
+def _collect(spec: JobSpec, job: PreparedJob, guide: Callable, mpn: int, run: SVIRun) -> Collected:
+    from inference import results
+
+    out = spec.outputs
     model, kwargs = job.model, job.kwargs
-    try:
-        if inf.elbo.max_plate_nesting is not None:
-            mpn = inf.elbo.max_plate_nesting
-        elif report is not None:
-            mpn = int(report.info["max_plate_nesting"])
-        else:
-            seed_all(inf.seed)
-            mpn = infer_max_plate_nesting(model, None, kwargs)
-        guide = job.guide_factory(model)
-        analytic_kl = base_name(inf.elbo.name) == "TraceMeanField_ELBO"
-        hooks = {}
-        if out.elbo_terms_every > 0:
-            def elbo_terms_at(step: int) -> dict[str, Any]:
-                terms = results.estimate_elbo_terms(model, guide, kwargs, num_particles=out.elbo_terms_particles,
-                                                    max_plate_nesting=mpn, analytic_kl=analytic_kl)
-                return _plain(terms)
-            hooks["elbo_terms"] = (out.elbo_terms_every, elbo_terms_at)
-        run = run_svi(
-            model, guide, kwargs, inf, callbacks=callbacks, resume_from=resume_from,
-            grad_norms_every=out.grad_norms_every, hooks=hooks, max_plate_nesting=mpn,
-            fingerprint={"seed": inf.seed, "guide": spec.guide.model_dump(mode="json"),
-                         "elbo": inf.elbo.name},
-        )
-        train_s = time.perf_counter() - t0
+    with torch.no_grad():
+        guide_params, model_params = results.split_params(model, guide, kwargs)
+    elbo_terms = [{"step": step, **terms} for step, terms in run.history.get("elbo_terms", [])]
+    if not elbo_terms or elbo_terms[-1]["step"] != run.steps_done:
+        elbo_terms.append({"step": run.steps_done, **_elbo_terms_fn(spec, job, guide, mpn)()})
+    samples, predictive = results.draw_posterior(model, guide, kwargs, out.num_samples,
+                                                 predictive=out.predictive, max_plate_nesting=mpn)
+    # k-hat needs the importance weights even when the user did not ask for log-probs.
+    log_prob_draws = out.log_prob_draws if out.log_prob_draws is not None else out.num_samples
+    log_probs = results.trace_log_probs(model, guide, kwargs, log_prob_draws if out.log_probs
+                                        else min(log_prob_draws, 1000),
+                                        max_plate_nesting=mpn, pointwise=out.log_probs)
+    importance = results.importance_diagnostics(
+        np.asarray(log_probs["log_weight"]),
+        point_mass_guide=bool(log_probs.get("point_mass_guide", False)),
+        has_latents=bool(log_probs.get("has_latents", True)))
+    return Collected(
+        guide_params=guide_params, model_params=model_params, elbo_terms=elbo_terms, samples=samples,
+        predictive=predictive, summary=results.summarize(samples), log_probs=log_probs, importance=importance,
+        param_store_state=results.param_store_safetensors(guide_params=guide_params, model_params=model_params),
+    )
 
-        with torch.no_grad():
-            guide_params, model_params = results.split_params(model, guide, kwargs)
-        elbo_terms = [{"step": step, **terms} for step, terms in run.history.get("elbo_terms", [])]
-        if not elbo_terms or elbo_terms[-1]["step"] != run.steps_done:
-            final = results.estimate_elbo_terms(model, guide, kwargs, num_particles=out.elbo_terms_particles,
-                                                max_plate_nesting=mpn, analytic_kl=analytic_kl)
-            elbo_terms.append({"step": run.steps_done, **_plain(final)})
-        samples, predictive = results.draw_posterior(model, guide, kwargs, out.num_samples,
-                                                     predictive=out.predictive, max_plate_nesting=mpn)
-        summary = results.summarize(samples)
-        # k-hat needs the importance weights even when the user did not ask for log-probs.
-        log_prob_draws = out.log_prob_draws if out.log_prob_draws is not None else out.num_samples
-        log_probs = results.trace_log_probs(model, guide, kwargs, log_prob_draws if out.log_probs
-                                            else min(log_prob_draws, 1000),
-                                            max_plate_nesting=mpn, pointwise=out.log_probs)
-        importance = results.importance_diagnostics(
-            np.asarray(log_probs["log_weight"]),
-            point_mass_guide=bool(log_probs.get("point_mass_guide", False)),
-            has_latents=bool(log_probs.get("has_latents", True)))
-        k_hat = float(importance["k_hat"])
-        param_store_state = results.param_store_safetensors(guide_params=guide_params, model_params=model_params)
-    except InferenceError:
-        raise
-    except Exception as e:  # noqa: BLE001 - user model code failing mid-run is the user's error
-        raise FitFailed(f"the fit failed: {type(e).__name__}: {e}", cause=type(e).__name__) from e
 
+def _diagnostics(spec: JobSpec, job: PreparedJob, guide: Callable, report: ValidationReport | None,
+                 run: SVIRun, importance: Mapping[str, Any]) -> Diagnostics:
     warnings_out = [_msg(m) for m in (report.warnings if report else [])]
     warnings_out += [{"code": d["code"], "message": d["message"], "site": None} for d in run.diagnostics]
     if report is None:
-        warnings_out += _mean_field_note(spec, model, guide, kwargs)
+        warnings_out += _mean_field_note(spec, job.model, guide, job.kwargs)
         warnings_out += [{"code": "data_binding", "message": w, "site": None} for w in job.warnings]
         warnings_out.append({"code": "validation_skipped",
                              "message": "the validation pass was skipped (inference.validate: false)", "site": None})
-    diagnostics = {
-        "k_hat": k_hat if np.isfinite(k_hat) else None,
-        "k_hat_reading": importance["k_hat_reading"],
-        "k_hat_note": importance.get("k_hat_note"),
-        "importance_ess": (float(importance["importance_ess"])
-                           if np.isfinite(importance.get("importance_ess", float("nan"))) else None),
-        "warnings": warnings_out,
-        "converged": bool(run.converged),
-        "stopped_early": run.stopped_early,
-        "nan_events": [],
-        "validation": report.to_dict() if report is not None else None,
-        "jit": {"requested": inf.jit, "used": run.jit_used, "elbo": run.elbo_name},
-    }
-    wall_s = time.perf_counter() - t0
-    meta = {
-        "versions": _versions(),
-        "device": str(job.device),
-        "seed": inf.seed,
-        "settings": spec.model_dump(mode="json"),
-        "effective": {
+    k_hat = float(importance["k_hat"])
+    ess = importance.get("importance_ess", float("nan"))
+    return Diagnostics(
+        k_hat=k_hat if np.isfinite(k_hat) else None,
+        k_hat_reading=importance["k_hat_reading"],
+        k_hat_note=importance.get("k_hat_note"),
+        importance_ess=float(ess) if np.isfinite(ess) else None,
+        warnings=warnings_out,
+        converged=bool(run.converged),
+        stopped_early=run.stopped_early,
+        validation=report.to_dict() if report is not None else None,
+        jit={"requested": spec.inference.jit, "used": run.jit_used, "elbo": run.elbo_name},
+    )
+
+
+def _meta(spec: JobSpec, job: PreparedJob, run: SVIRun, train_s: float, wall_s: float) -> RunMeta:
+    inf = spec.inference
+    return RunMeta(
+        versions=_versions(), device=str(job.device), seed=inf.seed, settings=spec.model_dump(mode="json"),
+        effective={
             "elbo": run.elbo_name,
             "jit": run.jit_used,
             "max_plate_nesting": run.max_plate_nesting,
             "float_dtype": inf.float_dtype,
             "torch_num_threads": run.num_threads,
         },
-        "steps_requested": inf.steps,
-        "steps_done": run.steps_done,
-        "resumed_from_step": run.resumed_from_step,
-        "train_s": train_s,
-        "wall_s": wall_s,
-    }
+        steps_requested=inf.steps, steps_done=run.steps_done, resumed_from_step=run.resumed_from_step,
+        train_s=train_s, wall_s=wall_s,
+    )
+
+
+def _train_and_collect(spec: JobSpec, job: PreparedJob, report: ValidationReport | None,
+                       callbacks: FitCallbacks | None, resume_from: bytes | None, t0: float):
+    from inference import results
+
+    try:
+        mpn = _max_plate_nesting(spec, job, report)
+        guide = job.guide_factory(job.model)
+        run = _train(spec, job, guide, mpn, callbacks, resume_from)
+        train_s = time.perf_counter() - t0
+        collected = _collect(spec, job, guide, mpn, run)
+    except InferenceError:
+        raise
+    except Exception as e:  # noqa: BLE001 - user model code failing mid-run is the user's error
+        raise FitFailed(f"the fit failed: {type(e).__name__}: {e}", cause=type(e).__name__) from e
+
+    diagnostics = _diagnostics(spec, job, guide, report, run, collected.importance)
+    meta = _meta(spec, job, run, train_s, time.perf_counter() - t0)
     return results.FitResult(
-        guide_params=guide_params, model_params=model_params, loss=list(run.losses), elbo_terms=elbo_terms,
-        grad_norms=run.grad_norms, samples=samples, predictive=predictive, summary=summary,
-        log_probs=log_probs, diagnostics=diagnostics, param_store_state=param_store_state, meta=meta,
+        guide_params=collected.guide_params, model_params=collected.model_params, loss=list(run.losses),
+        elbo_terms=collected.elbo_terms, grad_norms=run.grad_norms, samples=collected.samples,
+        predictive=collected.predictive, summary=collected.summary, log_probs=collected.log_probs,
+        diagnostics=diagnostics.to_dict(), param_store_state=collected.param_store_state, meta=meta.to_dict(),
     )
 
 

@@ -284,7 +284,7 @@ class Job(JobData):
         return self._client._run(_ops.log_probs_call(self.id))
 
     def diagnostics(self) -> dict[str, Any]:
-        """``k_hat``, ``k_hat_reading``, ``warnings``, ``converged``, ``nan_events``, ``validation``, ``meta``."""
+        """``k_hat``, ``k_hat_reading``, ``warnings``, ``converged``, ``stopped_early``, ``validation``, ``meta``."""
         return self._client._run(_ops.diagnostics_call(self.id))
 
     def summary(self) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import time
 import warnings
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
@@ -173,41 +173,60 @@ def _nonfinite_sites(model, guide, args, static) -> list[str]:
     return sites
 
 
-class _Trainer:
+class PyroTrainer:
+    """The general path: Pyro's ELBO and per-parameter optimizers, one ``SVI.step`` per step.
+
+    The loop talks to a trainer through ``run``/``step_with_grads``/``sync``/``optim``, so
+    the fast path (:mod:`inference.engine.fastpath`) plugs in with the same loop.
+    """
+
+    max_block = 1  # the loop's cadence checks run between every two steps
+
     def __init__(self, model, guide, args, static, elbo, optim):
         self.model, self.guide, self.args, self.static = model, guide, args, static
         self.elbo, self.optim = elbo, optim
+        self.last_named: dict[str, torch.Tensor] = {}
 
-    def grads_step(self, apply: bool = True) -> tuple[float, dict[str, torch.Tensor]]:
-        """A step that also returns the unconstrained params by name (grads still attached)."""
+    def _loss_and_grads(self) -> tuple[float, dict[str, torch.Tensor]]:
         with poutine.trace(param_only=True) as capture:
             loss = self.elbo.loss_and_grads(self.model, self.guide, *self.args, **self.static)
-        named = {name: site["value"].unconstrained() for name, site in capture.trace.nodes.items()}
-        return float(loss), named
+        self.last_named = {name: site["value"].unconstrained() for name, site in capture.trace.nodes.items()}
+        return float(loss), self.last_named
 
-    def apply(self, params) -> None:
+    def _apply(self, params) -> None:
         self.optim(params)
         pyro.infer.util.zero_grads(params)
 
-    def step(self) -> float:
-        # SVI.step, inlined; a non-finite loss skips the update so the culprits can be named.
-        with poutine.trace(param_only=True) as capture:
-            loss = self.elbo.loss_and_grads(self.model, self.guide, *self.args, **self.static)
-        loss = float(loss)
-        if not (loss - loss == 0.0):
-            self.last_named = {n: s["value"].unconstrained() for n, s in capture.trace.nodes.items()}
-            return loss
-        params = set(site["value"].unconstrained() for site in capture.trace.nodes.values())
-        self.optim(params)
-        pyro.infer.util.zero_grads(params)
-        return loss
+    def run(self, n: int) -> list[float]:
+        """``n`` steps (SVI.step, inlined); a non-finite loss skips its update and ends the block."""
+        losses = []
+        for _ in range(n):
+            loss, named = self._loss_and_grads()
+            losses.append(loss)
+            if not (loss - loss == 0.0):
+                break
+            self._apply(set(named.values()))
+        return losses
 
+    def step_with_grads(self) -> tuple[float, dict[str, float], list[str]]:
+        """One step that checks the gradients: (loss, grad norm by param, params with
+        non-finite grads). Nothing is applied when the loss or a gradient is not finite."""
+        loss, named = self._loss_and_grads()
+        bad = self.bad_params()
+        norms = {name: float(p.grad.norm()) if p.grad is not None else 0.0 for name, p in named.items()}
+        if not bad and loss - loss == 0.0:
+            self._apply(set(named.values()))
+        return loss, norms, bad
 
-def _grad_norms(named: dict[str, torch.Tensor]) -> dict[str, float]:
-    out = {}
-    for name, p in named.items():
-        out[name] = float(p.grad.norm()) if p.grad is not None else 0.0
-    return out
+    def bad_params(self) -> list[str]:
+        return [n for n, p in self.last_named.items()
+                if p.grad is not None and not bool(torch.isfinite(p.grad).all())]
+
+    def sync(self) -> None:
+        """The param store holds the current params already."""
+
+    def step_scheduler(self, spec, mean_loss: float) -> None:
+        step_scheduler(self.optim, spec, mean_loss)
 
 
 def _try_jit(inference: InferenceSpec, model, guide, args, static, mpn, diagnostics):
@@ -267,6 +286,182 @@ def _compile_jit(elbo, model, guide, args, static) -> None:
             p.grad = None
 
 
+def choose_elbo(inference: InferenceSpec, model, guide, args, static, mpn: int,
+                diagnostics: list[dict[str, Any]]) -> tuple[Any, bool]:
+    """The ELBO instance to train with and whether it is a JIT one (``jit`` true/auto/false)."""
+    want_jit = inference.jit is True or inference.elbo.name.startswith("Jit")
+    elbo = None
+    if inference.jit == "auto" and not inference.elbo.name.startswith("Jit"):
+        elbo = _try_jit(inference, model, guide, args, static, mpn, diagnostics)
+    if elbo is None:
+        elbo = build_elbo(inference.elbo, max_plate_nesting=mpn, jit=want_jit)
+        if want_jit:
+            _compile_jit(elbo, model, guide, args, static)
+    return elbo, type(elbo).__name__.startswith("Jit")
+
+
+@dataclass
+class LoopState:
+    """What a checkpoint carries besides params, optimizer and RNGs."""
+
+    losses: list[float]
+    history: dict[str, list]
+    grad_norms: list[dict[str, Any]]
+    start: int = 0
+    resumed_from: int | None = None
+
+
+def restore(blob: bytes, optim: Any, fingerprint: Mapping[str, Any], hook_names) -> LoopState:
+    """Load a checkpoint into the param store, ``optim`` (``set_state``) and the RNGs."""
+    ckpt = load_checkpoint(blob)
+    if ckpt.fingerprint and fingerprint and ckpt.fingerprint != fingerprint:
+        raise SpecError("the checkpoint was written by a job with another seed, guide or ELBO",
+                        field="resume_from")
+    store = dict(pyro.get_param_store().named_parameters())
+    missing = sorted(set(ckpt.params) ^ set(store))
+    if missing:
+        raise SpecError(f"the checkpoint does not match this model and guide (params {missing})",
+                        field="resume_from")
+    with torch.no_grad():
+        for name, value in ckpt.params.items():
+            if store[name].shape != value.shape:
+                raise SpecError(f"the checkpoint's param {name!r} has shape {tuple(value.shape)}, "
+                                f"expected {tuple(store[name].shape)}", field="resume_from")
+            store[name].copy_(value.to(store[name].device, store[name].dtype))
+    optim.set_state(ckpt.optim_state)
+    restore_rng(ckpt.rng, ckpt.rng_tensors)
+    history = {name: [] for name in hook_names}
+    history.update({k: v for k, v in ckpt.history.get("hooks", {}).items() if k in history})
+    return LoopState(losses=list(ckpt.losses), history=history,
+                     grad_norms=ckpt.history.get("grad_norms", []), start=ckpt.step,
+                     resumed_from=ckpt.step)
+
+
+class Cadence:
+    """When to report progress, check for a cancel, test the stop rule and checkpoint.
+
+    Due every ``progress_every_steps`` steps or ``progress_every_s`` seconds (whichever
+    comes first) and at the last step; a checkpoint is written at a due step once
+    ``checkpoint_every_s`` has passed since the previous one (never at the last step).
+    """
+
+    def __init__(self, inference: InferenceSpec, callbacks: FitCallbacks, state: LoopState,
+                 checkpoint: Callable[[int], bytes]):
+        self.steps = inference.steps
+        self.every_steps, self.every_s = inference.progress_every_steps, inference.progress_every_s
+        self.checkpoint_every_s = inference.checkpoint_every_s
+        self.callbacks, self.state, self.checkpoint = callbacks, state, checkpoint
+        self.ema_alpha = 2.0 / (min(self.every_steps, 100) + 1.0)
+        self.ema: float | None = None
+        self.reported = 0
+        self._smooth(state.losses)
+        now = time.perf_counter()
+        self.last_step, self.last_t = state.start, now
+        self.rate_step, self.rate_t = state.start, now
+        self.last_ckpt_t = now
+
+    def _smooth(self, values) -> None:
+        for value in values:
+            self.ema = value if self.ema is None else self.ema + self.ema_alpha * (value - self.ema)
+        self.reported += len(values)
+
+    def next_count_step(self) -> int:
+        return self.last_step + self.every_steps
+
+    def due(self, step: int) -> bool:
+        return (step - self.last_step >= self.every_steps) or (time.perf_counter() - self.last_t >= self.every_s)
+
+    def report(self, step: int) -> None:
+        """Progress callback and cancel check (raises ``FitCancelled``)."""
+        losses = self.state.losses
+        now = time.perf_counter()
+        first = self.reported
+        self._smooth(losses[first:])
+        rate = (step - self.rate_step) / max(now - self.rate_t, 1e-9)
+        if self.callbacks.on_progress is not None:
+            self.callbacks.on_progress(Progress(
+                step=step, steps=self.steps, loss=losses[-1], smoothed_loss=float(self.ema),
+                steps_per_s=rate, eta_s=(self.steps - step) / rate if rate > 0 else float("inf"),
+                new_losses=[(i + 1, losses[i]) for i in range(first, len(losses))],
+            ))
+        self.rate_step, self.rate_t = step, now
+        if self.callbacks.should_cancel is not None and self.callbacks.should_cancel():
+            raise FitCancelled(step)
+
+    def maybe_checkpoint(self, step: int) -> None:
+        if (self.callbacks.on_checkpoint is not None and self.checkpoint_every_s is not None
+                and time.perf_counter() - self.last_ckpt_t >= self.checkpoint_every_s and step < self.steps):
+            self.callbacks.on_checkpoint(self.checkpoint(step), step)
+            self.last_ckpt_t = time.perf_counter()
+
+    def done_check(self, step: int) -> None:
+        self.last_step, self.last_t = step, time.perf_counter()
+
+
+def _run_hooks(step: int, hooks: Mapping[str, tuple[int, Callable]], history: dict[str, list]) -> None:
+    for name, (every, fn) in hooks.items():
+        if every > 0 and step % every == 0:
+            rng = _get_rng()
+            try:
+                history[name].append([step, fn(step)])
+            finally:
+                _set_rng(rng)
+
+
+def _next_boundary(step: int, steps: int, cadence: Cadence, multiples: list[int]) -> int:
+    """The next step at which the loop must stop a block: the cadence's count, the last
+    step, or a multiple of a hook/grad-norm/scheduler period."""
+    bound = min(steps, cadence.next_count_step())
+    for every in multiples:
+        bound = min(bound, (step // every + 1) * every)
+    return bound
+
+
+def train(trainer, state: LoopState, inference: InferenceSpec, cadence: Cadence,
+          hooks: Mapping[str, tuple[int, Callable]], grad_norms_every: int,
+          stopper: "Stopper", raise_nonfinite: Callable) -> str | None:
+    """The plain loop from ``state.start`` to ``inference.steps``; returns the stop reason
+    when the stop rule ended it early, else None."""
+    losses, steps, sched = state.losses, inference.steps, inference.scheduler
+    multiples = [every for every, _ in hooks.values() if every > 0]
+    multiples += [grad_norms_every] if grad_norms_every > 0 else []
+    multiples += [sched.every_steps] if sched is not None else []
+    step = state.start
+    while step < steps:
+        block = max(1, min(trainer.max_block, _next_boundary(step, steps, cadence, multiples) - step))
+        due = cadence.due(step + 1)
+        norms_due = grad_norms_every > 0 and (step + 1) % grad_norms_every == 0
+        if due or norms_due:
+            step += 1
+            loss, norms, bad = trainer.step_with_grads()
+            losses.append(loss)
+            if bad or not (loss - loss == 0.0):
+                raise_nonfinite(step, loss, bad)
+            if norms_due:
+                state.grad_norms.append({"step": step, "norms": norms})
+        else:
+            block_losses = trainer.run(block)
+            losses.extend(block_losses)
+            step += len(block_losses)
+            if not (block_losses[-1] - block_losses[-1] == 0.0):
+                raise_nonfinite(step, block_losses[-1], trainer.bad_params())
+            due = cadence.due(step) if block > 1 else False
+        if sched is not None and step % sched.every_steps == 0:
+            trainer.step_scheduler(sched, _window_mean(losses, len(losses), sched.every_steps))
+        if hooks and any(every > 0 and step % every == 0 for every, _ in hooks.values()):
+            trainer.sync()
+            _run_hooks(step, hooks, state.history)
+        if due or step == steps:
+            trainer.sync()
+            cadence.report(step)
+            reason = stopper.check(step, losses, trainer)
+            if reason is not None and step < steps:
+                return reason
+            cadence.maybe_checkpoint(step)
+            cadence.done_check(step)
+    return None
+
+
 def run_svi(
     model: Callable,
     guide: Callable,
@@ -296,146 +491,78 @@ def run_svi(
     names, args, static = _split(kwargs)
     model_call, guide_call = ArgsAdapter(model, names), ArgsAdapter(guide, names)
 
-    was_validating = is_validation_enabled()
-    threads_before = torch.get_num_threads()
-    threads = choose_num_threads(inference.num_threads, kwargs)
-    if threads != threads_before:
-        torch.set_num_threads(threads)
-    pyro.enable_validation(False)
-    pyro.clear_param_store()
-    seed_all(inference.seed)
-    try:
-        # Params are created here, before any step, identically on a fresh run and a resume.
+    with _training_flags(inference.num_threads, kwargs) as threads:
+        pyro.clear_param_store()
+        seed_all(inference.seed)
         mpn = inference.elbo.max_plate_nesting
         if mpn is None:
             mpn = max_plate_nesting if max_plate_nesting is not None else infer_max_plate_nesting(
                 model, guide, kwargs)
+        # Params are created here, before any step, identically on a fresh run and a resume.
         with poutine.block():
             guide_trace = poutine.trace(guide_call).get_trace(*args, **static)
             poutine.trace(poutine.replay(model_call, trace=guide_trace)).get_trace(*args, **static)
 
         optim = build_optimizer(inference.optimizer, clip_grad_norm=inference.clip_grad_norm,
                                 scheduler=inference.scheduler, total_steps=inference.steps)
-        want_jit = inference.jit is True or inference.elbo.name.startswith("Jit")
-        elbo = None
-        if inference.jit == "auto" and not inference.elbo.name.startswith("Jit"):
-            elbo = _try_jit(inference, model_call, guide_call, args, static, mpn, diagnostics)
-        if elbo is None:
-            elbo = build_elbo(inference.elbo, max_plate_nesting=mpn, jit=want_jit)
-            if want_jit:
-                _compile_jit(elbo, model_call, guide_call, args, static)
-        jit_used = type(elbo).__name__.startswith("Jit")
+        elbo, jit_used = choose_elbo(inference, model_call, guide_call, args, static, mpn, diagnostics)
+        trainer = PyroTrainer(model_call, guide_call, args, static, elbo, optim)
 
-        losses: list[float] = []
-        history: dict[str, list] = {name: [] for name in hooks}
-        grad_norms: list[dict[str, Any]] = []
-        start = 0
-        resumed_from = None
+        state = LoopState(losses=[], history={name: [] for name in hooks}, grad_norms=[])
         if resume_from is not None:
-            ckpt = load_checkpoint(resume_from)
-            if ckpt.fingerprint and fingerprint and ckpt.fingerprint != fingerprint:
-                raise SpecError("the checkpoint was written by a job with another seed, guide or ELBO",
-                                field="resume_from")
-            store = dict(pyro.get_param_store().named_parameters())
-            missing = sorted(set(ckpt.params) ^ set(store))
-            if missing:
-                raise SpecError(f"the checkpoint does not match this model and guide (params {missing})",
-                                field="resume_from")
-            with torch.no_grad():
-                for name, value in ckpt.params.items():
-                    if store[name].shape != value.shape:
-                        raise SpecError(f"the checkpoint's param {name!r} has shape {tuple(value.shape)}, "
-                                        f"expected {tuple(store[name].shape)}", field="resume_from")
-                    store[name].copy_(value.to(store[name].device, store[name].dtype))
-            optim.set_state(ckpt.optim_state)
-            restore_rng(ckpt.rng, ckpt.rng_tensors)
-            losses = list(ckpt.losses)
-            start = resumed_from = ckpt.step
-            history.update({k: v for k, v in ckpt.history.get("hooks", {}).items() if k in history})
-            grad_norms = ckpt.history.get("grad_norms", grad_norms)
-
-        trainer = _Trainer(model_call, guide_call, args, static, elbo, optim)
-        steps = inference.steps
-        every_steps, every_s = inference.progress_every_steps, inference.progress_every_s
-        sched = inference.scheduler
-        stop = inference.stop
-        ema_alpha = 2.0 / (min(every_steps, 100) + 1.0)
-        ema = None
-        for value in losses:
-            ema = value if ema is None else ema + ema_alpha * (value - ema)
-        reported = len(losses)
-        last_check_step, last_check_t = start, time.perf_counter()
-        rate_step, rate_t = start, last_check_t
-        last_ckpt_t = last_check_t
-        stopped_early = False
-        step = start
+            state = restore(resume_from, trainer.optim, fingerprint, hooks)
 
         def checkpoint_bytes(at_step: int) -> bytes:
-            return dump_checkpoint(step=at_step, losses=losses, optim=optim,
-                                   history={"hooks": history, "grad_norms": grad_norms},
+            return dump_checkpoint(step=at_step, losses=state.losses, optim=trainer.optim,
+                                   history={"hooks": state.history, "grad_norms": state.grad_norms},
                                    fingerprint=fingerprint)
 
-        for step in range(start + 1, steps + 1):
-            due = (step - last_check_step >= every_steps) or (time.perf_counter() - last_check_t >= every_s)
-            norms_due = grad_norms_every > 0 and step % grad_norms_every == 0
-            if due or norms_due:
-                loss, named = trainer.grads_step()
-                bad = [n for n, p in named.items() if p.grad is not None and not bool(torch.isfinite(p.grad).all())]
-                if bad or not (loss - loss == 0.0):
-                    _raise_nonfinite(step, loss, bad, model_call, guide_call, args, static)
-                if norms_due:
-                    grad_norms.append({"step": step, "norms": _grad_norms(named)})
-                trainer.apply(set(named.values()))
-            else:
-                loss = trainer.step()
-                if not (loss - loss == 0.0):
-                    bad = [n for n, p in trainer.last_named.items()
-                           if p.grad is not None and not bool(torch.isfinite(p.grad).all())]
-                    _raise_nonfinite(step, loss, bad, model_call, guide_call, args, static)
-            losses.append(loss)
+        def raise_nonfinite(step: int, loss: float, params: list[str]) -> None:
+            trainer.sync()
+            _raise_nonfinite(step, loss, params, model_call, guide_call, args, static)
 
-            if sched is not None and step % sched.every_steps == 0:
-                step_scheduler(optim, sched, _window_mean(losses, len(losses), sched.every_steps))
-            for name, (every, fn) in hooks.items():
-                if every > 0 and step % every == 0:
-                    rng = _get_rng()
-                    try:
-                        history[name].append([step, fn(step)])
-                    finally:
-                        _set_rng(rng)
-
-            if due or step == steps:
-                now = time.perf_counter()
-                for value in losses[reported:]:
-                    ema = value if ema is None else ema + ema_alpha * (value - ema)
-                rate = (step - rate_step) / max(now - rate_t, 1e-9)
-                if callbacks.on_progress is not None:
-                    callbacks.on_progress(Progress(
-                        step=step, steps=steps, loss=loss, smoothed_loss=float(ema),
-                        steps_per_s=rate, eta_s=(steps - step) / rate if rate > 0 else float("inf"),
-                        new_losses=[(i + 1, losses[i]) for i in range(reported, len(losses))],
-                    ))
-                reported = len(losses)
-                rate_step, rate_t = step, now
-                if callbacks.should_cancel is not None and callbacks.should_cancel():
-                    raise FitCancelled(step)
-                if stop is not None and step >= stop.min_steps and converged_by(losses, stop.rel_tol, stop.window):
-                    stopped_early = step < steps
-                    break
-                if (callbacks.on_checkpoint is not None and inference.checkpoint_every_s is not None
-                        and now - last_ckpt_t >= inference.checkpoint_every_s and step < steps):
-                    callbacks.on_checkpoint(checkpoint_bytes(step), step)
-                    last_ckpt_t = time.perf_counter()
-                last_check_step, last_check_t = step, time.perf_counter()
-
-        rel_tol, window = (stop.rel_tol, stop.window) if stop else _default_rule(len(losses))
-        converged = converged_by(losses, rel_tol, window)
+        cadence = Cadence(inference, callbacks, state, checkpoint_bytes)
+        stopper = Stopper(inference.stop)
+        stop_reason = train(trainer, state, inference, cadence, hooks, grad_norms_every, stopper, raise_nonfinite)
+        trainer.sync()
+        losses = state.losses
+        rel_tol, window = ((inference.stop.rel_tol, inference.stop.window) if inference.stop
+                           else _default_rule(len(losses)))
         return SVIRun(
-            losses=losses, steps_done=len(losses), stopped_early=stopped_early, converged=converged,
-            grad_norms=grad_norms, history=history, elbo_name=type(elbo).__name__, jit_used=jit_used,
-            max_plate_nesting=int(mpn), num_threads=threads, wall_s=time.perf_counter() - t0, diagnostics=diagnostics,
-            model=model, guide=guide, elbo=elbo, optim=optim, resumed_from_step=resumed_from,
+            losses=losses, steps_done=len(losses), stopped_early=stop_reason is not None,
+            converged=converged_by(losses, rel_tol, window),
+            grad_norms=state.grad_norms, history=state.history, elbo_name=type(elbo).__name__,
+            jit_used=jit_used, max_plate_nesting=int(mpn), num_threads=threads,
+            wall_s=time.perf_counter() - t0, diagnostics=diagnostics,
+            model=model, guide=guide, elbo=elbo, optim=trainer.optim, resumed_from_step=state.resumed_from,
         )
+
+
+class Stopper:
+    """The ``inference.stop`` rule, tested at the cadence: a ``StopSpec`` (relative change
+    of the windowed mean loss) or none."""
+
+    def __init__(self, stop) -> None:
+        self.stop = stop
+
+    def check(self, step: int, losses: list[float], trainer) -> str | None:
+        stop = self.stop
+        if stop is not None and step >= stop.min_steps and converged_by(losses, stop.rel_tol, stop.window):
+            return "converged"
+        return None
+
+
+@contextmanager
+def _training_flags(num_threads: int | None, kwargs: Mapping[str, Any]):
+    """Pyro validation off and the fit's torch thread count, both restored afterwards."""
+    was_validating = is_validation_enabled()
+    threads_before = torch.get_num_threads()
+    threads = choose_num_threads(num_threads, kwargs)
+    if threads != threads_before:
+        torch.set_num_threads(threads)
+    pyro.enable_validation(False)
+    try:
+        yield threads
     finally:
         pyro.enable_validation(was_validating)
         if torch.get_num_threads() != threads_before:

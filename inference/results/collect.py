@@ -69,7 +69,6 @@ def collect_results(
         {
             "warnings": sorted({str(w.message) for w in caught if _worth_reporting(w)}),
             "converged": None,
-            "nan_events": [],
             "validation": None,
         }
     )

@@ -74,7 +74,8 @@ class FitResult:
     * ``summary``: site -> ``{"mean", "sd", "q05", "q50", "q95"}``.
     * ``log_probs``: the dict of :func:`inference.results.trace_log_probs`.
     * ``diagnostics``: ``k_hat``, ``k_hat_reading``, ``warnings``, ``converged``,
-      ``nan_events``, ``validation`` (and whatever else the engine adds).
+      ``validation`` (and whatever else the engine adds; a non-finite loss fails the fit
+      with ``NonFiniteLoss`` instead of being listed).
     * ``param_store_state``: the param store as safetensors bytes
       (:func:`inference.results.param_store_safetensors`).
     * ``meta``: versions, device, seed, settings, wall time, steps done.
@@ -95,7 +96,6 @@ class FitResult:
             "k_hat_reading": "unknown",
             "warnings": [],
             "converged": None,
-            "nan_events": [],
             "validation": None,
         }
     )

@@ -206,6 +206,7 @@ class Diagnostics:
     stopped_early: bool
     validation: dict[str, Any] | None
     jit: dict[str, Any]
+    fast_path: dict[str, Any] | None  # inference.engine.fastpath.FastPathReport
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -332,6 +333,7 @@ def _diagnostics(spec: JobSpec, job: PreparedJob, guide: Callable, report: Valid
         stopped_early=run.stopped_early,
         validation=report.to_dict() if report is not None else None,
         jit={"requested": spec.inference.jit, "used": run.jit_used, "elbo": run.elbo_name},
+        fast_path=run.fast_path,
     )
 
 
@@ -345,6 +347,8 @@ def _meta(spec: JobSpec, job: PreparedJob, run: SVIRun, train_s: float, wall_s: 
             "max_plate_nesting": run.max_plate_nesting,
             "float_dtype": inf.float_dtype,
             "torch_num_threads": run.num_threads,
+            "fast_path": bool(run.fast_path and run.fast_path["taken"]),
+            "num_particles": (run.fast_path or {}).get("particles") or spec.inference.elbo.num_particles,
         },
         steps_requested=inf.steps, steps_done=run.steps_done, resumed_from_step=run.resumed_from_step,
         train_s=train_s, wall_s=wall_s,

@@ -311,6 +311,10 @@ class InferenceSpec(_Strict):
     seed: Annotated[int, Field(ge=0, le=2**63 - 1)] = 0
     device: Literal["cpu", "cuda", "auto"] = "cpu"
     jit: bool | Literal["auto"] = False
+    # The compiled fast path (docs/engine.md, "Fast path"): "auto" takes it when the model,
+    # guide, ELBO and optimizer qualify; false always runs Pyro's SVI; true is "auto" that
+    # the caller wants (the reason is in diagnostics["fast_path"] either way).
+    fast_path: bool | Literal["auto"] = "auto"
     float_dtype: Literal[FLOAT_DTYPES] = "float32"  # type: ignore[valid-type]
     stop: StopSpec | None = None
     progress_every_steps: Annotated[int, Field(ge=1)] = 100

@@ -82,6 +82,7 @@ class SVIRun:
     elbo: Any
     optim: Any
     resumed_from_step: int | None = None
+    fast_path: dict[str, Any] | None = None  # FastPathReport.to_dict()
 
 
 class ArgsAdapter:
@@ -328,7 +329,10 @@ def restore(blob: bytes, optim: Any, fingerprint: Mapping[str, Any], hook_names)
                 raise SpecError(f"the checkpoint's param {name!r} has shape {tuple(value.shape)}, "
                                 f"expected {tuple(store[name].shape)}", field="resume_from")
             store[name].copy_(value.to(store[name].device, store[name].dtype))
-    optim.set_state(ckpt.optim_state)
+    if "fast_path" in ckpt.optim_state and not hasattr(optim, "trainer"):
+        pass  # written by the fast path, resumed on Pyro's: params restored, moments start afresh
+    else:
+        optim.set_state(ckpt.optim_state)
     restore_rng(ckpt.rng, ckpt.rng_tensors)
     history = {name: [] for name in hook_names}
     history.update({k: v for k, v in ckpt.history.get("hooks", {}).items() if k in history})
@@ -408,12 +412,16 @@ def _run_hooks(step: int, hooks: Mapping[str, tuple[int, Callable]], history: di
                 _set_rng(rng)
 
 
-def _next_boundary(step: int, steps: int, cadence: Cadence, multiples: list[int]) -> int:
-    """The next step at which the loop must stop a block: the cadence's count, the last
-    step, or a multiple of a hook/grad-norm/scheduler period."""
-    bound = min(steps, cadence.next_count_step())
-    for every in multiples:
+def _next_boundary(step: int, steps: int, cadence: Cadence, after: list[int], before: list[int]) -> int:
+    """Where the block from ``step`` must end: at the last step, at a multiple of a period
+    in ``after`` (hooks, scheduler: they run after that step), or just before the
+    cadence's next due step or a multiple in ``before`` (grad norms: those steps run alone,
+    with their gradients checked)."""
+    bound = min(steps, cadence.next_count_step() - 1)
+    for every in after:
         bound = min(bound, (step // every + 1) * every)
+    for every in before:
+        bound = min(bound, (step // every + 1) * every - 1)
     return bound
 
 
@@ -423,12 +431,12 @@ def train(trainer, state: LoopState, inference: InferenceSpec, cadence: Cadence,
     """The plain loop from ``state.start`` to ``inference.steps``; returns the stop reason
     when the stop rule ended it early, else None."""
     losses, steps, sched = state.losses, inference.steps, inference.scheduler
-    multiples = [every for every, _ in hooks.values() if every > 0]
-    multiples += [grad_norms_every] if grad_norms_every > 0 else []
-    multiples += [sched.every_steps] if sched is not None else []
+    after = [every for every, _ in hooks.values() if every > 0]
+    after += [sched.every_steps] if sched is not None else []
+    before = [grad_norms_every] if grad_norms_every > 0 else []
     step = state.start
     while step < steps:
-        block = max(1, min(trainer.max_block, _next_boundary(step, steps, cadence, multiples) - step))
+        block = max(1, min(trainer.max_block, _next_boundary(step, steps, cadence, after, before) - step))
         due = cadence.due(step + 1)
         norms_due = grad_norms_every > 0 and (step + 1) % grad_norms_every == 0
         if due or norms_due:
@@ -501,16 +509,25 @@ def run_svi(
         # Params are created here, before any step, identically on a fresh run and a resume.
         with poutine.block():
             guide_trace = poutine.trace(guide_call).get_trace(*args, **static)
-            poutine.trace(poutine.replay(model_call, trace=guide_trace)).get_trace(*args, **static)
+            model_trace = poutine.trace(poutine.replay(model_call, trace=guide_trace)).get_trace(*args, **static)
 
-        optim = build_optimizer(inference.optimizer, clip_grad_norm=inference.clip_grad_norm,
-                                scheduler=inference.scheduler, total_steps=inference.steps)
-        elbo, jit_used = choose_elbo(inference, model_call, guide_call, args, static, mpn, diagnostics)
-        trainer = PyroTrainer(model_call, guide_call, args, static, elbo, optim)
+        trainer, fast_report = _fast_trainer(inference, model_call, guide, args, static, kwargs, mpn,
+                                             model_trace, guide_trace)
+        if trainer is not None:
+            elbo, jit_used = build_elbo(inference.elbo, max_plate_nesting=mpn), False
+        else:
+            optim = build_optimizer(inference.optimizer, clip_grad_norm=inference.clip_grad_norm,
+                                    scheduler=inference.scheduler, total_steps=inference.steps)
+            elbo, jit_used = choose_elbo(inference, model_call, guide_call, args, static, mpn, diagnostics)
+            trainer = PyroTrainer(model_call, guide_call, args, static, elbo, optim)
 
         state = LoopState(losses=[], history={name: [] for name in hooks}, grad_norms=[])
         if resume_from is not None:
             state = restore(resume_from, trainer.optim, fingerprint, hooks)
+            if getattr(trainer, "restored_other", False):
+                diagnostics.append({"code": "resume_optimizer_reset",
+                                    "message": "the checkpoint was written by the other engine path; its params "
+                                               "were restored and the optimizer state started afresh"})
 
         def checkpoint_bytes(at_step: int) -> bytes:
             return dump_checkpoint(step=at_step, losses=state.losses, optim=trainer.optim,
@@ -535,6 +552,7 @@ def run_svi(
             jit_used=jit_used, max_plate_nesting=int(mpn), num_threads=threads,
             wall_s=time.perf_counter() - t0, diagnostics=diagnostics,
             model=model, guide=guide, elbo=elbo, optim=trainer.optim, resumed_from_step=state.resumed_from,
+            fast_path=fast_report.to_dict(),
         )
 
 
@@ -550,6 +568,16 @@ class Stopper:
         if stop is not None and step >= stop.min_steps and converged_by(losses, stop.rel_tol, stop.window):
             return "converged"
         return None
+
+
+def _fast_trainer(inference, model, guide, args, static, kwargs, mpn, model_trace, guide_trace):
+    """A :class:`FastTrainer` when the job qualifies, else None; and the report saying why."""
+    from inference.engine.fastpath import FastTrainer, plan
+
+    problem, report = plan(inference, guide, model, args, static, kwargs, mpn, model_trace, guide_trace)
+    if problem is None:
+        return None, report
+    return FastTrainer(problem, inference, report.particles, report.vectorized, report), report
 
 
 @contextmanager

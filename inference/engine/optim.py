@@ -19,7 +19,7 @@ from pyro.optim.lr_scheduler import PyroLRScheduler
 from inference.engine.errors import SpecError
 from inference.spec import OptimizerSpec, SchedulerSpec
 
-__all__ = ["build_optimizer", "step_scheduler", "allowed_optimizer_options", "TORCH_OPTIMIZERS"]
+__all__ = ["build_optimizer", "step_scheduler", "allowed_optimizer_options", "optim_args", "TORCH_OPTIMIZERS"]
 
 TORCH_OPTIMIZERS: dict[str, type] = {
     "Adam": torch.optim.Adam,
@@ -43,7 +43,7 @@ def allowed_optimizer_options(name: str) -> list[str]:
     return [p for p in params if p not in _EXCLUDED]
 
 
-def _optim_args(spec: OptimizerSpec) -> dict[str, Any]:
+def optim_args(spec: OptimizerSpec) -> dict[str, Any]:
     allowed = allowed_optimizer_options(spec.name)
     args: dict[str, Any] = {"lr": spec.lr}
     for field in _FIELDS:
@@ -94,14 +94,14 @@ def build_optimizer(
     total_steps: int = 1000,
 ) -> pyro.optim.PyroOptim:
     """A ``PyroOptim`` (or ``PyroLRScheduler`` when ``scheduler`` is given)."""
-    optim_args = _optim_args(spec)
+    args = optim_args(spec)
     clip_args = {"clip_norm": clip_grad_norm} if clip_grad_norm is not None else None
     torch_cls = TORCH_OPTIMIZERS[spec.name]
     if scheduler is None:
-        return pyro.optim.PyroOptim(torch_cls, optim_args, clip_args)
+        return pyro.optim.PyroOptim(torch_cls, args, clip_args)
     sched_cls, sched_args = _scheduler(scheduler, total_steps)
     return PyroLRScheduler(
-        sched_cls, {"optimizer": torch_cls, "optim_args": optim_args, **sched_args}, clip_args
+        sched_cls, {"optimizer": torch_cls, "optim_args": args, **sched_args}, clip_args
     )
 
 

@@ -67,9 +67,11 @@ def test_same_seed_same_losses_and_jit_auto():
     a = fit(body(steps=40), {})
     b = fit(body(steps=40), {})
     assert a.loss == b.loss
-    jit = fit(body(steps=40, jit="auto"), {})
+    jit = fit(body(steps=40, jit="auto", fast_path=False), {})
     assert jit.diagnostics["jit"]["used"] is True
-    assert jit.loss == pytest.approx(a.loss, rel=1e-4)
+    plain = fit(body(steps=40, fast_path=False), {})
+    assert jit.loss == pytest.approx(plain.loss, rel=1e-4)
+    assert a.diagnostics["fast_path"]["taken"] is True and plain.diagnostics["fast_path"]["taken"] is False
 
 
 def test_source_model_with_custom_guide_and_predict():

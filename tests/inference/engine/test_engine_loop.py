@@ -151,9 +151,9 @@ def test_schedulers_change_the_learning_rate(name, extra):
 
 def test_jit_requested_and_auto():
     data = logistic_data()
-    plain = run_svi(logistic, AutoNormal(logistic), data, spec(steps=30))
+    plain = run_svi(logistic, AutoNormal(logistic), data, spec(steps=30, fast_path=False))
     jit = run_svi(logistic, AutoNormal(logistic), data, spec(steps=30, jit=True))
-    auto = run_svi(logistic, AutoNormal(logistic), data, spec(steps=30, jit="auto"))
+    auto = run_svi(logistic, AutoNormal(logistic), data, spec(steps=30, jit="auto", fast_path=False))
     assert jit.jit_used and jit.elbo_name == "JitTrace_ELBO"
     assert auto.jit_used and not auto.diagnostics
     assert jit.losses == pytest.approx(plain.losses, rel=1e-4)
@@ -167,11 +167,12 @@ def test_jit_auto_falls_back_with_a_diagnostic():
         loc = mu if mu.item() > 0 else mu + 10.0
         pyro.sample("obs", dist.Normal(loc, 1.0), obs=y)
 
-    run = run_svi(data_dependent, AutoNormal(data_dependent), {"y": torch.tensor(0.5)}, spec(steps=20, jit="auto"))
+    run = run_svi(data_dependent, AutoNormal(data_dependent), {"y": torch.tensor(0.5)},
+                  spec(steps=20, jit="auto", fast_path=False))
     assert not run.jit_used
     assert run.diagnostics and run.diagnostics[0]["code"] == "jit_fallback"
     renyi = run_svi(eight_schools, AutoNormal(eight_schools), EIGHT_SCHOOLS,
-                    spec(steps=5, jit="auto", elbo="RenyiELBO", particles=2))
+                    spec(steps=5, jit="auto", elbo="RenyiELBO", particles=2, fast_path=False))
     assert renyi.diagnostics[0]["code"] == "jit_unavailable"
 
 

@@ -1,0 +1,551 @@
+"""The fast path: the ELBO as one tensor function of the guide's flat parameters.
+
+For the common case — every latent continuous, a Gaussian-family autoguide (AutoNormal,
+AutoDiagonalNormal, AutoMultivariateNormal, AutoLowRankMultivariateNormal, AutoDelta,
+AutoLaplaceApproximation) and a reparameterised ELBO (Trace, TraceMeanField, TraceGraph,
+Renyi) — the per-step work of Pyro (tracing guide and model, one optimizer per parameter)
+is replaced by:
+
+- ``phi``: one flat tensor holding the guide's unconstrained parameters, in the param
+  store's own parameterisation (so Adam's trajectory is the one Pyro's would be);
+- the guide's math written out: ``u = loc + L eps`` for ``K`` particles at once (one
+  ``randn(K, D)``), ``log q(u)`` and, for the Trace-family ELBOs, the analytic entropy
+  in the gradient (the reported loss keeps the Monte Carlo ``log q`` so it is exactly
+  the value Pyro reports for the same draws);
+- the model's log joint in unconstrained space, ``log p(x, T(u)) + log|dT/du|``, from the
+  model run under ``poutine.condition`` (vectorised over particles by a plate at
+  ``-max_plate_nesting - 1`` when the model broadcasts, checked on a trial point) and
+  recorded once with ``torch.jit.trace`` into a graph without Python or Pyro in it
+  (checked against the eager function on fresh points; eager when the trace does not
+  agree, e.g. a Python branch on a drawn value);
+- one torch optimizer (fused/foreach) over ``phi``, several steps per Python call.
+
+After training (and before every hook, checkpoint or error report) ``phi`` is written
+back into the param store under the autoguide's own names and shapes, so everything
+downstream (draws, log-probs, ELBO terms, checkpoints) is the general path's code.
+:func:`plan` says whether a job qualifies and, when not, why.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+import torch
+import pyro
+from pyro import poutine
+from pyro.distributions import constraints
+from pyro.distributions.util import scale_and_mask
+from pyro.poutine.util import prune_subsample_sites
+from pyro.distributions.transforms import biject_to
+from torch.distributions import transform_to
+from pyro.infer.autoguide import (
+    AutoDelta,
+    AutoDiagonalNormal,
+    AutoLaplaceApproximation,
+    AutoLowRankMultivariateNormal,
+    AutoMultivariateNormal,
+    AutoNormal,
+)
+
+from inference.engine.elbos import base_name
+from inference.engine.optim import TORCH_OPTIMIZERS, optim_args
+
+__all__ = ["FastPathReport", "FastProblem", "FastTrainer", "plan", "choose_particles", "FAST_ELBOS",
+           "FAST_GUIDES"]
+
+FAST_ELBOS = ("Trace_ELBO", "TraceMeanField_ELBO", "TraceGraph_ELBO", "RenyiELBO")
+FAST_GUIDES = (AutoNormal, AutoDiagonalNormal, AutoMultivariateNormal, AutoLowRankMultivariateNormal,
+               AutoDelta, AutoLaplaceApproximation)
+# Elementwise optimizers only: on one flat tensor they do what Pyro's per-parameter ones do.
+# (ClippedAdam clips the norm of the whole tensor it is given, so it stays on Pyro's path.)
+FAST_OPTIMIZERS = tuple(name for name in TORCH_OPTIMIZERS if name != "ClippedAdam")
+# Auto particle count: K particles cost ~K times one in the log joint, which is nearly
+# free while the model's tensors are small (Python/dispatch overhead dominates).
+PARTICLE_BUDGET = 4096  # particles x (data + latent elements)
+MAX_AUTO_PARTICLES = 8
+
+
+@dataclass
+class FastPathReport:
+    """``diagnostics["fast_path"]``: whether the fast path ran, and why (not)."""
+
+    requested: Any
+    taken: bool
+    reason: str
+    particles: int | None = None
+    particles_auto: bool = False
+    vectorized: bool | None = None
+    compiled: str | None = None  # "jit.trace" or "eager"
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class _Site:
+    name: str
+    unconstrained_shape: torch.Size
+    batch_shape: torch.Size  # of the model's distribution at the site
+    transform: Any
+    size: int
+
+
+@dataclass
+class _Param:
+    name: str  # param-store name
+    shape: torch.Size
+    transform: Any  # unconstrained -> constrained
+    offset: int
+    size: int
+
+
+def _declines(inference, guide, model_trace, guide_trace, mpn) -> str | None:
+    """Why the job cannot take the fast path, or None."""
+    if inference.fast_path is False:
+        return "inference.fast_path is false"
+    name = inference.elbo.name
+    if name.startswith("Jit") or inference.jit is True:
+        return "a JIT ELBO was requested (inference.jit / a Jit* ELBO runs Pyro's JIT)"
+    if base_name(name) not in FAST_ELBOS:
+        return f"{name} is not a reparameterised ELBO the fast path implements ({', '.join(FAST_ELBOS)})"
+    if type(guide) not in FAST_GUIDES:
+        return f"guide {type(guide).__name__} is not a Gaussian-family autoguide"
+    if inference.optimizer.name not in FAST_OPTIMIZERS:
+        return f"optimizer {inference.optimizer.name} clips the whole tensor; it runs on Pyro's path"
+    if inference.scheduler is not None:
+        return "a learning-rate scheduler is set"
+    model_trace, guide_trace = prune_subsample_sites(model_trace), prune_subsample_sites(guide_trace)
+    for trace, who in ((model_trace, "model"), (guide_trace, "guide")):
+        for site in trace.nodes.values():
+            if site["type"] == "param" and who == "model":
+                return f"the model has its own parameters ({site['name']!r})"
+            if site["type"] != "sample":
+                continue
+            for frame in site["cond_indep_stack"]:
+                if frame.vectorized and frame.full_size is not None and frame.full_size != frame.size:
+                    return f"plate {frame.name!r} subsamples"
+            if who == "model" and not site["is_observed"]:
+                if site["name"] not in guide_trace.nodes:
+                    return f"latent site {site['name']!r} is not in the guide (hidden)"
+                fn = site["fn"]
+                if site["infer"].get("enumerate") or fn.support.is_discrete:
+                    return f"latent site {site['name']!r} is discrete"
+    if not any(s["type"] == "sample" and not s["is_observed"] for s in model_trace.nodes.values()):
+        return "the model has no latent sites"
+    return None
+
+
+def choose_particles(inference, kwargs: Mapping[str, Any], latent_dim: int, point: bool) -> tuple[int, bool]:
+    """(K, chosen automatically?) — the user's ``num_particles`` when set explicitly."""
+    if "num_particles" in inference.elbo.model_fields_set or point or base_name(inference.elbo.name) == "RenyiELBO":
+        return (1 if point else inference.elbo.num_particles), False
+    elements = latent_dim + sum(int(v.numel()) for v in kwargs.values() if torch.is_tensor(v))
+    k = max(1, min(MAX_AUTO_PARTICLES, PARTICLE_BUDGET // max(1, elements)))
+    return 1 << (k.bit_length() - 1), True  # a power of two
+
+
+class FastProblem:
+    """``elbo(phi)`` for one model/autoguide pair (params already created in the store)."""
+
+    def __init__(self, model: Callable, guide: Any, args: tuple, static: dict, mpn: int,
+                 elbo_name: str, alpha: float = 0.0):
+        self.model, self.guide, self.args, self.static = model, guide, args, static
+        self.mpn = mpn
+        self.elbo = base_name(elbo_name)
+        self.alpha = alpha
+        self.kind = type(guide).__name__
+        self.point = isinstance(guide, (AutoDelta, AutoLaplaceApproximation))
+        self.jacobian = not isinstance(guide, AutoDelta)
+        self.sites = self._sites()
+        self.latent_dim = sum(s.size for s in self.sites)
+        self.params = self._params()
+        self.num_params = sum(p.size for p in self.params)
+
+    # ------------------------------------------------------------ layout
+    def _sites(self) -> list[_Site]:
+        proto = self.guide.prototype_trace
+        out = []
+        for name, site in proto.iter_stochastic_nodes():
+            transform = biject_to(site["fn"].support)
+            if isinstance(self.guide, (AutoNormal, AutoDelta)):
+                ushape = transform.inv(site["value"].detach()).shape
+            else:
+                ushape = torch.Size(self.guide._unconstrained_shapes[name])
+            out.append(_Site(name, torch.Size(ushape), site["fn"].batch_shape, transform,
+                             int(math.prod(ushape))))
+        return out
+
+    def _param_names(self) -> list[str]:
+        prefix = self.guide._pyro_name
+        if isinstance(self.guide, AutoNormal):
+            return ([f"{prefix}.locs.{s.name}" for s in self.sites]
+                    + [f"{prefix}.scales.{s.name}" for s in self.sites])
+        if isinstance(self.guide, AutoDelta):
+            return [f"{prefix}.{s.name}" for s in self.sites]
+        extra = {AutoDiagonalNormal: ["scale"], AutoMultivariateNormal: ["scale", "scale_tril"],
+                 AutoLowRankMultivariateNormal: ["cov_factor", "scale"], AutoLaplaceApproximation: []}
+        return [f"{prefix}.loc"] + [f"{prefix}.{n}" for n in extra[type(self.guide)]]
+
+    def _params(self) -> list[_Param]:
+        store = pyro.get_param_store()
+        names = self._param_names()
+        if sorted(names) != sorted(store.keys()):
+            raise ValueError(f"unexpected params {sorted(set(store.keys()) ^ set(names))}")
+        out, offset = [], 0
+        for name in names:
+            unconstrained = store._params[name]
+            constraint = store._constraints.get(name, constraints.real)
+            size = unconstrained.numel()
+            out.append(_Param(name, unconstrained.shape, transform_to(constraint), offset, size))
+            offset += size
+        return out
+
+    def read_store(self) -> torch.Tensor:
+        store = pyro.get_param_store()._params
+        with torch.no_grad():
+            return torch.cat([store[p.name].detach().reshape(-1) for p in self.params])
+
+    def write_store(self, phi: torch.Tensor) -> None:
+        store = pyro.get_param_store()._params
+        with torch.no_grad():
+            for p in self.params:
+                store[p.name].copy_(phi[p.offset:p.offset + p.size].view(p.shape))
+
+    def unpack(self, phi: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Constrained guide params by short role name (``loc``, ``scale``, ``locs.<site>`` ...)."""
+        prefix = self.guide._pyro_name + "."
+        return {p.name[len(prefix):]: p.transform(phi[p.offset:p.offset + p.size].view(p.shape))
+                for p in self.params}
+
+    # ------------------------------------------------------------ guide math
+    def _loc_scale_flat(self, q) -> tuple[torch.Tensor, torch.Tensor]:
+        if isinstance(self.guide, AutoNormal):
+            loc = torch.cat([q[f"locs.{s.name}"].reshape(-1) for s in self.sites])
+            scale = torch.cat([q[f"scales.{s.name}"].reshape(-1) for s in self.sites])
+            return loc, scale
+        return q["loc"], q["scale"]
+
+    def sample(self, q, eps: torch.Tensor, phi: torch.Tensor) -> torch.Tensor:
+        """``u`` (K, D) from standard normal ``eps`` (K, D) (or (K, D + rank) for low rank)."""
+        if isinstance(self.guide, AutoDelta):
+            # AutoDelta's params are the latents, stored unconstrained by the sites' own
+            # bijections: the flat params are u in the latent layout.
+            return phi.expand(eps.shape[0], -1)
+        if self.point:
+            return q["loc"].expand(eps.shape[0], -1)
+        if isinstance(self.guide, AutoMultivariateNormal):
+            tril = q["scale"][..., None] * q["scale_tril"]
+            return q["loc"] + eps @ tril.T
+        if isinstance(self.guide, AutoLowRankMultivariateNormal):
+            d = self.latent_dim
+            w = q["cov_factor"] * q["scale"].unsqueeze(-1)
+            return q["loc"] + eps[:, d:] @ w.T + q["scale"] * eps[:, :d]
+        loc, scale = self._loc_scale_flat(q)
+        return loc + scale * eps
+
+    def noise_dim(self) -> int:
+        if isinstance(self.guide, AutoLowRankMultivariateNormal):
+            return self.latent_dim + self.guide.rank
+        return self.latent_dim
+
+    def log_q(self, q, u: torch.Tensor) -> torch.Tensor:
+        """log q(u), (K,), as Pyro's guide scores its auxiliary site."""
+        if self.point:
+            return u.new_zeros(u.shape[0])
+        if isinstance(self.guide, AutoMultivariateNormal):
+            tril = q["scale"][..., None] * q["scale_tril"]
+            z = torch.linalg.solve_triangular(tril, (u - q["loc"]).T, upper=False).T
+            return (-0.5 * z.pow(2).sum(-1) - tril.diagonal().log().sum()
+                    - 0.5 * self.latent_dim * math.log(2 * math.pi))
+        if isinstance(self.guide, AutoLowRankMultivariateNormal):
+            scale = q["scale"]
+            d = torch.distributions.LowRankMultivariateNormal(
+                q["loc"], q["cov_factor"] * scale.unsqueeze(-1), scale * scale, validate_args=False)
+            return d.log_prob(u)
+        loc, scale = self._loc_scale_flat(q)
+        z = (u - loc) / scale
+        return (-0.5 * z.pow(2) - scale.log() - 0.5 * math.log(2 * math.pi)).sum(-1)
+
+    def entropy(self, q) -> torch.Tensor:
+        if isinstance(self.guide, AutoMultivariateNormal):
+            log_det = (q["scale"][..., None] * q["scale_tril"]).diagonal().log().sum()
+        elif isinstance(self.guide, AutoLowRankMultivariateNormal):
+            scale = q["scale"]
+            d = torch.distributions.LowRankMultivariateNormal(
+                q["loc"], q["cov_factor"] * scale.unsqueeze(-1), scale * scale, validate_args=False)
+            return d.entropy()
+        else:
+            log_det = self._loc_scale_flat(q)[1].log().sum()
+        return log_det + 0.5 * self.latent_dim * (1.0 + math.log(2 * math.pi))
+
+    # ------------------------------------------------------------ model math
+    def log_p(self, u: torch.Tensor, vectorized: bool) -> torch.Tensor:
+        """log p(x, T(u)) + log|dT/du| (no Jacobian for AutoDelta), (K,)."""
+        if not vectorized:
+            return torch.stack([self._log_p_one(u[k]) for k in range(u.shape[0])])
+        k = u.shape[0]
+        values, log_jac, pos = {}, u.new_zeros(k), 0
+        for s in self.sites:
+            lead = (k,) + (1,) * (self.mpn - len(s.batch_shape))
+            us = u[:, pos:pos + s.size].reshape(lead + tuple(s.unconstrained_shape))
+            pos += s.size
+            z = s.transform(us)
+            values[s.name] = z
+            if self.jacobian:
+                log_jac = log_jac + s.transform.log_abs_det_jacobian(us, z).reshape(k, -1).sum(-1)
+        with poutine.block(), pyro.plate("_fast_particles", k, dim=-self.mpn - 1):
+            trace = poutine.trace(poutine.condition(self.model, data=values)).get_trace(
+                *self.args, **self.static)
+        trace = prune_subsample_sites(trace)
+        total = log_jac
+        for site in trace.nodes.values():
+            if site["type"] != "sample" or site["infer"].get("_deterministic"):
+                continue
+            lp = _scaled_log_prob(site)
+            if lp.dim() > self.mpn:
+                lp = lp.reshape(lp.shape[:lp.dim() - self.mpn] + (-1,)).sum(-1).reshape(-1)
+            else:
+                lp = lp.sum()
+            total = total + lp
+        return total
+
+    def _log_p_one(self, u: torch.Tensor) -> torch.Tensor:
+        values, log_jac, pos = {}, u.new_zeros(()), 0
+        for s in self.sites:
+            us = u[pos:pos + s.size].reshape(s.unconstrained_shape)
+            pos += s.size
+            z = s.transform(us)
+            values[s.name] = z
+            if self.jacobian:
+                log_jac = log_jac + s.transform.log_abs_det_jacobian(us, z).sum()
+        with poutine.block():
+            trace = poutine.trace(poutine.condition(self.model, data=values)).get_trace(
+                *self.args, **self.static)
+        trace = prune_subsample_sites(trace)
+        total = log_jac
+        for site in trace.nodes.values():
+            if site["type"] == "sample" and not site["infer"].get("_deterministic"):
+                total = total + _scaled_log_prob(site).sum()
+        return total
+
+    # ------------------------------------------------------------ the ELBO
+    def log_weights(self, phi: torch.Tensor, u: torch.Tensor, vectorized: bool = True) -> torch.Tensor:
+        """log p(x, z) - log q(z) per particle at latent draws ``u`` (K, D)."""
+        q = self.unpack(phi)
+        return self.log_p(u, vectorized) - self.log_q(q, u)
+
+    def loss(self, phi: torch.Tensor, eps: torch.Tensor, vectorized: bool,
+             analytic_entropy: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+        """(-ELBO estimate as Pyro reports it, surrogate to differentiate)."""
+        q = self.unpack(phi)
+        u = self.sample(q, eps, phi)
+        log_p = self.log_p(u, vectorized)
+        log_q = self.log_q(q, u)
+        k = u.shape[0]
+        if self.elbo == "RenyiELBO":
+            w = (1.0 - self.alpha) * (log_p - log_q)
+            elbo = (torch.logsumexp(w, 0) - math.log(k)) / (1.0 - self.alpha)
+            return -elbo.detach(), -elbo
+        loss = -(log_p - log_q).mean()
+        if analytic_entropy and not self.point:
+            return loss.detach(), -(log_p.mean() + self.entropy(q))
+        return loss.detach(), loss
+
+    def latent_from_guide_trace(self, guide_trace) -> torch.Tensor:
+        """The flat ``u`` (1, D) a Pyro guide trace drew (for comparing with Pyro's ELBO)."""
+        prefix = self.guide._pyro_name
+        if isinstance(self.guide, (AutoNormal, AutoDelta)):
+            parts = []
+            for s in self.sites:
+                if isinstance(self.guide, AutoNormal):
+                    parts.append(guide_trace.nodes[s.name + "_unconstrained"]["value"].reshape(-1))
+                else:
+                    parts.append(s.transform.inv(guide_trace.nodes[s.name]["value"]).reshape(-1))
+            return torch.cat(parts)[None]
+        return guide_trace.nodes[f"_{prefix}_latent"]["value"].reshape(1, -1)
+
+
+def _scaled_log_prob(site) -> torch.Tensor:
+    return scale_and_mask(site["fn"].log_prob(site["value"]), site["scale"], site["mask"])
+
+
+def _close(a: torch.Tensor, b: torch.Tensor) -> bool:
+    return bool(torch.allclose(a, b, rtol=1e-4, atol=1e-3 * (1.0 + float(b.abs().max()))))
+
+
+def _check_vectorized(problem: FastProblem, k: int) -> bool:
+    """Whether the model broadcasts over a particle plate: the vectorised log joint equals
+    the one computed particle by particle at a random point."""
+    try:
+        with torch.no_grad():
+            phi = problem.read_store()
+            q = problem.unpack(phi)
+            u = problem.sample(q, torch.randn(max(k, 2), problem.noise_dim()), phi)
+            u = u + 0.1 * torch.randn_like(u)
+            return _close(problem.log_p(u, True), problem.log_p(u, False))
+    except Exception:  # noqa: BLE001 - a model that does not broadcast
+        return False
+
+
+def plan(inference, guide, model, args, static, kwargs, mpn: int,
+         model_trace, guide_trace) -> tuple[FastProblem | None, FastPathReport]:
+    """The problem to train on the fast path, or None with the reason in the report."""
+    report = FastPathReport(requested=inference.fast_path, taken=False, reason="")
+    reason = _declines(inference, guide, model_trace, guide_trace, mpn)
+    if reason is None:
+        try:
+            problem = FastProblem(model, guide, args, static, mpn, inference.elbo.name, inference.elbo.alpha)
+        except Exception as e:  # noqa: BLE001 - an unexpected guide layout: use Pyro's path
+            reason = f"the guide's layout was not recognised ({type(e).__name__}: {e})"
+    if reason is not None:
+        report.reason = reason
+        return None, report
+    k, auto = choose_particles(inference, kwargs, problem.latent_dim, problem.point)
+    rng = torch.get_rng_state()
+    try:
+        vectorized = _check_vectorized(problem, k)
+    finally:
+        torch.set_rng_state(rng)
+    if not vectorized and auto:
+        k = 1
+    report.taken, report.particles, report.particles_auto, report.vectorized = True, k, auto, vectorized
+    report.reason = (f"{type(guide).__name__} with {inference.elbo.name}: the ELBO is one tensor function of "
+                     f"{problem.num_params} guide parameters")
+    return problem, report
+
+
+class _FlatOptimState:
+    """``get_state``/``set_state`` like a ``PyroOptim``, for checkpoints."""
+
+    def __init__(self, trainer: "FastTrainer") -> None:
+        self.trainer = trainer
+
+    def get_state(self) -> dict[str, Any]:
+        return {"fast_path": self.trainer.optimizer.state_dict()}
+
+    def set_state(self, state: Mapping[str, Any]) -> None:
+        self.trainer.load_state(state)
+
+
+class FastTrainer:
+    """The loop's trainer on the fast path (see :class:`inference.engine.loop.PyroTrainer`)."""
+
+    max_block = 64  # steps per Python call between two cadence checks
+
+    def __init__(self, problem: FastProblem, inference, particles: int, vectorized: bool,
+                 report: FastPathReport, compile_mode: str = "auto"):
+        self.problem, self.k, self.vectorized = problem, particles, vectorized
+        self.phi = problem.read_store().requires_grad_(True)
+        opt_cls = TORCH_OPTIMIZERS[inference.optimizer.name]
+        kwargs = optim_args(inference.optimizer)
+        kwargs.update(_fast_flags(opt_cls))
+        self.optimizer = opt_cls([self.phi], **kwargs)
+        self.clip = inference.clip_grad_norm
+        self.analytic = problem.elbo != "RenyiELBO"
+        self.optim = _FlatOptimState(self)
+        self.restored_other = False
+        self.last_grad: torch.Tensor | None = None
+        self.fn = self._compile(compile_mode, report)
+
+    def _eager(self, phi: torch.Tensor):
+        eps = torch.randn(self.k, self.problem.noise_dim(), dtype=phi.dtype, device=phi.device)
+        return self.problem.loss(phi, eps, self.vectorized, self.analytic)
+
+    def _compile(self, mode: str, report: FastPathReport) -> Callable:
+        report.compiled = "eager"
+        if mode == "eager":
+            return self._eager
+        rng = torch.get_rng_state()
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                traced = torch.jit.trace(self._eager, (self.phi,), check_trace=False)
+                # A trace freezes Python branches on values: it must agree with the eager
+                # function at fresh points (same draws) before it is used.
+                for scale in (0.0, 0.5):
+                    phi = (self.phi.detach() + scale * torch.randn_like(self.phi)).requires_grad_(True)
+                    state = torch.get_rng_state()
+                    a = traced(phi)
+                    torch.set_rng_state(state)
+                    b = self._eager(phi)
+                    if not (_close(a[0], b[0]) and _close(a[1], b[1])):
+                        return self._eager
+        except Exception:  # noqa: BLE001 - not traceable: eager vectorised math
+            return self._eager
+        finally:
+            torch.set_rng_state(rng)
+        report.compiled = "jit.trace"
+        return traced
+
+    # ------------------------------------------------------------ the trainer protocol
+    def _grad(self) -> tuple[float, torch.Tensor]:
+        loss, surrogate = self.fn(self.phi)
+        (grad,) = torch.autograd.grad(surrogate, self.phi)
+        return float(loss), grad
+
+    def _apply(self, grad: torch.Tensor) -> None:
+        if self.clip is not None:  # per param, as Pyro's clip_args
+            for p in self.problem.params:
+                g = grad[p.offset:p.offset + p.size]
+                norm = float(g.norm())
+                if norm > self.clip:
+                    g.mul_(self.clip / (norm + 1e-6))
+        self.phi.grad = grad
+        self.optimizer.step()
+
+    def run(self, n: int) -> list[float]:
+        losses = []
+        for _ in range(n):
+            loss, grad = self._grad()
+            losses.append(loss)
+            self.last_grad = grad
+            if not (loss - loss == 0.0):
+                break
+            self._apply(grad)
+        return losses
+
+    def step_with_grads(self) -> tuple[float, dict[str, float], list[str]]:
+        loss, grad = self._grad()
+        self.last_grad = grad
+        bad = self.bad_params()
+        norms = {p.name: float(grad[p.offset:p.offset + p.size].norm()) for p in self.problem.params}
+        if not bad and loss - loss == 0.0:
+            self._apply(grad)
+        return loss, norms, bad
+
+    def bad_params(self) -> list[str]:
+        g = self.last_grad
+        if g is None or bool(torch.isfinite(g).all()):
+            return []
+        return [p.name for p in self.problem.params
+                if not bool(torch.isfinite(g[p.offset:p.offset + p.size]).all())]
+
+    def sync(self) -> None:
+        self.problem.write_store(self.phi.detach())
+
+    def load_state(self, state: Mapping[str, Any]) -> None:
+        """After a restore: params from the store; optimizer moments from the checkpoint
+        when it was written by the fast path (a general-path checkpoint restarts them)."""
+        with torch.no_grad():
+            self.phi.copy_(self.problem.read_store())
+        if "fast_path" in state:
+            self.optimizer.load_state_dict(state["fast_path"])
+        else:
+            self.restored_other = True
+
+    def step_scheduler(self, spec, mean_loss: float) -> None:  # plan() declines schedulers
+        raise AssertionError("the fast path does not run schedulers")
+
+
+def _fast_flags(opt_cls: type) -> dict[str, Any]:
+    import inspect
+
+    params = inspect.signature(opt_cls.__init__).parameters
+    if "fused" in params and opt_cls in (torch.optim.Adam, torch.optim.AdamW):
+        return {"fused": True}
+    if "foreach" in params:
+        return {"foreach": True}
+    return {}

@@ -1,0 +1,182 @@
+"""The fast path: the same ELBO as Pyro's for the same params and draws, on every catalog
+model it accepts; its guide draws; when it is (not) taken; checkpoints and resume."""
+
+import math
+
+import pytest
+import torch
+import pyro
+from pyro import poutine
+
+from engine_models import EIGHT_SCHOOLS, eight_schools, spec
+from inference import catalog
+from inference.engine.elbos import build_elbo, infer_max_plate_nesting
+from inference.engine.fastpath import FastTrainer, plan
+from inference.engine.guides import build_guide
+from inference.engine.loop import FitCallbacks, run_svi
+from inference.language import bind_data, compile_source
+from inference.spec import AutoGuideSpec, ElboSpec, InferenceSpec
+
+GUIDES = ["AutoNormal", "AutoDiagonalNormal", "AutoMultivariateNormal", "AutoLowRankMultivariateNormal",
+          "AutoDelta", "AutoLaplaceApproximation"]
+ELBOS = ["Trace_ELBO", "TraceMeanField_ELBO", "TraceGraph_ELBO"]
+
+
+def _setup(model, data, guide_name, elbo=ElboSpec()):
+    pyro.clear_param_store()
+    pyro.set_rng_seed(0)
+    guide = build_guide(AutoGuideSpec(auto=guide_name), model)
+    mpn = infer_max_plate_nesting(model, guide, data)
+    with poutine.block():
+        gt = poutine.trace(guide).get_trace(**data)
+        mt = poutine.trace(poutine.replay(model, trace=gt)).get_trace(**data)
+    problem, report = plan(InferenceSpec(elbo=elbo), guide, model, (), data, data, mpn, mt, gt)
+    return guide, mpn, problem, report
+
+
+def _perturbed(problem):
+    """Params away from their init (scales != init_scale, correlations != 0)."""
+    phi = problem.read_store() + 0.3 * torch.randn(problem.num_params, generator=torch.Generator().manual_seed(1))
+    problem.write_store(phi)
+    return phi
+
+
+def _catalog_program(name):
+    entry = catalog.get(name)
+    program = compile_source(entry.source, entry.entry)
+    return program, bind_data(program, entry.example_data).kwargs
+
+
+ACCEPTED = []
+for _name in catalog.names():
+    _entry = catalog.get(_name)
+    _guide = _entry.suggested.get("guide", {})
+    if "auto" in _guide and not _guide.get("expose") and not _guide.get("hide"):
+        ACCEPTED.append(_name)
+
+
+@pytest.mark.parametrize("name", ACCEPTED)
+@pytest.mark.parametrize("guide_name", GUIDES)
+def test_fast_elbo_equals_pyro_elbo_on_catalog_models(name, guide_name):
+    program, data = _catalog_program(name)
+    guide, mpn, problem, report = _setup(program, data, guide_name)
+    assert report.taken, report.reason
+    phi = _perturbed(problem)
+    for elbo_name in ELBOS:
+        elbo = build_elbo(ElboSpec(name=elbo_name), max_plate_nesting=mpn)
+        for seed in range(2):
+            pyro.set_rng_seed(seed)
+            pyro_loss = elbo.loss(program, guide, **data)
+            pyro.set_rng_seed(seed)
+            u = problem.latent_from_guide_trace(poutine.trace(guide).get_trace(**data))
+            for vectorized in {False, report.vectorized}:
+                fast = -float(problem.log_weights(phi, u, vectorized))
+                assert fast == pytest.approx(pyro_loss, rel=1e-4, abs=1e-3), (elbo_name, vectorized)
+
+
+@pytest.mark.parametrize("guide_name", ["AutoNormal", "AutoMultivariateNormal"])
+def test_fast_renyi_equals_pyro_renyi(guide_name):
+    program, data = _catalog_program("eight_schools_noncentered")
+    elbo_spec = ElboSpec(name="RenyiELBO", alpha=0.5, num_particles=3)
+    guide, mpn, problem, report = _setup(program, data, guide_name, elbo_spec)
+    phi = _perturbed(problem)
+    elbo = build_elbo(elbo_spec, max_plate_nesting=mpn)
+    pyro.set_rng_seed(3)
+    pyro_loss = elbo.loss(program, guide, **data)
+    pyro.set_rng_seed(3)  # Pyro's non-vectorised particles: three guide traces in turn
+    u = torch.cat([problem.latent_from_guide_trace(poutine.trace(guide).get_trace(**data)) for _ in range(3)])
+    w = 0.5 * problem.log_weights(phi, u, report.vectorized)
+    fast = -float((torch.logsumexp(w, 0) - math.log(3)) / 0.5)
+    assert fast == pytest.approx(pyro_loss, rel=1e-4)
+
+
+@pytest.mark.parametrize("guide_name", GUIDES[:4])
+def test_fast_draws_have_the_guide_moments(guide_name):
+    program, data = _catalog_program("eight_schools_noncentered")
+    guide, mpn, problem, report = _setup(program, data, guide_name)
+    phi = _perturbed(problem)
+    q = problem.unpack(phi)
+    u = problem.sample(q, torch.randn(40_000, problem.noise_dim(), generator=torch.Generator().manual_seed(0)), phi)
+    if guide_name == "AutoNormal":
+        loc = torch.cat([pyro.param(f"AutoNormal.locs.{s.name}").reshape(-1) for s in problem.sites])
+        cov = torch.diag(torch.cat([pyro.param(f"AutoNormal.scales.{s.name}").reshape(-1)
+                                    for s in problem.sites]) ** 2)
+    else:
+        posterior = guide.get_posterior()
+        loc = posterior.mean
+        cov = (posterior.covariance_matrix if hasattr(posterior, "covariance_matrix")
+               else torch.diag(posterior.variance))
+    assert torch.allclose(u.mean(0), loc.detach(), atol=0.05 * float(cov.diagonal().max().sqrt()) + 0.02)
+    assert torch.allclose(torch.cov(u.T), cov.detach(), atol=0.05 * float(cov.abs().max()) + 0.01)
+    # and the analytic entropy is the guide's own
+    if guide_name != "AutoNormal":
+        assert float(problem.entropy(q)) == pytest.approx(float(guide.get_posterior().entropy()), rel=1e-4)
+
+
+def test_taken_and_declined_with_reasons():
+    run = run_svi(eight_schools, build_guide(AutoGuideSpec(auto="AutoNormal"), eight_schools), EIGHT_SCHOOLS,
+                  spec(steps=30).model_copy(update={"elbo": ElboSpec()}))  # num_particles not given
+    assert run.fast_path["taken"] and run.fast_path["compiled"] in ("jit.trace", "eager")
+    assert run.fast_path["particles"] >= 1 and run.fast_path["particles_auto"] is True
+    cases = [
+        (dict(fast_path=False), "AutoNormal", "fast_path is false"),
+        (dict(elbo="TraceEnum_ELBO"), "AutoNormal", "TraceEnum_ELBO"),
+        (dict(jit=True), "AutoNormal", "JIT"),
+        (dict(decay_to=0.5), "AutoNormal", "scheduler"),
+        ({}, "AutoIAFNormal", "not a Gaussian-family"),
+    ]
+    for kwargs, guide_name, reason in cases:
+        guide = build_guide(AutoGuideSpec(auto=guide_name), eight_schools)
+        run = run_svi(eight_schools, guide, EIGHT_SCHOOLS, spec(steps=5, **kwargs))
+        assert not run.fast_path["taken"] and reason in run.fast_path["reason"], run.fast_path
+
+
+def test_user_particles_are_kept_and_point_guides_use_one():
+    guide = build_guide(AutoGuideSpec(auto="AutoNormal"), eight_schools)
+    run = run_svi(eight_schools, guide, EIGHT_SCHOOLS, spec(steps=5, particles=3))
+    assert run.fast_path["particles"] == 3 and not run.fast_path["particles_auto"]
+    guide = build_guide(AutoGuideSpec(auto="AutoDelta"), eight_schools)
+    run = run_svi(eight_schools, guide, EIGHT_SCHOOLS, spec(steps=5))
+    assert run.fast_path["particles"] == 1
+
+
+def test_jit_trace_and_eager_train_the_same():
+    losses = {}
+    for mode in ("auto", "eager"):
+        pyro.clear_param_store()
+        _, _, problem, report = _setup(eight_schools, EIGHT_SCHOOLS, "AutoNormal")
+        pyro.set_rng_seed(0)
+        trainer = FastTrainer(problem, spec(steps=50), 4, True, report, compile_mode=mode)
+        losses[mode] = trainer.run(50)
+    assert report.compiled == "eager"
+    assert losses["auto"] == pytest.approx(losses["eager"], rel=1e-4)
+
+
+@pytest.mark.parametrize("guide_name", ["AutoNormal", "AutoMultivariateNormal", "AutoDelta"])
+def test_fast_path_resume_equals_uninterrupted(guide_name):
+    inference = spec(steps=50, checkpoint_every_s=1e-9, progress_every_steps=10, progress_every_s=1e9)
+    blobs = []
+    full = run_svi(eight_schools, build_guide(AutoGuideSpec(auto=guide_name), eight_schools), EIGHT_SCHOOLS,
+                   inference, callbacks=FitCallbacks(on_checkpoint=lambda blob, step: blobs.append((step, blob))),
+                   grad_norms_every=10)
+    assert full.fast_path["taken"]
+    full_params = {k: v.detach().clone() for k, v in pyro.get_param_store().items()}
+    step, blob = blobs[1]
+    resumed = run_svi(eight_schools, build_guide(AutoGuideSpec(auto=guide_name), eight_schools), EIGHT_SCHOOLS,
+                      inference, resume_from=blob, grad_norms_every=10)
+    assert resumed.resumed_from_step == step == 20
+    assert resumed.losses == full.losses and resumed.grad_norms == full.grad_norms
+    for name, value in pyro.get_param_store().items():
+        assert torch.equal(value, full_params[name]), name
+
+
+def test_a_general_path_checkpoint_resumes_on_the_fast_path():
+    inference = spec(steps=40, checkpoint_every_s=1e-9, progress_every_steps=10, progress_every_s=1e9)
+    blobs = []
+    run_svi(eight_schools, build_guide(AutoGuideSpec(auto="AutoNormal"), eight_schools), EIGHT_SCHOOLS,
+            inference.model_copy(update={"fast_path": False}),
+            callbacks=FitCallbacks(on_checkpoint=lambda blob, step: blobs.append(blob)))
+    resumed = run_svi(eight_schools, build_guide(AutoGuideSpec(auto="AutoNormal"), eight_schools), EIGHT_SCHOOLS,
+                      inference, resume_from=blobs[0])
+    assert resumed.fast_path["taken"] and resumed.resumed_from_step == 10 and resumed.steps_done == 40
+    assert [d["code"] for d in resumed.diagnostics] == ["resume_optimizer_reset"]

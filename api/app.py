@@ -148,6 +148,8 @@ def _include_routers(app: FastAPI) -> None:
     from api.webhooks.router import router as webhooks_router
 
     app.include_router(webhooks_router, prefix="/v1")
+    from api.capabilities.router import router as capabilities_router
+    app.include_router(capabilities_router, prefix="/v1")
     # The dashboard page (/) and its packaged assets (/ui/...); not in the OpenAPI schema.
     app.include_router(dashboard_router)
 

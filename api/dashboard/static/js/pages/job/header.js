@@ -5,7 +5,7 @@
 import { api } from '../../api.js';
 import { sourceView } from '../../highlight.js';
 import { elboName, guideName, modelName } from '../../jobinfo.js';
-import { announce, clear, fill, fmtDuration, fmtNumber, fmtTime, h, isFinal, jobDuration, stateBadge } from '../../util.js';
+import { announce, fill, fmtDuration, fmtNumber, fmtTime, h, isFinal, jobDuration, stateBadge } from '../../util.js';
 
 const CONTENTS = [['loss', 'Loss'], ['elbo-terms', 'ELBO terms'], ['grad-norms', 'Gradient norms'], ['posterior', 'Posterior'],
   ['diagnostics', 'Diagnostics'], ['spec', 'Spec'], ['downloads', 'Downloads'], ['reproduce', 'Reproduce']];
@@ -41,43 +41,7 @@ export function mount(ctx) {
     meta, errorBox, toc);
   ctx.status = (text) => { actionStatus.textContent = text; };
 
-  function render() {
-    const { job } = ctx;
-    fill(title, `${modelName(job)} `, stateBadge(job.state));
-    title.dataset.state = job.state;
-    const p = job.progress || {};
-    progressBar.max = Math.max(1, p.steps || 1);
-    progressBar.value = Math.min(p.step || 0, progressBar.max);
-    progressText.textContent = `${p.step ?? 0} / ${p.steps ?? '?'} steps`
-      + (p.loss !== null && p.loss !== undefined ? ` · loss ${fmtNumber(p.loss)}` : '')
-      + (!isFinal(job.state) && p.steps_per_s ? ` · ${fmtNumber(p.steps_per_s, 3)} steps/s` : '')
-      + (!isFinal(job.state) && p.eta_s ? ` · ETA ${fmtDuration(p.eta_s)}` : '');
-    fill(meta,
-      ...[['Job id', h('code', {}, job.id)], ['Guide', guideName(job)], ['ELBO', elboName(job)],
-        ['Created', fmtTime(job.created_at)], ['Started', fmtTime(job.started_at)], ['Finished', fmtTime(job.finished_at)],
-        ['Duration', fmtDuration(jobDuration(job))], ['Attempts', String(job.attempts ?? 0)], ['Queue', job.queue || '—'],
-        ['Labels', Object.entries(job.labels || {}).map(([k, v]) => `${k}=${v}`).join(', ') || '—']]
-        .filter(([k, v]) => !(['Guide', 'ELBO'].includes(k) && v === '—'))
-        .flatMap(([k, v]) => [h('dt', {}, k), h('dd', {}, v)]));
-    cancelButton.hidden = isFinal(job.state);
-    renderError();
-  }
-
-  function renderError() {
-    const { job } = ctx;
-    clear(errorBox);
-    if (!job.error) return;
-    const problem = job.error;
-    const box = h('div', { class: 'alert error', role: 'alert', id: 'job-error-alert' },
-      h('h2', {}, job.state === 'cancelled' ? 'Cancelled' : 'The job failed'),
-      h('p', {}, problemText(problem)),
-      problem.step !== undefined ? h('p', {}, `At step ${problem.step}.`) : null,
-      Array.isArray(problem.sites) && problem.sites.length ? h('p', {}, `Sites involved: ${problem.sites.join(', ')}`) : null);
-    if (problem.line && ctx.source) {
-      box.append(sourceView(ctx.source, { error: { line: problem.line, col: problem.col, message: problem.detail || problem.title }, label: 'Model source at the error' }));
-    }
-    errorBox.append(box);
-  }
+  const render = () => renderHead(ctx, { title, meta, progressBar, progressText, cancelButton, errorBox });
 
   // The answer to a cancel replaces the job as shown; the live stream then reports the end.
   async function cancel() {
@@ -97,4 +61,41 @@ export function mount(ctx) {
 
   render();
   return ctx.on('job', render);
+}
+
+// The head's parts for the job as last seen.
+function renderHead(ctx, { title, meta, progressBar, progressText, cancelButton, errorBox }) {
+  const { job } = ctx;
+  fill(title, `${modelName(job)} `, stateBadge(job.state));
+  title.dataset.state = job.state;
+  const p = job.progress || {};
+  progressBar.max = Math.max(1, p.steps || 1);
+  progressBar.value = Math.min(p.step || 0, progressBar.max);
+  progressText.textContent = `${p.step ?? 0} / ${p.steps ?? '?'} steps`
+    + (p.loss !== null && p.loss !== undefined ? ` · loss ${fmtNumber(p.loss)}` : '')
+    + (!isFinal(job.state) && p.steps_per_s ? ` · ${fmtNumber(p.steps_per_s, 3)} steps/s` : '')
+    + (!isFinal(job.state) && p.eta_s ? ` · ETA ${fmtDuration(p.eta_s)}` : '');
+  fill(meta,
+    ...[['Job id', h('code', {}, job.id)], ['Guide', guideName(job)], ['ELBO', elboName(job)],
+      ['Created', fmtTime(job.created_at)], ['Started', fmtTime(job.started_at)], ['Finished', fmtTime(job.finished_at)],
+      ['Duration', fmtDuration(jobDuration(job))], ['Attempts', String(job.attempts ?? 0)], ['Queue', job.queue || '—'],
+      ['Labels', Object.entries(job.labels || {}).map(([k, v]) => `${k}=${v}`).join(', ') || '—']]
+      .filter(([k, v]) => !(['Guide', 'ELBO'].includes(k) && v === '—'))
+      .flatMap(([k, v]) => [h('dt', {}, k), h('dd', {}, v)]));
+  cancelButton.hidden = isFinal(job.state);
+  fill(errorBox, job.error ? errorView(job, ctx.source) : null);
+}
+
+// The job's error, with the source line it points at when the source is known.
+function errorView(job, source) {
+  const problem = job.error;
+  const box = h('div', { class: 'alert error', role: 'alert', id: 'job-error-alert' },
+    h('h2', {}, job.state === 'cancelled' ? 'Cancelled' : 'The job failed'),
+    h('p', {}, problemText(problem)),
+    problem.step !== undefined ? h('p', {}, `At step ${problem.step}.`) : null,
+    Array.isArray(problem.sites) && problem.sites.length ? h('p', {}, `Sites involved: ${problem.sites.join(', ')}`) : null);
+  if (problem.line && source) {
+    box.append(sourceView(source, { error: { line: problem.line, col: problem.col, message: problem.detail || problem.title }, label: 'Model source at the error' }));
+  }
+  return box;
 }

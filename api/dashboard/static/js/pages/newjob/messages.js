@@ -16,6 +16,26 @@ function selectLine(area, line) {
   area.setSelectionRange(start, start + (lines[line - 1] || '').length);
 }
 
+// The field a pointer names, or the closest enclosing one (/data/inline/y -> /data/inline).
+function fieldFor(form, pointer) {
+  let p = pointer || '';
+  while (p) {
+    const el = [...form.querySelectorAll('.field[data-pointer]')].find((f) => f.dataset.pointer === p && !f.closest('[hidden]'));
+    if (el) return el;
+    p = p.slice(0, p.lastIndexOf('/'));
+  }
+  return null;
+}
+
+// The message under the field `pointer` names, which is marked invalid; false if none.
+function setError(form, pointer, message) {
+  const f = fieldFor(form, pointer);
+  if (!f) return false;
+  f.querySelector('.field-error').textContent = message;
+  f.querySelector('input, select, textarea')?.setAttribute('aria-invalid', 'true');
+  return true;
+}
+
 export function mount(ctx) {
   const { form } = ctx;
   const messages = h('div', { id: 'validation-messages', 'aria-live': 'polite' });
@@ -28,24 +48,7 @@ export function mount(ctx) {
     for (const el of form.querySelectorAll('[aria-invalid]')) el.removeAttribute('aria-invalid');
   }
 
-  // The field a pointer names, or the closest enclosing one (/data/inline/y -> /data/inline).
-  function fieldFor(pointer) {
-    let p = pointer || '';
-    while (p) {
-      const el = [...form.querySelectorAll('.field[data-pointer]')].find((f) => f.dataset.pointer === p && !f.closest('[hidden]'));
-      if (el) return el;
-      p = p.slice(0, p.lastIndexOf('/'));
-    }
-    return null;
-  }
-
-  function setFieldError(pointer, message) {
-    const f = fieldFor(pointer);
-    if (!f) return false;
-    f.querySelector('.field-error').textContent = message;
-    f.querySelector('input, select, textarea')?.setAttribute('aria-invalid', 'true');
-    return true;
-  }
+  const setFieldError = (pointer, message) => setError(form, pointer, message);
 
   // A problem with a line in a source the form shows: the marked source under its text
   // area, the message on the field, the line selected.

@@ -19,27 +19,36 @@ def model(x, y=None):
 `;
 const PREFERRED_CATALOG_MODEL = 'eight_schools_noncentered';
 
+// The fieldset's elements: the catalog / source radios, the catalog block and the source block.
+function modelView() {
+  const v = {
+    kindCatalog: h('input', { type: 'radio', name: 'model-kind', id: 'model-kind-catalog', value: 'catalog', checked: true }),
+    kindSource: h('input', { type: 'radio', name: 'model-kind', id: 'model-kind-source', value: 'source' }),
+    catalogSelect: h('select', { id: 'catalog-model' }),
+    catalogInfo: h('div', { id: 'catalog-info', class: 'catalog-info' }),
+    sourceArea: h('textarea', { id: 'model-source', rows: 14, spellcheck: 'false', autocapitalize: 'off', autocomplete: 'off', class: 'code' }),
+    entryInput: text('model-entry', 'model'),
+    sourceError: h('div', { id: 'model-source-view' }),
+  };
+  v.sourceArea.value = DEFAULT_SOURCE;
+  v.catalogBlock = h('div', { id: 'catalog-block' }, field('Catalog model', v.catalogSelect, { pointer: '/model/catalog' }), v.catalogInfo);
+  v.sourceBlock = h('div', { id: 'source-block', hidden: true },
+    field('Model source (the Pyro model language)', v.sourceArea, { pointer: '/model/source', help: 'A Pyro model function; imports of pyro, torch and pyro.distributions are accepted.' }),
+    v.sourceError,
+    field('Entry function', v.entryInput, { pointer: '/model/entry' }));
+  v.fieldset = h('fieldset', {}, h('legend', {}, 'Model'),
+    h('div', { class: 'radios', role: 'radiogroup', 'aria-label': 'Model from' },
+      h('label', { class: 'radio', for: 'model-kind-catalog' }, v.kindCatalog, ' Catalog model'),
+      h('label', { class: 'radio', for: 'model-kind-source' }, v.kindSource, ' My own source')),
+    v.catalogBlock, v.sourceBlock);
+  return v;
+}
+
 export function mount(ctx) {
   const { signal } = ctx;
-  const kindCatalog = h('input', { type: 'radio', name: 'model-kind', id: 'model-kind-catalog', value: 'catalog', checked: true });
-  const kindSource = h('input', { type: 'radio', name: 'model-kind', id: 'model-kind-source', value: 'source' });
-  const catalogSelect = h('select', { id: 'catalog-model' });
-  const catalogInfo = h('div', { id: 'catalog-info', class: 'catalog-info' });
-  const sourceArea = h('textarea', { id: 'model-source', rows: 14, spellcheck: 'false', autocapitalize: 'off', autocomplete: 'off', class: 'code' });
-  sourceArea.value = DEFAULT_SOURCE;
-  const entryInput = text('model-entry', 'model');
-  const sourceError = h('div', { id: 'model-source-view' });
-  const catalogBlock = h('div', { id: 'catalog-block' }, field('Catalog model', catalogSelect, { pointer: '/model/catalog' }), catalogInfo);
-  const sourceBlock = h('div', { id: 'source-block', hidden: true },
-    field('Model source (the Pyro model language)', sourceArea, { pointer: '/model/source', help: 'A Pyro model function; imports of pyro, torch and pyro.distributions are accepted.' }),
-    sourceError,
-    field('Entry function', entryInput, { pointer: '/model/entry' }));
-
-  ctx.form.append(h('fieldset', {}, h('legend', {}, 'Model'),
-    h('div', { class: 'radios', role: 'radiogroup', 'aria-label': 'Model from' },
-      h('label', { class: 'radio', for: 'model-kind-catalog' }, kindCatalog, ' Catalog model'),
-      h('label', { class: 'radio', for: 'model-kind-source' }, kindSource, ' My own source')),
-    catalogBlock, sourceBlock));
+  const v = modelView();
+  const { kindCatalog, kindSource, catalogSelect, catalogInfo, sourceArea, entryInput, sourceError, catalogBlock, sourceBlock } = v;
+  ctx.form.append(v.fieldset);
 
   ctx.modelKind = () => (kindSource.checked ? 'source' : 'catalog');
   ctx.sources['/model/source'] = { area: sourceArea, view: sourceError, active: () => ctx.modelKind() === 'source' };

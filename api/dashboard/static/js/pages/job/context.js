@@ -9,7 +9,7 @@
 //   'spec'      the run's settings are known (from /diagnostics): redraw what shows them
 
 import { eventBus } from '../../events.js';
-import { h } from '../../util.js';
+import { fill, h } from '../../util.js';
 
 export function jobContext({ root, jobId, job, source, caps, signal }) {
   return {
@@ -32,4 +32,20 @@ export function jobContext({ root, jobId, job, source, caps, signal }) {
 // A panel with a heading the table of contents can jump to.
 export function section(id, title, ...children) {
   return h('section', { id, class: 'panel', 'aria-labelledby': `${id}-title` }, h('h2', { id: `${id}-title` }, title), ...children);
+}
+
+// A panel for results, appended to the page, saying when they come; returns its body.
+export function resultsPanel(ctx, id, title) {
+  const body = h('div', { id: `${id}-body` }, h('p', { class: 'muted' }, 'Available when the job has succeeded.'));
+  ctx.root.append(section(id, title, body));
+  return body;
+}
+
+// Loads a results section when the job succeeds; says why there are none when it ends
+// otherwise. Returns the cleanup.
+export function onResults(ctx, body, load) {
+  return ctx.on('finished', (state) => {
+    if (state === 'succeeded') load();
+    else fill(body, h('p', { class: 'muted' }, state === 'cancelled' ? 'The job was cancelled: no results.' : 'The job failed: no results.'));
+  });
 }

@@ -4,7 +4,7 @@
 
 import { api } from '../../api.js';
 import { fill, fmtDuration, fmtNumber, h } from '../../util.js';
-import { section } from './context.js';
+import { onResults, resultsPanel } from './context.js';
 
 // What each of the server's k-hat readings means for the user (the thresholds come from
 // GET /v1/capabilities, the reading of this job from its diagnostics).
@@ -45,8 +45,7 @@ export function khatView(d, readings) {
 
 export function mount(ctx) {
   const { signal } = ctx;
-  const body = h('div', { id: 'diagnostics-body' }, h('p', { class: 'muted' }, 'Available when the job has succeeded.'));
-  ctx.root.append(section('diagnostics', 'Diagnostics', body));
+  const body = resultsPanel(ctx, 'diagnostics', 'Diagnostics');
 
   async function load() {
     let diagnostics;
@@ -77,10 +76,7 @@ export function mount(ctx) {
     ctx.emit('spec');
   }
 
-  return ctx.on('finished', (state) => {
-    if (state === 'succeeded') load();
-    else fill(body, h('p', { class: 'muted' }, state === 'cancelled' ? 'The job was cancelled: no results.' : 'The job failed: no results.'));
-  });
+  return onResults(ctx, body, load);
 }
 
 function listOrNone(items, id, empty) {

@@ -4,14 +4,13 @@
 import { api } from '../../api.js';
 import { forestPlot, histogram } from '../../charts.js';
 import { fill, flatten, fmtNumber, fmtShape, h, shapeOf } from '../../util.js';
-import { section } from './context.js';
+import { onResults, resultsPanel } from './context.js';
 
 const QUANTITIES = ['mean', 'sd', 'q05', 'q50', 'q95'];
 
 export function mount(ctx) {
   const { signal } = ctx;
-  const posterior = h('div', { id: 'posterior-body' }, h('p', { class: 'muted' }, 'Available when the job has succeeded.'));
-  ctx.root.append(section('posterior', 'Posterior', posterior));
+  const posterior = resultsPanel(ctx, 'posterior', 'Posterior');
 
   async function load() {
     let summary;
@@ -32,10 +31,7 @@ export function mount(ctx) {
       Object.entries(summary).map(([site, s]) => sitePlot(site, s, samples[site]))));
   }
 
-  return ctx.on('finished', (state) => {
-    if (state === 'succeeded') load();
-    else fill(posterior, h('p', { class: 'muted' }, state === 'cancelled' ? 'The job was cancelled: no results.' : 'The job failed: no results.'));
-  });
+  return onResults(ctx, posterior, load);
 }
 
 function summaryTable(summary) {

@@ -28,6 +28,18 @@ from api.capabilities.schemas import (
     ResultOut,
 )
 from api.formats import EXTENSIONS, MEDIA_TYPES, RESULT_FORMATS, ResultFormat
+from inference.spec import (
+    AUTOGUIDE_NAMES,
+    ELBO_NAMES,
+    FLOAT_DTYPES,
+    OPTIMIZER_NAMES,
+    ElboSpec,
+    InferenceSpec,
+    JobSpec,
+    OptimizerSpec,
+    OutputsSpec,
+    SchedulerSpec,
+)
 
 log = logging.getLogger("vihub.api.capabilities")
 
@@ -37,19 +49,6 @@ _engine_tables: dict[str, Any] | None = None
 
 
 def capabilities(pool: dryrun.DryRunPool) -> CapabilitiesOut:
-    from inference.spec import (
-        AUTOGUIDE_NAMES,
-        ELBO_NAMES,
-        FLOAT_DTYPES,
-        OPTIMIZER_NAMES,
-        ElboSpec,
-        InferenceSpec,
-        JobSpec,
-        OptimizerSpec,
-        OutputsSpec,
-        SchedulerSpec,
-    )
-
     tables = engine_tables(pool) or {}
 
     def choices(kind: str, names: tuple[str, ...]) -> list[Choice]:

@@ -207,6 +207,7 @@ class Diagnostics:
     validation: dict[str, Any] | None
     jit: dict[str, Any]
     fast_path: dict[str, Any] | None  # inference.engine.fastpath.FastPathReport
+    stop: dict[str, Any] | None  # inference.engine.stopping.Stopper.report
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -334,6 +335,7 @@ def _diagnostics(spec: JobSpec, job: PreparedJob, guide: Callable, report: Valid
         validation=report.to_dict() if report is not None else None,
         jit={"requested": spec.inference.jit, "used": run.jit_used, "elbo": run.elbo_name},
         fast_path=run.fast_path,
+        stop=run.stop,
     )
 
 

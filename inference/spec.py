@@ -46,6 +46,7 @@ __all__ = [
     "OPTIMIZER_NAMES",
     "MAX_STEPS",
     "MAX_PARTICLES",
+    "AUTO_STOP",
 ]
 
 # Bounds. Generous for a library call; the API applies tenant quotas on top.
@@ -288,6 +289,19 @@ class SchedulerSpec(_Strict):
         return self
 
 
+AUTO_STOP = {
+    # The "auto" rule's constants (docs/engine.md, "Stopping"); see inference.engine.stopping.
+    "window": 100,  # steps per window; first tested after two windows
+    "loss_z": 2.0,  # |mean(last window) - mean(window before)| <= loss_z * its standard error
+    "loss_rel": 1e-4,  # ... or <= loss_rel * (1 + |mean|) (noise-free losses)
+    "loc_drift": 0.2,  # posterior means moved <= 0.2 posterior sd over the window
+    "scale_drift": 0.1,  # posterior sds changed <= 10% over the window
+    "param_drift": 0.01,  # other guides: |change| <= 0.01 * (1 + |value|) per unconstrained param
+    "checks": 2,  # the rule holds at this many consecutive cadence checks
+    "lr_halvings": 5,  # loss flat, params still moving: halve the learning rate (at most 5 times)
+}
+
+
 class StopSpec(_Strict):
     """Stop early when the smoothed loss changes by less than ``rel_tol`` (relative)
     over the last ``window`` steps, but never before ``min_steps``."""
@@ -316,7 +330,10 @@ class InferenceSpec(_Strict):
     # the caller wants (the reason is in diagnostics["fast_path"] either way).
     fast_path: bool | Literal["auto"] = "auto"
     float_dtype: Literal[FLOAT_DTYPES] = "float32"  # type: ignore[valid-type]
-    stop: StopSpec | None = None
+    # When to stop (docs/engine.md, "Stopping"): "auto" = the convergence rule on the
+    # smoothed loss and the guide's parameter drift, capped by ``steps``; "steps" (or null)
+    # = exactly ``steps`` steps; a StopSpec = the relative-tolerance rule, capped by ``steps``.
+    stop: StopSpec | Literal["auto", "steps"] | None = "auto"
     progress_every_steps: Annotated[int, Field(ge=1)] = 100
     progress_every_s: Annotated[float, Field(gt=0.0)] = 2.0
     checkpoint_every_s: Annotated[float, Field(gt=0.0)] | None = 60.0

@@ -536,6 +536,10 @@ class FastTrainer:
         else:
             self.restored_other = True
 
+    def scale_lr(self, factor: float) -> None:
+        for group in self.optimizer.param_groups:
+            group["lr"] *= factor
+
     def step_scheduler(self, spec, mean_loss: float) -> None:  # plan() declines schedulers
         raise AssertionError("the fast path does not run schedulers")
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 import time
 import warnings
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 import torch
@@ -35,6 +35,7 @@ from inference.engine.elbos import build_elbo, infer_max_plate_nesting, jit_name
 from inference.engine.errors import FitCancelled, NonFiniteLoss, SpecError
 from inference.engine.global_state import seed_all
 from inference.engine.optim import build_optimizer, step_scheduler
+from inference.engine.stopping import Stopper, converged_by, window_mean
 from inference.spec import InferenceSpec
 
 __all__ = ["run_svi", "SVIRun", "Progress", "FitCallbacks", "ArgsAdapter", "resolve_device",
@@ -83,6 +84,7 @@ class SVIRun:
     optim: Any
     resumed_from_step: int | None = None
     fast_path: dict[str, Any] | None = None  # FastPathReport.to_dict()
+    stop: dict[str, Any] | None = None  # Stopper.report(): rule, reason, step, last measures
 
 
 class ArgsAdapter:
@@ -130,21 +132,6 @@ def _set_rng(state: tuple) -> None:
 def _split(kwargs: Mapping[str, Any]) -> tuple[tuple[str, ...], tuple[torch.Tensor, ...], dict]:
     names = tuple(k for k, v in kwargs.items() if torch.is_tensor(v))
     return names, tuple(kwargs[k] for k in names), {k: v for k, v in kwargs.items() if k not in names}
-
-
-def _window_mean(losses: list[float], end: int, window: int) -> float:
-    chunk = losses[max(0, end - window) : end]
-    return sum(chunk) / max(1, len(chunk))
-
-
-def converged_by(losses: list[float], rel_tol: float, window: int) -> bool:
-    """The last window's mean loss differs from the previous window's by < rel_tol (relative)."""
-    n = len(losses)
-    if n < 2 * window:
-        return False
-    m1 = _window_mean(losses, n, window)
-    m0 = _window_mean(losses, n - window, window)
-    return abs(m1 - m0) <= rel_tol * max(abs(m0), 1e-12)
 
 
 def _nonfinite_sites(model, guide, args, static) -> list[str]:
@@ -229,6 +216,12 @@ class PyroTrainer:
     def step_scheduler(self, spec, mean_loss: float) -> None:
         step_scheduler(self.optim, spec, mean_loss)
 
+    def scale_lr(self, factor: float) -> None:
+        """Multiply every per-param optimizer's learning rate (the ``auto`` stop rule)."""
+        for opt in getattr(self.optim, "optim_objs", {}).values():
+            for group in opt.param_groups:
+                group["lr"] *= factor
+
 
 def _try_jit(inference: InferenceSpec, model, guide, args, static, mpn, diagnostics):
     """The JIT ELBO if it traces and agrees with the plain one on a test evaluation, else None."""
@@ -310,6 +303,7 @@ class LoopState:
     grad_norms: list[dict[str, Any]]
     start: int = 0
     resumed_from: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)  # e.g. the stop rule's state
 
 
 def restore(blob: bytes, optim: Any, fingerprint: Mapping[str, Any], hook_names) -> LoopState:
@@ -338,7 +332,8 @@ def restore(blob: bytes, optim: Any, fingerprint: Mapping[str, Any], hook_names)
     history.update({k: v for k, v in ckpt.history.get("hooks", {}).items() if k in history})
     return LoopState(losses=list(ckpt.losses), history=history,
                      grad_norms=ckpt.history.get("grad_norms", []), start=ckpt.step,
-                     resumed_from=ckpt.step)
+                     resumed_from=ckpt.step, extra={k: v for k, v in ckpt.history.items()
+                                                    if k not in ("hooks", "grad_norms")})
 
 
 class Cadence:
@@ -427,7 +422,7 @@ def _next_boundary(step: int, steps: int, cadence: Cadence, after: list[int], be
 
 def train(trainer, state: LoopState, inference: InferenceSpec, cadence: Cadence,
           hooks: Mapping[str, tuple[int, Callable]], grad_norms_every: int,
-          stopper: "Stopper", raise_nonfinite: Callable) -> str | None:
+          stopper: Stopper, raise_nonfinite: Callable) -> str | None:
     """The plain loop from ``state.start`` to ``inference.steps``; returns the stop reason
     when the stop rule ended it early, else None."""
     losses, steps, sched = state.losses, inference.steps, inference.scheduler
@@ -455,14 +450,14 @@ def train(trainer, state: LoopState, inference: InferenceSpec, cadence: Cadence,
                 raise_nonfinite(step, block_losses[-1], trainer.bad_params())
             due = cadence.due(step) if block > 1 else False
         if sched is not None and step % sched.every_steps == 0:
-            trainer.step_scheduler(sched, _window_mean(losses, len(losses), sched.every_steps))
+            trainer.step_scheduler(sched, window_mean(losses, len(losses), sched.every_steps))
         if hooks and any(every > 0 and step % every == 0 for every, _ in hooks.values()):
             trainer.sync()
             _run_hooks(step, hooks, state.history)
         if due or step == steps:
             trainer.sync()
             cadence.report(step)
-            reason = stopper.check(step, losses, trainer)
+            reason = stopper.check(step, losses)
             if reason is not None and step < steps:
                 return reason
             cadence.maybe_checkpoint(step)
@@ -531,7 +526,8 @@ def run_svi(
 
         def checkpoint_bytes(at_step: int) -> bytes:
             return dump_checkpoint(step=at_step, losses=state.losses, optim=trainer.optim,
-                                   history={"hooks": state.history, "grad_norms": state.grad_norms},
+                                   history={"hooks": state.history, "grad_norms": state.grad_norms,
+                                            "stopper": stopper.state_dict()},
                                    fingerprint=fingerprint)
 
         def raise_nonfinite(step: int, loss: float, params: list[str]) -> None:
@@ -539,35 +535,21 @@ def run_svi(
             _raise_nonfinite(step, loss, params, model_call, guide_call, args, static)
 
         cadence = Cadence(inference, callbacks, state, checkpoint_bytes)
-        stopper = Stopper(inference.stop)
+        stopper = Stopper(inference.stop, guide, scale_lr=trainer.scale_lr, scheduler=inference.scheduler is not None)
+        if resume_from is not None and "stopper" in state.extra:
+            stopper.load_state_dict(state.extra["stopper"])
         stop_reason = train(trainer, state, inference, cadence, hooks, grad_norms_every, stopper, raise_nonfinite)
         trainer.sync()
         losses = state.losses
-        rel_tol, window = ((inference.stop.rel_tol, inference.stop.window) if inference.stop
-                           else _default_rule(len(losses)))
         return SVIRun(
             losses=losses, steps_done=len(losses), stopped_early=stop_reason is not None,
-            converged=converged_by(losses, rel_tol, window),
+            converged=stopper.converged(stop_reason, losses),
             grad_norms=state.grad_norms, history=state.history, elbo_name=type(elbo).__name__,
             jit_used=jit_used, max_plate_nesting=int(mpn), num_threads=threads,
             wall_s=time.perf_counter() - t0, diagnostics=diagnostics,
             model=model, guide=guide, elbo=elbo, optim=trainer.optim, resumed_from_step=state.resumed_from,
-            fast_path=fast_report.to_dict(),
+            fast_path=fast_report.to_dict(), stop=stopper.report(stop_reason, len(losses), inference.steps),
         )
-
-
-class Stopper:
-    """The ``inference.stop`` rule, tested at the cadence: a ``StopSpec`` (relative change
-    of the windowed mean loss) or none."""
-
-    def __init__(self, stop) -> None:
-        self.stop = stop
-
-    def check(self, step: int, losses: list[float], trainer) -> str | None:
-        stop = self.stop
-        if stop is not None and step >= stop.min_steps and converged_by(losses, stop.rel_tol, stop.window):
-            return "converged"
-        return None
 
 
 def _fast_trainer(inference, model, guide, args, static, kwargs, mpn, model_trace, guide_trace):
@@ -609,11 +591,6 @@ def choose_num_threads(requested: int | None, kwargs: Mapping[str, Any]) -> int:
     if all(t.device.type == "cpu" and t.numel() < SMALL_DATA_ELEMENTS for t in tensors):
         return 1
     return torch.get_num_threads()
-
-
-def _default_rule(n: int) -> tuple[float, int]:
-    """Used for ``converged`` when no stop rule was given: 1% over a quarter of the run."""
-    return 1e-2, max(2, min(200, n // 4))
 
 
 def _raise_nonfinite(step, loss, params, model, guide, args, static):

@@ -34,7 +34,7 @@ REPO = Path(__file__).resolve().parents[2]
 EIGHT_SCHOOLS_JOB = {
     "model": {"catalog": "eight_schools_noncentered"},
     "guide": {"auto": "AutoNormal"},
-    "inference": {"optimizer": {"name": "Adam", "lr": 0.05}, "steps": 1500, "seed": 0,
+    "inference": {"optimizer": {"name": "Adam", "lr": 0.05}, "steps": 1500, "seed": 0, "stop": "steps",
                   "progress_every_steps": 100, "progress_every_s": 0.5},
     "outputs": {"num_samples": 1000, "log_prob_draws": 200, "elbo_terms_every": 250,
                 "grad_norms_every": 250},

@@ -25,6 +25,7 @@ def job_spec(steps: int = 150, **inference: Any) -> dict[str, Any]:
             "optimizer": {"name": "Adam", "lr": 0.05},
             "progress_every_steps": 10,
             "progress_every_s": 0.5,
+            "stop": "steps",  # the worker tests count steps; the stop rule is the engine's
             **inference,
         },
         "outputs": {"num_samples": 50, "log_prob_draws": 50, "elbo_terms_every": 50,

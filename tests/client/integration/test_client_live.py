@@ -28,7 +28,7 @@ def client(live, api_key) -> vc.Client:
 
 
 def test_full_cycle(client: vc.Client, live, tmp_path: Path) -> None:
-    job = client.submit(CATALOG, guide="AutoNormal", inference={"steps": STEPS, "seed": 0,
+    job = client.submit(CATALOG, guide="AutoNormal", inference={"steps": STEPS, "seed": 0, "stop": "steps",
                         "optimizer": {"name": "Adam", "lr": 0.05}, "progress_every_steps": 50},
                         outputs={"num_samples": NUM_SAMPLES, "log_prob_draws": NUM_SAMPLES}, labels={"suite": "client"})
     assert job.state in ("queued", "running") and job.labels == {"suite": "client"}

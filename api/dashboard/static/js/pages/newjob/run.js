@@ -54,8 +54,9 @@ export function mount(ctx) {
     const inf = spec.inference || {};
     seed.value = inf.seed ?? 0;
     device.value = inf.device || defaultDevice;
-    stopCheck.checked = Boolean(inf.stop);
-    if (inf.stop) {
+    // stop may also be "auto" (the default) or "steps"; the form edits the tolerance rule only.
+    stopCheck.checked = Boolean(inf.stop) && typeof inf.stop === 'object';
+    if (stopCheck.checked) {
       relTol.value = inf.stop.rel_tol;
       windowInput.value = inf.stop.window;
       minSteps.value = inf.stop.min_steps;

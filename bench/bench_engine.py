@@ -1,35 +1,56 @@
-"""Steps/s of vihub's run loop against the loop a Pyro user writes, measured in one run.
+"""Steps/s and time to an accurate posterior: vihub's engine against a bare Pyro loop, in one run.
 
-Baseline ("bare"): Pyro validation on (Pyro's default), no JIT, ``svi.step(**data)`` per
-iteration appending the returned loss to a Python list, on the hand-written Python model.
+Variants (all AutoNormal + Trace_ELBO + Adam at the catalog's suggested learning rate):
 
-Engine: ``inference.engine.loop.run_svi`` on the catalog model compiled by the model
-language (what a job runs), with the default spec and with ``jit: "auto"``; and the same
-on the hand-written Python model ("engine/python"), to separate the language's cost.
-Every figure is wall time of the whole call (setup, JIT compile and trial included) over
-the steps done; ratios are engine steps/s over bare steps/s.
+- ``bare``: the loop a Pyro user writes — validation on (Pyro's default), no JIT,
+  ``svi.step(**data)`` per iteration appending the loss, on the hand-written Python model;
+- ``pyro-path``: ``run_svi`` with ``fast_path: false`` (vihub's default before the fast path);
+- ``jit``: ``run_svi`` with ``jit: "auto"``, ``fast_path: false`` (Pyro's JIT ELBO);
+- ``default``: ``run_svi`` with the defaults (fast path, automatic particles);
+- ``inductor`` (``--inductor``): the fast path compiled by Inductor (~15 s to compile);
+- ``numpyro``: ``numpyro.infer.SVI`` with its AutoNormal, when numpyro is importable
+  (optional: ``pip install numpyro jax[cpu]``; never a runtime dependency of vihub).
 
-    python bench/bench_engine.py [--steps-scale 1.0] [--threads N] [--repeat 2] [--only eight_schools]
+Figures:
 
-Each variant is warmed up (10 steps) and then timed ``--repeat`` times, interleaved; the
-best rate of each is kept (the dev machines are shared, so the slowest runs are noise).
+- ``steps/s``: steady rate after setup/compilation (median over the progress intervals;
+  bare: the loop alone), and ``call/s``: steps over the whole call's wall time, setup and
+  compilation included, for a fixed number of steps (``stop: "steps"``);
+- ``t-acc``: time to an accurate posterior — every posterior mean within 0.2 reference sd
+  and every sd within 20% of the reference's, checked every 100 steps on 4,000 guide draws
+  with the clock stopped during the check; setup and compilation count. The reference is
+  a long fast-path fit: 32 particles, ``--ref-steps`` steps at the suggested rate, then
+  6 x 500 steps halving it each time.
+  ``default`` also prints where its own ``stop: "auto"`` ended and whether it was accurate
+  there — what a user of the defaults gets.
+
+Ratios are against ``bare`` measured in the same run. The machine is shared: rates are
+best of ``--repeat`` interleaved runs.
+
+    python bench/bench_engine.py [--only eight_schools,logistic_10000x20,gmm_enumerated]
+        [--repeat 2] [--inductor] [--budget-s 20]
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import time
+from typing import Any, Callable
 
 import numpy as np
 import torch
 import pyro
 import pyro.distributions as dist
+from pyro import poutine
 from pyro.infer import SVI, Trace_ELBO, TraceEnum_ELBO, config_enumerate
 from pyro.infer.autoguide import AutoDelta, AutoNormal
+from pyro.poutine.util import prune_subsample_sites
 
 from inference import catalog
 from inference.engine.guides import build_guide
-from inference.engine.loop import run_svi
+from inference.engine.errors import FitCancelled
+from inference.engine.loop import FitCallbacks, run_svi
 from inference.language import bind_data, compile_source
 from inference.spec import AutoGuideSpec, ElboSpec, InferenceSpec, OptimizerSpec
 
@@ -73,15 +94,17 @@ def logistic_data(n=10_000, d=20, seed=0):
 
 
 CASES = {
-    # name: (catalog name, python model, data fn, guide spec, elbo spec, steps)
-    "eight_schools": ("eight_schools_noncentered", eight_schools, None,
-                      AutoGuideSpec(auto="AutoNormal"), ElboSpec(name="Trace_ELBO"), 1500),
-    "logistic_10000x20": ("logistic_regression", logistic, logistic_data,
-                          AutoGuideSpec(auto="AutoNormal"), ElboSpec(name="Trace_ELBO"), 300),
+    # name: (catalog name, python model, data fn, guide spec, elbo, lr, steps for rates, accuracy?)
+    "eight_schools": ("eight_schools_noncentered", eight_schools, None, AutoGuideSpec(auto="AutoNormal"),
+                      "Trace_ELBO", 0.05, 2000, True),
+    "logistic_10000x20": ("logistic_regression", logistic, logistic_data, AutoGuideSpec(auto="AutoNormal"),
+                          "Trace_ELBO", 0.05, 300, True),
     "gmm_enumerated": ("gaussian_mixture", gmm, None,
                        AutoGuideSpec(auto="AutoDelta", expose=["weights", "locs", "scales"]),
-                       ElboSpec(name="TraceEnum_ELBO"), 400),
+                       "TraceEnum_ELBO", 0.01, 300, False),
 }
+CHECK_EVERY = 100
+DRAWS = 4000
 
 
 def _tensors(data):
@@ -89,72 +112,288 @@ def _tensors(data):
             for k, v in data.items()}
 
 
-def bare(model, guide_spec, elbo_spec, data, steps):
+# ---------------------------------------------------------------- accuracy
+def guide_moments(guide: Callable, data: dict, mpn: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Mean and sd of each latent site (constrained) over DRAWS vectorised guide draws."""
+    rng = torch.get_rng_state()
+    try:
+        with torch.no_grad(), poutine.block(), pyro.plate("_bench_draws", DRAWS, dim=-mpn - 1):
+            trace = prune_subsample_sites(poutine.trace(guide).get_trace(**data))
+    finally:
+        torch.set_rng_state(rng)
+    out = {}
+    for name, site in trace.nodes.items():
+        if site["type"] == "sample" and not site["infer"].get("is_auxiliary") and not name.startswith("_"):
+            v = site["value"].reshape(DRAWS, -1).double().numpy()
+            out[name] = (v.mean(0), v.std(0))
+    return out
+
+
+def accurate(moments, reference) -> bool:
+    for name, (ref_mean, ref_sd) in reference.items():
+        mean, sd = moments[name]
+        if np.any(np.abs(mean - ref_mean) > 0.2 * ref_sd) or np.any(np.abs(sd / ref_sd - 1) > 0.2):
+            return False
+    return True
+
+
+class Clock:
+    """Wall time with the accuracy checks taken out."""
+
+    def __init__(self) -> None:
+        self.t0 = time.perf_counter()
+        self.paused = 0.0
+
+    def now(self) -> float:
+        return time.perf_counter() - self.t0 - self.paused
+
+    def pause(self) -> "Clock":
+        self._p = time.perf_counter()
+        return self
+
+    def __enter__(self):
+        return self.pause()
+
+    def __exit__(self, *exc) -> None:
+        self.paused += time.perf_counter() - self._p
+
+
+# ---------------------------------------------------------------- variants
+def bare(model, guide_spec, elbo_name, data, steps, lr, reference=None, mpn=1, budget_s=20.0):
+    """(steady steps/s, whole-call steps/s, time to accuracy or None)."""
     pyro.enable_validation(True)
     pyro.clear_param_store()
     pyro.set_rng_seed(0)
-    guide = (AutoNormal(model) if guide_spec.auto == "AutoNormal"
-             else AutoDelta(pyro.poutine.block(model, expose=guide_spec.expose)))
-    elbo = TraceEnum_ELBO(max_plate_nesting=1) if elbo_spec.name == "TraceEnum_ELBO" else Trace_ELBO()
-    svi = SVI(model, guide, pyro.optim.Adam({"lr": 0.01}), elbo)
-    losses = []
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        losses.append(svi.step(**data))
-    return steps / (time.perf_counter() - t0)
+    try:
+        guide = (AutoNormal(model) if guide_spec.auto == "AutoNormal"
+                 else AutoDelta(poutine.block(model, expose=guide_spec.expose)))
+        elbo = TraceEnum_ELBO(max_plate_nesting=1) if elbo_name == "TraceEnum_ELBO" else Trace_ELBO()
+        svi = SVI(model, guide, pyro.optim.Adam({"lr": lr}), elbo)
+        losses, clock, t_acc, step = [], Clock(), None, 0
+        while True:
+            losses.append(svi.step(**data))
+            step += 1
+            if reference is None:
+                if step == steps:
+                    break
+            elif step % CHECK_EVERY == 0:
+                with clock:
+                    ok = accurate(guide_moments(guide, data, mpn), reference)
+                if ok or clock.now() > budget_s:
+                    t_acc = clock.now() if ok else None
+                    break
+        rate = step / clock.now()
+        return rate, rate, t_acc
+    finally:
+        pyro.enable_validation(False)
 
 
-def engine(model, guide_spec, elbo_spec, data, steps, jit):
-    guide = build_guide(guide_spec, model)
-    spec = InferenceSpec(elbo=elbo_spec, optimizer=OptimizerSpec(lr=0.01), steps=steps, jit=jit)
-    t0 = time.perf_counter()
-    run = run_svi(model, guide, data, spec)
-    rate = run.steps_done / (time.perf_counter() - t0)
+def engine(model, guide_spec, elbo_name, data, steps, lr, reference=None, mpn=1, budget_s=20.0,
+           until_accurate=True, **inference):
+    """(steady steps/s, whole-call steps/s, time to accuracy or None, run). With a
+    ``reference``, runs until accurate (or the budget is spent) when ``until_accurate``,
+    else until its own stop rule, recording when it was first accurate."""
     pyro.clear_param_store()
-    return rate, run.jit_used
+    guide = build_guide(guide_spec, model)
+    spec = InferenceSpec(elbo=ElboSpec(name=elbo_name), optimizer=OptimizerSpec(lr=lr), steps=steps,
+                         progress_every_s=1e9, progress_every_steps=CHECK_EVERY, **inference)
+    rates = []
+    clock = Clock()
+    found: dict[str, Any] = {}
+
+    def check(step: int):
+        with clock:
+            ok = accurate(guide_moments(guide, data, mpn), reference)
+        if ok and "t" not in found:
+            found["t"] = clock.now()
+        return ok
+
+    hooks = {"accuracy": (CHECK_EVERY, check)} if reference is not None else {}
+
+    def should_cancel() -> bool:
+        return reference is not None and (("t" in found and until_accurate) or clock.now() > budget_s)
+
+    try:
+        run = run_svi(model, guide, data, spec, hooks=hooks,
+                      callbacks=FitCallbacks(on_progress=lambda p: rates.append(p.steps_per_s),
+                                             should_cancel=should_cancel))
+        steps_done = run.steps_done
+    except FitCancelled as e:
+        run, steps_done = None, e.step
+    whole = steps_done / clock.now()
+    steady = statistics.median(rates[1:]) if len(rates) > 2 else whole
+    return steady, whole, found.get("t"), run
+
+
+def numpyro_variant(case: str, raw: dict, steps: int, lr: float, reference=None, budget_s=20.0):
+    """NumPyro's SVI on the same model (optional; None when numpyro is not importable)."""
+    try:
+        import jax
+        import jax.numpy as jnp
+        import numpyro
+        import numpyro.distributions as nd
+        from numpyro.infer import SVI as NSVI, Trace_ELBO as NTrace
+        from numpyro.infer.autoguide import AutoNormal as NAutoNormal
+    except ImportError:
+        return None
+    if case == "eight_schools":
+        def model(J, sigma, y=None):
+            mu = numpyro.sample("mu", nd.Normal(0.0, 5.0))
+            tau = numpyro.sample("tau", nd.HalfCauchy(5.0))
+            with numpyro.plate("schools", J):
+                theta_tilde = numpyro.sample("theta_tilde", nd.Normal(0.0, 1.0))
+                numpyro.sample("obs", nd.Normal(mu + tau * theta_tilde, sigma), obs=y)
+    elif case == "logistic_10000x20":
+        def model(X, y=None):
+            alpha = numpyro.sample("alpha", nd.Normal(0.0, 2.5))
+            with numpyro.plate("features", X.shape[1]):
+                beta = numpyro.sample("beta", nd.Normal(0.0, 2.5))
+            with numpyro.plate("data", X.shape[0]):
+                numpyro.sample("y", nd.Bernoulli(logits=alpha + X @ beta), obs=y)
+    else:
+        return None
+    data = {k: jnp.asarray(v) if isinstance(v, np.ndarray) else v for k, v in raw.items()}
+    guide = NAutoNormal(model)
+    svi = NSVI(model, guide, numpyro.optim.Adam(lr), NTrace())
+    t0 = time.perf_counter()
+    state = svi.init(jax.random.PRNGKey(0), **data)
+    update = jax.jit(svi.update)
+    state, _ = update(state, **data)  # compiles
+    jax.block_until_ready(state)
+    compile_s = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    for _ in range(steps):
+        state, loss = update(state, **data)
+    jax.block_until_ready(loss)
+    steady = steps / (time.perf_counter() - t1)
+    whole = steps / (time.perf_counter() - t0)
+    t_acc = None
+    if reference is not None:
+        state = svi.init(jax.random.PRNGKey(0), **data)
+        clock, step = Clock(), 0
+        while t_acc is None and clock.now() < budget_s:
+            state, loss = update(state, **data)
+            step += 1
+            if step % CHECK_EVERY == 0:
+                with clock:
+                    params = svi.get_params(state)
+                    draws = guide.sample_posterior(jax.random.PRNGKey(1), params, sample_shape=(DRAWS,))
+                    moments = {k: (np.asarray(v).reshape(DRAWS, -1).mean(0), np.asarray(v).reshape(DRAWS, -1).std(0))
+                               for k, v in draws.items() if k in reference}
+                    ok = accurate(moments, reference)
+                t_acc = clock.now() + compile_s if ok else None
+    return steady, whole, t_acc
+
+
+def reference_fit(program, guide_spec, elbo_name, data, lr, steps):
+    """A long fast-path fit: ``steps`` at ``lr`` with 32 particles, then 6 x 500 steps,
+    halving the rate each time (Adam's jitter at a constant rate would blur the sds)."""
+    from inference.engine.fastpath import FastTrainer, plan
+
+    pyro.clear_param_store()
+    pyro.set_rng_seed(1)
+    guide = build_guide(guide_spec, program)
+    spec = InferenceSpec(elbo=ElboSpec(name=elbo_name, num_particles=32), optimizer=OptimizerSpec(lr=lr))
+    with poutine.block():
+        gt = poutine.trace(guide).get_trace(**data)
+        mt = poutine.trace(poutine.replay(program, trace=gt)).get_trace(**data)
+    problem, report = plan(spec, guide, program, (), data, data, 1, mt, gt)
+    assert report.taken, report.reason
+    trainer = FastTrainer(problem, spec, 32, report.vectorized, report)
+    trainer.run(steps)
+    for _ in range(6):
+        trainer.scale_lr(0.5)
+        trainer.run(500)
+    trainer.sync()
+    return guide, steps + 3000
+
+
+# ---------------------------------------------------------------- main
+def _fmt(x, base=None):
+    if x is None:
+        return f"{'—':>8s}" + ("" if base is None else f" {'':>6s}")
+    s = f"{x:8.1f}"
+    return s if base is None else s + f" {x / base:5.1f}x"
+
+
+def _fmt_t(t, base=None):
+    if t is None:
+        return f"{'not reached':>15s}"
+    return f"{t:7.2f}s" + (f" {base / t:5.1f}x" if base else f" {'':6s}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps-scale", type=float, default=1.0)
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     parser.add_argument("--only", default=None, help="comma-separated case names")
-    parser.add_argument("--repeat", type=int, default=2, help="interleaved repeats; the best is kept")
+    parser.add_argument("--repeat", type=int, default=2, help="interleaved repeats of the rate runs; best kept")
+    parser.add_argument("--inductor", action="store_true", help="also the Inductor-compiled fast path (slow compile)")
+    parser.add_argument("--budget-s", type=float, default=20.0, help="time cap for reaching accuracy")
+    parser.add_argument("--ref-steps", type=int, default=3000)
     args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, pyro {pyro.__version__}, threads {torch.get_num_threads()}")
-    print(f"{'case':20s} {'bare/s':>9s} {'engine/s':>9s} {'ratio':>6s} {'jit-auto/s':>10s} {'ratio':>6s} "
-          f"{'py-engine/s':>11s} {'ratio':>6s} {'py-jit/s':>9s} {'ratio':>6s}")
-    for name, (cat_name, py_model, data_fn, guide_spec, elbo_spec, steps) in CASES.items():
+    torch.set_num_threads(1)  # the engine uses one thread for small data; the same for everyone
+    print(f"torch {torch.__version__}, pyro {pyro.__version__}, 1 thread; checks every {CHECK_EVERY} steps "
+          f"on {DRAWS} draws, clock stopped during checks")
+    for name, (cat_name, py_model, data_fn, guide_spec, elbo_name, lr, steps, with_acc) in CASES.items():
         if args.only and name not in args.only.split(","):
             continue
-        steps = max(20, int(steps * args.steps_scale))
         entry = catalog.get(cat_name)
         raw = data_fn() if data_fn else entry.example_data
         program = compile_source(entry.source, entry.entry)
-        lang_data = bind_data(program, raw).kwargs
-        py_data = _tensors(raw)
-        variants = {
-            "bare": lambda n: (bare(py_model, guide_spec, elbo_spec, py_data, n), True),
-            "engine": lambda n: engine(program, guide_spec, elbo_spec, lang_data, n, False),
-            "jit": lambda n: engine(program, guide_spec, elbo_spec, lang_data, n, "auto"),
-            "py_engine": lambda n: engine(py_model, guide_spec, elbo_spec, py_data, n, False),
-            "py_jit": lambda n: engine(py_model, guide_spec, elbo_spec, py_data, n, "auto"),
+        lang = bind_data(program, raw).kwargs
+        py = _tensors(raw)
+        variants: dict[str, Callable] = {
+            "bare": lambda n, **kw: bare(py_model, guide_spec, elbo_name, py, n, lr, **kw),
+            "pyro-path": lambda n, **kw: engine(program, guide_spec, elbo_name, lang, n, lr, fast_path=False,
+                                                stop="steps", **kw)[:3],
+            "jit": lambda n, **kw: engine(program, guide_spec, elbo_name, lang, n, lr, fast_path=False,
+                                          jit="auto", stop="steps", **kw)[:3],
+            "default": lambda n, **kw: engine(program, guide_spec, elbo_name, lang, n, lr, stop="steps", **kw)[:3],
         }
-        for fn in variants.values():  # warm up torch/pyro caches and thread pools
-            fn(10)
-        best = {k: 0.0 for k in variants}
-        used = {}
-        for _ in range(args.repeat):  # interleaved, best of: the machine may be shared
+        if args.inductor:
+            variants["inductor"] = lambda n, **kw: engine(program, guide_spec, elbo_name, lang, n, lr, stop="steps",
+                                                          fast_path_compiler="inductor", **kw)[:3]
+        for fn in variants.values():
+            fn(20)  # warm up caches, thread pools, the FX graph cache
+        best = {k: (0.0, 0.0) for k in variants}
+        for _ in range(args.repeat):
             for key, fn in variants.items():
-                rate, used[key] = fn(steps)
-                best[key] = max(best[key], rate)
-        b, e, j, pe, pj = (best[k] for k in ("bare", "engine", "jit", "py_engine", "py_jit"))
-        j_used, pj_used = used["jit"], used["py_jit"]
-        print(f"{name:20s} {b:9.1f} {e:9.1f} {e / b:6.2f} {j:10.1f} {j / b:6.2f}{'' if j_used else '*'}"
-              f" {pe:11.1f} {pe / b:6.2f} {pj:9.1f} {pj / b:6.2f}{'' if pj_used else '*'}")
-    print("(* = jit 'auto' fell back to no JIT; figures include setup and JIT compilation)")
+                steady, whole, _ = fn(steps)
+                best[key] = (max(best[key][0], steady), max(best[key][1], whole))
+        print(f"\n== {name} ({cat_name}, {guide_spec.auto}, {elbo_name}, lr {lr}; rates over {steps} steps)")
+        base_steady, base_whole = best["bare"]
+        np_result = numpyro_variant(name, raw, steps, lr) if with_acc else None
+        print(f"{'variant':12s} {'steps/s':>8s} {'ratio':>6s} {'call/s':>8s} {'ratio':>6s}")
+        for key, (steady, whole) in best.items():
+            print(f"{key:12s} {_fmt(steady, base_steady)} {_fmt(whole, base_whole)}")
+        if np_result is not None:
+            print(f"{'numpyro':12s} {_fmt(np_result[0], base_steady)} {_fmt(np_result[1], base_whole)}")
+        else:
+            print("numpyro      not importable (optional: pip install numpyro 'jax[cpu]')" if with_acc else "")
+        if not with_acc:
+            continue
+
+        mpn = 1
+        t = time.perf_counter()
+        ref_guide, ref_steps = reference_fit(program, guide_spec, elbo_name, lang, lr, args.ref_steps)
+        reference = guide_moments(ref_guide, lang, mpn)
+        print(f"reference: {ref_steps} fast-path steps, 32 particles, lr {lr} then halved 6 times, "
+              f"{time.perf_counter() - t:.1f}s")
+        times = {}
+        for key, fn in variants.items():
+            if key != "inductor":
+                times[key] = fn(10**7, reference=reference, mpn=mpn, budget_s=args.budget_s)[2]
+        # the defaults as a user gets them: stop "auto" (capped at 20,000 steps)
+        _, _, _, run = engine(program, guide_spec, elbo_name, lang, 20_000, lr, reference=reference, mpn=mpn,
+                              budget_s=1e9, until_accurate=False)
+        end_ok = accurate(guide_moments(run.guide, lang, mpn), reference)
+        if np_result is not None:
+            times["numpyro"] = numpyro_variant(name, raw, steps, lr, reference=reference,
+                                               budget_s=args.budget_s)[2]
+        print(f"{'variant':12s} {'t-acc':>8s} {'speed-up':>6s}")
+        for key, t_acc in times.items():
+            print(f"{key:12s} {_fmt_t(t_acc, times['bare'])}")
+        print(f"defaults (stop 'auto'): ended at step {run.steps_done} ({run.stop['reason']}) after "
+              f"{run.wall_s:.2f}s incl. checks, {run.fast_path['particles']} particles: accurate there: {end_ok}")
 
 
 if __name__ == "__main__":

@@ -329,6 +329,10 @@ class InferenceSpec(_Strict):
     # guide, ELBO and optimizer qualify; false always runs Pyro's SVI; true is "auto" that
     # the caller wants (the reason is in diagnostics["fast_path"] either way).
     fast_path: bool | Literal["auto"] = "auto"
+    # How the fast path's loss-and-gradient graph runs: "trace" (TorchScript; compiles in
+    # well under a second), "inductor" (C++ via torch.compile: much faster steps, ~15 s to
+    # compile on a small CPU), "eager". "auto" = "trace".
+    fast_path_compiler: Literal["auto", "trace", "inductor", "eager"] = "auto"
     float_dtype: Literal[FLOAT_DTYPES] = "float32"  # type: ignore[valid-type]
     # When to stop (docs/engine.md, "Stopping"): "auto" = the convergence rule on the
     # smoothed loss and the guide's parameter drift, capped by ``steps``; "steps" (or null)

@@ -15,9 +15,10 @@ is replaced by:
 - the model's log joint in unconstrained space, ``log p(x, T(u)) + log|dT/du|``, from the
   model run under ``poutine.condition`` (vectorised over particles by a plate at
   ``-max_plate_nesting - 1`` when the model broadcasts, checked on a trial point) and
-  recorded once with ``torch.jit.trace`` into a graph without Python or Pyro in it
-  (checked against the eager function on fresh points; eager when the trace does not
-  agree, e.g. a Python branch on a drawn value);
+  differentiated, and the forward and backward recorded once (``make_fx``) as one graph of
+  aten ops without Python, Pyro or the autograd engine in it, replayed by TorchScript (or
+  compiled by Inductor on request), checked against the eager function on fresh points
+  (eager when it does not agree, e.g. a Python branch on a drawn value);
 - one torch optimizer (fused/foreach) over ``phi``, several steps per Python call.
 
 After training (and before every hook, checkpoint or error report) ``phi`` is written
@@ -78,7 +79,7 @@ class FastPathReport:
     particles: int | None = None
     particles_auto: bool = False
     vectorized: bool | None = None
-    compiled: str | None = None  # "jit.trace" or "eager"
+    compiled: str | None = None  # "fx+jit.trace", "inductor" or "eager"
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -436,7 +437,7 @@ class FastTrainer:
     max_block = 64  # steps per Python call between two cadence checks
 
     def __init__(self, problem: FastProblem, inference, particles: int, vectorized: bool,
-                 report: FastPathReport, compile_mode: str = "auto"):
+                 report: FastPathReport, compile_mode: str | None = None):
         self.problem, self.k, self.vectorized = problem, particles, vectorized
         self.phi = problem.read_store().requires_grad_(True)
         opt_cls = TORCH_OPTIMIZERS[inference.optimizer.name]
@@ -448,42 +449,62 @@ class FastTrainer:
         self.optim = _FlatOptimState(self)
         self.restored_other = False
         self.last_grad: torch.Tensor | None = None
-        self.fn = self._compile(compile_mode, report)
+        self.fn = self._compile(compile_mode or inference.fast_path_compiler, report)
 
-    def _eager(self, phi: torch.Tensor):
-        eps = torch.randn(self.k, self.problem.noise_dim(), dtype=phi.dtype, device=phi.device)
-        return self.problem.loss(phi, eps, self.vectorized, self.analytic)
+    def _loss_and_grad(self, phi: torch.Tensor, eps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(reported loss, gradient of the surrogate) at ``phi`` for draws ``eps``: the
+        function every compiler below starts from."""
+        with torch.enable_grad():
+            phi = phi.detach().requires_grad_(True)
+            loss, surrogate = self.problem.loss(phi, eps, self.vectorized, self.analytic)
+            (grad,) = torch.autograd.grad(surrogate, phi)
+        return loss.detach(), grad
+
+    def _eps(self) -> torch.Tensor:
+        return torch.randn(self.k, self.problem.noise_dim(), dtype=self.phi.dtype, device=self.phi.device)
 
     def _compile(self, mode: str, report: FastPathReport) -> Callable:
+        """The loss-and-gradient function: forward and backward recorded as one graph of
+        aten ops (``make_fx``: no Pyro, no Python, no autograd engine at run time), then
+        replayed by TorchScript (``"trace"``) or compiled to C++ by Inductor
+        (``"inductor"``: ~15 s to compile on a 2-core CPU, so opt-in). Any failure, or a
+        graph that disagrees with the eager function at two points (a Python branch on a
+        value is frozen by tracing), leaves the eager function."""
         report.compiled = "eager"
         if mode == "eager":
-            return self._eager
+            return self._loss_and_grad
         rng = torch.get_rng_state()
         try:
+            from torch.fx.experimental.proxy_tensor import make_fx
+
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                traced = torch.jit.trace(self._eager, (self.phi,), check_trace=False)
-                # A trace freezes Python branches on values: it must agree with the eager
-                # function at fresh points (same draws) before it is used.
+                phi, eps = self.phi.detach(), self._eps()
+                def loss_and_grad(phi, eps):  # make_fx wants a plain function
+                    return self._loss_and_grad(phi, eps)
+
+                graph = make_fx(loss_and_grad)(phi, eps)
+                if mode == "inductor":
+                    compiled = torch.compile(graph, backend="inductor", dynamic=False, fullgraph=True)
+                else:
+                    with torch.no_grad():
+                        compiled = torch.jit.trace(graph, (phi, eps), check_trace=False)
                 for scale in (0.0, 0.5):
-                    phi = (self.phi.detach() + scale * torch.randn_like(self.phi)).requires_grad_(True)
-                    state = torch.get_rng_state()
-                    a = traced(phi)
-                    torch.set_rng_state(state)
-                    b = self._eager(phi)
+                    at = phi + scale * torch.randn_like(phi)
+                    eps = self._eps()
+                    a, b = compiled(at, eps), self._loss_and_grad(at, eps)
                     if not (_close(a[0], b[0]) and _close(a[1], b[1])):
-                        return self._eager
+                        return self._loss_and_grad
         except Exception:  # noqa: BLE001 - not traceable: eager vectorised math
-            return self._eager
+            return self._loss_and_grad
         finally:
             torch.set_rng_state(rng)
-        report.compiled = "jit.trace"
-        return traced
+        report.compiled = "inductor" if mode == "inductor" else "fx+jit.trace"
+        return compiled
 
     # ------------------------------------------------------------ the trainer protocol
     def _grad(self) -> tuple[float, torch.Tensor]:
-        loss, surrogate = self.fn(self.phi)
-        (grad,) = torch.autograd.grad(surrogate, self.phi)
+        loss, grad = self.fn(self.phi.detach(), self._eps())
         return float(loss), grad
 
     def _apply(self, grad: torch.Tensor) -> None:
@@ -494,7 +515,8 @@ class FastTrainer:
                 if norm > self.clip:
                     g.mul_(self.clip / (norm + 1e-6))
         self.phi.grad = grad
-        self.optimizer.step()
+        with torch.no_grad():
+            self.optimizer.step()
 
     def run(self, n: int) -> list[float]:
         losses = []

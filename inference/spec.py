@@ -298,7 +298,7 @@ AUTO_STOP = {
     "scale_drift": 0.1,  # posterior sds changed <= 10% over the window
     "param_drift": 0.01,  # other guides: |change| <= 0.01 * (1 + |value|) per unconstrained param
     "checks": 2,  # the rule holds at this many consecutive cadence checks
-    "lr_halvings": 5,  # loss flat, params still moving: halve the learning rate (at most 5 times)
+    "lr_halvings": 10,  # loss flat, params still moving: halve the learning rate (at most 10 times)
 }
 
 

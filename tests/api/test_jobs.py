@@ -387,14 +387,14 @@ def test_a_broker_outage_delays_but_never_loses_a_job(tmp_path, make_job):
     from fastapi.testclient import TestClient
 
     from api.app import create_app
-    from common.settings import ApiSettings, Settings
+    from common.settings import Settings
     from store.migrate import upgrade
     from store.models import Job
 
     url = f"sqlite:///{tmp_path / 'v.sqlite3'}"
     upgrade(url)
     settings = Settings(home=tmp_path, database_url=url, broker_url="redis://127.0.0.1:1/0", auth="disabled")
-    settings.api = ApiSettings(dry_run_time_limit_s=30.0)
+    settings.api = settings.api.model_copy(update=dict(dry_run_time_limit_s=30.0))
     with TestClient(create_app(settings)) as client:
         response = client.post("/v1/jobs", json=make_job())
         assert response.status_code == 202, response.text

@@ -5,9 +5,16 @@ This package never imports web, database or queue code.
 """
 
 from importlib import import_module
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as _distribution_version
 from typing import Any
 
-__version__ = "0.1.0"
+# pyproject.toml is the one place the number is written. (The server reads the same
+# metadata in ``common.version``; the library may not import that package.)
+try:
+    __version__ = _distribution_version("vihub")
+except PackageNotFoundError:  # a source tree used without installing it
+    __version__ = "0+unknown"
 
 # Public names and the module each lives in. Imported lazily so that using the
 # language alone does not pay for importing the whole engine (and so `import

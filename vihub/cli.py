@@ -74,7 +74,7 @@ def migrate() -> None:
     settings = _settings()
     _logging(settings.log_level)
     upgrade(settings=settings)
-    typer.echo(f"database at revision {current_revision(settings.database_url)}: {_safe_url(settings.database_url)}")
+    typer.echo(f"database at revision {current_revision(settings.database.url)}: {_safe_url(settings.database.url)}")
 
 
 @keys_app.command("create")
@@ -169,8 +169,8 @@ def up(
     _logging(settings.log_level)
     settings.ensure_home()
     upgrade(settings=settings)
-    typer.echo(f"vihub {__version__}: store {_safe_url(settings.database_url)}, "
-               f"broker {_safe_url(settings.broker_url)}, auth {settings.auth}", err=True)
+    typer.echo(f"vihub {__version__}: store {_safe_url(settings.database.url)}, "
+               f"broker {_safe_url(settings.broker.url)}, auth {settings.auth}", err=True)
     # One pool process: Pyro is process-global, and a laptop runs one job at a time.
     celery_proc = SupervisedProcess(
         "celery-worker",

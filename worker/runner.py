@@ -42,6 +42,7 @@ produced the result; the curve is continuous and has one point per step.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -308,12 +309,6 @@ class JobRunner:
                 losses.delete_after(self.job_id, -1)
         return spec, data, resume_from
 
-    def _limits(self) -> Any:
-        """The operator's model-language limits (the API applied the same ones at submit)."""
-        from inference.language import Limits
-
-        return Limits(**self.settings.limits.model_dump())
-
     def _resource_limits(self, spec: Any, queue: str) -> Any:
         from inference.sandbox import ResourceLimits
 
@@ -338,7 +333,7 @@ class JobRunner:
             "spec": spec.model_dump(mode="json"),
             "data": data,
             "resume_from": resume_from,
-            "limits": self.settings.limits.model_dump(),
+            "limits": dataclasses.asdict(self.settings.limits),
         }
         final: tuple[dict[str, Any], dict[str, bytes]] | None = None
         watch: _SandboxWatch | None = None

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
 import json
 import logging
@@ -162,7 +163,7 @@ async def run_dry_run(runtime: Runtime, body: JobCreate, fields: dict[str, Any],
     (a 503 when the wait for a free dry-run process is longer)."""
     pool = runtime.dry_runs
     cache = runtime.dry_run_cache
-    key = dry_run_key(tenant, body, fields, runtime.settings.limits.model_dump())
+    key = dry_run_key(tenant, body, fields, dataclasses.asdict(runtime.settings.limits))
     cached = cache.get(key)
     if cached is not None:
         return cached
@@ -449,7 +450,7 @@ def dry_run(runtime: Runtime, body: JobCreate, fields: dict[str, Any], tenant: T
     """Run the validation pass in the pool; the report on success, a 4xx/5xx otherwise."""
     spec = body.spec().model_dump(mode="json")
     try:
-        limits = runtime.settings.limits.model_dump()
+        limits = dataclasses.asdict(runtime.settings.limits)
         outcome = runtime.dry_runs.run(dryrun.dry_run, spec, fields, limits,
                                        tenant=None if tenant is None else tenant.id)
     except dryrun.DryRunTenantBusy as exc:

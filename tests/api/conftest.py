@@ -40,7 +40,7 @@ class ApiHarness:
         self.settings = settings
         self.broker_path = broker_path
         self.app = client.app
-        self.backend = "postgres" if settings.database_url.startswith("postgresql") else "sqlite"
+        self.backend = "postgres" if settings.database.url.startswith("postgresql") else "sqlite"
 
     @property
     def runtime(self) -> Any:

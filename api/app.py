@@ -21,6 +21,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from starlette.middleware.gzip import DEFAULT_EXCLUDED_CONTENT_TYPES, GZipMiddleware
 
+from api.capabilities.router import router as capabilities_router
 from api.catalog.router import router as catalog_router
 from api.dashboard.router import router as dashboard_router
 from api.datasets.router import router as datasets_router
@@ -111,5 +112,6 @@ def _include_routers(app: FastAPI) -> None:
     app.include_router(catalog_router, prefix="/v1")
     app.include_router(validate_router, prefix="/v1")
     app.include_router(webhooks_router, prefix="/v1")
+    app.include_router(capabilities_router, prefix="/v1")
     # The dashboard page (/) and its packaged assets (/ui/...); not in the OpenAPI schema.
     app.include_router(dashboard_router)

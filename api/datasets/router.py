@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
@@ -13,7 +11,7 @@ from starlette.requests import Request as StarletteRequest
 
 from api.datasets import service
 from api.datasets.schemas import DatasetCreate, DatasetList, DatasetOut
-from api.deps import CurrentTenant, RuntimeDep, SessionDep
+from api.deps import CurrentTenant, KnownQueryOnly, PageSize, RuntimeDep, SessionDep
 from api.errors import (
     MalformedRequest,
     PayloadTooLarge,
@@ -74,10 +72,10 @@ async def create_dataset(request: Request, runtime: RuntimeDep, session: Session
 
 
 @router.get("", response_model=DatasetList, summary="This account's datasets, newest first",
-            responses=problem_responses(401, 422, 500))
+            responses=problem_responses(400, 401, 422, 500), dependencies=[KnownQueryOnly])
 def list_datasets(session: SessionDep, tenant: CurrentTenant,
-                  limit: Annotated[int, Query(ge=1, le=500)] = 100) -> DatasetList:
-    return service.list_datasets(session, tenant, limit)
+                  size: PageSize) -> DatasetList:
+    return service.list_datasets(session, tenant, size or 100)
 
 
 @router.get("/{dataset_id}", response_model=DatasetOut, summary="A dataset's fields, shapes, dtypes and sha256",

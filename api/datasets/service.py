@@ -77,8 +77,8 @@ def _get(session: Session, tenant: TenantRef, dataset_id: str) -> Dataset:
     return dataset
 
 
-def list_datasets(session: Session, tenant: TenantRef, limit: int) -> DatasetList:
-    return DatasetList(items=[_out(d, False) for d in DatasetRepository(session).list_for_tenant(tenant.id, limit)])
+def list_datasets(session: Session, tenant: TenantRef, page_size: int) -> DatasetList:
+    return DatasetList(items=[_out(d, False) for d in DatasetRepository(session).list_for_tenant(tenant.id, page_size)])
 
 
 def load_fields(session: Session, tenant: TenantRef, dataset_id: str) -> dict[str, Any]:

@@ -564,12 +564,12 @@ def list_jobs(
     created_after: Any,
     created_before: Any,
     page_token: str | None,
-    limit: int,
+    page_size: int,
 ) -> JobList:
     filters = JobFilters(states=states or None, labels=labels or None,
                          created_after=created_after, created_before=created_before)
     try:
-        page = JobRepository(session).list_for_tenant(tenant.id, filters, page_token=page_token, limit=limit)
+        page = JobRepository(session).list_for_tenant(tenant.id, filters, page_token=page_token, limit=page_size)
     except StoreInvalidPageToken as exc:
         raise InvalidPageToken("page_token is not a token this API issued.", parameter="page_token") from exc
     return JobList(items=[job_out(job) for job in page.items], next_page_token=page.next_page_token)

@@ -137,7 +137,7 @@ def test_list_pages_with_opaque_tokens_newest_first(api):
     ids = _insert_jobs(api, tenant.id, 7)
     seen, token, pages = [], None, 0
     while True:
-        params = {"limit": 3} | ({"page_token": token} if token else {})
+        params = {"page_size": 3} | ({"page_token": token} if token else {})
         page = api.client.get("/v1/jobs", headers=headers, params=params).json()
         seen += [j["id"] for j in page["items"]]
         pages += 1
@@ -149,6 +149,26 @@ def test_list_pages_with_opaque_tokens_newest_first(api):
     assert sorted(seen) == sorted(ids) and len(seen) == len(set(seen))
     created = [api.client.get(f"/v1/jobs/{i}", headers=headers).json()["created_at"] for i in seen]
     assert created == sorted(created, reverse=True)
+
+
+def test_list_endpoints_take_page_size_keep_limit_and_refuse_unknown_parameters(api, problem):
+    tenant, key = api.new_tenant()
+    headers = {"Authorization": f"Bearer {key}"}
+    _insert_jobs(api, tenant.id, 3)
+    assert len(api.client.get("/v1/jobs", headers=headers, params={"page_size": 2}).json()["items"]) == 2
+    # `limit` is the deprecated name (released SDKs send it); page_size wins over it.
+    assert len(api.client.get("/v1/jobs", headers=headers, params={"limit": 1}).json()["items"]) == 1
+    both = api.client.get("/v1/jobs", headers=headers, params={"limit": 1, "page_size": 3}).json()
+    assert len(both["items"]) == 3
+    body = problem(api.client.get("/v1/jobs", headers=headers, params={"sate": "running"}), 400,
+                   "unknown-query-parameter")
+    assert body["errors"] == [{"parameter": "sate", "in": "query", "detail": "unknown query parameter"}]
+    assert "page_size" in body["detail"]
+    problem(api.client.get("/v1/datasets", headers=headers, params={"pagesize": 2}), 400, "unknown-query-parameter")
+    problem(api.client.get("/v1/catalog", params={"q": "x"}), 400, "unknown-query-parameter")
+    assert api.client.get("/v1/datasets", headers=headers, params={"page_size": 2}).status_code == 200
+    parameters = {p["name"]: p for p in api.client.get("/openapi.json").json()["paths"]["/v1/jobs"]["get"]["parameters"]}
+    assert parameters["limit"].get("deprecated") is True and "page_size" in parameters
 
 
 def test_list_filters_state_label_and_created_range(api):

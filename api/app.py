@@ -105,6 +105,7 @@ def create_app(settings: Any = None, *, options: ApiOptions | None = None) -> Fa
             {"name": "datasets", "description": "Upload data once, reuse it by id."},
             {"name": "catalog", "description": "Built-in models with example data."},
             {"name": "validate", "description": "The validation pass without a run."},
+            {"name": "sweeps", "description": "Sweeps over spec fields and comparison tables of jobs."},
             {"name": "health", "description": "Liveness, readiness and Prometheus metrics."},
         ],
     )
@@ -148,6 +149,9 @@ def _include_routers(app: FastAPI) -> None:
     from api.webhooks.router import router as webhooks_router
 
     app.include_router(webhooks_router, prefix="/v1")
+    from api.sweeps import include_routers as include_sweep_routers
+
+    include_sweep_routers(app)  # /v1/sweeps, /v1/compare, /v1/jobs/{id}/ppc, /v1/jobs/{id}/continue
     # The dashboard page (/) and its packaged assets (/ui/...); not in the OpenAPI schema.
     app.include_router(dashboard_router)
 

@@ -11,10 +11,10 @@ import logging.config
 
 from alembic import context
 
+from common.settings import get_settings, normalize_database_url
 from store.db import make_engine
 from store.models import Base
 import store.sweeps  # noqa: F401,E402 - registers the sweeps tables on Base.metadata
-from store.settings import get_settings, normalize_database_url
 
 config = context.config
 

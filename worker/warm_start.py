@@ -22,7 +22,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from store import problems
+from common import problems
 from store.job_states import JobState
 from store.models import ArtifactKind
 from store.repositories import ArtifactRepository, JobRepository

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from api.compare import ppc as ppc_stats
 from api.compare.table import Member, comparison
-from api.deps import TenantRef
+from api.runtime import TenantRef
 from api.errors import Conflict, Unprocessable
 from api.jobs.results import load_result, require_succeeded, stored_blob
 from api.jobs.service import get_job

@@ -37,7 +37,7 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from api.datasets import service as datasets_service
-from api.deps import TenantRef
+from api.runtime import TenantRef
 from api.errors import IdempotencyKeyReused, NotFound, QuotaExceeded, Unprocessable
 from api.jobs import service as jobs_service
 from api.jobs.schemas import JobCreate

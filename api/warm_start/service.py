@@ -20,7 +20,7 @@ from typing import Any
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import TenantRef
+from api.runtime import TenantRef
 from api.errors import Unprocessable
 from api.jobs.schemas import JobCreate, JobOut
 from store.job_states import JobState

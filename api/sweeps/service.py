@@ -51,7 +51,6 @@ from store.sweeps import Sweep, SweepRepository
 
 SWEEP_LABEL = "vihub/sweep"
 POINT_LABEL = "vihub/sweep-point"
-DEFAULT_MAX_SWEEP_POINTS = 64
 SPEC_ROOTS = ("model", "guide", "inference", "outputs")
 
 
@@ -60,7 +59,7 @@ class SweepNotFound(NotFound):
 
 
 def max_points(settings: Any) -> int:
-    return int(getattr(settings.quotas, "max_sweep_points", DEFAULT_MAX_SWEEP_POINTS))
+    return int(settings.quotas.max_sweep_points)
 
 
 # ---------------------------------------------------------------------------------------

@@ -36,6 +36,8 @@ def statistics(observed: np.ndarray, replicated: np.ndarray, quantiles: Sequence
     y_rep = np.asarray(replicated, dtype=float).reshape(draws, -1)
     if y_rep.shape[1] != y.size:
         raise ValueError(f"replicated draws have {y_rep.shape[1]} values per draw, the data {y.size}")
+    if y.size == 0 or not (np.isfinite(y).all() and np.isfinite(y_rep).all()):
+        raise ValueError("the observed values or the replicated draws are empty or not all finite")
     funcs: dict[str, Any] = {
         "mean": lambda a: np.mean(a, axis=-1),
         "sd": lambda a: np.std(a, axis=-1, ddof=1) if a.shape[-1] > 1 else np.zeros(a.shape[:-1]),

@@ -214,8 +214,20 @@ def sort_rows(rows: list[dict[str, Any]], key: str, descending: bool) -> list[di
     return sorted(present, key=lambda r: r[key], reverse=descending) + missing
 
 
+def json_safe(value: Any) -> Any:
+    """Non-finite floats (a NaN pointwise log-lik, an infinite k-hat) as None: JSON has neither."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [json_safe(v) for v in value]
+    return value
+
+
 def comparison(members: Sequence[Member], *, sort: str = "elbo", descending: bool = True) -> dict[str, Any]:
     rows, notes = build_rows(members)
+    rows = json_safe(rows)
     chosen = recommend(rows, notes)
     return {"rows": sort_rows(rows, sort, descending), "recommended": chosen["job_id"],
             "rule": chosen, "sort": sort, "order": "desc" if descending else "asc", "notes": notes}

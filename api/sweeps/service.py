@@ -29,6 +29,7 @@ import copy
 import hashlib
 import itertools
 import json
+import math
 from typing import Any
 
 from pydantic import ValidationError
@@ -90,12 +91,18 @@ def apply_point(base: dict[str, Any], point: dict[str, Any]) -> dict[str, Any]:
     return body
 
 
+def point_count(request: SweepCreate) -> int:
+    if request.points is not None:
+        return len(request.points)
+    return math.prod(len(values) for values in (request.axes or {}).values())
+
+
 def member_bodies(request: SweepCreate, settings: Any) -> tuple[list[dict[str, Any]], list[JobCreate]]:
-    points = expand_points(request)
-    limit = max_points(settings)
-    if len(points) > limit:
-        raise QuotaExceeded(f"The sweep has {len(points)} points; this account may run at most {limit} per sweep.",
+    count, limit = point_count(request), max_points(settings)
+    if count > limit:  # checked before the grid is expanded: 3 axes of 1000 values are 1e9 points
+        raise QuotaExceeded(f"The sweep has {count} points; this account may run at most {limit} per sweep.",
                             pointer="/axes" if request.axes is not None else "/points", limit=limit)
+    points = expand_points(request)
     base = request.base.model_dump(mode="json", exclude_unset=True)
     bodies = []
     for index, point in enumerate(points):

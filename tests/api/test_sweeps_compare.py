@@ -281,6 +281,10 @@ def test_sweep_cancel_cascades_and_limits(api_sqlite: Any, tenant: dict[str, str
     many = [{"inference.seed": i} for i in range(65)]
     problem(api.client.post("/v1/sweeps", json=_sweep_body(points=many, axes=None), headers=tenant), 403,
             "quota-exceeded")
+    huge = {"inference.seed": list(range(1000)), "inference.steps": list(range(1, 1001)),
+            "outputs.num_samples": list(range(1, 1001))}  # 1e9 points: refused before they are expanded
+    body = problem(api.client.post("/v1/sweeps", json=_sweep_body(axes=huge), headers=tenant), 403, "quota-exceeded")
+    assert "1000000000 points" in body["detail"]
     problem(api.client.post("/v1/sweeps", json=_sweep_body(axes={"data.inline": [1]}), headers=tenant), 422)
     bad = problem(api.client.post("/v1/sweeps", json=_sweep_body(axes={"guide.auto": ["NoSuchGuide"]}),
                                   headers=tenant), 422)

@@ -105,4 +105,5 @@ def test_no_ppc_panel_without_predictive_draws(page: Page) -> None:
     page.open(f"#/jobs/{job['id']}")
     page.wait_css("#job-progress")
     page.wait(lambda d: page.js("return document.querySelector('h1')?.dataset.state") == "succeeded", 120)
-    assert page.js("return document.getElementById('ppc')?.hidden") is True
+    page.wait_css("#posterior")
+    assert page.js("return document.getElementById('ppc')") is None  # no panel without predictive draws

@@ -2,14 +2,13 @@
 // outputs.predictive): per observed site, the observed data's histogram against the
 // replicated draws' average histogram, and a table of test statistics (mean, sd, min,
 // max, quantiles) observed vs replicated with Bayesian p-values; p-values near 0 or 1
-// (outside [0.05, 0.95]) are flagged. Mounted under the job page by main.js; it waits for
-// the job to succeed on its own.
+// (outside [0.05, 0.95]) are flagged. A section of the job page (`mount(ctx) -> cleanup`);
+// jobs without predictive draws get no panel.
 
-import { api } from '../api.js';
-import { lineChart } from '../charts.js';
-import { fill, fmtNumber, h, isFinal } from '../util.js';
-
-const POLL_MS = 2000;
+import { api } from '../../api.js';
+import { lineChart } from '../../charts.js';
+import { fill, fmtNumber, h } from '../../util.js';
+import { onResults, section } from './context.js';
 
 export function extremeP(p) {
   return p < 0.05 || p > 0.95;
@@ -43,46 +42,21 @@ function siteView(name, site) {
       h('tbody', {}, rows))));
 }
 
-// Appends the panel to `root` when the job asked for predictive draws; returns a cleanup.
-export function mountPpcPanel(root, jobId) {
-  const controller = new AbortController();
-  const { signal } = controller;
-  const base = `/v1/jobs/${encodeURIComponent(jobId)}`;
-  const body = h('div', { id: 'ppc-body' }, h('p', { class: 'muted' }, 'Shown when the job has succeeded.'));
-  const panel = h('section', { id: 'ppc', class: 'panel', 'aria-labelledby': 'ppc-title', hidden: true },
-    h('h2', { id: 'ppc-title' }, 'Posterior predictive checks'),
+export function mount(ctx) {
+  if (!ctx.job.spec?.outputs?.predictive) return () => {};
+  const body = h('div', { id: 'ppc-body' }, h('p', { class: 'muted' }, 'Available when the job has succeeded.'));
+  const panel = section('ppc', 'Posterior predictive checks',
     h('p', { class: 'muted' }, 'p-value = P(T(replicated) ≥ T(observed)); values below 0.05 or above 0.95 (⚠) mean the model does not reproduce that feature of the data.'),
     body);
-  let timer = null;
-
-  async function check() {
-    let job;
+  ctx.root.append(panel);
+  return onResults(ctx, body, async () => {
     try {
-      job = await api.get(base, { signal });
-    } catch {
-      return;
-    }
-    if (!job.spec?.outputs?.predictive) return; // nothing to check: the panel stays hidden
-    panel.hidden = false;
-    if (!isFinal(job.state)) {
-      timer = setTimeout(check, POLL_MS);
-      return;
-    }
-    if (job.state !== 'succeeded') {
-      fill(body, h('p', { class: 'muted' }, `The job ${job.state}: no predictive checks.`));
-      return;
-    }
-    try {
-      const ppc = await api.get(`${base}/ppc`, { signal });
+      const ppc = await api.get(`${ctx.base}/ppc`, { signal: ctx.signal });
       fill(body, Object.entries(ppc.sites).map(([name, site]) => siteView(name, site)),
         (ppc.notes || []).map((n) => h('p', { class: 'muted' }, n)));
       panel.dataset.loaded = 'true';
     } catch (error) {
-      if (!signal.aborted) fill(body, h('p', { class: 'muted' }, `No predictive checks: ${error.message}`));
+      if (!ctx.signal.aborted) fill(body, h('p', { class: 'muted' }, `No predictive checks: ${error.message}`));
     }
-  }
-
-  root.append(panel);
-  check();
-  return () => { clearTimeout(timer); controller.abort(); };
+  });
 }

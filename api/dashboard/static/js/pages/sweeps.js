@@ -65,6 +65,9 @@ export async function renderSweeps(root) {
 }
 
 // ---- #/sweeps/<id> -------------------------------------------------------------------
+// The page is four parts (head + members, loss curves, comparison, marginals), each
+// `part(ctx) -> update()`; `refresh` re-reads the sweep and updates them in turn until
+// every member has ended.
 
 export async function renderSweep(root, sweepId) {
   const controller = new AbortController();
@@ -79,38 +82,63 @@ export async function renderSweep(root, sweepId) {
     h('p', {}, h('a', { href: '#/sweeps' }, 'Back to the sweeps')));
     return () => controller.abort();
   }
-  let sort = 'elbo';
-  let order = 'desc';
+  const ctx = { root, base, signal, sweep, samples: new Map() };
+  const updates = [headPart(ctx), lossPart(ctx), comparisonPart(ctx), marginalsPart(ctx)];
   let timer = null;
-  let comparison = null;
-  const samplesCache = new Map();
+  async function refresh() {
+    try {
+      ctx.sweep = await api.get(base, { signal });
+    } catch {
+      if (signal.aborted) return;
+    }
+    for (const update of updates) await update();
+    if (ctx.sweep.done) {
+      announce(`Sweep ${ctx.sweep.state}`);
+      return;
+    }
+    timer = setTimeout(refresh, REFRESH_MS);
+  }
+  await refresh();
+  return () => { clearTimeout(timer); controller.abort(); };
+}
 
+function memberLabel(member) {
+  return `#${member.position} ${pointText(member.point)}`;
+}
+
+function succeededMembers(sweep) {
+  return sweep.members.filter((m) => m.job.state === 'succeeded');
+}
+
+function headPart(ctx) {
   const title = h('h1', {});
   const summary = h('p', { id: 'sweep-summary', class: 'muted', role: 'status' });
   const progress = h('progress', { id: 'sweep-progress', max: 1, value: 0, 'aria-label': 'Steps done over all members' });
   const cancelButton = h('button', { type: 'button', id: 'sweep-cancel', class: 'danger', onClick: cancel }, 'Cancel sweep');
   const membersBody = h('tbody');
-  const lossChart = h('div', { id: 'sweep-loss-chart' });
-  const comparisonBody = h('div', { id: 'sweep-comparison' }, h('p', { class: 'muted' }, 'The table appears when members have succeeded.'));
-  const siteSelect = h('select', { id: 'marginal-site', onChange: () => drawMarginals() });
-  const marginalChart = h('div', { id: 'sweep-marginals' });
-
-  root.append(
+  ctx.root.append(
     h('div', { class: 'page-head' }, title, cancelButton),
     h('p', {}, progress, ' ', summary),
     section('sweep-members', 'Members', h('div', { class: 'table-wrap' }, h('table', { class: 'jobs-table', id: 'members-table' },
       h('caption', { class: 'visually-hidden' }, 'Sweep members in point order'),
       h('thead', {}, h('tr', {}, ['#', 'Point', 'State', 'Step', 'Loss', 'Job'].map((t) => h('th', { scope: 'col' }, t)))),
-      membersBody))),
-    section('sweep-loss', 'Loss curves', lossChart),
-    section('sweep-table', 'Comparison', comparisonBody),
-    section('sweep-marginal', 'Posterior marginals', h('div', { class: 'field' }, h('label', { for: 'marginal-site' }, 'Site'), siteSelect), marginalChart));
+      membersBody))));
 
-  function label(member) {
-    return `#${member.position} ${pointText(member.point)}`;
+  async function cancel() {
+    cancelButton.disabled = true;
+    try {
+      ctx.sweep = await api.post(`${ctx.base}/cancel`, undefined, { signal: ctx.signal });
+      announce('Sweep cancel requested');
+      update();
+    } catch (error) {
+      summary.textContent = `Cancel failed: ${error.message}`;
+    } finally {
+      cancelButton.disabled = false;
+    }
   }
 
-  function renderHead() {
+  function update() {
+    const { sweep } = ctx;
     title.textContent = sweep.name || `Sweep ${sweep.id.slice(0, 8)}`;
     title.dataset.state = sweep.state;
     progress.value = sweep.progress;
@@ -125,105 +153,98 @@ export async function renderSweep(root, sweepId) {
       h('td', { class: 'num' }, fmtNumber(m.job.progress.loss)),
       h('td', {}, h('a', { href: `#/jobs/${encodeURIComponent(m.job.id)}` }, m.job.id.slice(0, 8))))));
   }
+  return update;
+}
 
-  async function drawLoss() {
-    const bodies = await Promise.all(sweep.members.map((m) => api.get(`/v1/jobs/${encodeURIComponent(m.job.id)}/loss`,
-      { query: { max_points: LOSS_POINTS }, signal }).catch(() => null)));
-    const series = sweep.members.map((m, i) => ({
-      name: label(m), color: PALETTE[i % PALETTE.length],
+function lossPart(ctx) {
+  const chart = h('div', { id: 'sweep-loss-chart' });
+  ctx.root.append(section('sweep-loss', 'Loss curves', chart));
+  return async () => {
+    const { members } = ctx.sweep;
+    const bodies = await Promise.all(members.map((m) => api.get(`/v1/jobs/${encodeURIComponent(m.job.id)}/loss`,
+      { query: { max_points: LOSS_POINTS }, signal: ctx.signal }).catch(() => null)));
+    const series = members.map((m, i) => ({
+      name: memberLabel(m), color: PALETTE[i % PALETTE.length],
       points: bodies[i] ? bodies[i].steps.map((s, j) => [s, bodies[i].loss[j] ?? NaN]) : [],
     }));
-    fill(lossChart, lineChart({ series, log: true, label: 'Loss of each member', yLabel: 'loss', width: 900 }));
-  }
+    fill(chart, lineChart({ series, log: true, label: 'Loss of each member', yLabel: 'loss', width: 900 }));
+  };
+}
 
-  async function drawComparison() {
-    if (!sweep.counts.succeeded) return;
+function comparisonPart(ctx) {
+  const body = h('div', { id: 'sweep-comparison' }, h('p', { class: 'muted' }, 'The table appears when members have succeeded.'));
+  ctx.root.append(section('sweep-table', 'Comparison', body));
+  let sort = 'elbo';
+  let order = 'desc';
+  async function update() {
+    if (!ctx.sweep.counts.succeeded) return;
+    let table;
     try {
-      comparison = await api.get(`${base}/comparison`, { query: { sort, order }, signal });
+      table = await api.get(`${ctx.base}/comparison`, { query: { sort, order }, signal: ctx.signal });
     } catch (error) {
-      if (!signal.aborted) fill(comparisonBody, h('p', { class: 'muted' }, `No comparison yet: ${error.message}`));
+      if (!ctx.signal.aborted) fill(body, h('p', { class: 'muted' }, `No comparison yet: ${error.message}`));
       return;
     }
-    fill(comparisonBody, comparisonTable(comparison, { sort, order, onSort: (key) => {
+    fill(body, comparisonTable(table, { sort, order, onSort: (key) => {
       order = key === sort && order === 'desc' ? 'asc' : 'desc';
       sort = key;
-      drawComparison();
+      update();
     } }));
-    await loadSites();
-    // Redraw the marginals when more members have succeeded since the last drawing.
-    if (marginalChart.dataset.members !== String(sweep.counts.succeeded)) await drawMarginals();
+  }
+  return update;
+}
+
+function memberSamples(ctx, jobId) {
+  if (!ctx.samples.has(jobId)) {
+    ctx.samples.set(jobId, api.get(`/v1/jobs/${encodeURIComponent(jobId)}/samples`, { signal: ctx.signal })
+      .then((body) => body.samples).catch(() => null));
+  }
+  return ctx.samples.get(jobId);
+}
+
+// Density of each member's draws of one site on common bins, as lines.
+function densitySeries(ctx, done, draws) {
+  const all = draws.flat().filter(Number.isFinite);
+  const lo = Math.min(...all);
+  const width = (Math.max(...all) - lo) / BINS || 1;
+  return done.map((m, i) => {
+    const counts = new Array(BINS).fill(0);
+    for (const v of draws[i]) counts[Math.min(BINS - 1, Math.max(0, Math.floor((v - lo) / width)))] += 1;
+    const total = draws[i].length || 1;
+    return { name: memberLabel(m), color: PALETTE[ctx.sweep.members.indexOf(m) % PALETTE.length],
+      points: counts.map((c, b) => [lo + (b + 0.5) * width, c / (total * width)]) };
+  });
+}
+
+function marginalsPart(ctx) {
+  const select = h('select', { id: 'marginal-site', onChange: () => draw() });
+  const chart = h('div', { id: 'sweep-marginals' });
+  ctx.root.append(section('sweep-marginal', 'Posterior marginals',
+    h('div', { class: 'field' }, h('label', { for: 'marginal-site' }, 'Site'), select), chart));
+
+  async function draw() {
+    const site = select.value;
+    const done = succeededMembers(ctx.sweep);
+    if (!site || !done.length) return;
+    const draws = await Promise.all(done.map((m) => memberSamples(ctx, m.job.id).then((s) => (s && s[site]) || [])));
+    if (!draws.flat().some(Number.isFinite)) return;
+    fill(chart, lineChart({ series: densitySeries(ctx, done, draws), label: `Posterior density of ${site} per member`,
+      xLabel: site, yLabel: 'density', width: 900 }));
+    chart.dataset.site = site;
+    chart.dataset.members = String(done.length);
   }
 
-  async function memberSamples(jobId) {
-    if (!samplesCache.has(jobId)) {
-      samplesCache.set(jobId, api.get(`/v1/jobs/${encodeURIComponent(jobId)}/samples`, { signal })
-        .then((body) => body.samples).catch(() => null));
+  return async () => {
+    const done = succeededMembers(ctx.sweep);
+    if (!done.length) return;
+    if (!select.options.length) {
+      const first = await memberSamples(ctx, done[0].job.id);
+      const sites = Object.keys(first || {}).filter((name) => (first[name] || []).every((v) => typeof v === 'number'));
+      fill(select, sites.map((name) => h('option', { value: name }, name)));
     }
-    return samplesCache.get(jobId);
-  }
-
-  async function loadSites() {
-    const done = sweep.members.filter((m) => m.job.state === 'succeeded');
-    if (!done.length || siteSelect.options.length) return;
-    const first = await memberSamples(done[0].job.id);
-    const sites = Object.keys(first || {}).filter((name) => (first[name] || []).every((v) => typeof v === 'number'));
-    fill(siteSelect, sites.map((s) => h('option', { value: s }, s)));
-  }
-
-  async function drawMarginals() {
-    const site = siteSelect.value;
-    if (!site) return;
-    const done = sweep.members.filter((m) => m.job.state === 'succeeded');
-    const draws = await Promise.all(done.map((m) => memberSamples(m.job.id).then((s) => (s && s[site]) || [])));
-    const all = draws.flat().filter(Number.isFinite);
-    if (!all.length) return;
-    const lo = Math.min(...all);
-    const hi = Math.max(...all);
-    const width = (hi - lo) / BINS || 1;
-    const series = done.map((m, i) => {
-      const counts = new Array(BINS).fill(0);
-      for (const v of draws[i]) counts[Math.min(BINS - 1, Math.max(0, Math.floor((v - lo) / width)))] += 1;
-      const total = draws[i].length || 1;
-      return { name: label(m), color: PALETTE[sweep.members.indexOf(m) % PALETTE.length],
-        points: counts.map((c, b) => [lo + (b + 0.5) * width, c / (total * width)]) };
-    });
-    fill(marginalChart, lineChart({ series, label: `Posterior density of ${site} per member`, xLabel: site, yLabel: 'density', width: 900 }));
-    marginalChart.dataset.site = site;
-    marginalChart.dataset.members = String(done.length);
-  }
-
-  async function cancel() {
-    cancelButton.disabled = true;
-    try {
-      sweep = await api.post(`${base}/cancel`, undefined, { signal });
-      announce('Sweep cancel requested');
-      renderHead();
-    } catch (error) {
-      summary.textContent = `Cancel failed: ${error.message}`;
-    } finally {
-      cancelButton.disabled = false;
-    }
-  }
-
-  async function refresh() {
-    try {
-      sweep = await api.get(base, { signal });
-    } catch (error) {
-      if (signal.aborted) return;
-    }
-    renderHead();
-    await drawLoss();
-    await drawComparison();
-    if (sweep.done) {
-      announce(`Sweep ${sweep.state}`);
-      return;
-    }
-    timer = setTimeout(refresh, REFRESH_MS);
-  }
-
-  renderHead();
-  await refresh();
-  return () => { clearTimeout(timer); controller.abort(); };
+    // Redraw when more members have succeeded since the last drawing.
+    if (chart.dataset.members !== String(done.length)) await draw();
+  };
 }
 
 // The comparison table; `onSort(key)` is called when a column header is clicked.

@@ -30,6 +30,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from store.blobs.settings import BlobSettings, DatasetCacheSettings, UploadSettings
+
 EMBEDDED_DB_NAME = "vihub.sqlite3"
 EMBEDDED_BROKER_NAME = "broker.sqlite3"
 
@@ -223,6 +225,10 @@ class Settings(BaseSettings):
     webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
     sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
+    # Blob store, chunked uploads, workers' dataset cache (store/blobs/settings.py).
+    blobs: BlobSettings = Field(default_factory=BlobSettings)
+    uploads: UploadSettings = Field(default_factory=UploadSettings)
+    dataset_cache: DatasetCacheSettings = Field(default_factory=DatasetCacheSettings)
     log_level: str = "INFO"
 
     @model_validator(mode="after")

@@ -86,6 +86,11 @@ def run_fit(channel: Channel, payload: dict[str, Any]) -> None:
     spec = JobSpec.model_validate(payload["spec"])
     limits = Limits(**payload["limits"])
     resume_from = payload.get("resume_from")
+    if payload.get("data_path"):
+        # A blob-store dataset from the host's cache, memory-mapped (worker.dataset_cache).
+        from store.blobs.npz import open_npz_mmap
+
+        payload["data"] = open_npz_mmap(payload["data_path"])
     try:
         try:
             result = fit(spec, payload["data"], callbacks=callbacks.as_fit_callbacks(),

@@ -2,12 +2,19 @@
 
 Upload size is bounded twice: the raw request body (``quotas.max_upload_bytes``, counted
 while streaming by the router) and the decoded arrays (``quotas.max_dataset_bytes``).
+Larger files come through resumable chunked uploads (``api.datasets.uploads``).
+
+The canonical NPZ of every uploaded dataset goes to the blob store
+(``store.blobs.dataset_key(sha256)``) before its row is written; rows of inline job data
+and rows from before the blob store keep their bytes in ``datasets.content``. Reading a
+blob dataset goes through this host's dataset cache (memory-mapped).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 from sqlalchemy.orm import Session
 
 from api.datasets import arrays
@@ -21,7 +28,10 @@ from api.errors import (
     Unprocessable,
 )
 from api.ids import is_resource_id
+from api.datasets.large import trial_fields
 from store.arrays import decode_arrays, encode_arrays
+from store.blobs import blob_store, dataset_cache, dataset_key
+from store.blobs.npz import open_npz_mmap
 from store.models import Dataset
 from store.repositories.datasets import DatasetRepository
 
@@ -60,8 +70,11 @@ def encode_fields(settings: Any, fields: dict[str, Any]) -> Any:
 def store_fields_created(session: Session, settings: Any, tenant: TenantRef, fields: dict[str, Any], *,
                          fmt: str, name: str | None) -> tuple[Dataset, bool]:
     encoded = encode_fields(settings, fields)
+    key = dataset_key(encoded.sha256)
+    blob_store(settings).put_bytes(key, encoded.content)  # before the row names it
     return DatasetRepository(session).get_or_create(
-        tenant.id, encoded.sha256, encoded.content, encoded.fields, fmt, name=name
+        tenant.id, encoded.sha256, None, encoded.fields, fmt, name=name, blob_key=key,
+        size_bytes=len(encoded.content),
     )
 
 
@@ -80,18 +93,40 @@ def list_datasets(session: Session, tenant: TenantRef, limit: int) -> DatasetLis
     return DatasetList(items=[_out(d, False) for d in DatasetRepository(session).list_for_tenant(tenant.id, limit)])
 
 
-def load_fields(session: Session, tenant: TenantRef, dataset_id: str) -> dict[str, Any]:
+def load_fields(session: Session, tenant: TenantRef, dataset_id: str, settings: Any = None) -> dict[str, Any]:
+    """A dataset's fields in memory (all of them)."""
+    mapped = _mapped_fields(session, tenant, dataset_id, settings)
+    return {k: np.array(v) if isinstance(v, np.ndarray) else v for k, v in mapped.items()}
+
+
+def _mapped_fields(session: Session, tenant: TenantRef, dataset_id: str, settings: Any) -> dict[str, Any]:
+    """The fields, memory-mapped from this host's cache for a blob-store dataset."""
     dataset = _get(session, tenant, dataset_id)
-    content = DatasetRepository(session).get_content(dataset.id)
-    return decode_arrays(content or b"")
+    repo = DatasetRepository(session)
+    location = repo.get_location(dataset.id)
+    if location is not None and location.blob_key:
+        settings = settings if settings is not None else _default_settings()
+        path = dataset_cache(settings).path(location.sha256, location.blob_key, blob_store(settings))
+        return open_npz_mmap(path)
+    return decode_arrays(repo.get_content(dataset.id) or b"")
 
 
-def resolve_job_data(session: Session, tenant: TenantRef, body: Any) -> tuple[dict[str, Any], str | None]:
-    """The fields a job (or validation) runs on, and its dataset id if it names one."""
+def _default_settings() -> Any:
+    from store.settings import get_settings
+
+    return get_settings()
+
+
+def resolve_job_data(session: Session, tenant: TenantRef, body: Any,
+                     settings: Any = None) -> tuple[dict[str, Any], str | None]:
+    """The fields a job's trial run (or a validation) sees, and its dataset id if it names
+    one; a large dataset is cut to its first rows (``large.trial_fields``)."""
     data = body.data
     if data is not None and hasattr(data, "dataset_id"):
         dataset = _get(session, tenant, data.dataset_id)
-        return load_fields(session, tenant, dataset.id), dataset.id
+        settings = settings if settings is not None else _default_settings()
+        mapped = _mapped_fields(session, tenant, dataset.id, settings)
+        return trial_fields(mapped, settings.uploads.trial_max_bytes), dataset.id
     if data is not None:
         return arrays.from_json_mapping(data.inline, pointer="/data/inline"), None
     catalog_name = getattr(body.model, "catalog", None)

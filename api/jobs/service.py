@@ -302,7 +302,7 @@ async def _tenant_turn(runtime: Any, tenant: TenantRef | None) -> AsyncIterator[
 
 def _resolve_data(runtime: Any, tenant: TenantRef, body: JobCreate) -> tuple[dict[str, Any], str | None]:
     with runtime.sessionmaker() as session:
-        return datasets_service.resolve_job_data(session, tenant, body)
+        return datasets_service.resolve_job_data(session, tenant, body, runtime.settings)
 
 
 def _precheck_concurrency(runtime: Any, tenant: TenantRef) -> None:

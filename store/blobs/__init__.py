@@ -22,6 +22,7 @@ import functools
 from typing import Any
 
 from store.blobs.base import BlobNotFound, BlobStore, check_key
+from store.blobs.cache import DatasetCache
 from store.blobs.filesystem import FilesystemBlobStore
 from store.blobs.settings import BlobSettings, DatasetCacheSettings, UploadSettings
 
@@ -29,11 +30,14 @@ __all__ = [
     "BlobNotFound",
     "BlobSettings",
     "BlobStore",
+    "DatasetCache",
     "DatasetCacheSettings",
     "FilesystemBlobStore",
     "UploadSettings",
     "blob_store",
     "check_key",
+    "dataset_cache",
+    "dataset_key",
 ]
 
 
@@ -59,3 +63,21 @@ def _s3_store(bucket: str, prefix: str, endpoint_url: str | None, region: str, k
 
     return S3BlobStore(bucket, prefix=prefix, endpoint_url=endpoint_url, region=region,
                        access_key_id=key_id, secret_access_key=secret, create_bucket=create_bucket)
+
+
+def dataset_key(sha256: str) -> str:
+    """Where a dataset's canonical NPZ lives: content-addressed, shared by tenants that
+    upload the same data (each has its own ``datasets`` row)."""
+    return f"datasets/{sha256}.npz"
+
+
+def dataset_cache(settings: Any) -> DatasetCache:
+    """This host's dataset cache (``dataset_cache.dir``, default ``{home}/dataset-cache``)."""
+    c: DatasetCacheSettings = settings.dataset_cache
+    root = c.dir if c.dir is not None else settings.home / "dataset-cache"
+    return _cache(str(root.expanduser()), c.max_bytes)
+
+
+@functools.lru_cache(maxsize=16)
+def _cache(root: str, max_bytes: int) -> DatasetCache:
+    return DatasetCache(root, max_bytes)

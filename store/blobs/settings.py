@@ -63,6 +63,9 @@ class UploadSettings(BaseModel):
     # Scratch space of the API for assembling and canonicalising an upload
     # (None -> {home}/tmp). Needs about twice the largest upload free.
     tmp_dir: Path | None = None
+    # The trial run of a submission on a dataset larger than this sees its first rows only
+    # (api.datasets.large.trial_fields); the worker fits all of it.
+    trial_max_bytes: int = Field(64 * MiB, ge=1)
 
 
 class DatasetCacheSettings(BaseModel):

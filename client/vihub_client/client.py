@@ -138,6 +138,31 @@ class Client:
         """Upload a CSV/NPZ/Parquet/JSON file, or a dict of arrays / a DataFrame as JSON."""
         return self._run(_upload_call(source, name))
 
+    def upload(self, source: str | Path | Any, *, name: str | None = None, progress: bool | Callable[..., None] = True,
+               part_bytes: int | None = None) -> Dataset:
+        """Upload a file (CSV/NPZ/Parquet/JSON, any size), a numpy array (field ``x``), a dict
+        of arrays or a DataFrame (both sent as NPZ) through the resumable chunked protocol.
+
+        ``progress``: True shows a progress bar on stderr, a callable gets
+        ``(phase, done_bytes, total_bytes)``. A dropped connection is retried part by part;
+        calling ``upload`` again with the same file resumes where the last call stopped.
+        """
+        from vihub_client import _upload
+
+        close: Callable[[], None] | None = None
+        callback: Any = None
+        if progress is True:
+            callback, close = _upload.rich_progress()
+        elif callable(progress):
+            callback = progress
+        try:
+            with _upload.as_file(source) as (path, filename):
+                return _upload.ChunkedUpload(self._run, self.settings.base_url, path, filename=filename, name=name,
+                                             part_bytes=part_bytes, progress=callback)()
+        finally:
+            if close is not None:
+                close()
+
     def dataset(self, dataset_id: str) -> Dataset:
         return self._run(_ops.get_dataset(dataset_id))
 

@@ -127,7 +127,7 @@ def gpu_queue_job(device: str, timeout_s: float = 240.0) -> None:
     from store.migrate import upgrade
     from store.models import ArtifactKind
     from store.repositories import ArtifactRepository, JobRepository, TenantRepository
-    from store.settings import get_settings
+    from common.settings import get_settings
     from worker.publisher import publish_job
 
     get_settings.cache_clear()
@@ -144,7 +144,7 @@ def gpu_queue_job(device: str, timeout_s: float = 240.0) -> None:
                 "inference": {"steps": 300, "seed": 0, "device": device, "optimizer": {"name": "Adam", "lr": 0.05}},
                 "outputs": {"num_samples": 100}}
         from inference import catalog
-        from store.arrays import encode_arrays
+        from common.arrays import encode_arrays
         from store.repositories import DatasetRepository
 
         encoded = encode_arrays(dict(catalog.get("logistic_regression").example_data))

@@ -46,7 +46,7 @@ def bench_cache(rows: int, cols: int, work: Path) -> None:
     import torch
 
     from s3_server import S3_KEY_ID, S3_SECRET, start_s3_server
-    from store.arrays import encode_arrays
+    from common.arrays import encode_arrays
     from store.blobs.cache import DatasetCache
     from store.blobs.npz import CanonicalNpzWriter, file_sha256, open_npz_mmap
     from store.blobs.s3 import S3BlobStore

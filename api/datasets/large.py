@@ -40,7 +40,7 @@ from api.datasets.arrays import (
     check_array,
 )
 from api.errors import InvalidData, PayloadTooLarge
-from store.arrays import encode_arrays
+from common.arrays import encode_arrays
 from store.blobs.npz import CanonicalNpzWriter
 
 _CHUNK = 1 << 20

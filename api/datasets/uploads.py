@@ -35,7 +35,7 @@ from starlette.concurrency import run_in_threadpool
 
 from api.datasets import large
 from api.datasets.schemas import DatasetOut, UploadCreate, UploadOut, UploadPartOut
-from api.deps import TenantRef
+from api.runtime import TenantRef
 from api.errors import Conflict, NotFound, PayloadTooLarge, Unprocessable
 from api.ids import is_resource_id
 from store.blobs import blob_store, dataset_key

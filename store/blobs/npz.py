@@ -1,6 +1,6 @@
-"""The canonical NPZ (``store.arrays``) written member by member and read memory-mapped.
+"""The canonical NPZ (``common.arrays``) written member by member and read memory-mapped.
 
-``CanonicalNpzWriter(path)`` writes exactly the bytes ``store.arrays.encode_arrays``
+``CanonicalNpzWriter(path)`` writes exactly the bytes ``common.arrays.encode_arrays``
 would for the same arrays (sorted names, fixed timestamps, stored members, the same
 ``.npy`` headers), but streamed: a member's data is written in chunks, so a multi-GB
 dataset never sits in memory. Members must be added in sorted name order.

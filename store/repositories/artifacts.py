@@ -45,7 +45,7 @@ class ArtifactRepository(Repository[Artifact]):
     def _blobs(self) -> BlobStore:
         if self.blobs is None:
             from store.blobs import blob_store
-            from store.settings import get_settings
+            from common.settings import get_settings
 
             self.blobs = blob_store(get_settings())
         return self.blobs

@@ -10,7 +10,7 @@
 - ``get_location(dataset_id) -> DatasetLocation | None`` (sha256, blob_key, size_bytes)
 - ``list_for_tenant(tenant_id, limit=100) -> list[Dataset]`` (newest first, no content)
 
-Encoding arrays to the canonical NPZ and back: ``store.arrays``.
+Encoding arrays to the canonical NPZ and back: ``common.arrays``.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 from job_bodies import linear_job
 from s3_server import S3_KEY_ID, S3_SECRET, start_s3_server
 
-from store.arrays import encode_arrays
+from common.arrays import encode_arrays
 
 PART = 4096
 
@@ -33,7 +33,7 @@ def s3_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def app(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     from api.app import ApiOptions, create_app
     from store.migrate import upgrade
-    from store.settings import Settings
+    from common.settings import Settings
 
     home = tmp_path_factory.mktemp(f"uploads-{request.param}")
     url = f"sqlite:///{home / 'vihub.sqlite3'}"

@@ -89,7 +89,7 @@ def test_unsafe_keys_are_refused(key: str, tmp_path: Path) -> None:
 
 
 def test_settings_pick_the_backend(tmp_path: Path, s3_url: str) -> None:
-    from store.settings import Settings
+    from common.settings import Settings
 
     fs = blob_store(Settings(home=tmp_path))
     assert isinstance(fs, FilesystemBlobStore) and fs.root == tmp_path / "blobs"

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from store.arrays import encode_arrays
+from common.arrays import encode_arrays
 from store.blobs import DatasetCache, FilesystemBlobStore
 from store.blobs.base import BlobStore
 from store.blobs.cache import CorruptBlob

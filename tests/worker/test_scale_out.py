@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from s3_server import s3_settings_env, start_s3_server
 
-from store.arrays import encode_arrays
+from common.arrays import encode_arrays
 from store.blobs import blob_store, dataset_key
 from store.models import ArtifactKind
 from store.repositories import ArtifactRepository, DatasetRepository, JobRepository, LossPointRepository

@@ -24,7 +24,7 @@ def app_transport(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
 
     from api.app import ApiOptions, create_app
     from store.migrate import upgrade
-    from store.settings import Settings
+    from common.settings import Settings
 
     monkeypatch.setenv("VIHUB_UPLOAD_STATE_DIR", str(tmp_path / "state"))
     url = f"sqlite:///{tmp_path / 'vihub.sqlite3'}"

@@ -30,7 +30,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from store.blobs.settings import BlobSettings, DatasetCacheSettings, UploadSettings
+from common.blob_settings import BlobSettings, DatasetCacheSettings, UploadSettings
 
 EMBEDDED_DB_NAME = "vihub.sqlite3"
 EMBEDDED_BROKER_NAME = "broker.sqlite3"
@@ -225,7 +225,7 @@ class Settings(BaseSettings):
     webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
     sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
-    # Blob store, chunked uploads, workers' dataset cache (store/blobs/settings.py).
+    # Blob store, chunked uploads, workers' dataset cache (common/blob_settings.py).
     blobs: BlobSettings = Field(default_factory=BlobSettings)
     uploads: UploadSettings = Field(default_factory=UploadSettings)
     dataset_cache: DatasetCacheSettings = Field(default_factory=DatasetCacheSettings)
@@ -295,66 +295,3 @@ def override_settings(settings: Settings | None = None, **fields: Any) -> Iterat
         yield _override
     finally:
         _override = previous
-
-
-def celery_config(settings: Settings) -> dict[str, Any]:
-    """Celery configuration shared by the worker app and every publisher.
-
-    The API builds its own ``Celery(...)`` client from this dict and calls
-    ``send_task("vihub.run_job", args=[job_id], queue=job.queue)``; it never imports worker/.
-    """
-    w = settings.worker
-    transport_options: dict[str, Any] = {}
-    if settings.broker_url.startswith(("redis://", "rediss://")):
-        # Redis redelivers an unacked message after the visibility timeout; above the hard
-        # time limit so that a job still running is never handed to a second worker.
-        visibility = w.effective_visibility_timeout_s
-        transport_options["visibility_timeout"] = visibility
-        # kombu scans for unacked messages older than the visibility timeout every
-        # interval x throttle seconds (default 10 x 10); keep that a fraction of the
-        # timeout so a short timeout (tests, small deployments) redelivers promptly.
-        transport_options["unacked_restore_interval"] = max(1, min(10, visibility // 10))
-        transport_options["unacked_restore_throttle"] = 1 if visibility < 1000 else 10
-        # The restore scan holds a Redis mutex; a worker killed while holding it blocks
-        # every other worker's restore until it expires (default 300 s).
-        transport_options["unacked_mutex_expire"] = max(10, min(300, visibility // 4))
-    elif settings.broker_url.startswith(("sqla+", "sqlalchemy+")):
-        # kombu hands these to sqlalchemy.create_engine: wait on a locked SQLite file
-        # (API, worker and sweeper all use it) instead of failing the publish.
-        transport_options["connect_args"] = {"timeout": 30}
-    transport_options.update(settings.broker_transport_options)
-    return {
-        "broker_url": settings.broker_url,
-        "broker_transport_options": transport_options,
-        "broker_connection_retry_on_startup": True,
-        "broker_connection_max_retries": None,
-        # Results live in the vihub database, not in a Celery result backend.
-        "result_backend": None,
-        "task_ignore_result": True,
-        "task_serializer": "json",
-        "accept_content": ["json"],
-        "result_accept_content": ["json"],
-        "task_acks_late": True,
-        # Explicitly off (Celery 5 warns that its default flips to True in Celery 6): a Redis
-        # blip must not cancel running fits. A job whose worker really died is reclaimed by
-        # its lease (the sweeper), and the claim is atomic, so a redelivery is harmless.
-        "worker_cancel_long_running_tasks_on_connection_loss": False,
-        "task_reject_on_worker_lost": True,
-        "worker_prefetch_multiplier": 1,
-        "task_soft_time_limit": w.soft_time_limit_s,
-        "task_time_limit": w.hard_time_limit_s,
-        "task_default_queue": "cpu",
-        "task_routes": {"vihub.run_job": {"queue": "cpu"}},
-        "task_create_missing_queues": True,
-        "worker_hijack_root_logger": False,
-        # A fresh pool child on a loaded machine can take a while to report UP; the
-        # default (4 s) makes the parent kill and respawn it in a loop.
-        "worker_proc_alive_timeout": 60,
-        "worker_send_task_events": False,
-        "timezone": "UTC",
-        "enable_utc": True,
-    }
-
-
-JOB_TASK_NAME = "vihub.run_job"
-QUEUES = ("cpu", "gpu")

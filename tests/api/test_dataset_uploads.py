@@ -31,7 +31,7 @@ def s3_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture(scope="module", params=["filesystem", "s3"])
 def app(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    from api.app import ApiOptions, create_app
+    from api.app import create_app
     from store.migrate import upgrade
     from common.settings import Settings
 
@@ -47,8 +47,9 @@ def app(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
                         auth="disabled", blobs=blobs,
                         quotas={"max_upload_bytes": 300_000, "max_dataset_bytes": 200_000},
                         uploads={"max_bytes": 50_000_000, "max_dataset_bytes": 2_000_000,
-                                 "in_memory_max_bytes": 100_000, "trial_max_bytes": 20_000})
-    app = create_app(settings, options=ApiOptions(dry_run_workers=1, dry_run_time_limit_s=30.0))
+                                 "in_memory_max_bytes": 100_000, "trial_max_bytes": 20_000},
+                        api={"dry_run_workers": 1, "dry_run_time_limit_s": 30.0})
+    app = create_app(settings)
     with TestClient(app, raise_server_exceptions=False) as client:
         yield client
 

@@ -22,7 +22,7 @@ PART = 4096
 def app_transport(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
     from fastapi.testclient import TestClient
 
-    from api.app import ApiOptions, create_app
+    from api.app import create_app
     from store.migrate import upgrade
     from common.settings import Settings
 
@@ -30,8 +30,9 @@ def app_transport(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
     url = f"sqlite:///{tmp_path / 'vihub.sqlite3'}"
     upgrade(url)
     settings = Settings(home=tmp_path, database_url=url, broker_url=f"sqla+sqlite:///{tmp_path / 'b.sqlite3'}",
-                        auth="disabled", uploads={"default_part_bytes": PART})
-    app = create_app(settings, options=ApiOptions(dry_run_workers=1, warm_up_pool=False))
+                        auth="disabled", uploads={"default_part_bytes": PART},
+                        api={"dry_run_workers": 1, "warm_up_pool": False})
+    app = create_app(settings)
     with TestClient(app) as client:
         yield client._transport
 

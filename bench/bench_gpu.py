@@ -128,7 +128,7 @@ def gpu_queue_job(device: str, timeout_s: float = 240.0) -> None:
     from store.models import ArtifactKind
     from store.repositories import ArtifactRepository, JobRepository, TenantRepository
     from common.settings import get_settings
-    from worker.publisher import publish_job
+    from common.broker import publish_job
 
     get_settings.cache_clear()
     settings = get_settings()

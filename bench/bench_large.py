@@ -46,7 +46,6 @@ def bench_cache(rows: int, cols: int, work: Path) -> None:
     import torch
 
     from s3_server import S3_KEY_ID, S3_SECRET, start_s3_server
-    from common.arrays import encode_arrays
     from store.blobs.cache import DatasetCache
     from store.blobs.npz import CanonicalNpzWriter, file_sha256, open_npz_mmap
     from store.blobs.s3 import S3BlobStore
@@ -65,7 +64,6 @@ def bench_cache(rows: int, cols: int, work: Path) -> None:
         key = f"datasets/{sha}.npz"
         blobs.put_file(key, path)
         size_mb = path.stat().st_size / 1e6
-        del encode_arrays
 
         def load(cache: DatasetCache) -> float:
             t0 = time.perf_counter()

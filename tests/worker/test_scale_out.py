@@ -22,7 +22,7 @@ from common.arrays import encode_arrays
 from store.blobs import blob_store, dataset_key
 from store.models import ArtifactKind
 from store.repositories import ArtifactRepository, DatasetRepository, JobRepository, LossPointRepository
-from worker.publisher import publish_job
+from common.broker import publish_job
 
 pytestmark = pytest.mark.integration
 

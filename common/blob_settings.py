@@ -54,8 +54,8 @@ class UploadSettings(BaseModel):
     max_part_bytes: int = Field(32 * MiB, ge=1024)
     # What the server proposes when the client does not choose.
     default_part_bytes: int = Field(16 * MiB, ge=1024)
-    # An upload not completed within this is refused (its parts are deleted by the next
-    # create of the same tenant, or by ``vihub`` maintenance).
+    # An upload not completed within this is refused; its parts are deleted when the same
+    # tenant starts its next upload (or on DELETE).
     expire_after_s: float = Field(24 * 3600.0, gt=0)
     # CSV / Parquet / JSON files are decoded in memory up to this size (NPZ is streamed
     # member by member at any size); larger ones are refused with a hint to send NPZ.

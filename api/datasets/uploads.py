@@ -21,6 +21,7 @@ Each step uses short sessions of its own (no connection is held while bytes stre
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 import os
 import shutil
@@ -43,6 +44,8 @@ from store.blobs.npz import file_sha256
 from store.models import Upload, utcnow
 from store.repositories.datasets import DatasetRepository
 from store.repositories.uploads import UploadRepository
+
+log = logging.getLogger("vihub.api.uploads")
 
 MAX_PARTS = 10_000
 _CHUNK = 1 << 20
@@ -109,7 +112,25 @@ def create(runtime: Any, tenant: TenantRef, body: UploadCreate) -> UploadOut:
             expires_at=utcnow() + timedelta(seconds=settings.uploads.expire_after_s),
             name=body.name, filename=body.filename, content_type=body.content_type,
         )
-        return _out(upload, [])
+        out = _out(upload, [])
+    _purge_expired(runtime, tenant.id)
+    return out
+
+
+def _purge_expired(runtime: Any, tenant_id: str) -> None:
+    """Abort this tenant's expired uploads and delete their parts (best effort: a failure
+    leaves them for the next create)."""
+    try:
+        with runtime.sessionmaker.begin() as session:
+            repo = UploadRepository(session)
+            expired = [u.id for u in repo.expired(utcnow(), tenant_id=tenant_id, limit=20)]
+            for upload_id in expired:
+                repo.abort(upload_id)
+        blobs = blob_store(runtime.settings)
+        for upload_id in expired:
+            blobs.delete_prefix(f"uploads/{upload_id}")
+    except Exception:  # noqa: BLE001 - housekeeping must not fail a new upload
+        log.warning("could not purge expired uploads of tenant %s", tenant_id, exc_info=True)
 
 
 def status(runtime: Any, tenant: TenantRef, upload_id: str) -> UploadOut:

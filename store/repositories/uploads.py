@@ -8,7 +8,7 @@
 - ``put_part(upload_id, part_number, size_bytes, sha256)`` — upsert on (upload_id, part_number)
 - ``complete(upload_id, dataset_id) -> bool`` — guarded ``open -> complete``
 - ``abort(upload_id) -> bool`` — guarded ``open -> aborted``
-- ``expired(now, limit=100) -> list[Upload]`` (open uploads past ``expires_at``)
+- ``expired(now, tenant_id=None, limit=100) -> list[Upload]`` (open uploads past ``expires_at``)
 
 The parts' bytes are in the blob store under ``uploads/<upload_id>/<part_number>``
 (``api.datasets.uploads``).
@@ -61,10 +61,11 @@ class UploadRepository(Repository[Upload]):
         )
         return result.rowcount == 1
 
-    def expired(self, now: datetime, limit: int = 100) -> list[Upload]:
-        return list(self.session.scalars(
-            select(Upload).where(Upload.state == "open", Upload.expires_at < now).limit(limit)
-        ))
+    def expired(self, now: datetime, tenant_id: str | None = None, limit: int = 100) -> list[Upload]:
+        stmt = select(Upload).where(Upload.state == "open", Upload.expires_at < now)
+        if tenant_id is not None:
+            stmt = stmt.where(Upload.tenant_id == tenant_id)
+        return list(self.session.scalars(stmt.limit(limit)))
 
     def _insert_part(self):  # type: ignore[no-untyped-def]
         if self.dialect == "postgresql":

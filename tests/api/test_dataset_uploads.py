@@ -225,3 +225,22 @@ def test_streamed_canonical_npz_equals_encode_arrays(tmp_path: Path) -> None:
     mapped = open_npz_mmap(tmp_path / "out.npz")
     assert isinstance(mapped["b"], np.memmap) and np.array_equal(mapped["b"], data["b"].astype(np.float64))
     assert np.array_equal(mapped["f"], data["f"]) and mapped["s"] == 3.5
+
+
+def test_expired_uploads_are_refused_and_purged(app: TestClient) -> None:
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from store.models import Upload, utcnow
+
+    content = npz_bytes(x=np.arange(1000.0))
+    upload = start(app, content)
+    assert send(app, upload, content, 1).status_code == 200
+    with app.app.state.runtime.sessionmaker.begin() as session:
+        session.execute(update(Upload).where(Upload.id == upload["id"])
+                        .values(expires_at=utcnow() - timedelta(seconds=1)))
+    late = send(app, upload, content, 2)
+    assert late.status_code == 409 and late.json()["state"] == "expired"
+    start(app, b"x\n1\n", filename="t.csv")  # the tenant's next upload purges the expired one
+    assert app.get(f"/v1/datasets/uploads/{upload['id']}").json()["state"] == "aborted"

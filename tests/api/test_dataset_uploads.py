@@ -29,17 +29,20 @@ def s3_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     server.stop()
 
 
-@pytest.fixture(scope="module", params=["filesystem", "s3"])
+@pytest.fixture(scope="module", params=["filesystem+sqlite", "s3+postgres"])
 def app(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """The app on the embedded pair (filesystem blobs, SQLite) and the production pair
+    (moto S3, Postgres)."""
     from api.app import create_app
-    from store.migrate import upgrade
     from common.settings import Settings
+    from store.migrate import upgrade
 
-    home = tmp_path_factory.mktemp(f"uploads-{request.param}")
-    url = f"sqlite:///{home / 'vihub.sqlite3'}"
+    home = tmp_path_factory.mktemp("uploads")
+    url = request.getfixturevalue("pg_url") if request.param.endswith("postgres") \
+        else f"sqlite:///{home / 'vihub.sqlite3'}"
     upgrade(url)
     blobs: dict[str, Any] = {"inline_max_bytes": 0}
-    if request.param == "s3":
+    if request.param.startswith("s3"):
         blobs.update(backend="s3", s3_endpoint_url=request.getfixturevalue("s3_url"),
                      s3_bucket=f"uploads-{uuid.uuid4().hex[:8]}", s3_access_key_id=S3_KEY_ID,
                      s3_secret_access_key=S3_SECRET, s3_create_bucket=True)

@@ -76,6 +76,7 @@ from store.repositories.jobs import LeaseLost
 from worker.dataset_cache import local_dataset
 from worker.hooks import on_job_finished
 from worker.job_sandbox import FIT_CANCELLED_KIND, finite
+from worker.warm_start import WarmStartFailed, load_warm_start
 
 log = logging.getLogger("vihub.worker")
 
@@ -315,6 +316,14 @@ class JobRunner:
             else:
                 resume_from = None
                 losses.delete_after(self.job_id, -1)
+            self.init_params = None
+            if spec.inference.init_from is not None:
+                try:
+                    self.init_params, source_checkpoint = load_warm_start(
+                        session, self.job_id, spec.inference.init_from.model_dump(), checkpoint is not None)
+                except WarmStartFailed as failure:
+                    raise _PrepareFailed(failure.problem) from failure
+                resume_from = resume_from or source_checkpoint
         if location is not None and location.blob_key:
             # Outside any transaction: a cold fetch of a large dataset takes a while.
             try:
@@ -355,6 +364,7 @@ class JobRunner:
             "data": data if not isinstance(data, Path) else None,
             "data_path": str(data) if isinstance(data, Path) else None,
             "resume_from": resume_from,
+            "init_params": getattr(self, "init_params", None),
             "limits": self.settings.limits.model_dump(),
         }
         final: tuple[dict[str, Any], dict[str, bytes]] | None = None

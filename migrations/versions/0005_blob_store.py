@@ -6,7 +6,7 @@
 bytes in ``content`` and are read as before.
 
 Revision ID: 0005_blob_store
-Revises: 0003_quota_counter_idempotency
+Revises: 0004_sweeps (rechained at the merge of main, which brought 0004_sweeps)
 Create Date: 2026-12-02
 """
 
@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0005_blob_store"
-down_revision: str | Sequence[str] | None = "0003_quota_counter_idempotency"
+down_revision: str | Sequence[str] | None = "0004_sweeps"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

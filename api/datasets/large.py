@@ -29,7 +29,6 @@ import numpy as np
 from api.datasets import arrays
 from api.datasets.arrays import (
     INT64_MAX,
-    _check_name,  # noqa: F401 - re-exported checks stay in one place
     _escape,
     _npy_header,
     _npz_members,

@@ -18,6 +18,7 @@ import numpy as np
 from sqlalchemy.orm import Session
 
 from api.datasets import arrays
+from api.datasets.large import trial_fields
 from api.datasets.schemas import DatasetList, DatasetOut, FieldInfo
 from api.errors import (
     DatasetNotFound,
@@ -27,7 +28,6 @@ from api.errors import (
     Unprocessable,
 )
 from api.ids import is_resource_id
-from api.datasets.large import trial_fields
 from api.runtime import TenantRef
 from common.arrays import EncodedArrays, decode_arrays, encode_arrays
 from common.settings import Settings
@@ -112,7 +112,7 @@ def _mapped_fields(session: Session, tenant: TenantRef, dataset_id: str, setting
     return decode_arrays(repo.get_content(dataset.id) or b"")
 
 
-def _default_settings() -> Any:
+def _default_settings() -> Settings:
     from common.settings import get_settings
 
     return get_settings()

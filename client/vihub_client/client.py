@@ -17,6 +17,10 @@ from vihub_client.errors import VihubError
 from vihub_client.models import Dataset, JobData
 
 
+# Data files from this size on go up through the resumable chunked protocol (``upload``).
+CHUNKED_UPLOAD_BYTES = 8 * 1024 * 1024
+
+
 class Client:
     """A connection to a vihub server.
 
@@ -56,6 +60,8 @@ class Client:
 
     def _resolve_data(self, plan: dict[str, Any] | _inputs.UploadFile | None) -> dict[str, Any] | None:
         if isinstance(plan, _inputs.UploadFile):
+            if plan.path.stat().st_size >= CHUNKED_UPLOAD_BYTES:  # too big for one request body
+                return {"dataset_id": self.upload(plan.path, progress=False).id}
             return {"dataset_id": self.upload_dataset(plan.path).id}
         return plan
 

@@ -100,3 +100,21 @@ def test_cli_uploads_with_progress(app_transport: Any, tmp_path: Path, monkeypat
     result = CliRunner().invoke(cli.datasets_app, ["upload", str(path), "--chunked"])
     assert result.exit_code == 0, result.output
     assert "uploading" in result.output and "y: float64 (2000,)" in result.output
+
+
+def test_submit_with_a_large_data_file_uses_the_chunked_protocol(app_transport: Any, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from vihub_client import client as client_module
+
+    monkeypatch.setattr(client_module, "CHUNKED_UPLOAD_BYTES", 1024)
+    path = tmp_path / "d.npz"
+    np.savez(path, x=np.arange(100.0), y=np.arange(100.0) * 2.0)
+    counting = Flaky(app_transport, drop_after=None)
+    source = "import pyro\nimport pyro.distributions as dist\n\ndef model(x, y):\n" \
+             "    w = pyro.sample('w', dist.Normal(0.0, 1.0))\n" \
+             "    with pyro.plate('data', x.shape[0]):\n" \
+             "        pyro.sample('obs', dist.Normal(w * x, 1.0), obs=y)\n"
+    with vc.Client("http://testserver", transport=counting) as client:
+        report = client.validate(source, data=path, guide="AutoNormal")
+    assert counting.parts, "the data file went up in parts"
+    assert report.get("valid") is True

@@ -92,6 +92,11 @@ def run_fit(channel: Channel, payload: dict[str, Any]) -> None:
     limits = Limits(**payload["limits"])
     resume_from = payload.get("resume_from")
     init_params = payload.get("init_params")  # warm start (inference.init_from), see worker.warm_start
+    if payload.get("data_path"):
+        # A blob-store dataset from the host's cache, memory-mapped (worker.dataset_cache).
+        from store.blobs.npz import open_npz_mmap
+
+        payload["data"] = open_npz_mmap(payload["data_path"])
     try:
         try:
             result = fit(spec, payload["data"], callbacks=callbacks.as_fit_callbacks(),

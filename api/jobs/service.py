@@ -236,7 +236,7 @@ async def _tenant_turn(runtime: Runtime, tenant: TenantRef | None) -> AsyncItera
 
 def _resolve_data(runtime: Runtime, tenant: TenantRef, body: JobCreate) -> tuple[dict[str, Any], str | None]:
     with runtime.sessionmaker() as session:
-        return datasets_service.resolve_job_data(session, tenant, body)
+        return datasets_service.resolve_job_data(session, tenant, body, runtime.settings)
 
 
 def _precheck_concurrency(runtime: Runtime, tenant: TenantRef) -> None:

@@ -361,13 +361,22 @@ def datasets_upload(
     file: Annotated[Path, typer.Argument(help="CSV (header row), NPZ, Parquet or JSON object")],
     name: Annotated[Optional[str], typer.Option(help="A name to remember it by")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the dataset id")] = False,
+    chunked: Annotated[Optional[bool], typer.Option(
+        "--chunked/--single-request",
+        help="Resumable chunked upload with a progress bar (default: for files of 8 MiB or more)")] = None,
     as_json: JsonOpt = False,
     url: UrlOpt = None,
     api_key: KeyOpt = None,
 ) -> None:
-    """Upload a data file; prints its id (use it as --data)."""
+    """Upload a data file; prints its id (use it as --data). Large files go up in
+    checksummed parts with a progress bar; run the command again to resume a broken upload."""
     with _client(url, api_key) as client:
-        dataset = client.upload_dataset(file, name=name)
+        if chunked is None:
+            chunked = file.is_file() and file.stat().st_size >= 8 * 1024 * 1024
+        if chunked:
+            dataset = client.upload(file, name=name, progress=not (quiet or as_json))
+        else:
+            dataset = client.upload_dataset(file, name=name)
         if as_json:
             _print_json(dataset.raw)
         elif quiet:

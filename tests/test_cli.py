@@ -81,3 +81,16 @@ def test_module_entry_point_runs_as_a_process(home: Path) -> None:
                          capture_output=True, text=True, timeout=60, check=False)
     # With the client installed too, `vihub --version` names both distributions.
     assert out.returncode == 0 and "vihub 0.1.0" in out.stdout.splitlines()
+
+
+def test_installed_server_registers_its_commands_for_the_composed_program() -> None:
+    # Needs the server package installed from this tree (`pip install -e .`): the entry
+    # point lives in the distribution's metadata, not in the source.
+    from importlib.metadata import entry_points
+
+    from vihub_client import cli as client_cli
+
+    registered = {(e.dist.name if e.dist else None, e.value) for e in entry_points(group=client_cli.COMMANDS_GROUP)}
+    assert ("vihub", "vihub.cli:app") in registered
+    composed = CliRunner().invoke(client_cli.make_app(), ["--help"]).stdout
+    assert {"up", "api", "worker", "migrate", "keys", "submit", "datasets"} <= set(composed.replace("│", " ").split())

@@ -10,6 +10,9 @@
 - ``vihub keys create --tenant NAME``: a new API key for a tenant, printed once.
 
 Configuration is the ``VIHUB_*`` environment (``common.settings``).
+
+``app`` is registered in the ``vihub.commands`` entry-point group (pyproject.toml), which
+is how the client's ``vihub`` program finds these commands.
 """
 
 from __future__ import annotations
@@ -234,17 +237,20 @@ def _safe_url(url: str) -> str:
 
 
 def main() -> None:
-    """The `vihub` command: server commands, plus the client's when it is installed.
+    """The `vihub` command: the composed program when the client is installed, else the
+    server commands alone.
 
-    Both distributions install a `vihub` script and whichever was installed last wins, so
-    each one composes the other's commands: the result is the same command either way.
+    Both distributions install a `vihub` script and whichever was installed last wins.
+    The client composes the program (its own commands plus every `vihub.commands` entry
+    point, among them this module's `app`), so this script hands over to it; the import
+    goes one way only (the client never imports the server).
     """
     try:
-        from vihub_client.cli import main as client_main
+        from vihub_client.cli import main as composed_main
     except ImportError:
         app()
     else:
-        client_main()
+        composed_main()
 
 
 if __name__ == "__main__":

@@ -27,13 +27,14 @@ import torch
 from pyro import poutine
 from pyro.infer import infer_discrete
 
+from inference.engine.elbos import infer_max_plate_nesting
+
+from .formats import to_numpy
 from ._traces import (
     check_vectorised_draw,
     draws_first,
-    guess_max_plate_nesting,
     is_sample_site,
     site_roles,
-    to_numpy,
     traced_pair,
     uncondition_observed,
     vectorized,
@@ -94,7 +95,7 @@ def draw_posterior(
         return {}, {}
     with torch.no_grad():
         if max_plate_nesting is None:
-            max_plate_nesting = guess_max_plate_nesting(model, guide, kwargs)
+            max_plate_nesting = infer_max_plate_nesting(model, guide, kwargs)
         with poutine.block():
             guide_trace, model_trace = traced_pair(model, guide, kwargs)
         roles = site_roles(model_trace, guide_trace)

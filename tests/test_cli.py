@@ -94,3 +94,15 @@ def test_installed_server_registers_its_commands_for_the_composed_program() -> N
     assert ("vihub", "vihub.cli:app") in registered
     composed = CliRunner().invoke(client_cli.make_app(), ["--help"]).stdout
     assert {"up", "api", "worker", "migrate", "keys", "submit", "datasets"} <= set(composed.replace("│", " ").split())
+
+
+def test_main_runs_the_server_commands_alone_when_they_are_not_registered(monkeypatch, capsys) -> None:
+    # Metadata that predates the entry point: handing over to the client would lose `up`.
+    import vihub.cli as server_cli
+
+    monkeypatch.setattr(server_cli, "_registered", lambda: False)
+    monkeypatch.setattr(sys, "argv", ["vihub", "--help"])
+    with pytest.raises(SystemExit) as exited:
+        server_cli.main()
+    out = capsys.readouterr().out
+    assert exited.value.code == 0 and "migrate" in out and "submit" not in out

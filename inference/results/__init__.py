@@ -10,8 +10,7 @@ Names are resolved lazily (as in ``inference``): ``inference.results.formats`` a
 importing torch or Pyro.
 """
 
-from importlib import import_module
-from typing import Any
+from inference._lazy import lazy_exports
 
 # Public names and the module each lives in.
 _EXPORTS = {
@@ -37,14 +36,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    module_name = _EXPORTS.get(name)
-    if module_name is None:
-        raise AttributeError(f"module 'inference.results' has no attribute {name!r}")
-    value = getattr(import_module(module_name), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_EXPORTS])
+__getattr__, __dir__ = lazy_exports(globals(), _EXPORTS)

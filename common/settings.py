@@ -58,6 +58,8 @@ class QuotaSettings(BaseModel):
     max_run_seconds: int = 3_600
     max_dataset_bytes: int = 50 * 1024 * 1024
     max_concurrent_jobs: int = 8
+    # Points (member jobs) of one sweep (POST /v1/sweeps); each also takes a concurrent-job slot.
+    max_sweep_points: int = 64
     max_upload_bytes: int = 64 * 1024 * 1024
 
 

@@ -14,6 +14,7 @@ from alembic import context
 from common.settings import get_settings, normalize_database_url
 from store.db import make_engine
 from store.models import Base
+import store.sweeps  # noqa: F401,E402 - registers the sweeps tables on Base.metadata
 
 config = context.config
 

@@ -255,6 +255,10 @@ class ArtifactKind:
     NETCDF = "netcdf"
     PARAM_STORE_PT = "param_store_pt"
     CHECKPOINT = "checkpoint"
+    # The checkpoint after the last step (params + optimizer state), kept for warm starts.
+    FINAL_CHECKPOINT = "final_checkpoint"
+    # Observed sites' values as the model saw them (jobs with outputs.predictive; for /ppc).
+    OBSERVED_NPZ = "observed_npz"
 
     CONTENT_TYPES: ClassVar[dict[str, str]] = {
         RESULT_JSON: "application/json",
@@ -264,6 +268,8 @@ class ArtifactKind:
         NETCDF: "application/x-netcdf",
         PARAM_STORE_PT: "application/octet-stream",
         CHECKPOINT: "application/octet-stream",
+        FINAL_CHECKPOINT: "application/octet-stream",
+        OBSERVED_NPZ: "application/x-npz",
     }
 
 

@@ -71,6 +71,7 @@ from store.repositories import (
 from store.repositories.jobs import LeaseLost
 from worker.hooks import on_job_finished
 from worker.job_sandbox import FIT_CANCELLED_KIND, finite
+from worker.warm_start import WarmStartFailed, load_warm_start
 
 log = logging.getLogger("vihub.worker")
 
@@ -306,6 +307,14 @@ class JobRunner:
             else:
                 resume_from = None
                 losses.delete_after(self.job_id, -1)
+            self.init_params = None
+            if spec.inference.init_from is not None:
+                try:
+                    self.init_params, source_checkpoint = load_warm_start(
+                        session, self.job_id, spec.inference.init_from.model_dump(), checkpoint is not None)
+                except WarmStartFailed as failure:
+                    raise _PrepareFailed(failure.problem) from failure
+                resume_from = resume_from or source_checkpoint
         return spec, data, resume_from
 
     def _limits(self) -> Any:
@@ -338,6 +347,7 @@ class JobRunner:
             "spec": spec.model_dump(mode="json"),
             "data": data,
             "resume_from": resume_from,
+            "init_params": getattr(self, "init_params", None),
             "limits": self.settings.limits.model_dump(),
         }
         final: tuple[dict[str, Any], dict[str, bytes]] | None = None

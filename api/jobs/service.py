@@ -140,6 +140,10 @@ async def _submit(runtime: Runtime, tenant: TenantRef, body: JobCreate, key: str
     if body.webhook is not None:
         # May resolve the host name: off the event loop.
         await run_in_threadpool(check_webhook_url, settings, str(body.webhook.url))
+    if body.inference.init_from is not None:
+        from api.warm_start.service import check_init_from
+
+        await run_in_threadpool(check_init_from, runtime, tenant, body)
     fields, dataset_id = await run_in_threadpool(_resolve_data, runtime, tenant, body)
     await run_in_threadpool(_precheck_concurrency, runtime, tenant)
     await run_dry_run(runtime, body, fields, tenant)

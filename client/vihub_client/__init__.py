@@ -32,6 +32,7 @@ from vihub_client.errors import (  # noqa: E402
     WebhookVerificationError,
 )
 from vihub_client.models import Dataset, Progress  # noqa: E402
+from vihub_client.sweeps import Sweep  # noqa: E402
 from vihub_client.webhooks import generate_secret, sign_webhook, verify_webhook  # noqa: E402
 
 __all__ = [
@@ -51,6 +52,7 @@ __all__ = [
     "Progress",
     "RateLimited",
     "ServerError",
+    "Sweep",
     "Unauthorized",
     "VihubError",
     "WaitTimeout",

@@ -397,6 +397,9 @@ def datasets_show(
 # The `vihub` program
 
 
+from vihub_client import cli_sweeps  # noqa: E402,F401 - registers `sweep` and `compare` on client_app
+
+
 def _merge(app: typer.Typer, other: typer.Typer) -> None:
     """Add ``other``'s commands and command groups at the top level of ``app``.
 

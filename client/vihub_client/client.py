@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 
 from vihub_client import _common, _formats, _inputs, _ops
+from vihub_client import sweeps as _sweeps
 from vihub_client._http import Call, Settings, SyncTransport
 from vihub_client._ops import AUTO, AutoKey
 from vihub_client._wait import ProgressDisplay, Waiter
@@ -152,6 +153,11 @@ class Client:
         """A catalog model with its source, data schema, example data and a ready job body."""
         return self._run(_ops.catalog_entry(name))
 
+    def capabilities(self) -> dict[str, Any]:
+        """What the server offers: its ELBOs, guides and optimizers with their options,
+        result formats per resource, and the k-hat readings (``GET /v1/capabilities``)."""
+        return self._run(_ops.capabilities())
+
     def validate(
         self,
         model: Any,
@@ -171,6 +177,44 @@ class Client:
 
     def health(self) -> dict[str, Any]:
         return self._run(_ops.health())
+
+    # -- sweeps and comparisons (vihub_client.sweeps) ------------------------------------
+    def sweep(
+        self,
+        model: Any = None,
+        *,
+        axes: Mapping[str, Any] | None = None,
+        points: list[Mapping[str, Any]] | None = None,
+        base: Mapping[str, Any] | None = None,
+        guide: Any = None,
+        data: Any = None,
+        inference: Mapping[str, Any] | None = None,
+        outputs: Mapping[str, Any] | None = None,
+        entry: str | None = None,
+        name: str | None = None,
+        labels: Mapping[str, str] | None = None,
+        idempotency_key: str | AutoKey | None = AUTO,
+    ) -> _sweeps.Sweep:
+        """Start a sweep: one job per point of ``axes`` (a grid: ``{"guide.auto": [...],
+        "inference.optimizer.lr": [...]}``) or of ``points`` (a list of such overrides).
+        The base job is ``base`` (a REST job body) or built like ``submit``'s arguments."""
+        if base is None:
+            body, plan = _common.prepare_submit(model=model, entry=entry, guide=guide, data=data,
+                                                inference=inference, outputs=outputs, labels=None, webhook=None)
+            base = _common.with_data(body, self._resolve_data(plan))
+        call = _sweeps.create_call(_sweeps.sweep_body(base, axes=axes, points=points, name=name, labels=labels),
+                                   _sweeps.new_key(idempotency_key))
+        return _sweeps.Sweep(self, self._run(call))
+
+    def get_sweep(self, sweep_id: str) -> _sweeps.Sweep:
+        return _sweeps.Sweep(self, self._run(_sweeps.get_call(sweep_id)))
+
+    def compare(self, jobs: list[Any], *, sort: str = "elbo", order: str = "desc", raw: bool = False) -> Any:
+        """The comparison table of succeeded jobs on the same data, as a pandas DataFrame
+        (``raw=True``: the JSON table). ``df.attrs["recommended"]`` is the chosen job id."""
+        ids = [job if isinstance(job, str) else job.id for job in jobs]
+        table = self._run(_sweeps.compare_call(ids, sort, order))
+        return table if raw else _sweeps.comparison_frame(table)
 
 
 def _label_arg(label: Mapping[str, str] | list[str] | None) -> Any:
@@ -318,6 +362,16 @@ class Job(JobData):
             (out / step.filename).write_bytes(content)
             written[step.filename] = out / step.filename
         return written
+
+    def continue_fit(self, steps: int, *, labels: Mapping[str, str] | None = None,
+                     idempotency_key: str | AutoKey | None = AUTO) -> Job:
+        """A new job: this (succeeded) one run ``steps`` further, resuming its optimizer state."""
+        call = _sweeps.continue_call(self.id, steps, labels, _sweeps.new_key(idempotency_key))
+        return Job(self._client, self._client._run(call))
+
+    def ppc(self, quantiles: list[float] | None = None) -> dict[str, Any]:
+        """Posterior predictive checks per observed site (needs ``outputs.predictive``)."""
+        return self._client._run(_sweeps.ppc_call(self.id, quantiles))
 
     def predict(self, new_data: Any, num_samples: int = 100) -> dict[str, Any]:
         """Posterior predictive draws for new data (same forms as ``submit``'s ``data``)."""

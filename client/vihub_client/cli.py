@@ -5,16 +5,19 @@ file that does not exist); 3 the API refused the request or could not be reached
 problem's title and detail are printed on stderr).
 
 ``client_app`` holds the client commands. ``main`` builds the ``vihub`` program: the client
-commands, plus whatever other installed packages register in the ``vihub.commands``
-entry-point group (each entry point names a ``typer.Typer`` whose commands and groups join
-the top level). The server package registers ``vihub.cli:app`` there (``up``, ``api``,
-``worker``, ``migrate``, ``keys``); this module never imports the server.
+commands, plus whatever installed packages register in the ``vihub.commands`` entry-point
+group (each entry point names a ``typer.Typer`` whose commands and groups join the top
+level). This package registers ``vihub_client.cli_sweeps:app`` there (``sweep``,
+``compare``: that module imports this one, so this one cannot import it), the server
+package ``vihub.cli:app`` (``up``, ``api``, ``worker``, ``migrate``, ``keys``); this module
+never imports the server.
 """
 
 from __future__ import annotations
 
 import functools
 import json
+import re
 import sys
 from collections.abc import Callable
 from importlib.metadata import EntryPoint, entry_points
@@ -397,9 +400,6 @@ def datasets_show(
 # The `vihub` program
 
 
-from vihub_client import cli_sweeps  # noqa: E402,F401 - registers `sweep` and `compare` on client_app
-
-
 def _merge(app: typer.Typer, other: typer.Typer) -> None:
     """Add ``other``'s commands and command groups at the top level of ``app``.
 
@@ -418,11 +418,13 @@ def _merge(app: typer.Typer, other: typer.Typer) -> None:
 
 #: The entry-point group through which installed packages add commands to ``vihub``.
 COMMANDS_GROUP = "vihub.commands"
+CLIENT_DISTRIBUTION = "vihub-client"
 
 
-def registered_commands() -> list[tuple[str, typer.Typer]]:
+def registered_commands(*, only_client: bool = False) -> list[tuple[str, typer.Typer]]:
     """The ``typer.Typer`` objects registered in the ``vihub.commands`` entry-point group,
-    as ``(distribution name, app)``, in a stable order (by distribution, then entry name).
+    as ``(distribution name, app)``, in a stable order (by distribution, then entry name);
+    with ``only_client``, those of this distribution (``vihub-client``) alone.
 
     An entry point whose module cannot be imported (a half-installed server, a missing
     optional dependency) is reported on stderr and skipped: the client commands must
@@ -432,6 +434,8 @@ def registered_commands() -> list[tuple[str, typer.Typer]]:
     commands = []
     for entry in sorted(entry_points(group=COMMANDS_GROUP), key=lambda e: (_dist_name(e), e.name)):
         dist = _dist_name(entry)
+        if only_client and dist != CLIENT_DISTRIBUTION:
+            continue
         try:
             loaded = entry.load()
         except ImportError as exc:
@@ -446,14 +450,15 @@ def registered_commands() -> list[tuple[str, typer.Typer]]:
 
 
 def _dist_name(entry: EntryPoint) -> str:
-    return entry.dist.name if entry.dist is not None else ""
+    # Normalised (PEP 503): metadata may spell it vihub_client or vihub-client.
+    return re.sub(r"[-_.]+", "-", entry.dist.name).lower() if entry.dist is not None else ""
 
 
 def _registered_versions() -> list[str]:
-    """``"<distribution> <version>"`` for every distribution that registers commands."""
+    """``"<distribution> <version>"`` for every other distribution that registers commands."""
     seen: dict[str, str] = {}
     for entry in entry_points(group=COMMANDS_GROUP):
-        if entry.dist is not None:
+        if entry.dist is not None and _dist_name(entry) != CLIENT_DISTRIBUTION:
             seen.setdefault(entry.dist.name, entry.dist.version)
     return [f"{name} {version}" for name, version in sorted(seen.items())]
 
@@ -466,11 +471,13 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
-def make_app(*, with_registered: bool = True) -> typer.Typer:
+def make_app(*, with_server: bool = True) -> typer.Typer:
     """The whole ``vihub`` program: the client commands, plus every command registered in
-    the ``vihub.commands`` entry-point group (the server package registers ``up``, ``api``,
-    ``worker``, ``migrate``, ``keys``). A registered name the program already has is
-    skipped: the client's own commands come first."""
+    the ``vihub.commands`` entry-point group: the client's own further commands
+    (``sweep``, ``compare``) and the server package's (``up``, ``api``, ``worker``,
+    ``migrate``, ``keys``). ``with_server=False`` takes this distribution's entries only.
+    A registered name the program already has is skipped: the client's own commands come
+    first."""
     app = typer.Typer(
         name="vihub",
         help="vihub: hosted variational inference. Client commands talk to a server over HTTP"
@@ -487,9 +494,10 @@ def make_app(*, with_registered: bool = True) -> typer.Typer:
         """vihub: hosted variational inference."""
 
     _merge(app, client_app)
-    if with_registered:
-        for _, commands in registered_commands():
-            _merge(app, commands)
+    registered = registered_commands(only_client=not with_server)
+    # This distribution's entries first: a server command never shadows a client one.
+    for _, commands in sorted(registered, key=lambda item: item[0] != CLIENT_DISTRIBUTION):
+        _merge(app, commands)
     return app
 
 

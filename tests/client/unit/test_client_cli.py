@@ -17,7 +17,7 @@ runner = CliRunner()
 @pytest.fixture
 def app(server, monkeypatch):
     monkeypatch.setattr(cli, "_client", lambda url, key: server.client())
-    return cli.make_app(with_registered=False)
+    return cli.make_app(with_server=False)
 
 
 def test_submit_catalog_model_quiet_prints_id(app, server) -> None:
@@ -100,7 +100,7 @@ def test_connection_refused_exits_3(monkeypatch) -> None:
         return c
 
     monkeypatch.setattr(cli, "_client", client)
-    result = runner.invoke(cli.make_app(with_registered=False), ["jobs"])
+    result = runner.invoke(cli.make_app(with_server=False), ["jobs"])
     assert result.exit_code == 3 and "Could not reach the vihub server" in result.stderr
 
 
@@ -200,7 +200,7 @@ def test_registered_commands_join_the_program(monkeypatch, tmp_path: Path, serve
     assert runner.invoke(app, ["submit"]).exit_code == 2
     # --version names every distribution that adds commands.
     assert "fake-server 9.9" in runner.invoke(app, ["--version"]).stdout.splitlines()
-    assert "up" not in runner.invoke(cli.make_app(with_registered=False), ["--help"]).stdout.split()
+    assert "up" not in runner.invoke(cli.make_app(with_server=False), ["--help"]).stdout.split()
 
 
 def test_client_commands_alone_without_registered_commands(monkeypatch) -> None:
@@ -223,3 +223,14 @@ def test_a_registration_that_is_not_a_typer_app_is_an_error(monkeypatch, tmp_pat
                            "fake_odd_server", "app = 42\n")
     with pytest.raises(TypeError, match="not a typer.Typer"):
         cli.make_app()
+
+
+def test_installed_client_registers_its_sweep_commands() -> None:
+    # Needs the client installed from this tree (`pip install -e client`): entry points
+    # live in the distribution's metadata. `sweep` and `compare` reach the program this way.
+    from importlib.metadata import entry_points
+
+    registered = {(cli._dist_name(e), e.value) for e in entry_points(group=cli.COMMANDS_GROUP)}
+    assert ("vihub-client", "vihub_client.cli_sweeps:app") in registered
+    help_text = runner.invoke(cli.make_app(with_server=False), ["--help"]).stdout
+    assert {"sweep", "compare", "submit"} <= set(help_text.replace("│", " ").split())

@@ -369,7 +369,7 @@ def _meta(spec: JobSpec, job: PreparedJob, run: SVIRun, train_s: float, wall_s: 
             "float_dtype": inf.float_dtype,
             "torch_num_threads": run.num_threads,
             "fast_path": bool(run.fast_path and run.fast_path["taken"]),
-            "num_particles": (run.fast_path or {}).get("particles") or spec.inference.elbo.num_particles,
+            "num_particles": (run.fast_path or {}).get("particles") or spec.inference.elbo.num_particles or 1,
         },
         steps_requested=inf.steps, steps_done=run.steps_done, resumed_from_step=run.resumed_from_step,
         train_s=train_s, wall_s=wall_s,

@@ -215,7 +215,8 @@ class ElboSpec(_Strict):
     """The ELBO and its options (names as in ``pyro.infer``)."""
 
     name: Literal[ELBO_NAMES] = "Trace_ELBO"  # type: ignore[valid-type]
-    num_particles: Annotated[int, Field(ge=1, le=MAX_PARTICLES)] = 1
+    # None: 1 on Pyro's path; on the fast path chosen from the model size (docs/engine.md).
+    num_particles: Annotated[int, Field(ge=1, le=MAX_PARTICLES)] | None = None
     vectorize_particles: bool = False
     max_plate_nesting: Annotated[int, Field(ge=0, le=32)] | None = None
     alpha: float = 0.0  # RenyiELBO only
@@ -234,7 +235,7 @@ class ElboSpec(_Strict):
     @model_validator(mode="after")
     def _tail_adaptive_needs_particles(self) -> "ElboSpec":
         if self.name == "TraceTailAdaptive_ELBO" and (
-            self.num_particles < 2 or not self.vectorize_particles
+            (self.num_particles or 1) < 2 or not self.vectorize_particles
         ):
             raise ValueError(
                 "TraceTailAdaptive_ELBO needs num_particles >= 2 and vectorize_particles: true"

@@ -177,7 +177,7 @@ def build_elbo(
     if not jacobian_fix and name in PYRO_TRACE_MEAN_FIELD:
         cls = PYRO_TRACE_MEAN_FIELD[name]
     kwargs: dict[str, Any] = {
-        "num_particles": spec.num_particles,
+        "num_particles": spec.num_particles or 1,
         "vectorize_particles": spec.vectorize_particles,
         "max_plate_nesting": float("inf") if max_plate_nesting is None else max_plate_nesting,
         "strict_enumeration_warning": spec.strict_enumeration_warning,

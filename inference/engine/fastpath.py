@@ -36,6 +36,7 @@ from typing import Any, Callable, Mapping
 
 import torch
 import pyro
+from torch.fx.experimental.proxy_tensor import make_fx  # imported here: sandboxes fork warm
 from pyro import poutine
 from pyro.distributions import constraints
 from pyro.distributions.util import scale_and_mask
@@ -140,9 +141,9 @@ def _declines(inference, guide, model_trace, guide_trace, mpn) -> str | None:
 
 
 def choose_particles(inference, kwargs: Mapping[str, Any], latent_dim: int, point: bool) -> tuple[int, bool]:
-    """(K, chosen automatically?) — the user's ``num_particles`` when set explicitly."""
-    if "num_particles" in inference.elbo.model_fields_set or point or base_name(inference.elbo.name) == "RenyiELBO":
-        return (1 if point else inference.elbo.num_particles), False
+    """(K, chosen automatically?) — the user's ``num_particles`` when given (not None)."""
+    if inference.elbo.num_particles is not None or point or base_name(inference.elbo.name) == "RenyiELBO":
+        return (1 if point else inference.elbo.num_particles or 1), False
     elements = latent_dim + sum(int(v.numel()) for v in kwargs.values() if torch.is_tensor(v))
     k = max(1, min(MAX_AUTO_PARTICLES, PARTICLE_BUDGET // max(1, elements)))
     return 1 << (k.bit_length() - 1), True  # a power of two
@@ -475,8 +476,6 @@ class FastTrainer:
             return self._loss_and_grad
         rng = torch.get_rng_state()
         try:
-            from torch.fx.experimental.proxy_tensor import make_fx
-
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 phi, eps = self.phi.detach(), self._eps()

@@ -33,6 +33,7 @@ from pyro.infer.util import is_validation_enabled
 from inference.engine.checkpoint import dump_checkpoint, load_checkpoint, restore_rng
 from inference.engine.elbos import build_elbo, infer_max_plate_nesting, jit_name
 from inference.engine.errors import FitCancelled, NonFiniteLoss, SpecError
+from inference.engine.fastpath import FastTrainer, plan
 from inference.engine.global_state import seed_all
 from inference.engine.optim import build_optimizer, step_scheduler
 from inference.engine.stopping import Stopper, converged_by, window_mean
@@ -563,8 +564,6 @@ def run_svi(
 
 def _fast_trainer(inference, model, guide, args, static, kwargs, mpn, model_trace, guide_trace):
     """A :class:`FastTrainer` when the job qualifies, else None; and the report saying why."""
-    from inference.engine.fastpath import FastTrainer, plan
-
     problem, report = plan(inference, guide, model, args, static, kwargs, mpn, model_trace, guide_trace)
     if problem is None:
         return None, report

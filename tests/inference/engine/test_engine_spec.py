@@ -30,7 +30,9 @@ def test_the_issue_body_validates_as_is():
 def test_defaults_a_pyro_user_expects():
     spec = JobSpec.model_validate({"model": {"catalog": "x"}})
     assert spec.guide.auto == "AutoNormal"
-    assert spec.inference.elbo.name == "Trace_ELBO" and spec.inference.elbo.num_particles == 1
+    # num_particles None: 1 on Pyro's path, chosen from the model size on the fast path
+    assert spec.inference.elbo.name == "Trace_ELBO" and spec.inference.elbo.num_particles is None
+    assert spec.inference.stop == "auto" and spec.inference.fast_path == "auto"
     assert spec.inference.optimizer.name == "Adam" and spec.inference.optimizer.lr == 0.01
     assert spec.inference.steps == 1000 and spec.inference.validate is True
     assert spec.outputs.num_samples == 1000 and spec.outputs.log_probs is True

@@ -364,8 +364,7 @@ def main() -> None:
               f"{time.perf_counter() - t:.1f}s")
         times = {}
         for key, fn in variants.items():
-            if key != "inductor":
-                times[key] = fn(10**7, reference=reference, mpn=mpn, budget_s=args.budget_s)[2]
+            times[key] = fn(10**7, reference=reference, mpn=mpn, budget_s=args.budget_s)[2]
         # the defaults as a user gets them: stop "auto" (capped at 20,000 steps)
         _, _, _, run = engine(program, guide_spec, elbo_name, lang, 20_000, lr, reference=reference, mpn=mpn,
                               budget_s=1e9, until_accurate=False)

@@ -300,6 +300,7 @@ AUTO_STOP = {
     "scale_drift": 0.1,  # posterior sds changed <= 10% over the window
     "param_drift": 0.01,  # other guides: |change| <= 0.01 * (1 + |value|) per unconstrained param
     "checks": 2,  # the rule holds at this many consecutive cadence checks
+    "drift_horizons": (1, 2, 4),  # drift measured against snapshots this many windows back
     "lr_halvings": 10,  # loss flat, params still moving: halve the learning rate (at most 10 times)
 }
 
@@ -347,6 +348,10 @@ class InferenceSpec(_Strict):
     # well under a second), "inductor" (C++ via torch.compile: much faster steps, ~15 s to
     # compile on a small CPU), "eager". "auto" = "trace".
     fast_path_compiler: Literal["auto", "trace", "inductor", "eager"] = "auto"
+    # Start a Gaussian autoguide on the fast path at the Laplace approximation around the
+    # MAP (L-BFGS + Hessian; skipped with a reason when there is none, e.g. a funnel, or
+    # beyond 200 latent dimensions). See docs/engine.md, "Fast path".
+    map_init: bool = False
     float_dtype: Literal[FLOAT_DTYPES] = "float32"  # type: ignore[valid-type]
     # When to stop (docs/engine.md, "Stopping"): "auto" = the convergence rule on the
     # smoothed loss and the guide's parameter drift, capped by ``steps``; "steps" (or null)

@@ -30,6 +30,7 @@ downstream (draws, log-probs, ELBO terms, checkpoints) is the general path's cod
 from __future__ import annotations
 
 import math
+import time
 import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
@@ -81,6 +82,7 @@ class FastPathReport:
     particles_auto: bool = False
     vectorized: bool | None = None
     compiled: str | None = None  # "fx+jit.trace", "inductor" or "eager"
+    map_init: dict[str, Any] | None = None  # map_init()'s report when it was asked for
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -574,3 +576,93 @@ def _fast_flags(opt_cls: type) -> dict[str, Any]:
     if "foreach" in params:
         return {"foreach": True}
     return {}
+
+
+MAP_MAX_LATENT_DIM = 200  # the Hessian is D gradient evaluations; beyond this MAP init is skipped
+MAP_MAX_ITERS = 100
+
+
+def map_init(problem: FastProblem) -> dict[str, Any]:
+    """Move a Gaussian guide to a Laplace approximation at the MAP (in unconstrained space).
+
+    L-BFGS on ``-(log p(x, T(u)) + log|dT/du|)`` from the guide's current loc, then the
+    Hessian there: loc = the MAP; sds (AutoNormal, AutoDiagonalNormal, low rank's diagonal)
+    = 1/sqrt(diag H); AutoMultivariateNormal's scale_tril = cholesky(H^-1). Skipped (the
+    guide unchanged, with the reason) when the optimum is not finite or H not positive
+    definite (e.g. a funnel, whose density is unbounded), or when D > MAP_MAX_LATENT_DIM.
+    Returns ``{"applied": bool, "reason": str, ...}``.
+    """
+    guide = problem.guide
+    if problem.point:
+        return {"applied": False, "reason": "a point-mass guide is its own MAP"}
+    d = problem.latent_dim
+    if d > MAP_MAX_LATENT_DIM:
+        return {"applied": False, "reason": f"{d} latent dimensions > {MAP_MAX_LATENT_DIM}"}
+    t0 = time.perf_counter()
+    with torch.no_grad():
+        phi = problem.read_store()
+        q = problem.unpack(phi)
+        u0 = problem.sample(q, torch.zeros(1, problem.noise_dim(), dtype=phi.dtype), phi)[0].clone()
+
+    def neg_log_p(v: torch.Tensor) -> torch.Tensor:
+        return -problem.log_p(v[None], False)[0]
+
+    def search(start: torch.Tensor, warmup: int) -> torch.Tensor:
+        u = start.clone().requires_grad_(True)
+        if warmup:  # Adam first when L-BFGS's first long step leaves the support's numerics
+            adam = torch.optim.Adam([u], lr=0.05)
+            for _ in range(warmup):
+                adam.zero_grad()
+                neg_log_p(u).backward()
+                adam.step()
+        opt = torch.optim.LBFGS([u], max_iter=MAP_MAX_ITERS, line_search_fn="strong_wolfe",
+                                tolerance_grad=1e-6, tolerance_change=1e-9)
+
+        def closure():
+            opt.zero_grad()
+            loss = neg_log_p(u)
+            loss.backward()
+            return loss
+
+        opt.step(closure)
+        return u.detach()
+
+    try:
+        for warmup in (0, 300):
+            u_map = search(u0, warmup)
+            value = float(neg_log_p(u_map))
+            if math.isfinite(value) and bool(torch.isfinite(u_map).all()):
+                break
+        else:
+            return {"applied": False, "reason": "the MAP search did not end at finite values"}
+        hess = torch.autograd.functional.hessian(neg_log_p, u_map)
+        hess = 0.5 * (hess + hess.T)
+        chol = torch.linalg.cholesky(hess.double())  # fails unless positive definite
+    except Exception as e:  # noqa: BLE001 - no usable MAP: keep the guide's own init
+        return {"applied": False, "reason": f"no usable MAP/Hessian ({type(e).__name__})"}
+    cov = torch.cholesky_inverse(chol)
+    sd = cov.diagonal().sqrt().to(phi.dtype)
+    values: dict[str, torch.Tensor] = {}
+    if isinstance(guide, AutoNormal):
+        pos = 0
+        for s in problem.sites:
+            values[f"locs.{s.name}"] = u_map[pos:pos + s.size].reshape(s.unconstrained_shape)
+            values[f"scales.{s.name}"] = sd[pos:pos + s.size].reshape(s.unconstrained_shape)
+            pos += s.size
+    elif isinstance(guide, AutoMultivariateNormal):
+        tril = torch.linalg.cholesky(cov).to(phi.dtype)
+        diag = tril.diagonal()
+        values.update({"loc": u_map, "scale": diag, "scale_tril": tril / diag[:, None]})
+    else:  # AutoDiagonalNormal; AutoLowRankMultivariateNormal keeps its cov_factor
+        values.update({"loc": u_map, "scale": sd})
+    prefix = guide._pyro_name + "."
+    with torch.no_grad():
+        for p in problem.params:
+            role = p.name[len(prefix):]
+            if role in values:
+                phi[p.offset:p.offset + p.size] = p.transform.inv(values[role].reshape(p.shape)).reshape(-1)
+        if not bool(torch.isfinite(phi).all()):
+            return {"applied": False, "reason": "the Laplace params are not finite"}
+        problem.write_store(phi)
+    return {"applied": True, "reason": "Laplace approximation at the MAP", "iterations": MAP_MAX_ITERS,
+            "neg_log_joint": value, "seconds": round(time.perf_counter() - t0, 3)}

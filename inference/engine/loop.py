@@ -33,7 +33,7 @@ from pyro.infer.util import is_validation_enabled
 from inference.engine.checkpoint import dump_checkpoint, load_checkpoint, restore_rng
 from inference.engine.elbos import build_elbo, infer_max_plate_nesting, jit_name
 from inference.engine.errors import FitCancelled, NonFiniteLoss, SpecError
-from inference.engine.fastpath import FastTrainer, plan
+from inference.engine.fastpath import FastTrainer, map_init, plan
 from inference.engine.global_state import seed_all
 from inference.engine.optim import build_optimizer, step_scheduler
 from inference.engine.stopping import Stopper, converged_by, window_mean
@@ -517,7 +517,8 @@ def run_svi(
             apply_init_params(init_params)
 
         trainer, fast_report = _fast_trainer(inference, model_call, guide, args, static, kwargs, mpn,
-                                             model_trace, guide_trace)
+                                             model_trace, guide_trace,
+                                             fresh=resume_from is None and init_params is None)
         if trainer is not None:
             elbo, jit_used = build_elbo(inference.elbo, max_plate_nesting=mpn), False
         else:
@@ -562,11 +563,14 @@ def run_svi(
         )
 
 
-def _fast_trainer(inference, model, guide, args, static, kwargs, mpn, model_trace, guide_trace):
-    """A :class:`FastTrainer` when the job qualifies, else None; and the report saying why."""
+def _fast_trainer(inference, model, guide, args, static, kwargs, mpn, model_trace, guide_trace, fresh=True):
+    """A :class:`FastTrainer` when the job qualifies, else None; and the report saying why.
+    ``inference.map_init`` moves a fresh Gaussian guide to the Laplace approximation first."""
     problem, report = plan(inference, guide, model, args, static, kwargs, mpn, model_trace, guide_trace)
     if problem is None:
         return None, report
+    if inference.map_init and fresh:
+        report.map_init = map_init(problem)
     return FastTrainer(problem, inference, report.particles, report.vectorized, report), report
 
 

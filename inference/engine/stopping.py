@@ -120,9 +120,12 @@ class Stopper:
         snapshot = _gaussian_moments(self.guide)
         snapshot = ("gaussian", snapshot) if snapshot is not None else ("params", _all_params())
         self.snapshots.append((step, snapshot))
-        earlier = [s for s in self.snapshots if s[0] <= step - w]
-        self.snapshots = ([earlier[-1]] if earlier else []) + [s for s in self.snapshots if s[0] > step - w]
-        if len(losses) < 2 * w or not earlier:
+        horizons = AUTO_STOP["drift_horizons"]
+        # Snapshots of the last few windows (one per cadence check) are enough.
+        self.snapshots = [s for s in self.snapshots if s[0] >= step - (max(horizons) + 1) * w]
+        olds = [max((s for s in self.snapshots if s[0] <= step - h * w), key=lambda s: s[0], default=None)
+                for h in horizons]
+        if len(losses) < 2 * w or olds[0] is None:
             self.streak = 0
             return False
         m1, s1 = _mean_sd(losses[-w:])
@@ -130,7 +133,19 @@ class Stopper:
         change = abs(m1 - m0)
         tolerance = max(AUTO_STOP["loss_z"] * math.sqrt((s0 * s0 + s1 * s1) / w),
                         AUTO_STOP["loss_rel"] * (1.0 + abs(m0)))
-        drift, drift_ok = self._drift(earlier[-1][1], snapshot)
+        # Drift against snapshots 1, 2 and 4 windows back: Adam's jitter around the optimum
+        # does not grow with the horizon, a slow trend does (linearly). Until the longest
+        # horizon exists the rule cannot hold.
+        drift, drift_ok = self._drift(olds[0][1], snapshot)
+        for old in olds[1:]:
+            if old is None:
+                drift_ok = False
+                continue
+            more, ok = self._drift(old[1], snapshot)
+            drift_ok = drift_ok and ok
+            for key, value in more.items():
+                if not key.endswith("tolerance") and key in drift:
+                    drift[key] = max(drift[key], value)
         ok = change <= tolerance and drift_ok
         self.streak = self.streak + 1 if ok else 0
         if (change <= tolerance and not drift_ok and self.scale_lr is not None

@@ -180,3 +180,17 @@ def test_a_general_path_checkpoint_resumes_on_the_fast_path():
                       inference, resume_from=blobs[0])
     assert resumed.fast_path["taken"] and resumed.resumed_from_step == 10 and resumed.steps_done == 40
     assert [d["code"] for d in resumed.diagnostics] == ["resume_optimizer_reset"]
+
+
+def test_map_init_starts_at_the_laplace_approximation_or_says_why_not():
+    program, data = _catalog_program("linear_regression")
+    run = run_svi(program, build_guide(AutoGuideSpec(auto="AutoNormal"), program), data,
+                  spec(steps=1, lr=1e-6, map_init=True))
+    assert run.fast_path["map_init"]["applied"], run.fast_path["map_init"]
+    # one tiny step from the Laplace approximation: the locs are the least-squares fit
+    alpha, beta = pyro.param("AutoNormal.locs.alpha").item(), pyro.param("AutoNormal.locs.beta").item()
+    assert alpha == pytest.approx(86.8, abs=1.0) and beta == pytest.approx(0.61, abs=0.05)
+    centered, data = _catalog_program("eight_schools_centered")  # a funnel: no MAP
+    run = run_svi(centered, build_guide(AutoGuideSpec(auto="AutoNormal"), centered), data,
+                  spec(steps=1, map_init=True))
+    assert not run.fast_path["map_init"]["applied"] and run.fast_path["map_init"]["reason"]

@@ -43,6 +43,8 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from inference.limits import Limits
 
+from common.blob_settings import BlobSettings, DatasetCacheSettings, UploadSettings
+
 EMBEDDED_DB_NAME = "vihub.sqlite3"
 EMBEDDED_BROKER_NAME = "broker.sqlite3"
 
@@ -250,6 +252,10 @@ class Settings(BaseSettings):
     webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
     sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
+    # Blob store, chunked uploads, workers' dataset cache (common/blob_settings.py).
+    blobs: BlobSettings = Field(default_factory=BlobSettings)
+    uploads: UploadSettings = Field(default_factory=UploadSettings)
+    dataset_cache: DatasetCacheSettings = Field(default_factory=DatasetCacheSettings)
     log_level: str = "INFO"
 
     @classmethod

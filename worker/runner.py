@@ -10,7 +10,9 @@ The steps, and why:
    message for a job that is final, or running under a live lease, claims nothing and
    the task just returns (Celery then acks it). A job out of attempts is failed here
    with ``too-many-attempts``.
-2. **Load** the spec and the dataset (canonical NPZ). If a ``checkpoint`` artifact exists
+2. **Load** the spec and the dataset (canonical NPZ; a blob-store dataset through this
+   host's cache, ``worker.dataset_cache``, handed to the sandbox as a path it
+   memory-maps). If a ``checkpoint`` artifact exists
    (an earlier attempt died), it is passed to the engine as ``resume_from`` and loss
    points after its step are deleted; without a checkpoint the curve is cleared. Either
    way the stored curve is rebuilt from one consistent trajectory.
@@ -53,6 +55,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy.exc import DataError, InterfaceError, OperationalError, SQLAlchemyError
@@ -62,6 +65,7 @@ from common import problems
 from common.arrays import decode_arrays
 from common.settings import Settings, get_settings
 from inference.sandbox import ResourceLimits, Sandbox, SandboxError, add_preload, resource_limit_error
+from store.blobs import BlobNotFound, blob_store
 from store.db import session_factory as default_session_factory
 from store.job_states import InvalidTransition, JobState
 from store.models import ArtifactKind, utcnow
@@ -72,6 +76,7 @@ from store.repositories import (
     LossPointRepository,
 )
 from store.repositories.jobs import LeaseLost
+from worker.dataset_cache import local_dataset
 from worker.hooks import on_job_finished
 from worker.job_sandbox import FIT_CANCELLED_KIND, finite
 from worker.warm_start import WarmStartFailed, load_warm_start
@@ -204,13 +209,15 @@ class _StoreCallbacks:
                 # The points up to `step` and the checkpoint commit together.
                 if not self._write_progress(session):
                     return
-                ArtifactRepository(session).put(
+                artifacts = r.artifacts(session)
+                artifacts.put(
                     r.job_id, ArtifactKind.CHECKPOINT, blob,
                     meta={"step": int(step), "attempt": self.attempt, "worker_id": r.worker_id},
                 )
-        except SQLAlchemyError:
+        except (SQLAlchemyError, OSError):
             log.warning("job %s: checkpoint at step %d not stored", r.job_id, step, exc_info=True)
             return
+        r.drop_blobs(artifacts.replaced_blob_keys)
         self._committed(written)
         log.info("job %s: checkpoint at step %d (%d bytes)", r.job_id, step, len(blob))
 
@@ -394,16 +401,18 @@ class JobRunner:
                 "spec-error", "Invalid job spec", str(exc), errors=json.loads(exc.json(include_url=False)),
             )) from exc
 
+        location = None
         with self.factory.begin() as session:
-            data: dict[str, Any] = {}
+            data: dict[str, Any] | Path = {}
             if dataset_id is not None:
-                content = DatasetRepository(session).get_content(dataset_id)
-                if content is None:
-                    raise _PrepareFailed(problems.problem(
-                        problems.DATA_MISSING, "Dataset missing", f"dataset {dataset_id} no longer exists",
-                    ))
-                data = decode_arrays(content)
-            checkpoint = ArtifactRepository(session).get_with_content(self.job_id, ArtifactKind.CHECKPOINT)
+                repo = DatasetRepository(session)
+                location = repo.get_location(dataset_id)
+                content = repo.get_content(dataset_id) if location is not None and not location.blob_key else None
+                if location is None or (not location.blob_key and content is None):
+                    raise _PrepareFailed(_data_missing(dataset_id))
+                if content is not None:
+                    data = decode_arrays(content)
+            checkpoint = self.artifacts(session).get_with_content(self.job_id, ArtifactKind.CHECKPOINT)
             losses = LossPointRepository(session)
             if checkpoint is not None:
                 artifact, resume_from = checkpoint
@@ -421,6 +430,12 @@ class JobRunner:
                 except WarmStartFailed as failure:
                     raise _PrepareFailed(failure.problem) from failure
                 resume_from = resume_from or source_checkpoint
+        if location is not None and location.blob_key:
+            # Outside any transaction: a cold fetch of a large dataset takes a while.
+            try:
+                data = local_dataset(self.settings, location.sha256, location.blob_key)
+            except BlobNotFound as exc:
+                raise _PrepareFailed(_data_missing(dataset_id)) from exc
         return spec, data, resume_from
 
     def _resource_limits(self, spec: Any, queue: str) -> ResourceLimits:
@@ -453,7 +468,9 @@ class JobRunner:
         attempt.limits = self._resource_limits(spec, attempt.queue)
         payload = {
             "spec": spec.model_dump(mode="json"),
-            "data": data,
+            # A blob-store dataset travels as a path the sandbox memory-maps.
+            "data": data if not isinstance(data, Path) else None,
+            "data_path": str(data) if isinstance(data, Path) else None,
             "resume_from": resume_from,
             "init_params": getattr(self, "init_params", None),
             "limits": dataclasses.asdict(self.settings.limits),
@@ -546,14 +563,19 @@ class JobRunner:
                 # Belt and braces: the engine's curve is the truth for the final state.
                 losses.delete_after(self.job_id, len(loss))
                 losses.upsert_many(self.job_id, [(i + 1, v) for i, v in enumerate(loss)])
-            repo = ArtifactRepository(session)
+            repo = self.artifacts(session)
+            replaced.append(repo.replaced_blob_keys)
             for kind, (content, content_type) in artifacts.items():
                 repo.put(self.job_id, kind, content, content_type)
             repo.delete(self.job_id, ArtifactKind.CHECKPOINT)
             JobRepository(session).finish(self.job_id, JobState.SUCCEEDED.value, worker_id=self.worker_id)
             return True
 
-        return self._final_write(JobState.SUCCEEDED, write)
+        replaced: list[list[str]] = []
+        outcome = self._final_write(JobState.SUCCEEDED, write)
+        if outcome is Outcome.SUCCEEDED and replaced:
+            self.drop_blobs(replaced[-1])
+        return outcome
 
     def _finish(self, state: JobState, error: dict[str, Any] | None) -> Outcome:
         def write(session: Session) -> bool:
@@ -665,8 +687,24 @@ class JobRunner:
 
     def _drop_checkpoint(self) -> None:
         with self.factory.begin() as session:
-            ArtifactRepository(session).delete(self.job_id, ArtifactKind.CHECKPOINT)
+            artifacts = self.artifacts(session)
+            artifacts.delete(self.job_id, ArtifactKind.CHECKPOINT)
             LossPointRepository(session).delete_after(self.job_id, -1)
+        self.drop_blobs(artifacts.replaced_blob_keys)
+
+    def artifacts(self, session: Session) -> ArtifactRepository:
+        """Artifacts of at least ``blobs.inline_max_bytes`` go to the blob store."""
+        return ArtifactRepository(session, blobs=blob_store(self.settings),
+                                  inline_max_bytes=self.settings.blobs.inline_max_bytes)
+
+    def drop_blobs(self, keys: list[str]) -> None:
+        """Delete blobs a committed write no longer names (an orphan is harmless)."""
+        blobs = blob_store(self.settings)
+        for key in keys:
+            try:
+                blobs.delete(key)
+            except Exception:  # noqa: BLE001 - storage blip: the blob stays orphaned
+                log.warning("job %s: could not delete blob %s", self.job_id, key, exc_info=True)
 
     def _flush_quietly(self, callbacks: _StoreCallbacks) -> None:
         try:
@@ -688,6 +726,10 @@ class JobRunner:
             f"the job was started {attempts} times without finishing (worker crashes or lost leases)",
             attempts=attempts,
         )
+
+
+def _data_missing(dataset_id: str | None) -> dict[str, Any]:
+    return problems.problem(problems.DATA_MISSING, "Dataset missing", f"dataset {dataset_id} no longer exists")
 
 
 class _PrepareFailed(Exception):

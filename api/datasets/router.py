@@ -1,4 +1,5 @@
-"""``POST /v1/datasets`` (JSON or multipart CSV/NPZ/Parquet/JSON), ``GET /v1/datasets[/{id}]``."""
+"""``POST /v1/datasets`` (JSON or multipart CSV/NPZ/Parquet/JSON), ``GET /v1/datasets[/{id}]``;
+resumable chunked uploads under ``/v1/datasets/uploads`` (``api.datasets.uploads_router``)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from starlette.requests import Request as StarletteRequest
 
 from api.datasets import service
 from api.datasets.schemas import DatasetCreate, DatasetList, DatasetOut
+from api.datasets.uploads_router import router as uploads_router
 from api.deps import CurrentTenant, KnownQueryOnly, PageSize, RuntimeDep, SessionDep
 from api.errors import (
     MalformedRequest,
@@ -22,6 +24,7 @@ from api.errors import (
 from api.hardening import bad_chars
 
 router = APIRouter(prefix="/datasets", tags=["datasets"])
+router.include_router(uploads_router)
 
 _UPLOAD_BODY = {
     "required": True,

@@ -437,23 +437,6 @@ def test_job_resource_carries_its_spec(api, headers, make_job):
     assert "data" not in fetched["spec"]
 
 
-def test_log_probs_netcdf_keeps_only_per_draw_arrays():
-    """``num_draws`` and other scalars in the log-probs must not clash with the draw dim."""
-    import io
-
-    import numpy as np
-    import xarray as xr
-
-    from api.formats import _netcdf
-
-    arrays = {"log_joint": np.zeros(30), "model_sites.obs": np.ones(30),
-              "pointwise.obs": np.zeros((30, 8)), "num_draws": np.asarray(30.0)}
-    blob = _netcdf(arrays, sample_dims=1, group="log_likelihood")
-    dataset = xr.open_dataset(io.BytesIO(blob), engine="h5netcdf", group="log_likelihood")
-    assert set(dataset.data_vars) == {"log_joint", "model_sites.obs", "pointwise.obs"}
-    assert dataset["pointwise.obs"].dims[:2] == ("chain", "draw") and dataset.sizes["draw"] == 30
-
-
 def test_a_resubmission_with_more_steps_is_not_traced_again(api, headers, make_job):
     """The dry-run cache: same tenant, model, guide and data shapes -> no second trial run;
     another tenant, another model or other data shapes -> traced again."""

@@ -41,8 +41,9 @@ from api.datasets import service as datasets_service
 from api.runtime import TenantRef
 from api.errors import IdempotencyKeyReused, NotFound, QuotaExceeded, Unprocessable
 from api.jobs import service as jobs_service
-from api.jobs.schemas import JobCreate
+from api.jobs.schemas import MAX_LABELS, JobCreate
 from api.sweeps.schemas import SweepCreate, SweepOut
+from api.webhooks.service import check_webhook_url
 from store.job_states import FINAL_STATES, JobState
 from store.models import new_id
 from store.repositories.datasets import DatasetRepository
@@ -50,9 +51,11 @@ from store.repositories.jobs import JobRepository
 from store.repositories.tenants import TenantRepository
 from store.sweeps import Sweep, SweepRepository
 
-SWEEP_LABEL = "vihub/sweep"
+SWEEP_LABEL = "vihub/sweep"  # also in api.warm_start.service.SWEEP_LABELS
 POINT_LABEL = "vihub/sweep-point"
 SPEC_ROOTS = ("model", "guide", "inference", "outputs")
+# Labels the service sets on member jobs (and that a continued job must not inherit).
+SWEEP_LABELS = (SWEEP_LABEL, POINT_LABEL)
 
 
 class SweepNotFound(NotFound):
@@ -108,6 +111,7 @@ def member_bodies(request: SweepCreate, settings: Any) -> tuple[list[dict[str, A
     for index, point in enumerate(points):
         body = apply_point(base, point)
         body["labels"] = {**(body.get("labels") or {}), **request.labels}
+        _check_label_room(body["labels"])
         try:
             job = JobCreate.model_validate(body)
         except ValidationError as exc:
@@ -119,6 +123,18 @@ def member_bodies(request: SweepCreate, settings: Any) -> tuple[list[dict[str, A
         jobs_service.check_steps(settings, job)
         bodies.append(job)
     return points, bodies
+
+
+def _check_label_room(labels: dict[str, Any]) -> None:
+    """Members also get ``vihub/sweep`` and ``vihub/sweep-point``: the base's and the
+    sweep's labels must leave room for them under the labels limit."""
+    room = MAX_LABELS - len(SWEEP_LABELS)
+    own = [key for key in labels if key not in SWEEP_LABELS]
+    if len(own) > room:
+        raise Unprocessable(
+            f"The base's and the sweep's labels are {len(own)}; a sweep member may carry at most {room} of its "
+            f"own ({MAX_LABELS} minus {list(SWEEP_LABELS)}).",
+            errors=[{"pointer": "/labels", "detail": f"{len(own)} labels, at most {room}"}], limit=room)
 
 
 def fingerprint(request: SweepCreate) -> str:
@@ -139,6 +155,10 @@ async def create_sweep(runtime: Any, tenant: TenantRef, request: SweepCreate,
         replay = await run_in_threadpool(_replay, runtime, tenant, idempotency_key, digest)
         if replay is not None:
             return replay, False
+    if request.base.webhook is not None:
+        # The same URL policy as a job submit (points cannot change the webhook); may
+        # resolve the host name: off the event loop.
+        await run_in_threadpool(check_webhook_url, settings, str(request.base.webhook.url))
     for body in bodies:
         if body.inference.init_from is not None:
             from api.warm_start.service import check_init_from
@@ -275,8 +295,9 @@ def sweep_out(session: Session, sweep: Sweep) -> SweepOut:
         done_steps += max(out.progress.steps, 1) if job.state in _final() else min(out.progress.step,
                                                                                     out.progress.steps)
         rendered.append({"position": member.position, "point": member.point, "job": out})
-    done = bool(members) and all(job.state in _final() for _, job in members)
-    if done and counts[JobState.CANCELLED.value] == len(members):
+    # A sweep whose members were all deleted one by one is done (nothing left to wait for).
+    done = all(job.state in _final() for _, job in members)
+    if done and members and counts[JobState.CANCELLED.value] == len(members):
         state = "cancelled"
     elif done:
         state = "finished"

@@ -53,6 +53,7 @@ _engine_tables: dict[str, Any] | None = None
 # slots that tenants' submissions wait for. Callers that find a read in flight wait for
 # it (as long as for a trial-run slot) and use its tables instead of starting another.
 _read_lock = threading.Lock()
+READ_WAIT_S = 30.0  # a pool that does not say its queue wait (DryRunPool does)
 
 
 def capabilities(pool: dryrun.DryRunPool) -> CapabilitiesOut:
@@ -88,7 +89,7 @@ def engine_tables(pool: dryrun.DryRunPool) -> dict[str, Any] | None:
     global _engine_tables
     if _engine_tables is not None:
         return _engine_tables
-    if not _read_lock.acquire(timeout=pool.queue_wait_s):
+    if not _read_lock.acquire(timeout=float(getattr(pool, "queue_wait_s", READ_WAIT_S))):
         return None
     try:
         if _engine_tables is None:

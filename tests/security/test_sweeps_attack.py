@@ -93,7 +93,7 @@ def _run(client: Any, job_id: str) -> None:
     JobRunner(job_id, settings=runtime.settings, factory=runtime.sessionmaker).run()
 
 
-def test_deleted_member_is_hidden_and_continuations_are_not_members(client, headers):
+def test_deleted_member_is_hidden_and_continuations_are_not_members(client, headers, problem, monkeypatch):
     created = client.post("/v1/sweeps", headers=headers, json={
         "base": job_body(), "axes": {"inference.seed": [1, 2]}, "labels": {"team": "a"}})
     assert created.status_code == 202, created.text
@@ -103,6 +103,19 @@ def test_deleted_member_is_hidden_and_continuations_are_not_members(client, head
         _run(client, job_id)
         assert client.get(f"/v1/jobs/{job_id}", headers=headers).json()["state"] == "succeeded"
     assert all(len(m["job"]["labels"]) <= 32 for m in sweep["members"])
+
+    # The table is computed in the API process from the stored result JSONs: their size is
+    # checked before any is read (before: two jobs with num_samples=5000 on 2000
+    # observations, 200 MB of JSON each, took the API process from 0.3 to 1.9 GB).
+    from api.compare import service as compare_service
+
+    monkeypatch.setattr(compare_service, "MAX_COMPARED_RESULT_BYTES", 1000)
+    over = problem(client.get("/v1/compare", params={"jobs": f"{first},{second}"}, headers=headers),
+                   403, "quota-exceeded")
+    assert over["limit"] == 1000 and set(over["result_bytes"]) == {first, second}
+    problem(client.get(f"/v1/sweeps/{sweep['id']}/comparison", headers=headers), 403, "quota-exceeded")
+    monkeypatch.undo()
+    assert client.get("/v1/compare", params={"jobs": f"{first},{second}"}, headers=headers).status_code == 200
 
     assert client.delete(f"/v1/jobs/{first}", headers=headers).status_code == 204
     got = client.get(f"/v1/sweeps/{sweep['id']}", headers=headers).json()

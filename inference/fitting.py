@@ -331,13 +331,13 @@ def _mean_field_note(spec, model, guide, kwargs) -> list[dict[str, Any]]:
 
     from inference.engine.guides import uses_delta_reparam
     from inference.engine.validation import mean_field_jacobian_sites
+    from inference.results._traces import traced_pair
 
     if base_name(spec.inference.elbo.name) != "TraceMeanField_ELBO" or not uses_delta_reparam(guide):
         return []
     try:
         with torch.no_grad(), poutine.block():
-            guide_trace = poutine.trace(guide).get_trace(**kwargs)
-            model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(**kwargs)
+            guide_trace, model_trace = traced_pair(model, guide, kwargs)
         sites = mean_field_jacobian_sites(model_trace, guide_trace)
     except Exception:  # noqa: BLE001 - a note, not a check
         sites = []

@@ -19,12 +19,12 @@ Messages, child -> supervisor (``op``):
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from collections.abc import Callable
 from typing import Any
 
+from inference.results import formats
 from inference.sandbox import Channel, is_out_of_memory
 # Names only: the child never opens a database connection (it holds no URL or socket).
 from store.models import ArtifactKind
@@ -92,6 +92,11 @@ def run_fit(channel: Channel, payload: dict[str, Any]) -> None:
     limits = Limits(**payload["limits"])
     resume_from = payload.get("resume_from")
     init_params = payload.get("init_params")  # warm start (inference.init_from), see worker.warm_start
+    if payload.get("data_path"):
+        # A blob-store dataset from the host's cache, memory-mapped (worker.dataset_cache).
+        from store.blobs.npz import open_npz_mmap
+
+        payload["data"] = open_npz_mmap(payload["data_path"])
     try:
         try:
             result = fit(spec, payload["data"], callbacks=callbacks.as_fit_callbacks(),
@@ -123,7 +128,7 @@ def run_fit(channel: Channel, payload: dict[str, Any]) -> None:
             channel.send({"final": True, "op": "resource-limit", "limit": "memory"})
             return
         channel.send({"final": True, "op": "failed", "kind": exc.kind, "message": exc.message,
-                      "error": _jsonable(exc.to_dict())})
+                      "error": formats.jsonable(exc.to_dict())})
         return
     channel.send({"final": True, "op": "succeeded", "loss": [finite(v) for v in result.loss]}, artifacts)
 
@@ -143,10 +148,11 @@ def _observed(spec: Any, data: Any, limits: Any) -> dict[str, bytes]:
 
 
 def serialize(result: Any) -> dict[str, bytes]:
-    """A result's artifacts as bytes, by ``ArtifactKind``."""
+    """A result's artifacts as bytes, by ``ArtifactKind`` (the forms of
+    ``inference.results.formats``, which the API reads back)."""
     kinds = ArtifactKind
     artifacts: dict[str, bytes] = {
-        kinds.RESULT_JSON: json.dumps(result.to_json(), allow_nan=False, separators=(",", ":")).encode(),
+        kinds.RESULT_JSON: formats.encode_json(result.to_json()),
         kinds.SAMPLES_NPZ: result.samples_npz(),
         kinds.PARAMS_SAFETENSORS: result.params_safetensors(),
         kinds.LOG_PROBS_NPZ: result.log_probs_npz(),
@@ -163,18 +169,3 @@ def serialize(result: Any) -> dict[str, bytes]:
         except Exception:
             log.warning("could not build the %s artifact", kind, exc_info=True)
     return artifacts
-
-
-def _jsonable(value: Any) -> Any:
-    """A JSON-safe copy: non-finite floats become None, unknown objects their text."""
-    if value is None or isinstance(value, (bool, int, str)):
-        return value
-    if isinstance(value, float):
-        return finite(value)
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, set)):
-        return [_jsonable(v) for v in value]
-    if hasattr(value, "tolist"):
-        return _jsonable(value.tolist())
-    return str(value)

@@ -19,4 +19,4 @@ def run_job(job_id: str) -> str:
     """Run job ``job_id``; returns the outcome word of ``JobRunner.run``."""
     from worker.runner import JobRunner
 
-    return JobRunner(job_id).run()
+    return JobRunner(job_id).run().value

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
 import json
 import logging
@@ -166,7 +167,7 @@ async def run_dry_run(runtime: Runtime, body: JobCreate, fields: dict[str, Any],
     (a 503 when the wait for a free dry-run process is longer)."""
     pool = runtime.dry_runs
     cache = runtime.dry_run_cache
-    key = dry_run_key(tenant, body, fields, runtime.settings.limits.model_dump())
+    key = dry_run_key(tenant, body, fields, dataclasses.asdict(runtime.settings.limits))
     cached = cache.get(key)
     if cached is not None:
         return cached
@@ -235,7 +236,7 @@ async def _tenant_turn(runtime: Runtime, tenant: TenantRef | None) -> AsyncItera
 
 def _resolve_data(runtime: Runtime, tenant: TenantRef, body: JobCreate) -> tuple[dict[str, Any], str | None]:
     with runtime.sessionmaker() as session:
-        return datasets_service.resolve_job_data(session, tenant, body)
+        return datasets_service.resolve_job_data(session, tenant, body, runtime.settings)
 
 
 def _precheck_concurrency(runtime: Runtime, tenant: TenantRef) -> None:
@@ -453,7 +454,7 @@ def dry_run(runtime: Runtime, body: JobCreate, fields: dict[str, Any], tenant: T
     """Run the validation pass in the pool; the report on success, a 4xx/5xx otherwise."""
     spec = body.spec().model_dump(mode="json")
     try:
-        limits = runtime.settings.limits.model_dump()
+        limits = dataclasses.asdict(runtime.settings.limits)
         outcome = runtime.dry_runs.run(dryrun.dry_run, spec, fields, limits,
                                        tenant=None if tenant is None else tenant.id)
     except dryrun.DryRunTenantBusy as exc:
@@ -567,12 +568,12 @@ def list_jobs(
     created_after: Any,
     created_before: Any,
     page_token: str | None,
-    limit: int,
+    page_size: int,
 ) -> JobList:
     filters = JobFilters(states=states or None, labels=labels or None,
                          created_after=created_after, created_before=created_before)
     try:
-        page = JobRepository(session).list_for_tenant(tenant.id, filters, page_token=page_token, limit=limit)
+        page = JobRepository(session).list_for_tenant(tenant.id, filters, page_token=page_token, limit=page_size)
     except StoreInvalidPageToken as exc:
         raise InvalidPageToken("page_token is not a token this API issued.", parameter="page_token") from exc
     return JobList(items=[job_out(job) for job in page.items], next_page_token=page.next_page_token)

@@ -11,7 +11,7 @@
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from vihub_client._version import __version__  # noqa: E402
 
 from vihub_client._ops import AUTO  # noqa: E402
 from vihub_client.aio import AsyncClient, AsyncJob  # noqa: E402

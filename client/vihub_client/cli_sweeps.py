@@ -1,6 +1,8 @@
 """``vihub sweep`` and ``vihub compare``: sweeps and comparison tables from a shell.
 
-Registered on ``vihub_client.cli.client_app`` when ``vihub_client.cli`` is imported.
+``app`` is registered in the ``vihub.commands`` entry-point group (client/pyproject.toml),
+through which ``vihub_client.cli.make_app`` composes the ``vihub`` program: this module
+imports ``vihub_client.cli`` (its options and helpers), never the other way round.
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ from rich.console import Console
 from rich.table import Table
 
 from vihub_client import cli as _cli
-from vihub_client.cli import JsonOpt, KeyOpt, UrlOpt, _print_json, _state, client_app, err, handles_errors, out
+from vihub_client.cli import JsonOpt, KeyOpt, UrlOpt, _print_json, _state, err, handles_errors, out
+
+app = typer.Typer(add_completion=False)
 
 def _num(value: Any, digits: int = 4) -> str:
     return "-" if value is None else f"{value:.{digits}g}"
@@ -93,7 +97,7 @@ def parse_axes(specs: list[str]) -> dict[str, list[Any]]:
     return axes
 
 
-@client_app.command()
+@app.command()
 @handles_errors
 def sweep(
     base: Annotated[Path, typer.Argument(help="JSON file with the base job body (model, guide, data, inference...)")],
@@ -130,7 +134,7 @@ def sweep(
         _print_json(table) if as_json else _print_comparison(table)
 
 
-@client_app.command()
+@app.command()
 @handles_errors
 def compare(
     jobs: Annotated[Optional[list[str]], typer.Argument(help="Job ids (same data), or use --sweep")] = None,

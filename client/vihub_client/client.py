@@ -17,6 +17,10 @@ from vihub_client.errors import VihubError
 from vihub_client.models import Dataset, JobData
 
 
+# Data files from this size on go up through the resumable chunked protocol (``upload``).
+CHUNKED_UPLOAD_BYTES = 8 * 1024 * 1024
+
+
 class Client:
     """A connection to a vihub server.
 
@@ -56,6 +60,8 @@ class Client:
 
     def _resolve_data(self, plan: dict[str, Any] | _inputs.UploadFile | None) -> dict[str, Any] | None:
         if isinstance(plan, _inputs.UploadFile):
+            if plan.path.stat().st_size >= CHUNKED_UPLOAD_BYTES:  # too big for one request body
+                return {"dataset_id": self.upload(plan.path, progress=False).id}
             return {"dataset_id": self.upload_dataset(plan.path).id}
         return plan
 
@@ -138,6 +144,31 @@ class Client:
     def upload_dataset(self, source: str | Path | Mapping[str, Any] | Any, *, name: str | None = None) -> Dataset:
         """Upload a CSV/NPZ/Parquet/JSON file, or a dict of arrays / a DataFrame as JSON."""
         return self._run(_upload_call(source, name))
+
+    def upload(self, source: str | Path | Any, *, name: str | None = None, progress: bool | Callable[..., None] = True,
+               part_bytes: int | None = None) -> Dataset:
+        """Upload a file (CSV/NPZ/Parquet/JSON, any size), a numpy array (field ``x``), a dict
+        of arrays or a DataFrame (both sent as NPZ) through the resumable chunked protocol.
+
+        ``progress``: True shows a progress bar on stderr, a callable gets
+        ``(phase, done_bytes, total_bytes)``. A dropped connection is retried part by part;
+        calling ``upload`` again with the same file resumes where the last call stopped.
+        """
+        from vihub_client import _upload
+
+        close: Callable[[], None] | None = None
+        callback: Any = None
+        if progress is True:
+            callback, close = _upload.rich_progress()
+        elif callable(progress):
+            callback = progress
+        try:
+            with _upload.as_file(source) as (path, filename):
+                return _upload.ChunkedUpload(self._run, self.settings.base_url, path, filename=filename, name=name,
+                                             part_bytes=part_bytes, progress=callback)()
+        finally:
+            if close is not None:
+                close()
 
     def dataset(self, dataset_id: str) -> Dataset:
         return self._run(_ops.get_dataset(dataset_id))

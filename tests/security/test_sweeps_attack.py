@@ -126,6 +126,17 @@ def test_deleted_member_is_hidden_and_continuations_are_not_members(client, head
     assert table.status_code == 200, table.text
     assert [row["job_id"] for row in table.json()["rows"]] == [second]
 
+    # A user-set init_from.optimizer resumes the source's optimizer state at its last step.
+    # Before: another optimizer failed the job with "fit-failed: KeyError: 'momentum'", and
+    # no more steps than the source "succeeded" without running a step.
+    for inference, pointer in [
+        ({"steps": 60, "optimizer": {"name": "SGD", "lr": 0.01}, "init_from": {"job": second, "optimizer": True}},
+         "/inference/optimizer/name"),
+        ({"steps": 30, "init_from": {"job": second, "optimizer": True}}, "/inference/steps"),
+    ]:
+        refused = client.post("/v1/jobs", json=job_body(inference=inference), headers=headers)
+        assert problem(refused, 422, "invalid-warm-start")["pointer"] == pointer
+
     continued = client.post(f"/v1/jobs/{second}/continue", json={"steps": 5}, headers=headers)
     assert continued.status_code == 202, continued.text
     labels = continued.json()["labels"]

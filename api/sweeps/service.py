@@ -105,8 +105,10 @@ def member_bodies(request: SweepCreate, settings: Any) -> tuple[list[dict[str, A
     if count > limit:  # checked before the grid is expanded: 3 axes of 1000 values are 1e9 points
         raise QuotaExceeded(f"The sweep has {count} points; this account may run at most {limit} per sweep.",
                             pointer="/axes" if request.axes is not None else "/points", limit=limit)
-    points = expand_points(request)
+    _check_paths(request)
     base = request.base.model_dump(mode="json", exclude_unset=True)
+    _check_written_bytes(request, base, count)
+    points = expand_points(request)
     bodies = []
     for index, point in enumerate(points):
         body = apply_point(base, point)
@@ -123,6 +125,50 @@ def member_bodies(request: SweepCreate, settings: Any) -> tuple[list[dict[str, A
         jobs_service.check_steps(settings, job)
         bodies.append(job)
     return points, bodies
+
+
+# Every member job stores the base spec with its point applied, and the point itself: a
+# grid multiplies what the request holds (one 4 MB value on an axis beside a 6-value axis
+# wrote 6 jobs of 4 MB and rendered a 44 MB sweep on every read). Bounded before the grid
+# is expanded (the expansion copies the base once per point in the API process).
+MAX_SWEEP_BYTES = 16 * 1024 * 1024
+
+
+def _json_bytes(value: Any) -> int:
+    return len(json.dumps(value, separators=(",", ":")))
+
+
+def _check_written_bytes(request: SweepCreate, base: dict[str, Any], count: int) -> None:
+    spec_bytes = _json_bytes({k: v for k, v in base.items() if k != "data"})
+    if request.points is not None:
+        point_bytes = sum(_json_bytes(point) for point in request.points)
+    else:
+        axes = request.axes or {}
+        # Each value of an axis appears in count / len(axis) points of the grid.
+        point_bytes = sum(count // len(values) * sum(_json_bytes(v) for v in values) for values in axes.values())
+    total = count * spec_bytes + 2 * point_bytes
+    if total > MAX_SWEEP_BYTES:
+        raise QuotaExceeded(
+            f"The sweep's {count} member jobs would store about {total} bytes of specs and points; a sweep may "
+            f"store at most {MAX_SWEEP_BYTES}. Vary smaller values, or submit fewer points.",
+            pointer="/axes" if request.axes is not None else "/points", limit=MAX_SWEEP_BYTES, bytes=total)
+
+
+def _check_paths(request: SweepCreate) -> None:
+    """A path inside another path of the same point (``guide`` and ``guide.options.x``)
+    is refused: one of the two values would never reach the job, yet be stored and shown
+    as the point."""
+    key_sets = [list(request.axes)] if request.axes is not None else [list(p) for p in request.points or []]
+    for index, keys in enumerate(key_sets):
+        # Path characters other than "." sort after it, so a path's extensions follow it
+        # directly in sorted order: comparing neighbours finds every overlap.
+        ordered = sorted(keys)
+        for key, other in zip(ordered, ordered[1:]):
+            if other.startswith(key + "."):
+                where = "/axes" if request.axes is not None else f"/points/{index}"
+                raise Unprocessable(
+                    f"Sweep paths {key!r} and {other!r} overlap: {key!r} replaces the object {other!r} is in. "
+                    "Vary one of them.", errors=[{"pointer": where, "detail": f"{key} / {other}"}])
 
 
 def _check_label_room(labels: dict[str, Any]) -> None:

@@ -82,6 +82,35 @@ def test_sweep_labels_leave_room_for_the_sweep_labels(client, headers, problem):
     assert body["errors"][0]["pointer"] == "/labels" and body["limit"] == 30
 
 
+def test_overlapping_paths_in_a_point_are_refused(client, headers, problem):
+    # Before: the shadowed value never reached the job but was stored and rendered as the
+    # point (any size, any content).
+    junk = list(range(1000))
+    response = client.post("/v1/sweeps", headers=headers, json={
+        "base": job_body(), "points": [{"inference.seed": 1}, {"guide.options.junk": junk, "guide": {"auto": "AutoNormal"}}]})
+    body = problem(response, 422, "validation-error")
+    assert body["errors"][0]["pointer"] == "/points/1"
+    response = client.post("/v1/sweeps", headers=headers, json={
+        "base": job_body(), "axes": {"inference": [{"steps": 10}], "inference.seed": [1, 2]}})
+    assert problem(response, 422, "validation-error")["errors"][0]["pointer"] == "/axes"
+    assert client.get("/v1/sweeps", headers=headers).json()["items"] == []
+
+
+def test_grid_cannot_multiply_a_large_value_into_every_member(client, headers, problem, monkeypatch):
+    from api.sweeps import service
+
+    # Before: a 3.9 MB request (one 3.9 MB value on an axis beside a 6-value axis) wrote six
+    # 4 MB job specs and six 4 MB points, and every GET of the sweep rendered 44 MB.
+    monkeypatch.setattr(service, "MAX_SWEEP_BYTES", 200_000)
+    value = "x" * 110_000
+    request = {"base": job_body(), "axes": {"inference.optimizer.options.foo": [value], "inference.seed": [1, 2]}}
+    body = problem(client.post("/v1/sweeps", headers=headers, json=request), 403, "quota-exceeded")
+    assert body["limit"] == 200_000 and body["bytes"] > 4 * 100_000
+    assert client.get("/v1/jobs", headers=headers).json()["items"] == []
+    points = {"base": job_body(), "points": [{"inference.optimizer.options.foo": value}] * 2}
+    problem(client.post("/v1/sweeps", headers=headers, json=points), 403, "quota-exceeded")
+
+
 # ---------------------------------------------------------------------------------------
 # Members deleted one by one, continuations of members
 

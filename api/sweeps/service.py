@@ -123,6 +123,7 @@ def member_bodies(request: SweepCreate, settings: Any) -> tuple[list[dict[str, A
                 errors=[{"pointer": f"/points/{index}/" + "/".join(str(p) for p in e.get("loc", ())),
                          "detail": e.get("msg")} for e in exc.errors()], point=index) from exc
         jobs_service.check_steps(settings, job)
+        jobs_service.check_spec_bytes(settings, job)
         bodies.append(job)
     return points, bodies
 

@@ -111,6 +111,21 @@ def test_grid_cannot_multiply_a_large_value_into_every_member(client, headers, p
     problem(client.post("/v1/sweeps", headers=headers, json=points), 403, "quota-exceeded")
 
 
+def test_a_job_spec_is_bounded(client, headers, problem, monkeypatch):
+    from api.jobs import service
+
+    # Before: unknown optimizer options pass the submit checks (the engine refuses them only
+    # when the job runs), so a spec could carry megabytes (up to the upload limit), stored
+    # per job and rendered in every GET /v1/jobs page (500 jobs a page). The test app's
+    # upload limit is 300 kB: the bound is lowered to two 100 kB sources and no extra.
+    monkeypatch.setattr(service, "SPEC_EXTRA_BYTES", 0)
+    junk = "x" * 250_000
+    body = job_body(inference={"steps": 10, "optimizer": {"name": "Adam", "options": {"foo": junk}}})
+    refused = problem(client.post("/v1/jobs", json=body, headers=headers), 403, "quota-exceeded")
+    assert refused["bytes"] > refused["limit"]
+    assert client.get("/v1/jobs", headers=headers).json()["items"] == []
+
+
 # ---------------------------------------------------------------------------------------
 # Members deleted one by one, continuations of members
 

@@ -126,6 +126,16 @@ def test_a_job_spec_is_bounded(client, headers, problem, monkeypatch):
     assert client.get("/v1/jobs", headers=headers).json()["items"] == []
 
 
+def test_unknown_optimizer_option_is_refused_at_submit(client, headers, problem):
+    # Before: 202, then the job failed in the worker with spec-error ("optimizer Adam has
+    # no option 'foo'"); POST /v1/validate said valid.
+    body = job_body(inference={"steps": 10, "optimizer": {"name": "Adam", "options": {"foo": 1}}})
+    for path in ("/v1/jobs", "/v1/validate"):
+        refused = problem(client.post(path, json=body, headers=headers), 422, "spec-error")
+        assert refused["pointer"] == "/inference/optimizer/options/foo", refused
+    assert client.get("/v1/jobs", headers=headers).json()["items"] == []
+
+
 # ---------------------------------------------------------------------------------------
 # Members deleted one by one, continuations of members
 

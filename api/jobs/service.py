@@ -63,6 +63,7 @@ from api.errors import (
 from api.ids import is_resource_id
 from api.jobs.schemas import JobCreate, JobLinks, JobList, JobOut, Progress
 from api.runtime import Runtime, TenantRef
+from api.warm_start.checks import check_init_from
 from api.webhooks.service import check_webhook_url
 from common.arrays import EncodedArrays
 from common.settings import Settings
@@ -143,8 +144,6 @@ async def _submit(runtime: Runtime, tenant: TenantRef, body: JobCreate, key: str
         # May resolve the host name: off the event loop.
         await run_in_threadpool(check_webhook_url, settings, str(body.webhook.url))
     if body.inference.init_from is not None:
-        from api.warm_start.service import check_init_from
-
         await run_in_threadpool(check_init_from, runtime, tenant, body)
     fields, dataset_id = await run_in_threadpool(_resolve_data, runtime, tenant, body)
     await run_in_threadpool(_precheck_concurrency, runtime, tenant)

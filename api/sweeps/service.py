@@ -208,7 +208,7 @@ async def create_sweep(runtime: Any, tenant: TenantRef, request: SweepCreate,
         await run_in_threadpool(check_webhook_url, settings, str(request.base.webhook.url))
     for body in bodies:
         if body.inference.init_from is not None:
-            from api.warm_start.service import check_init_from
+            from api.warm_start.checks import check_init_from
 
             await run_in_threadpool(check_init_from, runtime, tenant, body)
     fields, dataset_id = await run_in_threadpool(jobs_service._resolve_data, runtime, tenant, request.base)

@@ -18,7 +18,7 @@ import torch
 import torch.nn as torch_nn
 from pyro.poutine.messenger import Messenger
 
-from . import guards
+from . import extras, guards
 from .errors import UnknownName
 from .whitelists import (
     CONSTRAINT_ATTRS,
@@ -97,6 +97,7 @@ _TENSOR_GUARDED: dict[str, Callable[[Any], Any]] = {
         for n in ("new_zeros", "new_ones", "new_full", "new_empty")
     },
     "new_tensor": guards.tensor_new_tensor,
+    "type": extras.tensor_type,
     **{n: guards.tensor_combining(n) for n in TENSOR_COMBINING_METHODS},
     **{n: guards.tensor_splitting(n) for n in TENSOR_SPLITTING_METHODS},
 }
@@ -143,7 +144,12 @@ ATTRIBUTE_RULES: dict[type, Rule] = {
     ),
     tuple: Rule(frozenset(SEQUENCE_ATTRS), {n: _comparing_method(n) for n in ("count", "index")}),
     dict: Rule(frozenset(DICT_ATTRS), {}),
-    str: Rule(frozenset(STR_ATTRS), {"format": guards.str_format}),
+    str: Rule(
+        frozenset(STR_ATTRS),
+        {"format": guards.str_format, "split": guards.str_split, "join": guards.str_join,
+         "replace": guards.str_replace},
+    ),
+    extras.Logger: Rule(extras.LOGGER_ATTRS, {}),
     **{
         t: Rule(frozenset(RETURN_TYPE_ATTRS), {})
         for t in vars(torch.return_types).values()
@@ -195,6 +201,14 @@ def get_attribute(value: Any, name: str) -> Any:
             return value.members[name]
         except KeyError:
             raise unknown_member(value, name) from None
+    if type(value) is extras.DataRecord:
+        if name in value and not name.startswith("_"):
+            return value[name]
+        if name in extras.DATA_RECORD_METHODS:
+            return getattr(value, name)
+        raise UnknownName(
+            f"the data record has no field `{name}`; fields: {', '.join(sorted(map(str, value))[:40])}"
+        )
     allowed, guarded = attribute_rules(type(value))
     factory = guarded.get(name)
     if factory is not None:
@@ -224,4 +238,4 @@ def unknown_member(ns: Namespace, name: str) -> UnknownName:
 
 
 def is_context_manager(value: Any) -> bool:
-    return isinstance(value, Messenger)
+    return isinstance(value, Messenger) or type(value) in extras.CONTEXT_TYPES

@@ -63,6 +63,7 @@ _ALLOWED = (
     ast.keyword,
     ast.alias,
     ast.withitem,
+    ast.Starred,
 )
 
 _REFUSED: dict[str, str] = {
@@ -84,7 +85,6 @@ _REFUSED: dict[str, str] = {
     "NamedExpr": "the walrus operator `:=` is not allowed; assign on its own line",
     "Set": "set literals are not allowed; use a list or a tuple",
     "SetComp": "set comprehensions are not allowed; use a list comprehension",
-    "Starred": "`*` unpacking is not allowed; write the arguments or targets out explicitly",
     "Del": "`del` is not allowed",
     "TypeAlias": "`type` aliases are not allowed",
 }
@@ -107,6 +107,7 @@ def _refuse(node: ast.AST, message: str) -> ForbiddenConstruct:
 def check_tree(tree: ast.Module, limits: Limits) -> None:
     """Raise a ``ModelLanguageError`` for the first construct outside the subset."""
     count = 0
+    bound = _bound_names(tree)
     # iterative walk: a hostile source must not be able to blow the Python stack here
     stack: list[tuple[ast.AST, int, ast.AST | None]] = [(tree, 0, None)]
     while stack:
@@ -126,12 +127,26 @@ def check_tree(tree: ast.Module, limits: Limits) -> None:
                 line=getattr(node, "lineno", None),
                 col=_column(node),
             )
-        _check_node(node, parent)
+        _check_node(node, parent, bound)
         for child in ast.iter_child_nodes(node):
             stack.append((child, depth + 1, node))
 
 
-def _check_node(node: ast.AST, parent: ast.AST | None) -> None:
+def _bound_names(tree: ast.Module) -> set[str]:
+    """Names the source binds itself (parameters, assignments, defs): a parameter
+    called ``input`` or ``filter`` shadows the builtin, as in Python."""
+    out: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.arg):
+            out.add(node.arg)
+        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            out.add(node.id)
+        elif isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+            out.add(node.name)
+    return out
+
+
+def _check_node(node: ast.AST, parent: ast.AST | None, bound: frozenset | set = frozenset()) -> None:
     name = type(node).__name__
     if not isinstance(node, _ALLOWED):
         message = _REFUSED.get(
@@ -140,7 +155,7 @@ def _check_node(node: ast.AST, parent: ast.AST | None) -> None:
         raise _refuse(node if hasattr(node, "lineno") else parent or node, message)
     if isinstance(node, ast.Name):
         _check_identifier(node, node.id)
-        if node.id in FORBIDDEN_NAMES:
+        if node.id in FORBIDDEN_NAMES and node.id not in bound:
             raise _refuse(
                 node,
                 f"`{node.id}` is not available in the model language ({FORBIDDEN_NAMES[node.id]}); "
@@ -171,13 +186,16 @@ def _check_node(node: ast.AST, parent: ast.AST | None) -> None:
             _check_identifier(a, a.arg)
     elif isinstance(node, ast.arg):
         _check_identifier(node, node.arg)
-    elif isinstance(node, ast.keyword):
-        if node.arg is None:
+    elif isinstance(node, ast.Starred):
+        if not (isinstance(parent, ast.Call) and node in parent.args):
             raise _refuse(
-                parent or node,
-                "`**` unpacking in calls is not allowed; pass keywords explicitly",
+                node,
+                "`*` unpacking is only allowed in call arguments (`f(*args)`); write the "
+                "targets or items out explicitly",
             )
-        _check_identifier(parent or node, node.arg)
+    elif isinstance(node, ast.keyword):
+        if node.arg is not None:
+            _check_identifier(parent or node, node.arg)
     elif isinstance(node, ast.alias):
         for part in node.name.split(".") + ([node.asname] if node.asname else []):
             _check_identifier(parent or node, part)
@@ -209,17 +227,6 @@ def _check_node(node: ast.AST, parent: ast.AST | None) -> None:
                     f"f-string format spec {text!r} is not allowed; use a simple spec such as "
                     "`.3f`, `>8` or `d` (width at most 99)",
                 )
-    elif (
-        isinstance(node, ast.BinOp)
-        and isinstance(node.op, ast.Mod)
-        and (
-            isinstance(node.left, ast.JoinedStr)
-            or (
-                isinstance(node.left, ast.Constant) and isinstance(node.left.value, str)
-            )
-        )
-    ):
-        raise _refuse(node, "`%` formatting of strings is not allowed; use an f-string")
 
 
 def _check_identifier(node: ast.AST, name: str) -> None:

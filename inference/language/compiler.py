@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from pyro.poutine.runtime import NonlocalExit
 
-from . import guards
+from . import extras, guards
 from .attributes import (
     Namespace,
     attribute_rules,
@@ -48,7 +48,15 @@ from .limits import MAX_STRING_CHARS
 from .namespaces import BUILTINS, MODULES, PRELUDE
 from .policy import FORBIDDEN_NAMES, PYRO_PRIMITIVE_NAMES
 from .runtime import RunState
-from .scope import Scope, bound_names, scope_names, static_bindings, targets
+from .runtime import counted as runtime_counted
+from .scope import (
+    Scope,
+    bound_names,
+    scope_names,
+    star_members,
+    static_bindings,
+    targets,
+)
 
 Tensor = torch.Tensor
 Module = torch.nn.Module
@@ -643,11 +651,8 @@ class Compiler:
         bindings = []
         for alias in s.names:
             if alias.name == "*":
-                raise self.error(
-                    ForbiddenConstruct,
-                    s,
-                    "`from ... import *` is not allowed; import names explicitly",
-                )
+                bindings.extend(star_members(module))
+                continue
             value = module.members.get(alias.name, MISSING)
             if value is MISSING:
                 value = MODULES.get(f"{s.module}.{alias.name}", MISSING)
@@ -891,6 +896,16 @@ class Compiler:
         op = make_binop_fn(kind, fn)
         left = self.expr(e.left, scope)
         right = self.expr(e.right, scope)
+        if kind == "mod":
+            percent_format = extras.percent_format
+
+            def mod(frame: Frame) -> Any:
+                a = left(frame)
+                if type(a) is str:
+                    return percent_format(a, right(frame))
+                return op(a, right(frame), frame.run)
+
+            return mod
 
         def binop(frame: Frame) -> Any:
             return op(left(frame), right(frame), frame.run)
@@ -1009,6 +1024,10 @@ class Compiler:
         return formatted
 
     def expr_Call(self, e: ast.Call, scope: Scope) -> Evaluator:
+        if any(isinstance(a, ast.Starred) for a in e.args) or any(
+            k.arg is None for k in e.keywords
+        ):
+            return self._call_unpacking(e, scope)
         func = self.expr(e.func, scope)
         args = tuple(self.expr(a, scope) for a in e.args)
         kw = tuple((k.arg, self.expr(k.value, scope)) for k in e.keywords)
@@ -1081,6 +1100,48 @@ class Compiler:
             return f(*pos, **kwargs)
 
         return call
+
+    def _call_unpacking(self, e: ast.Call, scope: Scope) -> Evaluator:
+        """``f(*args, **kwargs)``: the unpacked values are bounded like list()/dict()."""
+        func = self.expr(e.func, scope)
+        parts = tuple(
+            (isinstance(a, ast.Starred), self.expr(a.value if isinstance(a, ast.Starred) else a, scope))
+            for a in e.args
+        )
+        kws = tuple((k.arg, self.expr(k.value, scope)) for k in e.keywords)
+
+        def call_unpacking(frame: Frame) -> Any:
+            f = func(frame)
+            pos: list = []
+            for starred, ev in parts:
+                if starred:
+                    pos.extend(runtime_counted(ev(frame)))
+                    guards.check_sequence(pos)
+                else:
+                    pos.append(ev(frame))
+            kwargs: dict = {}
+            for name, ev in kws:
+                value = ev(frame)
+                if name is not None:
+                    kwargs[name] = value
+                    continue
+                if not isinstance(value, dict):
+                    raise TypeError("`**` needs a dict")
+                for k, v in value.items():
+                    if type(k) is not str or k.startswith("__"):
+                        raise ForbiddenConstruct(f"`**` keyword {k!r} is not allowed")
+                    kwargs[k] = v
+            if type(f) is UserFunction:
+                return f.invoke(frame.run, pos, kwargs)
+            if isinstance(f, Module):
+                guards.check_module_call(f, pos)
+            elif isinstance(f, Distribution):
+                guards.call_distribution(f, tuple(pos), kwargs)
+            elif isinstance(f, Transform):
+                guards.call_transform(f, tuple(pos))
+            return f(*pos, **kwargs)
+
+        return call_unpacking
 
     def expr_Lambda(self, e: ast.Lambda, scope: Scope) -> Evaluator:
         make = self.function(e, scope, "<lambda>", e.body, is_lambda=True)

@@ -1651,3 +1651,39 @@ def str_format(template: str) -> Callable:
 
 
 __all__ = [name for name in dir() if not name.startswith("_")]
+
+
+def str_split(s: str) -> Callable:
+    def split(sep: Any = None, maxsplit: int = -1) -> list:
+        return check_sequence(s.split(sep, maxsplit))
+
+    return split
+
+
+def str_join(sep: str) -> Callable:
+    def join(items: Any) -> str:
+        parts = check_sequence(list(items))
+        total = len(sep) * max(len(parts) - 1, 0)
+        for p in parts:
+            if not isinstance(p, str):
+                raise TypeError("join() takes strings")
+            total += len(p)
+        if total > MAX_STRING_CHARS:
+            raise string_limit_error(total)
+        return sep.join(parts)
+
+    return join
+
+
+def str_replace(s: str) -> Callable:
+    def replace(old: str, new: str, count: int = -1) -> str:
+        if not isinstance(old, str) or not isinstance(new, str):
+            raise TypeError("replace() takes strings")
+        n = s.count(old) if old else len(s) + 1
+        if count >= 0:
+            n = min(n, count)
+        if len(s) + n * len(new) > MAX_STRING_CHARS:
+            raise string_limit_error(len(s) + n * len(new))
+        return s.replace(old, new, count)
+
+    return replace

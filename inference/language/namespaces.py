@@ -22,7 +22,7 @@ from pyro.distributions import constraints as pyro_constraints
 from pyro.distributions import transforms as pyro_transforms
 from pyro.infer import config_enumerate as pyro_config_enumerate
 
-from . import guards, handlers
+from . import extras, guards, handlers
 from .attributes import Namespace
 from .errors import ForbiddenConstruct
 from .guards import check_sequence, named, to_text
@@ -407,6 +407,8 @@ BUILTINS: dict[str, Any] = {
     "divmod": divmod,
     "str": named(_str, "str"),
     "print": _make_print(_current_print_log),
+    "map": extras.MAP,
+    "filter": extras.FILTER,
     "True": True,
     "False": False,
     "None": None,
@@ -418,7 +420,19 @@ BUILTINS: dict[str, Any] = {
 
 CONSTRAINTS = Namespace("constraints", _build_constraints())
 TRANSFORMS_NS = Namespace("transforms", _build_transforms())
-DIST = Namespace("pyro.distributions", _build_dist(CONSTRAINTS, TRANSFORMS_NS))
+DIST_UTIL = Namespace("pyro.distributions.util", dict(extras.DIST_UTIL))
+DIST = Namespace(
+    "pyro.distributions",
+    {**_build_dist(CONSTRAINTS, TRANSFORMS_NS), "util": DIST_UTIL},
+)
+OPS_INDEXING = Namespace("pyro.ops.indexing", dict(extras.OPS_INDEXING))
+OPS_SPECIAL = Namespace("pyro.ops.special", dict(extras.OPS_SPECIAL))
+OPS = Namespace("pyro.ops", {"indexing": OPS_INDEXING, "special": OPS_SPECIAL})
+PYRO_UTIL = Namespace(
+    "pyro.util",
+    {"ignore_jit_warnings": named(extras.ignore_jit_warnings, "ignore_jit_warnings")},
+)
+LOGGING = Namespace("logging", dict(extras.LOGGING))
 POUTINE = Namespace("pyro.poutine", handlers.build_poutine(POUTINE_HANDLERS))
 CONFIG_ENUMERATE = named(_config_enumerate, "config_enumerate")
 INFER = Namespace("pyro.infer", {"config_enumerate": CONFIG_ENUMERATE})
@@ -435,7 +449,14 @@ TORCH_DISTRIBUTIONS = Namespace(
     },
 )
 TORCH = Namespace(
-    "torch", {**_build_torch(), "nn": NN, "distributions": TORCH_DISTRIBUTIONS}
+    "torch",
+    {
+        **_build_torch(),
+        **extras.LEGACY_TENSORS,
+        "no_grad": named(extras.no_grad, "no_grad"),
+        "nn": NN,
+        "distributions": TORCH_DISTRIBUTIONS,
+    },
 )
 PLATE = handlers.primitive(_plate, "plate")
 PYRO_PRIMITIVES = {
@@ -451,7 +472,14 @@ PYRO_PRIMITIVES = {
 }
 PYRO = Namespace(
     "pyro",
-    {**PYRO_PRIMITIVES, "distributions": DIST, "infer": INFER, "poutine": POUTINE},
+    {
+        **PYRO_PRIMITIVES,
+        "distributions": DIST,
+        "infer": INFER,
+        "poutine": POUTINE,
+        "ops": OPS,
+        "util": PYRO_UTIL,
+    },
 )
 MATH_NS = Namespace("math", _pick(math, MATH))
 
@@ -469,6 +497,12 @@ MODULES: dict[str, Namespace] = {
     "pyro.distributions": DIST,
     "pyro.distributions.constraints": CONSTRAINTS,
     "pyro.distributions.transforms": TRANSFORMS_NS,
+    "pyro.distributions.util": DIST_UTIL,
+    "pyro.ops": OPS,
+    "pyro.ops.indexing": OPS_INDEXING,
+    "pyro.ops.special": OPS_SPECIAL,
+    "pyro.util": PYRO_UTIL,
+    "logging": LOGGING,
     "pyro.infer": INFER,
     "pyro.poutine": POUTINE,
     "math": MATH_NS,

@@ -24,6 +24,12 @@ IMPORTABLE_MODULES: tuple[str, ...] = (
     "pyro.distributions",
     "pyro.distributions.constraints",
     "pyro.distributions.transforms",
+    "pyro.distributions.util",
+    "pyro.ops",
+    "pyro.ops.indexing",
+    "pyro.ops.special",
+    "pyro.util",
+    "logging",
     "pyro.infer",
     "pyro.poutine",
     "math",
@@ -112,8 +118,6 @@ FORBIDDEN_NAMES: dict[str, str] = {
         "oct",
         "pow",
         "slice",
-        "map",
-        "filter",
     ]
 }
 

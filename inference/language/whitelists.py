@@ -501,6 +501,17 @@ MATH = [
 ]
 
 TENSOR_ATTRS = {
+    # in place, same size: weight initialisation (`layer.weight.data.normal_(0, 0.001)`)
+    "data",
+    "normal_",
+    "uniform_",
+    "zero_",
+    "fill_",
+    "scatter_",
+    "scatter_add_",
+    "masked_fill_",
+    "clamp_",
+    "copy_",
     "abs",
     "acos",
     "asin",
@@ -814,7 +825,7 @@ POUTINE_HANDLERS = [
     "infer_config",
 ]
 
-STR_ATTRS = {"format", "startswith", "endswith", "lower", "upper", "strip"}
+STR_ATTRS = {"format", "startswith", "endswith", "lower", "upper", "strip", "split", "join", "replace"}
 CONSTRAINT_ATTRS = {"lower_bound", "upper_bound", "event_dim", "is_discrete", "check"}
 SEQUENCE_ATTRS = {"index", "count"}
 LIST_ATTRS = {"append", "index", "count", "insert", "pop", "reverse"}

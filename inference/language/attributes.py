@@ -18,7 +18,7 @@ import torch
 import torch.nn as torch_nn
 from pyro.poutine.messenger import Messenger
 
-from . import extras, guards
+from . import classes, extras, guards
 from .errors import UnknownName
 from .whitelists import (
     CONSTRAINT_ATTRS,
@@ -201,6 +201,8 @@ def get_attribute(value: Any, name: str) -> Any:
             return value.members[name]
         except KeyError:
             raise unknown_member(value, name) from None
+    if type(value) is not Namespace and classes.user_class_of(value) is not None:
+        return classes.get_instance_attribute(classes.user_class_of(value), value, name)
     if type(value) is extras.DataRecord:
         if name in value and not name.startswith("_"):
             return value[name]
@@ -209,6 +211,8 @@ def get_attribute(value: Any, name: str) -> Any:
         raise UnknownName(
             f"the data record has no field `{name}`; fields: {', '.join(sorted(map(str, value))[:40])}"
         )
+    if isinstance(value, torch_nn.Module):
+        return _module_attribute(value, name)
     allowed, guarded = attribute_rules(type(value))
     factory = guarded.get(name)
     if factory is not None:
@@ -222,6 +226,21 @@ def get_attribute(value: Any, name: str) -> Any:
             if allowed
             else ""
         )
+    )
+
+
+def _module_attribute(module: Any, name: str) -> Any:
+    uc = classes.user_class_of(module)
+    if uc is not None:
+        return classes.get_instance_attribute(uc, module, name)
+    d = module.__dict__
+    if any(name in (d.get(k) or {}) for k in ("_parameters", "_buffers", "_modules")) or (
+        name in classes.MODULE_CONFIG_ATTRS and name in d
+    ):
+        return getattr(module, name)
+    raise UnknownName(
+        f"attribute `.{name}` of {describe(module)} is not available in the model language; "
+        "its parameters, buffers and sub-modules are (e.g. `.weight`, `.bias`)"
     )
 
 

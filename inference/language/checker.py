@@ -64,13 +64,13 @@ _ALLOWED = (
     ast.alias,
     ast.withitem,
     ast.Starred,
+    ast.ClassDef,
 )
 
 _REFUSED: dict[str, str] = {
     "While": "`while` loops are not allowed; use `for i in range(n)` or `for t in pyro.markov(range(n))`",
     "Try": "`try`/`except` is not allowed; an error stops the program and is reported with its line",
     "TryStar": "`try`/`except*` is not allowed; an error stops the program and is reported with its line",
-    "ClassDef": "class definitions are not allowed; define functions, and build networks with `nn.Sequential(...)` at module level",
     "AsyncFunctionDef": "async functions are not allowed; use `def`",
     "AsyncFor": "`async for` is not allowed; use `for`",
     "AsyncWith": "`async with` is not allowed; use `with pyro.plate(...)`",
@@ -108,6 +108,7 @@ def check_tree(tree: ast.Module, limits: Limits) -> None:
     """Raise a ``ModelLanguageError`` for the first construct outside the subset."""
     count = 0
     bound = _bound_names(tree)
+    exempt = _super_init_calls(tree)
     # iterative walk: a hostile source must not be able to blow the Python stack here
     stack: list[tuple[ast.AST, int, ast.AST | None]] = [(tree, 0, None)]
     while stack:
@@ -127,9 +128,37 @@ def check_tree(tree: ast.Module, limits: Limits) -> None:
                 line=getattr(node, "lineno", None),
                 col=_column(node),
             )
-        _check_node(node, parent, bound)
+        if id(node) not in exempt:  # `super().__init__`: the compiler checks its place
+            _check_node(node, parent, bound)
         for child in ast.iter_child_nodes(node):
             stack.append((child, depth + 1, node))
+
+
+def is_super_init(call: ast.AST) -> bool:
+    """``super().__init__(...)`` or ``super(Cls, self).__init__(...)``."""
+    if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute)):
+        return False
+    f = call.func
+    inner = f.value
+    return (
+        f.attr == "__init__"
+        and isinstance(inner, ast.Call)
+        and isinstance(inner.func, ast.Name)
+        and inner.func.id == "super"
+        and not inner.keywords
+        and (not inner.args or (len(inner.args) == 2 and all(isinstance(a, ast.Name) for a in inner.args)))
+    )
+
+
+def _super_init_calls(tree: ast.Module) -> set[int]:
+    out: set[int] = set()
+    for node in ast.walk(tree):
+        if is_super_init(node):
+            # the attribute `.__init__` and the name `super`; the arguments are checked
+            out.add(id(node.func))
+            out.add(id(node.func.value))  # type: ignore[attr-defined]
+            out.add(id(node.func.value.func))  # type: ignore[attr-defined]
+    return out
 
 
 def _bound_names(tree: ast.Module) -> set[str]:
@@ -168,13 +197,14 @@ def _check_node(node: ast.AST, parent: ast.AST | None, bound: frozenset | set = 
                 f"attribute `.{node.attr}` is not allowed: names starting with `_` are private "
                 "or interpreter internals",
             )
-        if isinstance(node.ctx, ast.Store):
-            raise _refuse(
-                node,
-                f"assigning to an attribute (`.{node.attr} = ...`) is not allowed; use a local variable",
-            )
+        # attribute stores are checked at run time (instances of the source's classes,
+        # PyroSample/PyroParam on a PyroModule's parameters)
+    elif isinstance(node, ast.ClassDef):
+        _check_class(node, parent)
     elif isinstance(node, (ast.FunctionDef, ast.Lambda)):
-        if isinstance(node, ast.FunctionDef):
+        if isinstance(node, ast.FunctionDef) and not (
+            node.name == "__init__" and isinstance(parent, ast.ClassDef)
+        ):
             _check_identifier(node, node.name)
         args = node.args
         if args.vararg is not None or args.kwarg is not None:
@@ -227,6 +257,45 @@ def _check_node(node: ast.AST, parent: ast.AST | None, bound: frozenset | set = 
                     f"f-string format spec {text!r} is not allowed; use a simple spec such as "
                     "`.3f`, `>8` or `d` (width at most 99)",
                 )
+
+
+_CLASS_HINT = (
+    "classes may subclass nn.Module, PyroModule or PyroModule[nn.<layer>] (or another class of "
+    "the source) and hold methods (`def __init__(self, ...)`, `def forward(self, ...)`, ...)"
+)
+
+
+def _check_class(node: ast.ClassDef, parent: ast.AST | None) -> None:
+    _check_identifier(node, node.name)
+    if not isinstance(parent, ast.Module):
+        raise _refuse(node, f"classes may only be defined at the top level of the source; {_CLASS_HINT}")
+    if node.decorator_list:
+        raise _refuse(node, "class decorators are not allowed")
+    if node.keywords:
+        raise _refuse(node, f"class keywords (metaclass=..., ...) are not allowed; {_CLASS_HINT}")
+    for stmt in node.body:
+        if isinstance(stmt, ast.FunctionDef):
+            if stmt.decorator_list:
+                raise _refuse(
+                    stmt,
+                    "method decorators (@property, @staticmethod, ...) are not allowed; write a "
+                    "plain method and call it",
+                )
+            if not (stmt.args.posonlyargs + stmt.args.args):
+                raise _refuse(stmt, f"method `{stmt.name}` needs `self` as its first parameter")
+        elif isinstance(stmt, ast.Pass) or (
+            isinstance(stmt, ast.Expr)
+            and isinstance(stmt.value, ast.Constant)
+            and isinstance(stmt.value.value, str)
+        ):
+            continue
+        elif isinstance(stmt, ast.Assign) and all(isinstance(t, ast.Name) for t in stmt.targets):
+            continue
+        else:
+            raise _refuse(
+                stmt,
+                f"a class body may hold methods, constants (`name = value`) and a docstring; {_CLASS_HINT}",
+            )
 
 
 def _check_identifier(node: ast.AST, name: str) -> None:

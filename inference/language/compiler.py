@@ -19,7 +19,8 @@ from typing import Any
 import torch
 from pyro.poutine.runtime import NonlocalExit
 
-from . import extras, guards
+from . import classes, extras, guards
+from .checker import is_super_init
 from .attributes import (
     Namespace,
     attribute_rules,
@@ -185,6 +186,8 @@ class Compiler:
         self.lines = unit.source.splitlines()
         self.module_names: set[str] = set(PRELUDE) | bound_names(unit.tree.body)
         self.static_values = static_bindings(unit.tree.body)
+        #: (class name, name of the method's first parameter) while compiling a method
+        self.method_context: tuple[str, str] | None = None
 
     # -- helpers ---------------------------------------------------------------------
 
@@ -377,6 +380,16 @@ class Compiler:
                     obj[key] = guards.checked_item_value(obj, key, new)
 
             return aug_item
+        if isinstance(target, ast.Attribute):
+            obj_ev = self.expr(target.value, scope)
+            attr = target.attr
+
+            def aug_attr(frame: Frame) -> None:
+                obj = obj_ev(frame)
+                current = get_attribute(obj, attr)
+                classes.set_attribute(obj, attr, op(current, value(frame), frame.run))
+
+            return aug_attr
         raise self.error(
             ForbiddenConstruct, s, "this augmented assignment target is not allowed"
         )
@@ -538,6 +551,71 @@ class Compiler:
             frame.vars[name] = value
 
         return def_
+
+    def stmt_ClassDef(self, s: ast.ClassDef, scope: Scope) -> Evaluator:
+        """A class of the source: methods compiled like top-level functions (a class body
+        is not a scope methods can see), bases and constants evaluated when it runs."""
+        if scope.kind != "module":  # pragma: no cover - the checker refuses this first
+            raise self.error(ForbiddenConstruct, s, "classes may only be defined at the top level")
+        bases = [self.expr(b, scope) for b in s.bases]
+        methods = []
+        constants = []
+        for stmt in s.body:
+            if isinstance(stmt, ast.FunctionDef):
+                first = (stmt.args.posonlyargs + stmt.args.args)[0].arg
+                outer, self.method_context = self.method_context, (s.name, first)
+                try:
+                    make = self.function(stmt, scope, f"{s.name}.{stmt.name}", stmt.body, is_lambda=False)
+                finally:
+                    self.method_context = outer
+                methods.append((stmt.name, make))
+            elif isinstance(stmt, ast.Assign):
+                value = self.expr(stmt.value, scope)
+                constants.append(([t.id for t in stmt.targets], value))  # type: ignore[attr-defined]
+        name = s.name
+        unit = self.unit
+
+        def class_(frame: Frame) -> None:
+            base_values = [b(frame) for b in bases]
+            consts: dict[str, Any] = {}
+            for names, value in constants:
+                v = value(frame)
+                for n in names:
+                    consts[n] = v
+            cls = classes.UserClass(
+                name, base_values, {m: make(frame) for m, make in methods}, consts
+            )
+            unit.classes[name] = cls
+            frame.vars[name] = cls
+
+        return class_
+
+    def _super_init(self, e: ast.Call, scope: Scope) -> Evaluator:
+        if self.method_context is None:
+            raise self.error(
+                ForbiddenConstruct, e, "`super().__init__(...)` may only be called in a method of a class"
+            )
+        class_name, self_name = self.method_context
+        inner = e.func.value  # type: ignore[attr-defined]
+        if inner.args and (inner.args[0].id != class_name or inner.args[1].id != self_name):
+            raise self.error(
+                ForbiddenConstruct, e, f"write `super().__init__(...)` (or `super({class_name}, {self_name})`)"
+            )
+        load_self = self.name_load(ast.Name(id=self_name, ctx=ast.Load(), lineno=e.lineno, col_offset=e.col_offset), scope)
+        args = tuple(self.expr(a, scope) for a in e.args)
+        kw = tuple((k.arg, self.expr(k.value, scope)) for k in e.keywords)
+        unit = self.unit
+        if any(isinstance(a, ast.Starred) for a in e.args) or any(k.arg is None for k in e.keywords):
+            raise self.error(ForbiddenConstruct, e, "pass the arguments of super().__init__ explicitly")
+
+        def super_init(frame: Frame) -> None:
+            owner = unit.classes[class_name]
+            obj = load_self(frame)
+            if classes.user_class_of(obj) is None:
+                raise ForbiddenConstruct("super().__init__() needs an instance of the class as `self`")
+            owner.base_init(owner, obj, [a(frame) for a in args], {k: v(frame) for k, v in kw})
+
+        return super_init
 
     def _decorator(self, d: ast.expr, scope: Scope) -> Evaluator:
         target = d.func if isinstance(d, ast.Call) else d
@@ -702,6 +780,15 @@ class Compiler:
                     st(frame, x)
 
             return store_unpack
+        if isinstance(target, ast.Attribute):
+            obj_ev = self.expr(target.value, scope)
+            attr = target.attr
+            set_attribute = classes.set_attribute
+
+            def store_attr(frame: Frame, v: Any) -> None:
+                set_attribute(obj_ev(frame), attr, v)
+
+            return store_attr
         if isinstance(target, ast.Subscript):
             obj_ev = self.expr(target.value, scope)
             key_ev = self.expr(target.slice, scope)
@@ -1024,6 +1111,8 @@ class Compiler:
         return formatted
 
     def expr_Call(self, e: ast.Call, scope: Scope) -> Evaluator:
+        if is_super_init(e):
+            return self._super_init(e, scope)
         if any(isinstance(a, ast.Starred) for a in e.args) or any(
             k.arg is None for k in e.keywords
         ):

@@ -48,6 +48,7 @@ class Unit:
         self.globals: dict[str, Any] = dict(PRELUDE)
         self.functions: dict[str, UserFunction] = {}
         self.function_nodes: dict[str, ast.FunctionDef] = {}
+        self.classes: dict[str, Any] = {}
         self.print_log = PrintLog()
 
     def new_run(self, model: bool = True) -> RunState:

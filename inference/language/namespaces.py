@@ -22,7 +22,7 @@ from pyro.distributions import constraints as pyro_constraints
 from pyro.distributions import transforms as pyro_transforms
 from pyro.infer import config_enumerate as pyro_config_enumerate
 
-from . import extras, guards, handlers
+from . import classes, extras, guards, handlers
 from .attributes import Namespace
 from .errors import ForbiddenConstruct
 from .guards import check_sequence, named, to_text
@@ -438,7 +438,34 @@ CONFIG_ENUMERATE = named(_config_enumerate, "config_enumerate")
 INFER = Namespace("pyro.infer", {"config_enumerate": CONFIG_ENUMERATE})
 _nn_members, _functional_members = _build_nn()
 FUNCTIONAL_NS = Namespace("torch.nn.functional", _functional_members)
-NN = Namespace("torch.nn", {**_nn_members, "functional": FUNCTIONAL_NS})
+NN_INIT = Namespace(
+    "torch.nn.init",
+    _guarded_functions(torch_nn.init, classes.NN_INIT_FUNCTIONS, "nn.init."),
+)
+#: guarded layer constructor -> layer class (for PyroModule[nn.Linear])
+_LAYER_CLASSES = {fn: getattr(torch_nn, name) for name, fn in _nn_members.items()}
+NN_MODULE_REF = classes.ModuleClassRef(torch_nn.Module, "nn.Module")
+PYRO_MODULE_REF = classes.ModuleClassRef(
+    classes.PyroModule, "PyroModule", layers=_LAYER_CLASSES
+)
+NN = Namespace(
+    "torch.nn",
+    {
+        **_nn_members,
+        "functional": FUNCTIONAL_NS,
+        "init": NN_INIT,
+        "Module": NN_MODULE_REF,
+        "Parameter": classes.PARAMETER,
+    },
+)
+PYRO_NN = Namespace(
+    "pyro.nn",
+    {
+        "PyroModule": PYRO_MODULE_REF,
+        "PyroSample": classes.PYRO_SAMPLE,
+        "PyroParam": classes.PYRO_PARAM,
+    },
+)
 TORCH_DISTRIBUTIONS = Namespace(
     "torch.distributions",
     {
@@ -479,6 +506,7 @@ PYRO = Namespace(
         "poutine": POUTINE,
         "ops": OPS,
         "util": PYRO_UTIL,
+        "nn": PYRO_NN,
     },
 )
 MATH_NS = Namespace("math", _pick(math, MATH))
@@ -488,6 +516,8 @@ MODULES: dict[str, Namespace] = {
     "torch": TORCH,
     "torch.nn": NN,
     "torch.nn.functional": FUNCTIONAL_NS,
+    "torch.nn.init": NN_INIT,
+    "pyro.nn": PYRO_NN,
     "torch.linalg": TORCH.members["linalg"],
     "torch.special": TORCH.members["special"],
     "torch.distributions": TORCH_DISTRIBUTIONS,

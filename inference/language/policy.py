@@ -15,6 +15,8 @@ IMPORTABLE_MODULES: tuple[str, ...] = (
     "torch",
     "torch.nn",
     "torch.nn.functional",
+    "torch.nn.init",
+    "pyro.nn",
     "torch.linalg",
     "torch.special",
     "torch.distributions",

@@ -55,7 +55,7 @@ def bound_names(body: list[ast.stmt]) -> set[str]:
                     if item.optional_vars is not None:
                         targets(item.optional_vars, out)
                 visit(s.body)
-            elif isinstance(s, ast.FunctionDef):
+            elif isinstance(s, (ast.FunctionDef, ast.ClassDef)):
                 out.add(s.name)
             elif isinstance(s, (ast.Import, ast.ImportFrom)):
                 for alias in s.names:

@@ -385,6 +385,8 @@ TRANSFORMS = [
 
 NN_MODULES = [
     "Linear",
+    "Conv1d",
+    "Conv2d",
     "Bilinear",
     "Sequential",
     "ModuleList",

@@ -65,6 +65,7 @@ _ALLOWED = (
     ast.withitem,
     ast.Starred,
     ast.ClassDef,
+    ast.Global,
 )
 
 _REFUSED: dict[str, str] = {
@@ -75,7 +76,6 @@ _REFUSED: dict[str, str] = {
     "AsyncFor": "`async for` is not allowed; use `for`",
     "AsyncWith": "`async with` is not allowed; use `with pyro.plate(...)`",
     "Await": "`await` is not allowed",
-    "Global": "`global` is not allowed; pass values as arguments and return results",
     "Nonlocal": "`nonlocal` is not allowed; pass values as arguments and return results",
     "Delete": "`del` is not allowed; rebind the name instead",
     "Raise": '`raise` is not allowed; use `assert condition, "message"`',
@@ -201,6 +201,11 @@ def _check_node(node: ast.AST, parent: ast.AST | None, bound: frozenset | set = 
         # PyroSample/PyroParam on a PyroModule's parameters)
     elif isinstance(node, ast.ClassDef):
         _check_class(node, parent)
+    elif isinstance(node, ast.Global):
+        if isinstance(parent, ast.Module):
+            raise _refuse(node, "`global` only means something inside a function")
+        for name in node.names:
+            _check_identifier(node, name)
     elif isinstance(node, (ast.FunctionDef, ast.Lambda)):
         if isinstance(node, ast.FunctionDef) and not (
             node.name == "__init__" and isinstance(parent, ast.ClassDef)

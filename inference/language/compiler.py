@@ -184,8 +184,15 @@ class Compiler:
     def __init__(self, unit: Unit) -> None:
         self.unit = unit
         self.lines = unit.source.splitlines()
-        self.module_names: set[str] = set(PRELUDE) | bound_names(unit.tree.body)
-        self.static_values = static_bindings(unit.tree.body)
+        declared_global = {
+            n for node in ast.walk(unit.tree) if isinstance(node, ast.Global) for n in node.names
+        }
+        self.module_names: set[str] = (
+            set(PRELUDE) | bound_names(unit.tree.body) | declared_global
+        )
+        self.static_values = {
+            k: v for k, v in static_bindings(unit.tree.body).items() if k not in declared_global
+        }
         #: (class name, name of the method's first parameter) while compiling a method
         self.method_context: tuple[str, str] | None = None
 
@@ -318,7 +325,9 @@ class Compiler:
         value = self.expr(s.value, scope)
         if len(s.targets) == 1:
             target = s.targets[0]
-            if isinstance(target, ast.Name):
+            if isinstance(target, ast.Name) and target.id not in getattr(
+                scope, "global_names", ()
+            ):
                 name = target.id
 
                 def assign_name(frame: Frame) -> None:
@@ -358,10 +367,10 @@ class Compiler:
         target = s.target
         if isinstance(target, ast.Name):
             load = self.name_load(target, scope)
-            name = target.id
+            store_to = self.name_store(target.id, scope)
 
             def aug_name(frame: Frame) -> None:
-                frame.vars[name] = op(load(frame), value(frame), frame.run)
+                store_to(frame, op(load(frame), value(frame), frame.run))
 
             return aug_name
         if isinstance(target, ast.Subscript):
@@ -417,11 +426,7 @@ class Compiler:
     def stmt_For(self, s: ast.For, scope: Scope) -> Evaluator:
         iterable = self.expr(s.iter, scope)
         if isinstance(s.target, ast.Name):
-            name = s.target.id
-
-            def store(frame: Frame, v: Any) -> None:
-                frame.vars[name] = v
-
+            store = self.name_store(s.target.id, scope)
         else:
             store = self.store(s.target, scope)
         body = self.block(s.body, scope)
@@ -677,11 +682,13 @@ class Compiler:
             )
             body = self.expr(body_nodes, fscope)
         else:
+            declared = _global_names(body_nodes)
             fscope = Scope(
                 "function",
                 scope if scope.kind != "module" else None,
-                set(params) | bound_names(body_nodes),
+                (set(params) | bound_names(body_nodes)) - declared,
             )
+            fscope.global_names = declared  # type: ignore[attr-defined]
             body = self.block(body_nodes, fscope)
         unit = self.unit
         line = node.lineno
@@ -745,16 +752,28 @@ class Compiler:
             bindings.append((alias.asname or alias.name, value))
         return _binder(bindings)
 
+    def stmt_Global(self, s: ast.Global, scope: Scope) -> Evaluator:
+        return lambda frame: None  # resolved at compile time (Scope.global_names)
+
+    def name_store(self, name: str, scope: Scope) -> Callable[[Frame, Any], None]:
+        if name in getattr(scope, "global_names", ()):
+            g = self.unit.globals
+
+            def store_global(frame: Frame, v: Any) -> None:
+                g[name] = v
+
+            return store_global
+
+        def store_name(frame: Frame, v: Any) -> None:
+            frame.vars[name] = v
+
+        return store_name
+
     # -- assignment targets ------------------------------------------------------------
 
     def store(self, target: ast.expr, scope: Scope) -> Callable[[Frame, Any], None]:
         if isinstance(target, ast.Name):
-            name = target.id
-
-            def store_name(frame: Frame, v: Any) -> None:
-                frame.vars[name] = v
-
-            return store_name
+            return self.name_store(target.id, scope)
         if isinstance(target, (ast.Tuple, ast.List)):
             stores = [self.store(e, scope) for e in target.elts]
             n = len(stores)
@@ -1307,6 +1326,19 @@ class Compiler:
             return out
 
         return dictcomp
+
+
+def _global_names(body: list[ast.stmt]) -> set[str]:
+    """Names a function declares ``global`` (not looking into nested functions/classes)."""
+    out: set[str] = set()
+    pending: list[ast.AST] = list(body)
+    while pending:
+        node = pending.pop()
+        if isinstance(node, ast.Global):
+            out.update(node.names)
+        elif not isinstance(node, (ast.FunctionDef, ast.Lambda, ast.ClassDef)):
+            pending.extend(ast.iter_child_nodes(node))
+    return out
 
 
 def _check_item_store(obj: Any) -> None:

@@ -20,6 +20,7 @@ import torch.nn as torch_nn
 import torch.nn.functional as torch_F
 from pyro.distributions import constraints as pyro_constraints
 from pyro.distributions import transforms as pyro_transforms
+from pyro.distributions.testing import fakes as pyro_fakes
 from pyro.infer import config_enumerate as pyro_config_enumerate
 
 from . import classes, extras, guards, handlers
@@ -421,9 +422,22 @@ BUILTINS: dict[str, Any] = {
 CONSTRAINTS = Namespace("constraints", _build_constraints())
 TRANSFORMS_NS = Namespace("transforms", _build_transforms())
 DIST_UTIL = Namespace("pyro.distributions.util", dict(extras.DIST_UTIL))
+DIST_FAKES = Namespace(
+    "pyro.distributions.testing.fakes",
+    {
+        n: guards.guard_distribution(getattr(pyro_fakes, n), n)
+        for n in (
+            "NonreparameterizedBeta",
+            "NonreparameterizedDirichlet",
+            "NonreparameterizedGamma",
+            "NonreparameterizedNormal",
+        )
+    },
+)
+DIST_TESTING = Namespace("pyro.distributions.testing", {"fakes": DIST_FAKES})
 DIST = Namespace(
     "pyro.distributions",
-    {**_build_dist(CONSTRAINTS, TRANSFORMS_NS), "util": DIST_UTIL},
+    {**_build_dist(CONSTRAINTS, TRANSFORMS_NS), "util": DIST_UTIL, "testing": DIST_TESTING},
 )
 OPS_INDEXING = Namespace("pyro.ops.indexing", dict(extras.OPS_INDEXING))
 OPS_SPECIAL = Namespace("pyro.ops.special", dict(extras.OPS_SPECIAL))
@@ -528,6 +542,8 @@ MODULES: dict[str, Namespace] = {
     "pyro.distributions.constraints": CONSTRAINTS,
     "pyro.distributions.transforms": TRANSFORMS_NS,
     "pyro.distributions.util": DIST_UTIL,
+    "pyro.distributions.testing": DIST_TESTING,
+    "pyro.distributions.testing.fakes": DIST_FAKES,
     "pyro.ops": OPS,
     "pyro.ops.indexing": OPS_INDEXING,
     "pyro.ops.special": OPS_SPECIAL,

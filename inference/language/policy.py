@@ -27,6 +27,8 @@ IMPORTABLE_MODULES: tuple[str, ...] = (
     "pyro.distributions.constraints",
     "pyro.distributions.transforms",
     "pyro.distributions.util",
+    "pyro.distributions.testing",
+    "pyro.distributions.testing.fakes",
     "pyro.ops",
     "pyro.ops.indexing",
     "pyro.ops.special",

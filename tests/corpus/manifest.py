@@ -149,6 +149,22 @@ CASES: list[Case] = [
          lambda rng: {"features": rng.normal(size=(10, 3)).astype(np.float32),
                       "counts": rng.poisson(3.0, 10).astype(np.float32)}, guide={"entry": "guide"}),
     Case("prior_predictive_model2", lambda rng: {"T": 20, "data": rng.normal(size=20).astype(np.float32)}, "model2"),
+    Case("bayes_regression_pyromodule",
+         lambda rng: {"x": rng.normal(size=(12, 3)).astype(np.float32), "y": rng.normal(size=12).astype(np.float32)},
+         guide={"auto": "AutoDiagonalNormal"}),
+    Case("vae_tutorial", lambda rng: {"x": _binary(rng, 4, 784)}, "vae.model", {"entry": "vae.guide"}),
+    Case("prodlda_multinomial", lambda rng: {"counts": rng.poisson(4.0, 6).astype(np.float32)}),
+    Case("prodlda_categorical", lambda rng: {"data": rng.integers(0, 6, 30)}),
+    Case("prodlda", lambda rng: {"docs": rng.poisson(1.0, (5, 12)).astype(np.float32)}, "prodLDA.model",
+         {"entry": "prodLDA.guide"}, {"name": "TraceMeanField_ELBO"}),
+    Case("modules_bayesian_linear",
+         lambda rng: {"input": rng.normal(size=(10, 5)).astype(np.float32),
+                      "output": rng.normal(size=(10, 2)).astype(np.float32)}),
+    Case("modules_local_model", lambda rng: {"data": rng.normal(size=10).astype(np.float32)}),
+    Case("modules_global_model", lambda rng: {"data": rng.normal(size=10).astype(np.float32)}),
+    Case("modules_pyrosample_lambda", NO_DATA),
+    Case("sparse_gamma_def", lambda rng: {"x": rng.poisson(1.0, (3, 4096)).astype(np.float32)}, "sgdef.model",
+         {"entry": "sgdef.guide"}, {"name": "TraceMeanField_ELBO"}),
 ]
 
 BY_NAME = {c.name: c for c in CASES}

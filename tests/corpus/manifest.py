@@ -168,3 +168,20 @@ CASES: list[Case] = [
 ]
 
 BY_NAME = {c.name: c for c in CASES}
+
+#: models of the corpus that do not run and match yet, with the reason (README.md too);
+#: the test checks that each still fails as described, so a fix shows up as a failure here
+LEFT_OUT: dict[str, str] = {
+    "cjs_model_2": "engine: the ELBO-terms estimate after training raises KeyError inside Pyro's "
+    "enumeration for markov + enumerated sites sampled in a `pyro.markov` loop outside the plate",
+    "cjs_model_3": "engine: same ELBO-terms KeyError as cjs_model_2",
+    "cjs_model_5": "engine: same ELBO-terms KeyError as cjs_model_2",
+    "dmm_example": "needs `pyro.contrib.examples.polyphonic_data_loader` (pad_and_reverse) and "
+    "torch.nn.utils.rnn packed sequences, library code outside the language; the reference "
+    "itself needs torchvision",
+    "shapes_model3_enum": "engine: the run loop creates params by running the model once outside "
+    "enumeration, where the tutorial's enumeration-shaped asserts fail (the reference, which "
+    "mirrors the run loop, fails the same way)",
+}
+
+RUNNABLE = [c for c in CASES if c.name not in LEFT_OUT]

@@ -28,6 +28,7 @@ from pyro import poutine
 from pyro.infer import infer_discrete
 
 from ._traces import (
+    ScopedReplay,
     check_vectorised_draw,
     draws_first,
     guess_max_plate_nesting,
@@ -50,9 +51,12 @@ def _draw_block(model, guide, kwargs, num, mpn, roles, want_predictive, vectoris
     else:
         model_run, first_dim = model, -(mpn + 1)
     guide_trace, _ = traced_pair(model, guide, kwargs, num=num if vectorise else None, max_plate_nesting=mpn)
-    conditioned = poutine.replay(model_run, trace=guide_trace)
     if roles.enumerated:
-        conditioned = infer_discrete(conditioned, first_available_dim=first_dim, temperature=1)
+        conditioned = infer_discrete(
+            ScopedReplay(trace=guide_trace)(model_run), first_available_dim=first_dim, temperature=1
+        )
+    else:
+        conditioned = poutine.replay(model_run, trace=guide_trace)
     model_trace = poutine.trace(conditioned).get_trace(**kwargs)
     pred_trace = None
     if want_predictive and roles.observed:

@@ -29,6 +29,7 @@ RUN pip install -c constraints.txt --index-url "https://download.pytorch.org/whl
 
 COPY pyproject.toml README.md ./
 COPY inference ./inference
+COPY common ./common
 COPY store ./store
 COPY api ./api
 COPY worker ./worker

@@ -8,7 +8,7 @@ happens before the response is sent: a client that gets ``202`` can read its job
 
 ``CurrentTenant`` authenticates ``Authorization: Bearer <key>`` or ``X-API-Key: <key>``:
 the key is hashed with sha256 and looked up through the store (cached per process for a
-few seconds, see ``TenantCache``) in a short session of its own, never the request's:
+few seconds, see ``api.runtime.TenantCache``) in a short session of its own, never the request's:
 the lookup's connection goes back to the pool before the route runs. With auth disabled
 (embedded, single-user mode) every request acts as the default tenant, created in a
 transaction of its own that has committed before its id is cached.
@@ -17,31 +17,27 @@ Two bounded resources meet here: the threadpool (anyio's tokens) and the DB conn
 pool. A request must never hold one while waiting for the other, or a burst can wedge
 the process (connections held by sessions waiting for a thread to commit, threads
 waiting for a connection). So the commit/rollback of ``SessionDep`` runs on a dedicated
-executor with one thread per pooled connection (``_release_executor``), never on the
-shared threadpool.
+executor with one thread per pooled connection (``Runtime.release_executor``), never on
+the shared threadpool.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import threading
-import time
 from collections.abc import AsyncIterator, Callable
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
-from api.app import Runtime
 from api.errors import Unauthorized
+from api.runtime import Runtime, TenantRef
+from common.keys import hash_api_key
 from store.repositories.api_keys import ApiKeyRepository
 from store.repositories.tenants import TenantRepository, ensure_default_tenant
-from store.security import hash_api_key
 
 log = logging.getLogger("vihub.api")
 
@@ -60,27 +56,8 @@ async def get_runtime(request: Request) -> Runtime:
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 
-_RELEASE_EXECUTOR = "_vihub_release_executor"
-_release_lock = threading.Lock()
-
-
-def _release_executor(runtime: Runtime) -> ThreadPoolExecutor:
-    """Threads that only end transactions: one per connection the engine can hand out, so
-    a session holding a connection always gets a thread to give it back."""
-    executor = getattr(runtime, _RELEASE_EXECUTOR, None)
-    if executor is None:
-        with _release_lock:
-            executor = getattr(runtime, _RELEASE_EXECUTOR, None)
-            if executor is None:
-                settings = runtime.settings
-                size = max(15, int(settings.db_pool_size) + int(settings.db_max_overflow)) + 1
-                executor = ThreadPoolExecutor(max_workers=size, thread_name_prefix="vihub-db-release")
-                setattr(runtime, _RELEASE_EXECUTOR, executor)
-    return executor
-
-
 async def run_release(runtime: Runtime, fn: Callable[..., Any], *args: Any) -> Any:
-    return await asyncio.get_running_loop().run_in_executor(_release_executor(runtime), fn, *args)
+    return await asyncio.get_running_loop().run_in_executor(runtime.release_executor, fn, *args)
 
 
 async def get_session(runtime: RuntimeDep) -> AsyncIterator[Session]:
@@ -129,50 +106,12 @@ _bearer = HTTPBearer(auto_error=False, description="`Authorization: Bearer <api 
 _api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="`X-API-Key: <api key>`")
 
 
-@dataclass(frozen=True)
-class TenantRef:
-    """The authenticated tenant as requests use it (services only need its id)."""
-
-    id: str
-    name: str
-
-
-class TenantCache:
-    """API key hash -> tenant, for ``ttl_s`` seconds, per process.
-
-    Saves the key and tenant lookups on every request (pollers hit ``GET /v1/jobs/{id}``
-    many times a second), and in embedded mode the default tenant's upsert, which on
-    SQLite would take the write lock on every read. A revoked key stops working within
-    ``ttl_s``.
-    """
-
-    def __init__(self, ttl_s: float = 10.0, max_entries: int = 10_000) -> None:
-        self.ttl_s = ttl_s
-        self.max_entries = max_entries
-        self._entries: dict[str, tuple[float, TenantRef]] = {}
-        self._lock = threading.Lock()
-
-    def get(self, key: str) -> TenantRef | None:
-        with self._lock:
-            entry = self._entries.get(key)
-        if entry is None or entry[0] < time.monotonic():
-            return None
-        return entry[1]
-
-    def put(self, key: str, tenant: TenantRef) -> TenantRef:
-        with self._lock:
-            if len(self._entries) >= self.max_entries:
-                self._entries.clear()
-            self._entries[key] = (time.monotonic() + self.ttl_s, tenant)
-        return tenant
-
-
 async def get_current_tenant(
     runtime: RuntimeDep,
     bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
     api_key: Annotated[str | None, Security(_api_key_header)],
 ) -> TenantRef:
-    cache: TenantCache = runtime.tenants
+    cache = runtime.tenants
     if not runtime.settings.auth_required:
         return cache.get("") or cache.put("", await run_in_threadpool(_default_tenant, runtime))
     key = bearer.credentials if bearer is not None else api_key
@@ -188,7 +127,7 @@ async def get_current_tenant(
     return cache.put(key_hash, tenant)
 
 
-def ensure_default_tenant_committed(sessionmaker: Any) -> TenantRef:
+def ensure_default_tenant_committed(sessionmaker: sessionmaker[Session]) -> TenantRef:
     """The embedded default tenant, created (if missing) and committed in a transaction of
     its own: never inside a request's transaction, whose rollback would leave a cached id
     of a row that does not exist."""

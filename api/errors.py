@@ -21,14 +21,9 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from common.problems import PROBLEM_MEDIA_TYPE, problem_type, safe_text, status_title, title_from_slug
+
 log = logging.getLogger("vihub.api")
-
-PROBLEM_BASE = "https://vihub.dev/problems/"
-PROBLEM_MEDIA_TYPE = "application/problem+json"
-
-
-def problem_type(slug: str) -> str:
-    return PROBLEM_BASE + slug
 
 
 # ---------------------------------------------------------------------------------------
@@ -62,28 +57,11 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return {
         status: {
             "model": Problem,
-            "description": _STATUS_TITLES.get(status, "Error"),
+            "description": status_title(status),
             "content": {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}},
         }
         for status in statuses
     }
-
-
-_STATUS_TITLES = {
-    400: "Bad request",
-    401: "Unauthorized",
-    403: "Forbidden",
-    404: "Not found",
-    405: "Method not allowed",
-    406: "Not acceptable",
-    409: "Conflict",
-    413: "Content too large",
-    415: "Unsupported media type",
-    422: "Unprocessable content",
-    429: "Too many requests",
-    500: "Internal server error",
-    503: "Service unavailable",
-}
 
 
 # ---------------------------------------------------------------------------------------
@@ -247,12 +225,8 @@ def inference_problem(error: dict[str, Any], *, source_pointer: str = "/model/so
         extra["pointer"] = "/" + "/".join(extra["field"].split("."))
     exc = Unprocessable(message, **extra)
     exc.slug = kind
-    exc.title = _title_from_slug(kind)
+    exc.title = title_from_slug(kind)
     return exc
-
-
-def _title_from_slug(slug: str) -> str:
-    return slug.replace("-", " ").replace("_", " ").capitalize()
 
 
 def _jsonable(value: Any) -> bool:
@@ -265,30 +239,6 @@ def _jsonable(value: Any) -> bool:
 
 def problem_response(body: dict[str, Any], headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse(safe_text(body), status_code=body["status"], media_type=PROBLEM_MEDIA_TYPE, headers=headers)
-
-
-def safe_str(value: str) -> str:
-    """``value`` as text that always encodes as UTF-8 and holds no NUL: lone surrogates
-    become ``\\udxxx`` and NUL ``\\x00`` (a problem often echoes what the client sent;
-    rendering it must never fail, whatever the str)."""
-    if "\x00" not in value:
-        try:
-            value.encode("utf-8")
-            return value
-        except UnicodeEncodeError:
-            pass
-    return value.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")
-
-
-def safe_text(value: Any) -> Any:
-    """Every str in a JSON-able value (keys too) through ``safe_str``."""
-    if isinstance(value, str):
-        return safe_str(value)
-    if isinstance(value, dict):
-        return {safe_text(k): safe_text(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [safe_text(v) for v in value]
-    return value
 
 
 def loc_to_pointer(loc: tuple[Any, ...] | list[Any]) -> tuple[str, str | None]:
@@ -381,7 +331,7 @@ async def _http_error_handler(request: Request, exc: Exception) -> JSONResponse:
     if cls is None:
         problem = VihubError(str(exc.detail) if exc.detail else None)
         problem.status, problem.slug = exc.status_code, f"http-{exc.status_code}"
-        problem.title = _STATUS_TITLES.get(exc.status_code, "Error")
+        problem.title = status_title(exc.status_code)
     else:
         detail = exc.detail if isinstance(exc.detail, str) else None
         if exc.status_code == 404 and detail == "Not Found":

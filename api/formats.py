@@ -58,6 +58,17 @@ EXTENSIONS = {
     ResultFormat.netcdf: "nc",
     ResultFormat.pt: "pt",
 }
+_ARRAYS = (ResultFormat.json, ResultFormat.npz, ResultFormat.safetensors, ResultFormat.netcdf, ResultFormat.pt)
+# The formats each result resource (``/v1/jobs/{id}/<name>``) offers: the routes negotiate
+# with these and ``/v1/capabilities`` lists them, so the two cannot disagree.
+RESULT_FORMATS: dict[str, tuple[ResultFormat, ...]] = {
+    "params": (ResultFormat.json, ResultFormat.npz, ResultFormat.safetensors, ResultFormat.pt),
+    "loss": (ResultFormat.json, ResultFormat.npz, ResultFormat.safetensors),
+    "samples": _ARRAYS,
+    "log-probs": _ARRAYS,
+    "diagnostics": (ResultFormat.json,),
+    "summary": (ResultFormat.json,),
+}
 
 
 def negotiate(requested: ResultFormat | None, accept: str | None, allowed: tuple[ResultFormat, ...]) -> ResultFormat:

@@ -107,9 +107,9 @@ database_url, make_key = sys.argv[1], sys.argv[2] == "1"
 upgrade(database_url)
 if make_key:
     from sqlalchemy.orm import sessionmaker
+    from common.keys import display_prefix, generate_api_key, hash_api_key
     from store.db import make_engine
     from store.repositories import ApiKeyRepository, TenantRepository
-    from store.security import display_prefix, generate_api_key, hash_api_key
     engine = make_engine(database_url)
     key = generate_api_key()
     with sessionmaker(bind=engine).begin() as session:

@@ -192,10 +192,10 @@ class Stack:
     def tenant_key(self) -> tuple[str, str]:
         from sqlalchemy.orm import sessionmaker
 
+        from common.keys import display_prefix, generate_api_key, hash_api_key
         from store.db import make_engine
         from store.repositories.api_keys import ApiKeyRepository
         from store.repositories.tenants import TenantRepository
-        from store.security import display_prefix, generate_api_key, hash_api_key
 
         engine = make_engine(self.pg.url)
         try:

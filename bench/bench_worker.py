@@ -85,12 +85,12 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
+    from common.broker import publish_job
+    from common.settings import get_settings
     from store.db import session_factory
     from store.migrate import upgrade
     from store.models import ArtifactKind
     from store.repositories import ArtifactRepository, JobRepository, TenantRepository
-    from store.settings import get_settings
-    from worker.publisher import publish_job
 
     settings = get_settings()
     upgrade(settings=settings)

@@ -11,9 +11,9 @@ import logging.config
 
 from alembic import context
 
+from common.settings import get_settings, normalize_database_url
 from store.db import make_engine
 from store.models import Base
-from store.settings import get_settings, normalize_database_url
 
 config = context.config
 

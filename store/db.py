@@ -24,7 +24,7 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
-from store.settings import Settings, get_settings, normalize_database_url
+from common.settings import Settings, get_settings, normalize_database_url
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 

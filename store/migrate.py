@@ -12,7 +12,7 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 
-from store.settings import Settings, get_settings, normalize_database_url
+from common.settings import Settings, get_settings, normalize_database_url
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 

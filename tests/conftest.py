@@ -257,7 +257,7 @@ def settings_env(
 
 def settings_from_env(env: dict[str, str]) -> Any:
     """The ``Settings`` a process started with ``env`` would see."""
-    from store.settings import Settings
+    from common.settings import Settings
 
     saved = {k: v for k, v in os.environ.items() if k.startswith("VIHUB_")}
     try:

@@ -96,9 +96,9 @@ def kill_processes_of(home: Path, grace_s: float = 10.0) -> list[int]:
 def make_key(database_url: str) -> str:
     from sqlalchemy.orm import sessionmaker
 
+    from common.keys import display_prefix, generate_api_key, hash_api_key
     from store.db import make_engine
     from store.repositories import ApiKeyRepository, TenantRepository
-    from store.security import display_prefix, generate_api_key, hash_api_key
 
     engine = make_engine(database_url)
     key = generate_api_key()

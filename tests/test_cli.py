@@ -11,11 +11,11 @@ import pytest
 from sqlalchemy import inspect
 from typer.testing import CliRunner
 
+from common.keys import hash_api_key
+from common.settings import get_settings
 from store.db import make_engine
 from store.migrate import current_revision, head_revision
 from store.repositories import ApiKeyRepository, TenantRepository
-from store.security import hash_api_key
-from store.settings import get_settings
 from vihub.cli import app
 
 REPO_ROOT = Path(__file__).resolve().parent.parent

@@ -14,12 +14,17 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 FORBIDDEN = {
-    "inference": {"fastapi", "starlette", "celery", "kombu", "sqlalchemy", "alembic", "store", "api",
+    "inference": {"fastapi", "starlette", "celery", "kombu", "sqlalchemy", "alembic", "common", "store", "api",
                   "worker", "vihub", "vihub_client", "httpx"},
-    "store": {"fastapi", "api", "worker", "vihub_client"},
+    # The kernel shared by api, worker, store and vihub: it imports none of them, no web
+    # or SQL framework, and no torch/pyro (the worker's parent process never loads torch).
+    "common": {"fastapi", "starlette", "sqlalchemy", "alembic", "torch", "pyro", "store", "api", "worker",
+               "vihub", "vihub_client"},
+    "store": {"fastapi", "starlette", "celery", "api", "worker", "vihub", "vihub_client"},
     "api": {"worker", "vihub_client"},
-    "worker": {"api", "fastapi", "vihub_client"},
-    "client/vihub_client": {"torch", "pyro", "inference", "store", "api", "worker", "fastapi", "sqlalchemy"},
+    "worker": {"api", "fastapi", "starlette", "vihub_client"},
+    "client/vihub_client": {"torch", "pyro", "inference", "common", "store", "api", "worker", "fastapi",
+                            "sqlalchemy"},
 }
 
 

@@ -9,7 +9,7 @@
 - ``vihub migrate``: ``alembic upgrade head`` on the configured database.
 - ``vihub keys create --tenant NAME``: a new API key for a tenant, printed once.
 
-Configuration is the ``VIHUB_*`` environment (``store.settings``).
+Configuration is the ``VIHUB_*`` environment (``common.settings``).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ log = logging.getLogger("vihub")
 
 
 def _settings():
-    from store.settings import get_settings
+    from common.settings import get_settings
 
     return get_settings()
 
@@ -57,7 +57,7 @@ def _root(
 
 
 def _parse_queues(queues: str) -> list[str]:
-    from store.settings import QUEUES
+    from common.broker import QUEUES
 
     names = [q.strip() for q in queues.split(",") if q.strip()]
     unknown = sorted(set(names) - set(QUEUES))
@@ -83,9 +83,9 @@ def keys_create(
     name: Annotated[str | None, typer.Option("--name", help="A label for the key.")] = None,
 ) -> None:
     """Create an API key for TENANT and print it (only its hash is stored)."""
+    from common.keys import display_prefix, generate_api_key, hash_api_key
     from store.db import session_factory
     from store.repositories import ApiKeyRepository, TenantRepository
-    from store.security import display_prefix, generate_api_key, hash_api_key
 
     settings = _settings()
     key = generate_api_key()

@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 
-from store.settings import Settings
+from common.settings import Settings
 
 log = logging.getLogger("vihub")
 

@@ -5,8 +5,10 @@
 - ``worker.runner``: ``JobRunner`` — claim, load, fit with store-wired callbacks, write
   results, end the job in exactly one final state
 - ``worker.sweeper``: republish stuck ``queued`` jobs, reclaim expired leases
-- ``worker.publisher``: ``publish_job(job_id, queue)`` for the sweeper
-- ``worker.hooks``: ``on_job_finished`` (webhook delivery plugs in here later)
+- ``worker.hooks``: ``on_job_finished`` (the first webhook attempt) and the sweeper's
+  webhook pass
+- ``worker.webhooks``: ``WebhookSender`` — signed POSTs, retries from the delivery log
 
-This package imports ``inference`` and ``store``; never ``api``.
+This package imports ``inference``, ``common`` (settings, the broker's publisher) and
+``store``; never ``api``.
 """

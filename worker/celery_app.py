@@ -1,6 +1,6 @@
 """The Celery app of the vihub worker: ``celery -A worker.celery_app worker -Q cpu``.
 
-Configuration comes from ``store.settings.celery_config`` (the API's publisher uses the
+Configuration comes from ``common.broker.celery_config`` (every publisher uses the
 same dict). Process model (ARCHITECTURE §4; docs/operations.md, "Isolation"):
 
 - one job per pool process at a time: prefork (``--concurrency N`` processes) or solo;
@@ -23,7 +23,8 @@ import threading
 
 from celery import Celery, signals
 
-from store.settings import Settings, celery_config, get_settings
+from common.broker import celery_config
+from common.settings import Settings, get_settings
 
 log = logging.getLogger("vihub.worker")
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 
-from store.settings import Settings
+from common.settings import Settings
 
 log = logging.getLogger("vihub.worker.hooks")
 

@@ -55,8 +55,10 @@ from typing import Any
 from sqlalchemy.exc import DataError, InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from store import problems
-from store.arrays import decode_arrays
+from common import problems
+from common.arrays import decode_arrays
+from common.settings import Settings, get_settings
+from inference.sandbox import add_preload
 from store.db import session_factory as default_session_factory
 from store.job_states import InvalidTransition, JobState
 from store.models import ArtifactKind, utcnow
@@ -67,9 +69,7 @@ from store.repositories import (
     LossPointRepository,
 )
 from store.repositories.jobs import LeaseLost
-from store.settings import Settings, get_settings
 from worker.hooks import on_job_finished
-from inference.sandbox import add_preload
 from worker.job_sandbox import FIT_CANCELLED_KIND, finite
 
 log = logging.getLogger("vihub.worker")
@@ -564,7 +564,7 @@ class JobRunner:
         if self._publish is not None:
             self._publish(job_id, queue)
             return
-        from worker.publisher import publish_job
+        from common.broker import publish_job
 
         publish_job(job_id, queue, self.settings)
 

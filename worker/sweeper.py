@@ -36,12 +36,13 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from store import problems
+from common import problems
+from common.broker import QUEUES, publisher_for
+from common.settings import Settings, get_settings
 from store.db import session_factory as default_session_factory
 from store.job_states import JobState
 from store.models import utcnow
 from store.repositories import JobRepository
-from store.settings import Settings, get_settings
 from worker.hooks import deliver_due_webhooks, on_job_finished
 
 log = logging.getLogger("vihub.sweeper")
@@ -52,22 +53,8 @@ QueueDepth = Callable[[str], "int | None"]
 
 
 def broker_queue_depth(settings: Settings) -> QueueDepth:
-    """Messages ready in a queue of the configured broker (Redis: LLEN over priorities;
-    the embedded SQL transport: visible rows), via kombu's channel; None on any error."""
-
-    def depth(queue: str) -> int | None:
-        try:
-            from worker.publisher import publisher_app
-
-            with publisher_app(settings).connection_for_write() as connection:
-                connection.ensure_connection(max_retries=1, timeout=5)
-                _, count, _ = connection.default_channel.queue_declare(queue=queue, passive=False)
-                return int(count)
-        except Exception:
-            log.info("could not read the depth of broker queue %s", queue, exc_info=True)
-            return None
-
-    return depth
+    """Messages ready in a queue of the configured broker; None on any error."""
+    return publisher_for(settings).queue_depth
 
 
 @dataclass
@@ -106,11 +93,7 @@ def sweep_once(
     settings = settings or get_settings()
     factory = factory or default_session_factory(settings)
     if publish is None:
-        from worker.publisher import publish_job
-
-        def publish(job_id: str, queue: str) -> None:
-            publish_job(job_id, queue, settings)
-
+        publish = publisher_for(settings).send
         if queue_depth is None:
             queue_depth = broker_queue_depth(settings)
 
@@ -170,8 +153,6 @@ def sweep_once(
 def _lost_messages(repo: JobRepository, settings: Settings, now: datetime,
                    queue_depth: QueueDepth | None, already: set[str]) -> list[tuple[str, str]]:
     """Published queued jobs whose broker message is (probably) gone."""
-    from store.settings import QUEUES
-
     base = settings.worker.requeue_after_s
     sent_before = now - timedelta(seconds=base)
     lost: list[tuple[str, str]] = []

@@ -10,7 +10,7 @@ that failed: the job's state carries the outcome, the message is acknowledged.
 
 from __future__ import annotations
 
-from store.settings import JOB_TASK_NAME
+from common.broker import JOB_TASK_NAME
 from worker.celery_app import app
 
 

@@ -1,11 +1,9 @@
 """Webhook delivery: a signed POST when a job ends, retried with backoff, logged per attempt.
 
-When a job reaches a final state and names ``webhook.url``, the service POSTs the thin
-payload ``{"type": "job.succeeded"|"job.failed"|"job.cancelled", "timestamp": <the job's
-finished_at, ISO 8601>, "data": {"id": ..., "state": ...}}``, signed per the Standard
-Webhooks spec with the tenant's secret(s) (``store.webhook_signing``). The body and the
-``webhook-id`` are the same on every attempt (receivers deduplicate on the id); the
-``webhook-timestamp`` is the time of the attempt.
+When a job reaches a final state and names ``webhook.url``, the sender POSTs the message
+of ``common.webhooks.events`` signed per the Standard Webhooks spec with the tenant's
+secret(s) (``common.webhooks.signing``); the ``webhook-timestamp`` is the time of the
+attempt.
 
 Who sends, and why:
 
@@ -13,8 +11,7 @@ Who sends, and why:
   calls ``deliver(job_id)`` in-line: the receiver hears at once. It costs the worker at
   most the connect + read timeouts (``webhooks.connect_timeout_s``/``timeout_s``).
 - retries: every attempt is a ``webhook_deliveries`` row. A failed one (no answer, or
-  not 2xx) gets ``next_attempt_at = now + uniform(0, min(backoff_max_s, backoff_base_s *
-  2**(n-1)))`` ("full jitter": retries of many receivers that failed together spread out)
+  not 2xx) gets ``next_attempt_at = now + backoff_s(n, ...)`` (``common.webhooks.events``)
   until ``webhooks.max_attempts``. The sweeper calls ``deliver_due()`` each pass: it
   claims due rows with a guarded UPDATE and makes the next attempt. Being driven by the
   database, retries survive worker restarts and need no broker features (countdown
@@ -28,7 +25,7 @@ Who sends, and why:
   commit) is found by the sweeper after ``webhooks.catch_up_after_s``.
 
 Safety: the URL is resolved and checked at every attempt and the request goes to the
-address that was checked (``store.webhook_urls``), redirects are not followed, proxies
+address that was checked (``common.webhooks.urls``), redirects are not followed, proxies
 from the environment are not used, and the response body is never read. A URL refused by
 the checks is not retried (the job's URL cannot become valid); a name that does not
 resolve is.
@@ -36,7 +33,6 @@ resolve is.
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 import threading
@@ -45,21 +41,20 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 import httpx
 from sqlalchemy.orm import Session, sessionmaker
 
+from common.settings import Settings, get_settings
+from common.webhooks.events import EVENTS, backoff_s, build_payload, encode_payload, webhook_id_for
+from common.webhooks.signing import signed_headers
+from common.webhooks.urls import Resolver, WebhookUrlRefused, resolve_webhook_url, system_resolver
 from store.db import session_factory as default_session_factory
 from store.models import utcnow
 from store.repositories.webhooks import WebhookRepository
-from store.settings import Settings, get_settings
-from store.webhook_signing import signed_headers
-from store.webhook_urls import Resolver, WebhookUrlRefused, resolve_webhook_url, system_resolver
 
 log = logging.getLogger("vihub.worker.webhooks")
 
-EVENTS = {"succeeded": "job.succeeded", "failed": "job.failed", "cancelled": "job.cancelled"}
 USER_AGENT = "vihub-webhooks/1"
 MAX_ERROR_CHARS = 1000
 
@@ -78,26 +73,6 @@ class AttemptOutcome:
     error: str | None
     delivered: bool
     next_attempt_at: datetime | None
-
-
-def webhook_id_for(job_id: str) -> str:
-    """The Standard Webhooks message id: one message per job (a job ends once)."""
-    return "msg_" + job_id.replace("-", "")
-
-
-def build_payload(job_id: str, state: str, finished_at: datetime | None) -> dict[str, Any]:
-    when = (finished_at or utcnow()).isoformat().replace("+00:00", "Z")
-    return {"type": EVENTS[state], "timestamp": when, "data": {"id": job_id, "state": state}}
-
-
-def encode_payload(payload: dict[str, Any]) -> bytes:
-    return json.dumps(payload, separators=(",", ":"), sort_keys=True).encode()
-
-
-def backoff_s(attempt: int, base_s: float, max_s: float, rand: Callable[[], float] = random.random) -> float:
-    """Seconds to wait after failed attempt ``attempt`` (1-based): full jitter."""
-    ceiling = min(max_s, base_s * 2 ** max(0, attempt - 1))
-    return rand() * ceiling
 
 
 class WebhookSender:

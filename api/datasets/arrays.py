@@ -5,7 +5,7 @@ anything else — ragged nested lists, strings, nulls, NaN or infinities, object
 is refused with a 422 problem pointing at the field. NPZ files are read with
 ``allow_pickle=False``: user bytes are never unpickled.
 
-The decoded fields are stored in the store's canonical NPZ (``store.arrays``), whose
+The decoded fields are stored in the store's canonical NPZ (``common.arrays``), whose
 sha256 addresses the dataset: the same data uploaded as CSV or as NPZ is stored once per
 tenant.
 

@@ -12,7 +12,6 @@ from sqlalchemy.orm import Session
 
 from api.datasets import arrays
 from api.datasets.schemas import DatasetList, DatasetOut, FieldInfo
-from api.deps import TenantRef
 from api.errors import (
     DatasetNotFound,
     InvalidData,
@@ -21,18 +20,20 @@ from api.errors import (
     Unprocessable,
 )
 from api.ids import is_resource_id
-from store.arrays import decode_arrays, encode_arrays
+from api.runtime import TenantRef
+from common.arrays import EncodedArrays, decode_arrays, encode_arrays
+from common.settings import Settings
 from store.models import Dataset
 from store.repositories.datasets import DatasetRepository
 
 
-def create_from_json(session: Session, settings: Any, tenant: TenantRef, data: dict[str, Any],
+def create_from_json(session: Session, settings: Settings, tenant: TenantRef, data: dict[str, Any],
                      name: str | None) -> DatasetOut:
     fields = arrays.from_json_mapping(data, pointer="/data")
     return _out(*store_fields_created(session, settings, tenant, fields, fmt="json", name=name))
 
 
-def create_from_upload(session: Session, settings: Any, tenant: TenantRef, content: bytes, *,
+def create_from_upload(session: Session, settings: Settings, tenant: TenantRef, content: bytes, *,
                        filename: str | None, content_type: str | None, name: str | None) -> DatasetOut:
     # The quota is checked on the decoded size *before* decoding (413 for a bomb).
     fields, fmt = arrays.from_upload(content, filename=filename, content_type=content_type,
@@ -40,12 +41,12 @@ def create_from_upload(session: Session, settings: Any, tenant: TenantRef, conte
     return _out(*store_fields_created(session, settings, tenant, fields, fmt=fmt, name=name or filename))
 
 
-def store_fields(session: Session, settings: Any, tenant: TenantRef, fields: dict[str, Any], *,
+def store_fields(session: Session, settings: Settings, tenant: TenantRef, fields: dict[str, Any], *,
                  fmt: str, name: str | None) -> Dataset:
     return store_fields_created(session, settings, tenant, fields, fmt=fmt, name=name)[0]
 
 
-def encode_fields(settings: Any, fields: dict[str, Any]) -> Any:
+def encode_fields(settings: Settings, fields: dict[str, Any]) -> EncodedArrays:
     """The canonical NPZ of ``fields``, after the emptiness and dataset-size checks."""
     if not fields:
         raise InvalidData("The dataset has no fields.", pointer="/data")
@@ -57,7 +58,7 @@ def encode_fields(settings: Any, fields: dict[str, Any]) -> Any:
     return encode_arrays(fields)
 
 
-def store_fields_created(session: Session, settings: Any, tenant: TenantRef, fields: dict[str, Any], *,
+def store_fields_created(session: Session, settings: Settings, tenant: TenantRef, fields: dict[str, Any], *,
                          fmt: str, name: str | None) -> tuple[Dataset, bool]:
     encoded = encode_fields(settings, fields)
     return DatasetRepository(session).get_or_create(

@@ -3,22 +3,22 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from api.health.schemas import Readiness
+from api.runtime import Runtime
 
 log = logging.getLogger("vihub.api.health")
 
 
-def readiness(runtime: Any) -> Readiness:
+def readiness(runtime: Runtime) -> Readiness:
     database = _database_ok(runtime)
     broker = runtime.publisher.ping(timeout_s=2.0)
     return Readiness(status="ready" if database and broker else "not-ready", database=database, broker=broker)
 
 
-def _database_ok(runtime: Any) -> bool:
+def _database_ok(runtime: Runtime) -> bool:
     from sqlalchemy import text
 
     try:
@@ -30,5 +30,5 @@ def _database_ok(runtime: Any) -> bool:
         return False
 
 
-def metrics_exposition(runtime: Any) -> tuple[bytes, str]:
+def metrics_exposition(runtime: Runtime) -> tuple[bytes, str]:
     return generate_latest(runtime.metrics.registry), CONTENT_TYPE_LATEST

@@ -25,13 +25,14 @@ from starlette.concurrency import run_in_threadpool
 
 from api.errors import JobNotFound
 from api.ids import is_resource_id
+from api.runtime import Runtime, TenantRef
 from store.job_states import is_final
 from store.repositories.jobs import JobRepository
 
 KEEPALIVE_S = 15.0
 
 
-def _snapshot(runtime: Any, tenant_id: str, job_id: str) -> dict[str, Any] | None:
+def _snapshot(runtime: Runtime, tenant_id: str, job_id: str) -> dict[str, Any] | None:
     from api.jobs.service import job_out
 
     with runtime.sessionmaker() as session:
@@ -39,7 +40,7 @@ def _snapshot(runtime: Any, tenant_id: str, job_id: str) -> dict[str, Any] | Non
         return job_out(job).model_dump(mode="json") if job is not None else None
 
 
-async def check_visible(runtime: Any, tenant: Any, job_id: str) -> None:
+async def check_visible(runtime: Runtime, tenant: TenantRef, job_id: str) -> None:
     if await run_in_threadpool(_snapshot, runtime, tenant.id, job_id) is None:
         raise JobNotFound(f"No job {job_id!r} in this account.")
 
@@ -52,9 +53,9 @@ def format_event(event: str, data: Any, event_id: int | None = None) -> str:
     return "\n".join(lines) + "\n\n"
 
 
-async def job_event_stream(runtime: Any, request: Request, tenant_id: str, job_id: str,
+async def job_event_stream(runtime: Runtime, request: Request, tenant_id: str, job_id: str,
                            last_step: int | None) -> AsyncIterator[str]:
-    options = runtime.options
+    options = runtime.settings.api
     # Step 0 is in the first `state` event already; progress events start at step 1.
     sent_step = last_step if last_step is not None else 0
     sent_state: str | None = None

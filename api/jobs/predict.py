@@ -6,23 +6,21 @@ the result JSON of the job is handed to the child as bytes and parsed there.
 
 from __future__ import annotations
 
-from typing import Any
-
 from sqlalchemy.orm import Session
 
 from api import dryrun
 from api.datasets import arrays
 from api.datasets import service as datasets_service
-from api.deps import TenantRef
 from api.dryrun import jsonable
 from api.errors import DryRunTimeout, ServiceUnavailable, inference_problem
 from api.jobs import results
-from api.jobs.schemas import PredictOut, PredictRequest
 from api.jobs import service as jobs_service
+from api.jobs.schemas import PredictOut, PredictRequest
 from api.jobs.service import get_job
+from api.runtime import Runtime, TenantRef
 
 
-def predict(session: Session, runtime: Any, tenant: TenantRef, job_id: str, body: PredictRequest) -> PredictOut:
+def predict(session: Session, runtime: Runtime, tenant: TenantRef, job_id: str, body: PredictRequest) -> PredictOut:
     job = get_job(session, tenant, job_id)
     result_json = results.result_json_bytes(session, job)
     if hasattr(body.data, "dataset_id"):

@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse, Response
 
 from api.deps import CurrentTenant, RuntimeDep, SessionDep
 from api.errors import NotAcceptable, problem_responses
-from api.formats import ResultFormat, array_response, binary_response, negotiate
+from api.formats import MEDIA_TYPES, RESULT_FORMATS, ResultFormat, array_response, binary_response, negotiate
 from api.jobs import predict as predict_service
 from api.jobs import results
 from api.jobs.schemas import PredictOut, PredictRequest
@@ -26,13 +26,12 @@ AcceptHeader = Annotated[str | None, Header(alias="Accept", include_in_schema=Fa
 _ERRORS = problem_responses(401, 404, 406, 409, 422, 500)
 
 
-def _binary(*media: str) -> dict[int | str, dict[str, Any]]:
+def _binary(resource: str) -> dict[int | str, dict[str, Any]]:
+    """The 200 response of ``resource``: JSON and the binary media types it offers."""
     content: dict[str, Any] = {"application/json": {}}
-    content.update({m: {"schema": {"type": "string", "format": "binary"}} for m in media})
+    content.update({MEDIA_TYPES[f]: {"schema": {"type": "string", "format": "binary"}}
+                    for f in RESULT_FORMATS[resource] if f is not ResultFormat.json})
     return {200: {"content": content, "description": "JSON, or a binary form by ?format= / Accept"}}
-
-
-ALL_BINARY = (ResultFormat.json, ResultFormat.npz, ResultFormat.safetensors, ResultFormat.netcdf, ResultFormat.pt)
 
 
 def _stored_download(session: Any, job: Any, fmt: ResultFormat, kinds: dict[ResultFormat, str],
@@ -44,11 +43,10 @@ def _stored_download(session: Any, job: Any, fmt: ResultFormat, kinds: dict[Resu
 
 
 @router.get("/params", summary="Fitted guide (phi) and model (theta) parameters",
-            responses={**_binary("application/x-npz", "application/octet-stream", "application/x-pytorch"), **_ERRORS})
+            responses={**_binary("params"), **_ERRORS})
 def get_params(job_id: str, session: SessionDep, tenant: CurrentTenant, format: FormatQuery = None,
                accept: AcceptHeader = None) -> Response:
-    allowed = (ResultFormat.json, ResultFormat.npz, ResultFormat.safetensors, ResultFormat.pt)
-    fmt = negotiate(format, accept, allowed)
+    fmt = negotiate(format, accept, RESULT_FORMATS["params"])
     job = get_job(session, tenant, job_id)
     stored = _stored_download(session, job, fmt, {ResultFormat.safetensors: ArtifactKind.PARAMS_SAFETENSORS},
                               f"{job.id}-params")
@@ -67,13 +65,13 @@ def get_params(job_id: str, session: SessionDep, tenant: CurrentTenant, format: 
 
 
 @router.get("/loss", summary="Loss per step (downsampled on request) with ELBO terms and gradient norms",
-            responses={**_binary("application/x-npz", "application/octet-stream"), **_ERRORS})
+            responses={**_binary("loss"), **_ERRORS})
 def get_loss(job_id: str, session: SessionDep, tenant: CurrentTenant, format: FormatQuery = None,
              accept: AcceptHeader = None,
              max_points: Annotated[int | None, Query(ge=2, le=1_000_000,
                                                      description="Evenly spaced; first and last kept")] = None
              ) -> Response:
-    fmt = negotiate(format, accept, (ResultFormat.json, ResultFormat.npz, ResultFormat.safetensors))
+    fmt = negotiate(format, accept, RESULT_FORMATS["loss"])
     job = get_job(session, tenant, job_id)
     result = results.load_result(session, job) if job.state == "succeeded" else None
     body = results.loss(session, job, result, max_points)
@@ -87,11 +85,10 @@ def get_loss(job_id: str, session: SessionDep, tenant: CurrentTenant, format: Fo
 
 
 @router.get("/samples", summary="Posterior samples (latent and deterministic sites; predictive if asked)",
-            responses={**_binary("application/x-npz", "application/octet-stream", "application/x-netcdf",
-                                 "application/x-pytorch"), **_ERRORS})
+            responses={**_binary("samples"), **_ERRORS})
 def get_samples(job_id: str, session: SessionDep, tenant: CurrentTenant, format: FormatQuery = None,
                 accept: AcceptHeader = None) -> Response:
-    fmt = negotiate(format, accept, ALL_BINARY)
+    fmt = negotiate(format, accept, RESULT_FORMATS["samples"])
     job = get_job(session, tenant, job_id)
     stored = _stored_download(session, job, fmt, {ResultFormat.npz: ArtifactKind.SAMPLES_NPZ,
                                                   ResultFormat.netcdf: ArtifactKind.NETCDF}, f"{job.id}-samples")
@@ -106,11 +103,10 @@ def get_samples(job_id: str, session: SessionDep, tenant: CurrentTenant, format:
 
 
 @router.get("/log-probs", summary="Per-draw log p per model site, log q per guide site, joint log p(x, z)",
-            responses={**_binary("application/x-npz", "application/octet-stream", "application/x-netcdf",
-                                 "application/x-pytorch"), **_ERRORS})
+            responses={**_binary("log-probs"), **_ERRORS})
 def get_log_probs(job_id: str, session: SessionDep, tenant: CurrentTenant, format: FormatQuery = None,
                   accept: AcceptHeader = None) -> Response:
-    fmt = negotiate(format, accept, ALL_BINARY)
+    fmt = negotiate(format, accept, RESULT_FORMATS["log-probs"])
     job = get_job(session, tenant, job_id)
     stored = _stored_download(session, job, fmt, {ResultFormat.npz: ArtifactKind.LOG_PROBS_NPZ},
                               f"{job.id}-log-probs")

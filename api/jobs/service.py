@@ -32,13 +32,9 @@ import contextlib
 import hashlib
 import json
 import logging
-import threading
 import time
 import uuid
-import weakref
-from collections import OrderedDict
 from collections.abc import AsyncIterator
-from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
 
@@ -48,7 +44,6 @@ from starlette.concurrency import run_in_threadpool
 
 from api import dryrun
 from api.datasets import service as datasets_service
-from api.deps import TenantRef
 from api.errors import (
     Conflict,
     DryRunTimeout,
@@ -66,7 +61,10 @@ from api.errors import (
 )
 from api.ids import is_resource_id
 from api.jobs.schemas import JobCreate, JobLinks, JobList, JobOut, Progress
+from api.runtime import Runtime, TenantRef
 from api.webhooks.service import check_webhook_url
+from common.arrays import EncodedArrays
+from common.settings import Settings
 from store.job_states import FINAL_STATES, JobState
 from store.models import Job, utcnow
 from store.repositories.datasets import DatasetRepository
@@ -77,9 +75,8 @@ from store.repositories.tenants import TenantRepository
 
 log = logging.getLogger("vihub.api.jobs")
 
-# How long a duplicate waits for the first request with its Idempotency-Key (unless the
-# settings' api section says otherwise), and what it tells the client after that.
-IDEMPOTENCY_WAIT_S = 10.0
+# What a duplicate of a request still in flight is told once it has waited
+# ``api.idempotency_wait_s`` for that request's job.
 IN_PROGRESS_RETRY_AFTER_S = 2
 TOO_MANY_RETRY_AFTER_S = 10
 
@@ -95,7 +92,7 @@ class RequestInProgress(Conflict):
 
 
 async def create_job(
-    runtime: Any,
+    runtime: Runtime,
     tenant: TenantRef,
     body: JobCreate,
     idempotency_key: str | None,
@@ -137,7 +134,7 @@ class _ClaimLost(Exception):
     pass
 
 
-async def _submit(runtime: Any, tenant: TenantRef, body: JobCreate, key: str | None, token: str | None,
+async def _submit(runtime: Runtime, tenant: TenantRef, body: JobCreate, key: str | None, token: str | None,
                   fingerprint: str) -> tuple[JobOut | None, str]:
     settings = runtime.settings
     if body.webhook is not None:
@@ -150,27 +147,8 @@ async def _submit(runtime: Any, tenant: TenantRef, body: JobCreate, key: str | N
     return await run_in_threadpool(_write_job, runtime, tenant, body, encoded, dataset_id, key, token, fingerprint)
 
 
-_DRY_RUN_EXECUTOR = "_vihub_dry_run_executor"
-_executor_lock = threading.Lock()
-
-
-def _dry_run_executor(runtime: Any) -> ThreadPoolExecutor:
-    """Threads that wait on the dry-run pool: a few per pool process, not the shared
-    threadpool. A burst of submits queues here without holding the threadpool's tokens,
-    so reads (``GET /v1/jobs/...``) keep being served while the dry runs drain."""
-    executor = getattr(runtime, _DRY_RUN_EXECUTOR, None)
-    if executor is None:
-        with _executor_lock:
-            executor = getattr(runtime, _DRY_RUN_EXECUTOR, None)
-            if executor is None:
-                workers = int(getattr(runtime.dry_runs, "max_workers", 1) or 1)
-                executor = ThreadPoolExecutor(max_workers=max(2, 2 * workers), thread_name_prefix="vihub-dry-run")
-                setattr(runtime, _DRY_RUN_EXECUTOR, executor)
-    return executor
-
-
-def trial_runs_busy(runtime: Any) -> TooManyTrialRuns:
-    share = getattr(runtime.dry_runs, "per_tenant", 1)
+def trial_runs_busy(runtime: Runtime) -> TooManyTrialRuns:
+    share = runtime.dry_runs.per_tenant
     return TooManyTrialRuns(
         f"{share} trial run(s) of yours (submission dry runs, validations, predictions) are still "
         "running on this server; retry when one has finished.",
@@ -178,19 +156,19 @@ def trial_runs_busy(runtime: Any) -> TooManyTrialRuns:
     )
 
 
-async def run_dry_run(runtime: Any, body: JobCreate, fields: dict[str, Any],
+async def run_dry_run(runtime: Runtime, body: JobCreate, fields: dict[str, Any],
                       tenant: TenantRef | None = None) -> dict[str, Any]:
     """``dry_run`` on its own executor, bounded by the pool's queue wait + time limit
     (a 503 when the wait for a free dry-run process is longer)."""
     pool = runtime.dry_runs
-    cache = _dry_run_cache(runtime)
+    cache = runtime.dry_run_cache
     key = dry_run_key(tenant, body, fields, runtime.settings.limits.model_dump())
     cached = cache.get(key)
     if cached is not None:
         return cached
-    bound = float(getattr(pool, "time_limit_s", 20.0)) + float(getattr(pool, "queue_wait_s", 30.0))
+    bound = pool.time_limit_s + pool.queue_wait_s
     async with _tenant_turn(runtime, tenant):
-        future = asyncio.get_running_loop().run_in_executor(_dry_run_executor(runtime), dry_run, runtime, body,
+        future = asyncio.get_running_loop().run_in_executor(runtime.dry_run_executor, dry_run, runtime, body,
                                                             fields, tenant)
         try:
             report = await asyncio.wait_for(future, timeout=bound)
@@ -226,54 +204,8 @@ def dry_run_key(tenant: TenantRef | None, body: JobCreate, fields: dict[str, Any
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-class DryRunCache:
-    """Passed dry-run reports by ``dry_run_key``: bounded (LRU) and short-lived (TTL)."""
-
-    def __init__(self, max_entries: int, ttl_s: float) -> None:
-        self.max_entries, self.ttl_s = max_entries, ttl_s
-        self._entries: OrderedDict[str, tuple[float, dict[str, Any]]] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, key: str) -> dict[str, Any] | None:
-        with self._lock:
-            hit = self._entries.get(key)
-            if hit is None or time.monotonic() - hit[0] > self.ttl_s:
-                self._entries.pop(key, None)
-                return None
-            self._entries.move_to_end(key)
-            return hit[1]
-
-    def put(self, key: str, report: dict[str, Any]) -> None:
-        if self.max_entries <= 0 or self.ttl_s <= 0:
-            return
-        with self._lock:
-            self._entries[key] = (time.monotonic(), report)
-            self._entries.move_to_end(key)
-            while len(self._entries) > self.max_entries:
-                self._entries.popitem(last=False)
-
-
-_DRY_RUN_CACHE = "_vihub_dry_run_cache"
-
-
-def _dry_run_cache(runtime: Any) -> DryRunCache:
-    cache = getattr(runtime, _DRY_RUN_CACHE, None)
-    if cache is None:
-        with _executor_lock:
-            cache = getattr(runtime, _DRY_RUN_CACHE, None)
-            if cache is None:
-                api = getattr(runtime.settings, "api", None)
-                cache = DryRunCache(int(getattr(api, "dry_run_cache_entries", 1000)),
-                                    float(getattr(api, "dry_run_cache_ttl_s", 3600.0)))
-                setattr(runtime, _DRY_RUN_CACHE, cache)
-    return cache
-
-
-_TENANT_GATES = "_vihub_dry_run_tenant_gates"
-
-
 @contextlib.asynccontextmanager
-async def _tenant_turn(runtime: Any, tenant: TenantRef | None) -> AsyncIterator[None]:
+async def _tenant_turn(runtime: Runtime, tenant: TenantRef | None) -> AsyncIterator[None]:
     """Wait, holding no thread, until this tenant may start another trial run.
 
     A tenant's submissions queue behind each other here, on the event loop, so a burst
@@ -283,15 +215,12 @@ async def _tenant_turn(runtime: Any, tenant: TenantRef | None) -> AsyncIterator[
     if tenant is None:
         yield
         return
-    gates = getattr(runtime, _TENANT_GATES, None)
-    if gates is None:
-        gates = weakref.WeakValueDictionary()
-        setattr(runtime, _TENANT_GATES, gates)
+    gates = runtime.tenant_gates
     gate = gates.get(tenant.id)
     if gate is None:
-        gate = gates[tenant.id] = asyncio.Semaphore(int(getattr(runtime.dry_runs, "per_tenant", 1) or 1))
+        gate = gates[tenant.id] = asyncio.Semaphore(runtime.dry_runs.per_tenant)
     try:
-        await asyncio.wait_for(gate.acquire(), timeout=float(getattr(runtime.dry_runs, "queue_wait_s", 30.0)))
+        await asyncio.wait_for(gate.acquire(), timeout=runtime.dry_runs.queue_wait_s)
     except asyncio.TimeoutError as exc:
         raise trial_runs_busy(runtime) from exc
     try:
@@ -300,19 +229,20 @@ async def _tenant_turn(runtime: Any, tenant: TenantRef | None) -> AsyncIterator[
         gate.release()
 
 
-def _resolve_data(runtime: Any, tenant: TenantRef, body: JobCreate) -> tuple[dict[str, Any], str | None]:
+def _resolve_data(runtime: Runtime, tenant: TenantRef, body: JobCreate) -> tuple[dict[str, Any], str | None]:
     with runtime.sessionmaker() as session:
         return datasets_service.resolve_job_data(session, tenant, body)
 
 
-def _precheck_concurrency(runtime: Any, tenant: TenantRef) -> None:
+def _precheck_concurrency(runtime: Runtime, tenant: TenantRef) -> None:
     # Fail fast before the dry run; the guarded UPDATE in _write_job is what enforces it.
     with runtime.sessionmaker() as session:
         check_concurrency(JobRepository(session), runtime.settings, tenant)
 
 
-def _write_job(runtime: Any, tenant: TenantRef, body: JobCreate, encoded: Any, dataset_id: str | None,
-               key: str | None, token: str | None, fingerprint: str) -> tuple[JobOut | None, str]:
+def _write_job(runtime: Runtime, tenant: TenantRef, body: JobCreate, encoded: EncodedArrays | None,
+               dataset_id: str | None, key: str | None, token: str | None,
+               fingerprint: str) -> tuple[JobOut | None, str]:
     """The one write transaction of a submit: short, no I/O but the database's.
 
     Lock order (the same in every writer, so no deadlock): dataset row, tenant row (the
@@ -324,6 +254,7 @@ def _write_job(runtime: Any, tenant: TenantRef, body: JobCreate, encoded: Any, d
     with runtime.sessionmaker() as session:
         try:
             if dataset_id is None:
+                assert encoded is not None  # inline data is encoded before the write
                 dataset, _ = DatasetRepository(session).get_or_create(
                     tenant.id, encoded.sha256, encoded.content, encoded.fields, "inline", name=None)
                 dataset_id = dataset.id
@@ -363,19 +294,19 @@ def _write_job(runtime: Any, tenant: TenantRef, body: JobCreate, encoded: Any, d
         return job_out(job), queue
 
 
-def _publish(runtime: Any, job_id: str, queue: str) -> None:
+def _publish(runtime: Runtime, job_id: str, queue: str) -> None:
     ok = runtime.publisher.publish(job_id, queue)
     runtime.metrics.jobs_published.labels("ok" if ok else "failed").inc()
     if ok:
         _mark_published(runtime, job_id)
 
 
-async def _claim_idempotency_key(runtime: Any, tenant: TenantRef, key: str, fingerprint: str, *,
+async def _claim_idempotency_key(runtime: Runtime, tenant: TenantRef, key: str, fingerprint: str, *,
                                  claim: bool = True) -> tuple[JobOut | None, str | None]:
     """``(replay, None)`` for a key bound to a job with this body, ``(None, token)`` when
     this request now owns the key; raises 409 otherwise. Waits (without holding anything)
     while another request owns it."""
-    wait_s = float(getattr(getattr(runtime.settings, "api", None), "idempotency_wait_s", IDEMPOTENCY_WAIT_S))
+    wait_s = runtime.settings.api.idempotency_wait_s
     deadline = time.monotonic() + wait_s
     delay = 0.02
     token = str(uuid.uuid4())
@@ -391,14 +322,14 @@ async def _claim_idempotency_key(runtime: Any, tenant: TenantRef, key: str, fing
         delay = min(delay * 2, 0.25)
 
 
-def _claim_stale_after_s(runtime: Any) -> float:
+def _claim_stale_after_s(runtime: Runtime) -> float:
     # Longer than any submission can take (dry-run wait + run, plus margin): a claim this
     # old belongs to a request that died between its claim and its commit.
     pool = runtime.dry_runs
-    return float(getattr(pool, "time_limit_s", 20.0)) + float(getattr(pool, "queue_wait_s", 30.0)) + 30.0
+    return pool.time_limit_s + pool.queue_wait_s + 30.0
 
 
-def _try_claim(runtime: Any, tenant: TenantRef, key: str, fingerprint: str, token: str,
+def _try_claim(runtime: Runtime, tenant: TenantRef, key: str, fingerprint: str, token: str,
                claim: bool) -> tuple[str, Any]:
     now = utcnow()
     with runtime.sessionmaker.begin() as session:
@@ -424,19 +355,19 @@ def _try_claim(runtime: Any, tenant: TenantRef, key: str, fingerprint: str, toke
         return "pending", None
 
 
-async def _release_claim(runtime: Any, tenant: TenantRef, key: str, token: str) -> None:
+async def _release_claim(runtime: Runtime, tenant: TenantRef, key: str, token: str) -> None:
     try:
         await run_in_threadpool(_release_claim_sync, runtime, tenant, key, token)
     except Exception:  # the claim goes stale and is taken over; never mask the real error
         log.warning("could not release Idempotency-Key claim %r", key, exc_info=True)
 
 
-def _release_claim_sync(runtime: Any, tenant: TenantRef, key: str, token: str) -> None:
+def _release_claim_sync(runtime: Runtime, tenant: TenantRef, key: str, token: str) -> None:
     with runtime.sessionmaker.begin() as session:
         IdempotencyRepository(session).release(tenant.id, key, token)
 
 
-def _replay_from_jobs(runtime: Any, tenant: TenantRef, key: str, fingerprint: str) -> JobOut:
+def _replay_from_jobs(runtime: Runtime, tenant: TenantRef, key: str, fingerprint: str) -> JobOut:
     with runtime.sessionmaker() as session:
         existing = JobRepository(session).get_by_idempotency_key(tenant.id, key)
         if existing is None:
@@ -469,7 +400,7 @@ def _replay(existing: Job, fingerprint: str, key: str) -> Job:
     return existing
 
 
-def _mark_published(runtime: Any, job_id: str) -> None:
+def _mark_published(runtime: Runtime, job_id: str) -> None:
     try:
         with runtime.sessionmaker.begin() as session:
             JobRepository(session).mark_published(job_id)
@@ -488,7 +419,7 @@ def queue_for(body: JobCreate) -> str:
     return "gpu" if body.inference.device == "cuda" else "cpu"
 
 
-def check_steps(settings: Any, body: JobCreate) -> None:
+def check_steps(settings: Settings, body: JobCreate) -> None:
     quotas = settings.quotas
     if body.inference.steps > quotas.max_steps:
         raise QuotaExceeded(
@@ -506,14 +437,14 @@ def check_steps(settings: Any, body: JobCreate) -> None:
         )
 
 
-def check_concurrency(jobs: JobRepository, settings: Any, tenant: TenantRef) -> None:
+def check_concurrency(jobs: JobRepository, settings: Settings, tenant: TenantRef) -> None:
     limit = settings.quotas.max_concurrent_jobs
     active = jobs.count_active_for_tenant(tenant.id)
     if active >= limit:
         raise _too_many(limit, active)
 
 
-def dry_run(runtime: Any, body: JobCreate, fields: dict[str, Any], tenant: TenantRef | None = None,
+def dry_run(runtime: Runtime, body: JobCreate, fields: dict[str, Any], tenant: TenantRef | None = None,
             ) -> dict[str, Any]:
     """Run the validation pass in the pool; the report on success, a 4xx/5xx otherwise."""
     spec = body.spec().model_dump(mode="json")
@@ -563,7 +494,7 @@ def _refuse_odd_text(report: dict[str, Any]) -> None:
         raise exc
 
 
-def _timeout_detail(runtime: Any) -> str:
+def _timeout_detail(runtime: Runtime) -> str:
     return (
         f"Compiling the model and tracing it once on the data took longer than "
         f"{runtime.dry_runs.time_limit_s:g} s."

@@ -6,16 +6,14 @@ connection is held while the model is traced.
 
 from __future__ import annotations
 
-from typing import Any
-
 from api.datasets import service as datasets_service
-from api.deps import TenantRef
 from api.jobs import service as jobs_service
 from api.jobs.schemas import JobCreate
+from api.runtime import Runtime, TenantRef
 from api.validate.schemas import ValidateOut
 
 
-def validate(runtime: Any, tenant: TenantRef, body: JobCreate) -> ValidateOut:
+def validate(runtime: Runtime, tenant: TenantRef, body: JobCreate) -> ValidateOut:
     with runtime.sessionmaker() as session:
         fields, _ = datasets_service.resolve_job_data(session, tenant, body)
     report = jobs_service.dry_run(runtime, body, fields, tenant)

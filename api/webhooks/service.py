@@ -3,43 +3,40 @@ submission-time check of a job's webhook URL."""
 
 from __future__ import annotations
 
-from datetime import timedelta
-from typing import Any
-
 from sqlalchemy.orm import Session
 
 from api.deps import TenantRef
 from api.errors import Unprocessable
 from api.webhooks.schemas import WebhookSecretOut
+from common.settings import Settings
+from common.webhooks.events import previous_secret_valid_until
+from common.webhooks.urls import WebhookUrlRefused, validate_webhook_url
 from store.models import utcnow
 from store.repositories.webhooks import WebhookRepository
-from store.webhook_urls import WebhookUrlRefused, validate_webhook_url
 
 
-def get_secret(session: Session, settings: Any, tenant: TenantRef) -> WebhookSecretOut:
+def get_secret(session: Session, settings: Settings, tenant: TenantRef) -> WebhookSecretOut:
     repo = WebhookRepository(session)
     repo.get_or_create_secret(tenant.id)
     return _secret_out(repo, settings, tenant)
 
 
-def rotate_secret(session: Session, settings: Any, tenant: TenantRef) -> WebhookSecretOut:
+def rotate_secret(session: Session, settings: Settings, tenant: TenantRef) -> WebhookSecretOut:
     repo = WebhookRepository(session)
     repo.rotate_secret(tenant.id)
     return _secret_out(repo, settings, tenant)
 
 
-def _secret_out(repo: WebhookRepository, settings: Any, tenant: TenantRef) -> WebhookSecretOut:
+def _secret_out(repo: WebhookRepository, settings: Settings, tenant: TenantRef) -> WebhookSecretOut:
     state = repo.secret_state(tenant.id)
     assert state.secret is not None
-    until = None
-    if state.previous and state.rotated_at is not None:
-        until = state.rotated_at + timedelta(seconds=settings.webhooks.rotation_overlap_s)
-        if until <= utcnow():
-            until = None
+    until = previous_secret_valid_until(state.rotated_at, settings.webhooks.rotation_overlap_s)
+    if not state.previous or (until is not None and until <= utcnow()):
+        until = None
     return WebhookSecretOut(secret=state.secret, previous_valid_until=until)
 
 
-def check_webhook_url(settings: Any, url: str | None) -> None:
+def check_webhook_url(settings: Settings, url: str | None) -> None:
     """A submitted job's ``webhook.url``: 422 (pointer ``/webhook/url``) when it can never
     be delivered (bad scheme, credentials, a loopback/private address)."""
     if url is None:

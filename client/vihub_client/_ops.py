@@ -247,6 +247,10 @@ def catalog_entry(name: str) -> Call:
     return Call("GET", "/v1/catalog/" + quote(name, safe=""), parse=_json)
 
 
+def capabilities() -> Call:
+    return Call("GET", "/v1/capabilities", parse=_json)
+
+
 def validate(body: dict[str, Any]) -> Call:
     return Call("POST", "/v1/validate", json=body, idempotent=True, parse=_json)
 

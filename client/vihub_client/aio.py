@@ -138,6 +138,10 @@ class AsyncClient:
     async def catalog_entry(self, name: str) -> dict[str, Any]:
         return await self._run(_ops.catalog_entry(name))
 
+    async def capabilities(self) -> dict[str, Any]:
+        """See ``Client.capabilities``."""
+        return await self._run(_ops.capabilities())
+
     async def validate(
         self,
         model: Any,

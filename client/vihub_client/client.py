@@ -152,6 +152,11 @@ class Client:
         """A catalog model with its source, data schema, example data and a ready job body."""
         return self._run(_ops.catalog_entry(name))
 
+    def capabilities(self) -> dict[str, Any]:
+        """What the server offers: its ELBOs, guides and optimizers with their options,
+        result formats per resource, and the k-hat readings (``GET /v1/capabilities``)."""
+        return self._run(_ops.capabilities())
+
     def validate(
         self,
         model: Any,

@@ -12,6 +12,7 @@ estimator the Monte Carlo ELBO for those sites; every other site is unchanged.
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, Callable, Mapping
 
 import torch
@@ -37,6 +38,7 @@ from inference.spec import ElboSpec
 
 __all__ = [
     "build_elbo",
+    "allowed_elbo_options",
     "base_name",
     "jit_name",
     "infer_max_plate_nesting",
@@ -129,6 +131,22 @@ JIT_VARIANTS = {
 }
 
 
+# ElboSpec options that Pyro's base ELBO takes for every class but that act in one class
+# only (build_elbo passes them there alone).
+_ONE_CLASS_OPTIONS = {"alpha": ("RenyiELBO",), "tail_adaptive_beta": ("TraceTailAdaptive_ELBO",),
+                      "ignore_jit_warnings": tuple(n for n in _CLASSES if n.startswith("Jit"))}
+
+
+def allowed_elbo_options(name: str) -> list[str]:
+    """``ElboSpec`` options the ELBO ``name`` takes: those its Pyro class's constructor
+    accepts, less those that act in another class only."""
+    params = inspect.signature(_CLASSES[name].__init__).parameters
+    return [
+        field for field in ElboSpec.model_fields
+        if field in params and name in _ONE_CLASS_OPTIONS.get(field, (name,))
+    ]
+
+
 def base_name(name: str) -> str:
     """``JitTrace_ELBO`` -> ``Trace_ELBO``; non-JIT names unchanged."""
     return name[3:] if name.startswith("Jit") else name
@@ -163,18 +181,14 @@ def build_elbo(
         "max_plate_nesting": float("inf") if max_plate_nesting is None else max_plate_nesting,
         "strict_enumeration_warning": spec.strict_enumeration_warning,
     }
+    allowed = allowed_elbo_options(name)
     if spec.retain_graph is not None:
+        if "retain_graph" not in allowed:
+            raise SpecError(f"{name} has no retain_graph option", field="inference.elbo.retain_graph")
         kwargs["retain_graph"] = spec.retain_graph
-    if name.startswith("Jit"):
-        kwargs["ignore_jit_warnings"] = spec.ignore_jit_warnings
-    if name == "RenyiELBO":
-        kwargs["alpha"] = spec.alpha
-        if "retain_graph" in kwargs:
-            raise SpecError("RenyiELBO has no retain_graph option", field="inference.elbo.retain_graph")
-    elif spec.alpha != 0.0:
+    if spec.alpha != 0.0 and "alpha" not in allowed:
         raise SpecError(f"alpha applies to RenyiELBO only, not {spec.name}", field="inference.elbo.alpha")
-    if name == "TraceTailAdaptive_ELBO":
-        kwargs["tail_adaptive_beta"] = spec.tail_adaptive_beta
+    kwargs.update({option: getattr(spec, option) for option in _ONE_CLASS_OPTIONS if option in allowed})
     return cls(**kwargs)
 
 

@@ -78,17 +78,21 @@ def pareto_khat(log_weights: Sequence[float] | np.ndarray, *, r_eff: float = 1.0
     return k
 
 
+# The usual reading of k-hat (Vehtari et al.; loo, ArviZ): (bound, reading) in order, the
+# first bound k-hat is below names it. ``khat_reading`` and ``/v1/capabilities`` read this.
+KHAT_READINGS: tuple[tuple[float, str], ...] = (
+    (0.5, "good"),
+    (0.7, "ok"),
+    (1.0, "unreliable"),
+    (math.inf, "very bad"),
+)
+
+
 def khat_reading(k: float) -> str:
     """The usual reading of k-hat: "good" (< 0.5), "ok" (< 0.7), "unreliable" (< 1), "very bad"."""
     if k is None or np.isnan(k):
         return "unknown"
-    if k < 0.5:
-        return "good"
-    if k < 0.7:
-        return "ok"
-    if k < 1.0:
-        return "unreliable"
-    return "very bad"
+    return next(reading for bound, reading in KHAT_READINGS if k < bound or bound == math.inf)
 
 
 def importance_ess(log_weights: Sequence[float] | np.ndarray) -> float:

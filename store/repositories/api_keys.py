@@ -7,7 +7,7 @@
 - ``revoke(tenant_id, key_id) -> bool``
 - ``touch(key_id)`` (sets ``last_used_at``)
 
-Key material comes from ``store.security`` (``generate_api_key``, ``hash_api_key``).
+Key material comes from ``common.keys`` (``generate_api_key``, ``hash_api_key``).
 """
 
 from __future__ import annotations

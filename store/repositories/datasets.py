@@ -7,7 +7,7 @@
 - ``get_content(dataset_id) -> bytes | None``
 - ``list_for_tenant(tenant_id, limit=100) -> list[Dataset]`` (newest first, no content)
 
-Encoding arrays to the canonical NPZ and back: ``store.arrays``.
+Encoding arrays to the canonical NPZ and back: ``common.arrays``.
 """
 
 from __future__ import annotations

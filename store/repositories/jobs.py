@@ -83,7 +83,7 @@ from store.job_states import (
     check_transition,
     sources_for,
 )
-from store import problems
+from common import problems
 from store.models import Job, UTCDateTime, utcnow
 from store.repositories.base import Repository
 from store.repositories.loss_points import LossPointRepository

@@ -28,15 +28,17 @@ deliveries (``webhook_deliveries``)
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Text, cast, exists, func, select, update
 
+from common.webhooks.events import previous_secret_valid_until
+from common.webhooks.signing import generate_secret
+
 from store.job_states import FINAL_STATES
 from store.models import Job, Tenant, WebhookDelivery, utcnow
 from store.repositories.base import Repository
-from store.webhook_signing import generate_secret
 
 INTERRUPTED = "interrupted: the sender stopped before recording an outcome"
 
@@ -109,8 +111,8 @@ class WebhookRepository(Repository[WebhookDelivery]):
         state = self.secret_state(tenant_id)
         now = now or utcnow()
         secrets = [current]
-        if (state.previous and state.rotated_at is not None
-                and state.rotated_at + timedelta(seconds=overlap_s) > now):
+        until = previous_secret_valid_until(state.rotated_at, overlap_s)
+        if state.previous and until is not None and until > now:
             secrets.append(state.previous)
         return secrets
 

@@ -50,9 +50,9 @@ class ApiHarness:
         return self.runtime.sessionmaker.begin()
 
     def new_tenant(self) -> tuple[Any, str]:
+        from common.keys import display_prefix, generate_api_key, hash_api_key
         from store.repositories.api_keys import ApiKeyRepository
         from store.repositories.tenants import TenantRepository
-        from store.security import display_prefix, generate_api_key, hash_api_key
 
         key = generate_api_key()
         with self.session() as session:
@@ -87,9 +87,9 @@ class ApiHarness:
 
 
 def _make_harness(database_url: str, home: Path, auth: str = "required", **overrides: Any) -> Iterator[ApiHarness]:
-    from api.app import ApiOptions, create_app
+    from api.app import create_app
+    from common.settings import ApiSettings, Settings
     from store.migrate import upgrade
-    from store.settings import Settings
 
     upgrade(database_url)
     broker_path = home / "broker.sqlite3"
@@ -101,8 +101,8 @@ def _make_harness(database_url: str, home: Path, auth: str = "required", **overr
         quotas=TEST_QUOTAS,
         **overrides,
     )
-    options = ApiOptions(dry_run_workers=1, dry_run_time_limit_s=30.0, sse_poll_s=0.1)
-    app = create_app(settings, options=options)
+    settings.api = ApiSettings(dry_run_workers=1, dry_run_time_limit_s=30.0, sse_poll_s=0.1)
+    app = create_app(settings)
     with TestClient(app, raise_server_exceptions=False) as client:
         yield ApiHarness(client, settings, broker_path)
 

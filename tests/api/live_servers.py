@@ -131,10 +131,10 @@ class ApiServer:
 
 def make_tenant_key(database_url: str, name: str | None = None) -> tuple[str, str]:
     """A tenant with an API key, written straight to the store: ``(tenant_id, key)``."""
+    from common.keys import display_prefix, generate_api_key, hash_api_key
     from store.db import make_engine
     from store.repositories.api_keys import ApiKeyRepository
     from store.repositories.tenants import TenantRepository
-    from store.security import display_prefix, generate_api_key, hash_api_key
     from sqlalchemy.orm import sessionmaker
 
     engine = make_engine(database_url)

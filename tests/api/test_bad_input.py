@@ -189,7 +189,7 @@ def test_step_quota_is_403_with_pointer(api, headers, problem, make_job, quotas)
 
 
 def test_thread_quota_is_403_with_pointer(api, headers, problem, make_job):
-    from store.settings import QuotaSettings
+    from common.settings import QuotaSettings
 
     limit = QuotaSettings().max_threads_per_job
     job = make_job()

@@ -122,14 +122,15 @@ def test_health_readiness_and_metrics(api):
 def test_readyz_reports_a_dead_broker(tmp_path):
     from fastapi.testclient import TestClient
 
-    from api.app import ApiOptions, create_app
+    from api.app import create_app
+    from common.settings import ApiSettings, Settings
     from store.migrate import upgrade
-    from store.settings import Settings
 
     url = f"sqlite:///{tmp_path / 'v.sqlite3'}"
     upgrade(url)
     settings = Settings(home=tmp_path, database_url=url, broker_url="redis://127.0.0.1:1/0", auth="disabled")
-    with TestClient(create_app(settings, options=ApiOptions(warm_up_pool=False))) as client:
+    settings.api = ApiSettings(warm_up_pool=False)
+    with TestClient(create_app(settings)) as client:
         response = client.get("/readyz")
     assert response.status_code == 503
     assert response.json() == {"status": "not-ready", "database": True, "broker": False}

@@ -79,9 +79,9 @@ def test_a_wedged_child_is_killed_and_the_pool_replaced(pool):
 
 
 def test_revoked_keys_stop_working_after_the_cache_ttl(api_sqlite):
-    from api.deps import TenantCache
+    from api.runtime import TenantCache
+    from common.keys import hash_api_key
     from store.repositories.api_keys import ApiKeyRepository
-    from store.security import hash_api_key
 
     tenant, key = api_sqlite.new_tenant()
     headers = {"Authorization": f"Bearer {key}"}

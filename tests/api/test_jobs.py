@@ -386,15 +386,16 @@ def test_a_broker_outage_delays_but_never_loses_a_job(tmp_path, make_job):
     sweeper to republish, and the client still gets its 202."""
     from fastapi.testclient import TestClient
 
-    from api.app import ApiOptions, create_app
+    from api.app import create_app
+    from common.settings import ApiSettings, Settings
     from store.migrate import upgrade
     from store.models import Job
-    from store.settings import Settings
 
     url = f"sqlite:///{tmp_path / 'v.sqlite3'}"
     upgrade(url)
     settings = Settings(home=tmp_path, database_url=url, broker_url="redis://127.0.0.1:1/0", auth="disabled")
-    with TestClient(create_app(settings, options=ApiOptions(dry_run_time_limit_s=30.0))) as client:
+    settings.api = ApiSettings(dry_run_time_limit_s=30.0)
+    with TestClient(create_app(settings)) as client:
         response = client.post("/v1/jobs", json=make_job())
         assert response.status_code == 202, response.text
         job_id = response.json()["id"]

@@ -9,8 +9,8 @@ from sqlalchemy import update
 
 
 def _tenant_of(api: Any, headers: dict[str, str]) -> Any:
+    from common.keys import hash_api_key
     from store.repositories.api_keys import ApiKeyRepository
-    from store.security import hash_api_key
 
     key = headers["Authorization"].split()[1]
     with api.session() as session:
@@ -77,8 +77,8 @@ def test_a_refused_submission_gives_its_idempotency_key_back(api, headers, make_
 
 
 def test_a_key_claimed_by_a_request_in_flight_is_409_request_in_progress(api, headers, make_job, problem):
-    from api.jobs.service import body_fingerprint
     from api.jobs.schemas import JobCreate
+    from api.jobs.service import body_fingerprint
     from store.repositories.idempotency import IdempotencyRepository
 
     tenant_id = _tenant_of(api, headers)
@@ -101,15 +101,16 @@ def test_embedded_default_tenant_is_committed_before_it_is_cached(tmp_path, make
     """A first request that fails must not leave a cached id of a rolled-back tenant."""
     from fastapi.testclient import TestClient
 
-    from api.app import ApiOptions, create_app
+    from api.app import create_app
+    from common.settings import ApiSettings, Settings
     from store.migrate import upgrade
-    from store.settings import Settings
 
     url = f"sqlite:///{tmp_path / 'v.sqlite3'}"
     upgrade(url)
     settings = Settings(home=tmp_path, database_url=url, broker_url=f"sqla+sqlite:///{tmp_path / 'b.sqlite3'}",
                         auth="disabled")
-    with TestClient(create_app(settings, options=ApiOptions(dry_run_time_limit_s=30.0)),
+    settings.api = ApiSettings(dry_run_time_limit_s=30.0)
+    with TestClient(create_app(settings),
                     raise_server_exceptions=False) as client:
         first = client.post("/v1/jobs", json={**make_job(), "model": {"source": "import os\n"}})
         assert first.status_code == 422

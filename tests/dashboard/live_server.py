@@ -86,10 +86,10 @@ def _delete_redis_keys(index: int, prefix: str) -> None:
 def _create_api_key(database_url: str) -> str:
     from sqlalchemy.orm import Session
 
+    from common.keys import display_prefix, generate_api_key, hash_api_key
     from store.db import make_engine
     from store.repositories.api_keys import ApiKeyRepository
     from store.repositories.tenants import TenantRepository
-    from store.security import display_prefix, generate_api_key, hash_api_key
 
     engine = make_engine(database_url)
     try:

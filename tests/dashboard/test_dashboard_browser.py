@@ -118,9 +118,11 @@ def test_new_job_page_submits_and_the_job_page_shows_results(page: Page, finishe
     assert bins >= 5
     assert page.all('figure.site-plot.hist[data-site="tau"] rect.bar')
     assert int(page.css('figure.site-plot.forest[data-site="theta_tilde"] .forest').get_attribute("data-rows")) == 8
-    # Diagnostics: k-hat with its reading in words, and the validation pass.
+    # Diagnostics: k-hat with the server's reading of it in words, and the validation pass.
     khat = page.wait_css("#khat").text
     assert "k-hat" in khat and any(w in khat for w in ("good", "ok", "unreliable"))
+    reading = page.api("GET", f"/v1/jobs/{finished_job['id']}/diagnostics")["diagnostics"]["k_hat_reading"]
+    assert page.attr("#khat", "data-reading") == reading and reading in khat
     assert page.all("#validation-messages")
     # The loss curve has every step of a short run; ELBO terms and gradient norms are drawn.
     points, last = _loss_points(page)
@@ -183,6 +185,70 @@ def test_downloads_are_fetched_with_the_key(page: Page, finished_job: dict[str, 
     assert "guide_params" in params and params["guide_params"]
     assert files[".npz"].read_bytes()[:2] == b"PK"  # a zip archive
     assert files[".safetensors"].stat().st_size > 8
+
+
+def _option_values(page: Page, selector: str) -> list[str]:
+    return page.js("return [...document.querySelectorAll(arguments[0] + ' option')].map((o) => o.value)", selector)
+
+
+def _field_shown(page: Page, control: str) -> bool:
+    return page.js("return !document.querySelector(arguments[0]).closest('.field').hidden", control)
+
+
+def test_choices_options_and_downloads_are_the_servers(page: Page, finished_job: dict[str, Any]) -> None:
+    caps = page.api("GET", "/v1/capabilities")
+    names = {kind: [c["name"] for c in caps[kind]["auto" if kind == "guides" else "names"]]
+             for kind in ("guides", "elbos", "optimizers")}
+    page.open("#/new")
+    page.wait(lambda d: page.all("#catalog-info details"), message="the catalog entry did not load")
+    assert _option_values(page, "#guide-name") == [*names["guides"], "custom"]
+    assert _option_values(page, "#elbo-name") == names["elbos"]
+    assert _option_values(page, "#optimizer-name") == names["optimizers"]
+    assert _option_values(page, "#device") == caps["devices"]
+    assert _option_values(page, "#guide-init-loc") == ["", *caps["guides"]["init_loc_fns"]]
+    # A field shows exactly for the choices whose options, as the server lists them, name it.
+    checks = [("guides", "#guide-name", {"init_scale": "#guide-init-scale", "rank": "#guide-rank",
+                                         "num_transforms": "#guide-num-transforms"}),
+              ("elbos", "#elbo-name", {"alpha": "#elbo-alpha", "tail_adaptive_beta": "#elbo-tail-beta"}),
+              ("optimizers", "#optimizer-name", {"betas": "#optimizer-betas", "momentum": "#optimizer-momentum",
+                                                 "clip_norm": "#optimizer-clip-norm", "lrd": "#optimizer-lrd"})]
+    for kind, select, fields in checks:
+        for choice in caps[kind]["auto" if kind == "guides" else "names"]:
+            _select(page, select, choice["name"])
+            for option, control in fields.items():
+                assert _field_shown(page, control) == (option in choice["options"]), (choice["name"], option)
+    # The job page offers each result in each format the server lists for it.
+    page.open(f"#/jobs/{finished_job['id']}")
+    _wait_state(page, ("succeeded",))
+    page.wait(lambda d: page.all("button[data-download]"))
+    offered = page.js("return [...document.querySelectorAll('button[data-download]')].map((b) => b.dataset.download)")
+    assert offered == [f"{r['name']}.{f}" for r in caps["results"] for f in r["formats"]]
+
+
+def test_k_hat_shows_each_server_reading_with_the_servers_thresholds(page: Page) -> None:
+    caps = page.api("GET", "/v1/capabilities")
+    readings = caps["k_hat"]["readings"]
+    page.open("#/jobs")
+    views = page.driver.execute_async_script("""
+        const [readings, done] = [arguments[0], arguments[arguments.length - 1]];
+        import('/ui/js/pages/job/diagnostics.js').then(({ khatView }) => done([
+          { k_hat: 0.3, k_hat_reading: 'good' },
+          { k_hat: 0.8, k_hat_reading: 'unreliable' },
+          { k_hat: null, k_hat_reading: 'very bad', k_hat_note: 'point-mass guide (Delta sites)' },
+          { k_hat: null, k_hat_reading: 'not applicable', k_hat_note: 'the model has no latent sites' },
+        ].map((d) => { const el = khatView(d, readings); return { text: el.textContent, cls: el.className }; })),
+        (e) => done(String(e)));
+    """, readings)
+    good, unreliable, very_bad, not_applicable = views
+    bounds = {r["reading"]: r["below"] for r in readings}
+    lower_of_unreliable = bounds["ok"]
+    assert "0.3" in good["text"] and f"k-hat < {bounds['good']:g}" in good["text"] and "khat-good" in good["cls"]
+    assert f"{lower_of_unreliable:g} ≤ k-hat < {bounds['unreliable']:g}" in unreliable["text"] and "khat-bad" in unreliable["cls"]
+    # An infinite k-hat travels as null; the reading and the note say what it was.
+    assert "∞" in very_bad["text"] and f"k-hat ≥ {bounds['unreliable']:g}" in very_bad["text"]
+    assert "point-mass guide" in very_bad["text"]
+    assert "not applicable" in not_applicable["text"] and "khat-unknown" in not_applicable["cls"]
+    assert "≥" not in not_applicable["text"] and "no latent sites" in not_applicable["text"]
 
 
 def test_live_loss_curve_grows_and_the_job_can_be_cancelled(page: Page, finished_job: dict[str, Any]) -> None:

@@ -11,8 +11,13 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from js_functions import functions
+
 from api.dashboard.router import CONTENT_SECURITY_POLICY, STATIC_DIR, resolve_asset, router
 from api.errors import NotFound, install_error_handlers
+
+# A longer function needs a comment just above it that says why it is one piece.
+MAX_FUNCTION_LINES = 80
 
 
 @pytest.fixture(scope="module")
@@ -95,8 +100,8 @@ def test_static_files_ship_with_the_package() -> None:
     assert STATIC_DIR.name == "static" and STATIC_DIR.parent.name == "dashboard"
     assert (STATIC_DIR.parent / "__init__.py").is_file()
     names = {p.relative_to(STATIC_DIR).as_posix() for p in _static_files()}
-    assert {"index.html", "app.css", "js/main.js", "js/api.js", "js/charts.js", "js/pages/job.js",
-            "js/pages/jobs.js", "js/pages/newjob.js"} <= names
+    assert {"index.html", "app.css", "js/main.js", "js/api.js", "js/charts.js", "js/capabilities.js", "js/pages/job.js",
+            "js/pages/jobs.js", "js/pages/newjob.js", "js/pages/job/header.js", "js/pages/newjob/guide.js"} <= names
 
 
 def test_the_api_app_serves_the_dashboard() -> None:
@@ -108,3 +113,38 @@ def test_the_api_app_serves_the_dashboard() -> None:
     assert page.status_code == 200 and "/ui/js/main.js" in page.text
     assert client.get("/ui/js/pages/job.js").status_code == 200
     assert "/ui/{path}" not in client.get("/openapi.json").text  # not part of the public API
+
+
+def _section_modules() -> list[Path]:
+    shared = {"context.js", "form.js"}
+    return [p for page in ("job", "newjob") for p in sorted((STATIC_DIR / "js" / "pages" / page).glob("*.js"))
+            if p.name not in shared]
+
+
+def test_each_page_section_is_a_module_with_mount() -> None:
+    sections = _section_modules()
+    assert len(sections) >= 12
+    for path in sections:
+        text = path.read_text()
+        assert re.search(r"^export function mount\(ctx\) \{", text, flags=re.M), f"{path.name} exports no mount(ctx)"
+        page = path.parent.name
+        # The page composes it (and runs the cleanup mount returns on navigation).
+        assert f"./{page}/{path.name}" in (path.parent.parent / f"{page}.js").read_text(), f"{page}.js does not mount {path.name}"
+
+
+def test_no_long_function_without_a_comment_saying_why() -> None:
+    long = []
+    for path in STATIC_DIR.rglob("*.js"):
+        lines = path.read_text().splitlines()
+        for first, last in functions(path.read_text()):
+            above = lines[first - 2].strip() if first > 1 else ""
+            if last - first + 1 > MAX_FUNCTION_LINES and not (above.startswith("//") and "one piece" in above):
+                long.append(f"{path.relative_to(STATIC_DIR)}:{first} ({last - first + 1} lines)")
+    assert not long, long
+
+
+def test_the_function_finder_measures_what_it_should() -> None:
+    # Braces inside strings, templates, regexes and comments do not end a function.
+    body = "\n".join([f"  const s{i} = '}}' + `${{x}} }}` + /[}}]/.source; // }}" for i in range(90)])
+    src = f"export function big(x) {{\n{body}\n}}\nconst small = (y) => {{\n  return y;\n}};\n"
+    assert list(functions(src)) == [(1, 92), (93, 95)]

@@ -27,23 +27,24 @@ SMALL_QUOTAS = {
 
 
 def make_client(home: Path, *, auth: str = "required", **overrides: Any) -> Iterator[TestClient]:
-    from api.app import ApiOptions, create_app
+    from api.app import create_app
+    from common.settings import ApiSettings, Settings
     from store.migrate import upgrade
-    from store.settings import Settings
 
     url = f"sqlite:///{home / 'vihub.sqlite3'}"
     upgrade(url)
     settings = Settings(home=home, database_url=url, broker_url=f"sqla+sqlite:///{home / 'broker.sqlite3'}",
                         auth=auth, **{"quotas": SMALL_QUOTAS, **overrides})
-    app = create_app(settings, options=ApiOptions(warm_up_pool=False, dry_run_time_limit_s=30.0))
+    settings.api = ApiSettings(warm_up_pool=False, dry_run_time_limit_s=30.0)
+    app = create_app(settings)
     with TestClient(app, raise_server_exceptions=False) as client:
         yield client
 
 
 def new_key(client: TestClient) -> dict[str, str]:
+    from common.keys import display_prefix, generate_api_key, hash_api_key
     from store.repositories.api_keys import ApiKeyRepository
     from store.repositories.tenants import TenantRepository
-    from store.security import display_prefix, generate_api_key, hash_api_key
 
     key = generate_api_key()
     with client.app.state.runtime.sessionmaker.begin() as session:

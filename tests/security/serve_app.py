@@ -13,9 +13,9 @@ from pathlib import Path
 import uvicorn
 from fastapi.responses import StreamingResponse
 
-from api.app import ApiOptions, create_app
+from api.app import create_app
+from common.settings import ApiSettings, Settings
 from store.migrate import upgrade
-from store.settings import Settings
 
 
 def main() -> None:
@@ -25,7 +25,8 @@ def main() -> None:
     upgrade(url)
     settings = Settings(home=home, database_url=url, broker_url=f"sqla+sqlite:///{home / 'broker.sqlite3'}",
                         auth=auth)
-    app = create_app(settings, options=ApiOptions(warm_up_pool=False))
+    settings.api = ApiSettings(warm_up_pool=False)
+    app = create_app(settings)
 
     @app.get("/_test/boom", include_in_schema=False)
     def boom() -> None:

@@ -10,7 +10,7 @@ import socket
 import httpx
 import pytest
 
-from store.webhook_urls import WebhookUrlRefused, address_refusal, embedded_ipv4, resolve_webhook_url
+from common.webhooks.urls import WebhookUrlRefused, address_refusal, embedded_ipv4, resolve_webhook_url
 
 LINEAR = '''
 import pyro

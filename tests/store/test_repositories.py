@@ -24,7 +24,7 @@ from store.repositories import (
     TenantRepository,
     ensure_default_tenant,
 )
-from store.security import display_prefix, generate_api_key, hash_api_key
+from common.keys import display_prefix, generate_api_key, hash_api_key
 
 SPEC = {"version": 1, "model": {"catalog": "eight_schools_noncentered"}}
 

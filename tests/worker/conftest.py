@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from store.arrays import encode_arrays
+from common.arrays import encode_arrays
 from store.repositories import DatasetRepository, JobRepository
 
 CATALOG_MODEL = "eight_schools_noncentered"
@@ -57,7 +57,7 @@ def new_job(session_factory: Any, tenant: Any) -> Callable[..., str]:
 @pytest.fixture
 def worker_settings(migrated_db: str, tmp_path: Any) -> Iterator[Any]:
     """Process settings for in-process task runs against the test database."""
-    from store.settings import override_settings
+    from common.settings import override_settings
 
     with override_settings(
         home=tmp_path,

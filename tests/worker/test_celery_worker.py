@@ -13,9 +13,9 @@ from typing import Any
 import numpy as np
 import pytest
 
+from common.broker import publish_job
 from store.models import ArtifactKind
 from store.repositories import ArtifactRepository, JobRepository, LossPointRepository
-from worker.publisher import publish_job
 
 pytestmark = pytest.mark.integration
 

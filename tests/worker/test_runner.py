@@ -159,7 +159,7 @@ def test_a_store_blip_at_the_final_write_does_not_throw_the_fit_away(
 ) -> None:
     from sqlalchemy.exc import OperationalError
 
-    from store.settings import get_settings
+    from common.settings import get_settings
 
     monkeypatch.setattr(get_settings().worker, "final_write_retry_s", (0.05, 0.05, 0.05))
     original = JobRepository.finish

@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+from common.settings import Settings
 from store.models import utcnow
 from store.repositories import JobRepository
-from store.settings import Settings
 from worker.sweeper import sweep_once
 
 
@@ -86,13 +86,13 @@ def test_republish_backs_off_for_long_waiting_jobs() -> None:
 
 
 def test_publisher_clients_differ_by_transport_options() -> None:
-    from worker.publisher import publisher_app
+    from common.broker import publisher_for
 
     a = Settings(broker_url="redis://127.0.0.1:6379/1", broker_transport_options={"global_keyprefix": "a:"})
     b = Settings(broker_url="redis://127.0.0.1:6379/1", broker_transport_options={"global_keyprefix": "b:"})
-    assert publisher_app(a) is publisher_app(a)
-    assert publisher_app(a) is not publisher_app(b)
-    assert publisher_app(b).conf.broker_transport_options["global_keyprefix"] == "b:"
+    assert publisher_for(a) is publisher_for(a)
+    assert publisher_for(a) is not publisher_for(b)
+    assert publisher_for(b).celery.conf.broker_transport_options["global_keyprefix"] == "b:"
 
 
 def test_waiting_jobs_are_not_republished_only_lost_ones(migrated_db: str, session_factory: Any, tenant: Any) -> None:

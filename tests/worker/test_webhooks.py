@@ -20,19 +20,20 @@ import httpx
 import pytest
 from vihub_client import WebhookVerificationError, verify_webhook
 
-from store.job_states import JobState
-from store.models import utcnow
-from store.repositories import JobRepository
-from store.repositories.webhooks import INTERRUPTED, WebhookRepository
-from store.settings import Settings
-from store.webhook_signing import generate_secret, sign, signed_headers
-from store.webhook_urls import (
+from common.settings import ApiSettings, Settings
+from common.webhooks.events import backoff_s, build_payload, webhook_id_for
+from common.webhooks.signing import generate_secret, sign, signed_headers
+from common.webhooks.urls import (
     WebhookUrlRefused,
     parse_webhook_url,
     resolve_webhook_url,
     validate_webhook_url,
 )
-from worker.webhooks import WebhookSender, backoff_s, build_payload, webhook_id_for
+from store.job_states import JobState
+from store.models import utcnow
+from store.repositories import JobRepository
+from store.repositories.webhooks import INTERRUPTED, WebhookRepository
+from worker.webhooks import WebhookSender
 
 # The Standard Webhooks test vector (standard-webhooks/standard-webhooks,
 # libraries/python/tests/test_webhooks.py), as in tests/client/unit/test_client_webhooks.py.
@@ -348,14 +349,15 @@ def api_client(migrated_db: str, tmp_path: Path) -> Iterator[tuple[Any, Callable
     """(TestClient, new_tenant_headers(), sessionmaker) on the test database, auth required."""
     from fastapi.testclient import TestClient
 
-    from api.app import ApiOptions, create_app
+    from api.app import create_app
+    from common.keys import display_prefix, generate_api_key, hash_api_key
     from store.repositories.api_keys import ApiKeyRepository
     from store.repositories.tenants import TenantRepository
-    from store.security import display_prefix, generate_api_key, hash_api_key
 
     settings = Settings(home=tmp_path, database_url=migrated_db, broker_url=f"sqla+sqlite:///{tmp_path / 'b.sqlite3'}",
                         auth="required", webhooks={"rotation_overlap_s": 3600})
-    app = create_app(settings, options=ApiOptions(dry_run_workers=1, warm_up_pool=False))
+    settings.api = ApiSettings(dry_run_workers=1, warm_up_pool=False)
+    app = create_app(settings)
     with TestClient(app, raise_server_exceptions=False) as client:
         factory = app.state.runtime.sessionmaker
 
@@ -470,11 +472,11 @@ def test_real_job_through_worker_and_sweeper_delivers_signed_webhook_with_retrie
 ) -> None:
     from fastapi.testclient import TestClient
 
-    from api.app import ApiOptions, create_app
+    from api.app import create_app
+    from common.broker import publish_job
+    from common.keys import display_prefix, generate_api_key, hash_api_key
     from store.repositories.api_keys import ApiKeyRepository
     from store.repositories.tenants import TenantRepository
-    from store.security import display_prefix, generate_api_key, hash_api_key
-    from worker.publisher import publish_job
 
     factory = session_factory_for(pg_url)
     env = make_settings_env(
@@ -492,7 +494,8 @@ def test_real_job_through_worker_and_sweeper_delivers_signed_webhook_with_retrie
 
     with LocalReceiver(failures=2) as receiver:
         # The job as the API stores it; the API refuses 127.0.0.1 unless the setting allows it.
-        app = create_app(settings, options=ApiOptions(dry_run_workers=1, warm_up_pool=False))
+        settings.api = ApiSettings(dry_run_workers=1, warm_up_pool=False)
+        app = create_app(settings)
         with TestClient(app, raise_server_exceptions=False) as client:
             auth = {"Authorization": f"Bearer {key}"}
             secret = client.get("/v1/webhooks/secret", headers=auth).json()["secret"]

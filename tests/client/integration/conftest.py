@@ -59,9 +59,9 @@ class LiveServer:
         """A fresh tenant with its own API key."""
         from sqlalchemy.orm import sessionmaker
 
+        from common.keys import display_prefix, generate_api_key, hash_api_key
         from store.repositories.api_keys import ApiKeyRepository
         from store.repositories.tenants import TenantRepository
-        from store.security import display_prefix, generate_api_key, hash_api_key
 
         key = generate_api_key()
         factory = sessionmaker(bind=root.engine_for(self.database_url), expire_on_commit=False)

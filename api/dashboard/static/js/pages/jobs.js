@@ -19,34 +19,11 @@ export function renderJobs(root, query) {
   let stopped = false;
   let controller = null;
 
-  const stateSelect = h('select', { id: 'filter-state', name: 'state' },
-    h('option', { value: '' }, 'All states'),
-    STATES.map((s) => h('option', { value: s, selected: s === state }, s)));
-  const labelInput = h('input', {
-    id: 'filter-label', name: 'label', type: 'text', value: labels, placeholder: 'team=vision run=3',
-    'aria-describedby': 'filter-label-help', autocomplete: 'off',
-  });
-  const filters = h('form', { class: 'filters', role: 'search', 'aria-label': 'Filter jobs', onSubmit: (e) => {
-    e.preventDefault();
-    const q = new URLSearchParams();
-    if (query.get('limit')) q.set('limit', query.get('limit'));
-    if (stateSelect.value) q.set('state', stateSelect.value);
-    if (labelInput.value.trim()) q.set('label', labelInput.value.trim());
-    const hash = `#/jobs${q.toString() ? `?${q}` : ''}`;
-    if (window.location.hash === hash) load(); else window.location.hash = hash;
-  } },
-  h('div', { class: 'field' }, h('label', { for: 'filter-state' }, 'State'), stateSelect),
-  h('div', { class: 'field' }, h('label', { for: 'filter-label' }, 'Labels'), labelInput,
-    h('small', { id: 'filter-label-help' }, 'key=value, several separated by spaces')),
-  h('button', { type: 'submit' }, 'Filter'));
+  const filters = filterForm(query, { state, labels }, load);
 
   const status = h('p', { class: 'muted', id: 'jobs-status', role: 'status' }, 'Loading…');
   const tableBody = h('tbody');
-  const table = h('table', { class: 'jobs-table', 'aria-describedby': 'jobs-status' },
-    h('caption', { class: 'visually-hidden' }, 'Jobs, newest first'),
-    h('thead', {}, h('tr', {}, ['State', 'Model', 'ELBO', 'Guide', 'Steps', 'Final loss', 'Duration', 'Created']
-      .map((t) => h('th', { scope: 'col' }, t)))),
-    tableBody);
+  const table = jobsTable(tableBody);
   const prev = h('button', { type: 'button', class: 'secondary', onClick: () => { page -= 1; load(); } }, '← Previous');
   const next = h('button', { type: 'button', class: 'secondary', onClick: () => { page += 1; load(); } }, 'Next →');
   const pager = h('nav', { class: 'pager', 'aria-label': 'Pages' }, prev, h('span', { id: 'page-number' }), next);
@@ -54,22 +31,6 @@ export function renderJobs(root, query) {
   root.append(
     h('div', { class: 'page-head' }, h('h1', {}, 'Jobs'), h('a', { class: 'button', href: '#/new' }, 'New job')),
     filters, status, h('div', { class: 'table-wrap' }, table), pager);
-
-  function row(job) {
-    const href = `#/jobs/${encodeURIComponent(job.id)}`;
-    return h('tr', { dataset: { jobId: job.id, state: job.state } },
-      h('td', {}, stateBadge(job.state)),
-      h('td', {}, h('a', { href, 'aria-label': `Job ${job.id}: ${modelName(job)}, ${job.state}` }, modelName(job)),
-        Object.keys(job.labels || {}).length
-          ? h('div', { class: 'labels' }, Object.entries(job.labels).map(([k, v]) => h('span', { class: 'label-chip' }, `${k}=${v}`)))
-          : null),
-      h('td', {}, elboName(job)),
-      h('td', {}, guideName(job)),
-      h('td', { class: 'num' }, stepsText(job)),
-      h('td', { class: 'num' }, fmtNumber(job.progress?.loss)),
-      h('td', { class: 'num' }, fmtDuration(jobDuration(job))),
-      h('td', {}, h('time', { datetime: job.created_at }, fmtTime(job.created_at))));
-  }
 
   async function load({ quiet = false } = {}) {
     clearTimeout(timer);
@@ -90,7 +51,7 @@ export function renderJobs(root, query) {
       const focusedId = tableBody.contains(document.activeElement)
         ? document.activeElement.closest('tr')?.dataset.jobId : null;
       clear(tableBody);
-      for (const job of result.items) tableBody.append(row(job));
+      for (const job of result.items) tableBody.append(jobRow(job));
       if (focusedId) tableBody.querySelector(`tr[data-job-id="${CSS.escape(focusedId)}"] a`)?.focus();
       if (!result.items.length) {
         tableBody.append(h('tr', {}, h('td', { colspan: 8, class: 'empty' },
@@ -125,4 +86,53 @@ export function renderJobs(root, query) {
     clearTimeout(timer);
     controller?.abort();
   };
+}
+
+// The filter form; submitting it moves to the filtered URL (or reloads when it is the same).
+function filterForm(query, { state, labels }, reload) {
+  const stateSelect = h('select', { id: 'filter-state', name: 'state' },
+    h('option', { value: '' }, 'All states'),
+    STATES.map((s) => h('option', { value: s, selected: s === state }, s)));
+  const labelInput = h('input', {
+    id: 'filter-label', name: 'label', type: 'text', value: labels, placeholder: 'team=vision run=3',
+    'aria-describedby': 'filter-label-help', autocomplete: 'off',
+  });
+  return h('form', { class: 'filters', role: 'search', 'aria-label': 'Filter jobs', onSubmit: (e) => {
+    e.preventDefault();
+    const q = new URLSearchParams();
+    if (query.get('limit')) q.set('limit', query.get('limit'));
+    if (stateSelect.value) q.set('state', stateSelect.value);
+    if (labelInput.value.trim()) q.set('label', labelInput.value.trim());
+    const hash = `#/jobs${q.toString() ? `?${q}` : ''}`;
+    if (window.location.hash === hash) reload(); else window.location.hash = hash;
+  } },
+  h('div', { class: 'field' }, h('label', { for: 'filter-state' }, 'State'), stateSelect),
+  h('div', { class: 'field' }, h('label', { for: 'filter-label' }, 'Labels'), labelInput,
+    h('small', { id: 'filter-label-help' }, 'key=value, several separated by spaces')),
+  h('button', { type: 'submit' }, 'Filter'));
+}
+
+// One row of the table: state, model (with labels), ELBO, guide, steps, loss, duration, created.
+function jobRow(job) {
+  const href = `#/jobs/${encodeURIComponent(job.id)}`;
+  return h('tr', { dataset: { jobId: job.id, state: job.state } },
+    h('td', {}, stateBadge(job.state)),
+    h('td', {}, h('a', { href, 'aria-label': `Job ${job.id}: ${modelName(job)}, ${job.state}` }, modelName(job)),
+      Object.keys(job.labels || {}).length
+        ? h('div', { class: 'labels' }, Object.entries(job.labels).map(([k, v]) => h('span', { class: 'label-chip' }, `${k}=${v}`)))
+        : null),
+    h('td', {}, elboName(job)),
+    h('td', {}, guideName(job)),
+    h('td', { class: 'num' }, stepsText(job)),
+    h('td', { class: 'num' }, fmtNumber(job.progress?.loss)),
+    h('td', { class: 'num' }, fmtDuration(jobDuration(job))),
+    h('td', {}, h('time', { datetime: job.created_at }, fmtTime(job.created_at))));
+}
+
+function jobsTable(tableBody) {
+  return h('table', { class: 'jobs-table', 'aria-describedby': 'jobs-status' },
+    h('caption', { class: 'visually-hidden' }, 'Jobs, newest first'),
+    h('thead', {}, h('tr', {}, ['State', 'Model', 'ELBO', 'Guide', 'Steps', 'Final loss', 'Duration', 'Created']
+      .map((t) => h('th', { scope: 'col' }, t)))),
+    tableBody);
 }

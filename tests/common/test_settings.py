@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from store.settings import Settings, celery_config, get_settings, override_settings
+from common.broker import celery_config
+from common.settings import Settings, get_settings, override_settings
 
 
 def test_embedded_defaults_live_under_home(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -67,19 +68,26 @@ def test_override_settings_is_scoped() -> None:
 def test_limits_mirror_the_language_limits() -> None:
     import dataclasses
 
+    from common.settings import LimitsSettings
     from inference.language import Limits
-    from store.settings import LimitsSettings
 
     language = {f.name: f.default for f in dataclasses.fields(Limits)}
     assert LimitsSettings().model_dump() == language
     assert Limits(**LimitsSettings().model_dump()) == Limits()
 
 
-def test_api_section_reaches_the_api_options(monkeypatch):
-    from api.app import ApiOptions
-    from store.settings import Settings
+def test_api_section_reaches_the_api_runtime(monkeypatch, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from api.app import create_app
+    from common.settings import Settings
+    from store.migrate import upgrade
 
     monkeypatch.setenv("VIHUB_API__DRY_RUN_WORKERS", "3")
     monkeypatch.setenv("VIHUB_API__AUTH_CACHE_TTL_S", "0")
-    options = ApiOptions.from_settings(Settings())
-    assert options.dry_run_workers == 3 and options.auth_cache_ttl_s == 0
+    monkeypatch.setenv("VIHUB_API__WARM_UP_POOL", "false")
+    url = f"sqlite:///{tmp_path / 'v.sqlite3'}"
+    upgrade(url)
+    with TestClient(create_app(Settings(home=tmp_path, database_url=url))) as client:
+        runtime = client.app.state.runtime
+        assert runtime.dry_runs.max_workers == 3 and runtime.tenants.ttl_s == 0

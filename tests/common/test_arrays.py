@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from store.arrays import decode_arrays, encode_arrays
+from common.arrays import decode_arrays, encode_arrays
 
 
 def test_same_data_same_sha_in_any_key_order() -> None:

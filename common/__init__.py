@@ -1,0 +1,14 @@
+"""vihub's kernel: what the API, the worker, the store and the CLI share, and nothing else.
+
+- ``common.settings``: ``Settings`` (one pydantic-settings class, ``VIHUB_`` env),
+  ``get_settings``, ``override_settings``
+- ``common.problems``: problem types (RFC 9457): the base URI, titles, job error documents
+- ``common.broker``: the broker contract: ``JOB_TASK_NAME``, ``QUEUES``, ``celery_config``
+  and the one ``JobPublisher`` (one retry policy)
+- ``common.webhooks``: the job-end message, Standard Webhooks signing, the URL policy
+- ``common.keys``: API key generation and hashing
+- ``common.arrays``: the canonical NPZ encoding of datasets
+
+It imports no other project package, and no FastAPI, Celery (except lazily, to
+publish) or SQLAlchemy: ``api`` and ``worker`` both import it and still never import each other.
+"""

@@ -1358,8 +1358,19 @@ def _binder(bindings: list[tuple[str, Any]]) -> Evaluator:
 
 def _import_refusal(name: str) -> str:
     allowed = ", ".join(sorted(MODULES))
+    if name.startswith("pyro.contrib"):
+        return (
+            f"importing `{name}` is not allowed: pyro.contrib (gp, forecast, epidemiology, "
+            "timeseries, ...) builds models from library classes whose code runs outside the "
+            "model language, so it cannot be checked and bounded; write the model as a "
+            "function (or an nn.Module/PyroModule class) with pyro.sample, pyro.plate and "
+            "pyro.markov (see docs/model-language.md, pyro.contrib)"
+        )
     if name.startswith(("pyro.infer", "pyro.optim")):
-        extra = " (guides, ELBOs and optimizers are chosen in the job's settings, not in the source)"
+        extra = (
+            " (guides, ELBOs and optimizers are chosen in the job's settings, not in the "
+            "source; of pyro.infer the source may use config_enumerate and pyro.infer.reparam)"
+        )
     else:
         extra = ""
     return f"importing `{name}` is not allowed{extra}; the model language provides only: {allowed}"

@@ -135,6 +135,42 @@ OPS_INDEXING = {"Vindex": named(VindexView, "Vindex"), "vindex": named(vindex, "
 
 
 # ----------------------------------------------------------------------------------
+# pyro.infer.reparam: reparameterizers for poutine.reparam(config={site: ...})
+
+
+def _reparams() -> dict[str, Any]:
+    from pyro.infer import reparam
+
+    out = {}
+    for name in (
+        "LocScaleReparam",
+        "TransformReparam",
+        "CircularReparam",
+        "StableReparam",
+        "SymmetricStableReparam",
+        "LatentStableReparam",
+        "GumbelSoftmaxReparam",
+        "ProjectedNormalReparam",
+    ):
+        if hasattr(reparam, name):
+            out[name] = named(_no_callables(getattr(reparam, name), name), name)
+    return out
+
+
+def _no_callables(cls: type, name: str) -> Callable:
+    def construct(*args: Any, **kwargs: Any) -> Any:
+        for a in (*args, *kwargs.values()):
+            if callable(a) and not isinstance(a, torch.Tensor):
+                raise ForbiddenConstruct(f"{name}(...) takes numbers or tensors, not functions")
+        return cls(*args, **kwargs)
+
+    return construct
+
+
+REPARAMS = _reparams()
+
+
+# ----------------------------------------------------------------------------------
 # legacy tensor constructors
 
 

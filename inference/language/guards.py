@@ -1236,6 +1236,17 @@ def module_output_shape(module: Any, shape: tuple) -> tuple:
         return shape[:-1] + (width,)
     if isinstance(module, nn.RNNCellBase):
         return shape[:-1] + (module.hidden_size,)
+    if isinstance(module, (nn.Conv1d, nn.Conv2d)):
+        # (N, C_in, *spatial) -> (N, C_out, *spatial'); padding can make spatial' larger
+        d = len(module.kernel_size)
+        if len(shape) < d + 1:
+            return shape
+        spatial = []
+        for i in range(d):
+            pad = module.padding[i] if isinstance(module.padding, tuple) else shape[-d + i]
+            size = shape[-d + i] + 2 * pad - module.dilation[i] * (module.kernel_size[i] - 1) - 1
+            spatial.append(max(size // module.stride[i] + 1, 1))
+        return shape[: -d - 1] + (module.out_channels, *spatial)
     return shape
 
 

@@ -449,7 +449,10 @@ PYRO_UTIL = Namespace(
 LOGGING = Namespace("logging", dict(extras.LOGGING))
 POUTINE = Namespace("pyro.poutine", handlers.build_poutine(POUTINE_HANDLERS))
 CONFIG_ENUMERATE = named(_config_enumerate, "config_enumerate")
-INFER = Namespace("pyro.infer", {"config_enumerate": CONFIG_ENUMERATE})
+INFER_REPARAM = Namespace("pyro.infer.reparam", dict(extras.REPARAMS))
+INFER = Namespace(
+    "pyro.infer", {"config_enumerate": CONFIG_ENUMERATE, "reparam": INFER_REPARAM}
+)
 _nn_members, _functional_members = _build_nn()
 FUNCTIONAL_NS = Namespace("torch.nn.functional", _functional_members)
 NN_INIT = Namespace(
@@ -521,6 +524,8 @@ PYRO = Namespace(
         "ops": OPS,
         "util": PYRO_UTIL,
         "nn": PYRO_NN,
+        "condition": POUTINE.members["condition"],
+        "do": POUTINE.members["do"],
     },
 )
 MATH_NS = Namespace("math", _pick(math, MATH))
@@ -550,6 +555,7 @@ MODULES: dict[str, Namespace] = {
     "pyro.util": PYRO_UTIL,
     "logging": LOGGING,
     "pyro.infer": INFER,
+    "pyro.infer.reparam": INFER_REPARAM,
     "pyro.poutine": POUTINE,
     "math": MATH_NS,
 }

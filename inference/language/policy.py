@@ -35,6 +35,7 @@ IMPORTABLE_MODULES: tuple[str, ...] = (
     "pyro.util",
     "logging",
     "pyro.infer",
+    "pyro.infer.reparam",
     "pyro.poutine",
     "math",
 )

@@ -817,6 +817,7 @@ TORCH_SPECIAL = [
 ]
 
 POUTINE_HANDLERS = [
+    "reparam",
     "block",
     "mask",
     "scale",

@@ -130,7 +130,9 @@ def check_tree(tree: ast.Module, limits: Limits) -> None:
             )
         if id(node) not in exempt:  # `super().__init__`: the compiler checks its place
             _check_node(node, parent, bound)
-        for child in ast.iter_child_nodes(node):
+        # children pushed in reverse: the walk is in source order, so the FIRST violation
+        # in the file is the one reported
+        for child in reversed(list(ast.iter_child_nodes(node))):
             stack.append((child, depth + 1, node))
 
 

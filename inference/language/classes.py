@@ -277,6 +277,11 @@ def get_instance_attribute(uc: UserClass, obj: Any, name: str) -> Any:
     value = uc.constant(name)
     if value is not MISSING:
         return value
+    if hasattr(type(obj), name):
+        raise UnknownName(
+            f"`.{name}` of a `{uc.name}` instance is not available in the model language: an "
+            "instance offers its own attributes, parameters, sub-modules and methods"
+        )
     raise UnknownName(
         f"`{uc.name}` instance has no attribute `{name}` (set it in __init__ with `self.{name} = ...`)"
     )

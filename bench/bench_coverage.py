@@ -11,6 +11,8 @@ Prints one line per model, then the counts and ratios.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import sys
 import time
 import warnings
@@ -38,7 +40,8 @@ def main(names: list[str]) -> None:
             ran += 1
             status = "ran"
             try:
-                reference = run_pyro(case)
+                with contextlib.redirect_stdout(io.StringIO()):  # the models' own prints
+                    reference = run_pyro(case)
             except Exception as exc:  # noqa: BLE001 - the reference cannot run it either
                 status = f"ran (reference fails: {type(exc).__name__})"
             else:

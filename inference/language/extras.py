@@ -151,6 +151,8 @@ def _reparams() -> dict[str, Any]:
         "LatentStableReparam",
         "GumbelSoftmaxReparam",
         "ProjectedNormalReparam",
+        "DiscreteCosineReparam",
+        "HaarReparam",
     ):
         if hasattr(reparam, name):
             out[name] = named(_no_callables(getattr(reparam, name), name), name)

@@ -35,7 +35,8 @@ class Program:
         self._skip = 0
         if fn is None:
             fn, callable_ = _resolve_entry(unit, entry)
-            self._skip = 1
+            # a method's `self` is passed by the bound method, not by the caller
+            self._skip = 1 if fn.params and getattr(callable_, "__wrapped__", None) is not fn else 0
         else:
             callable_ = unit.globals.get(entry, fn)
         self._unit = unit
@@ -127,7 +128,8 @@ def _resolve_entry(unit: Unit, entry: str) -> tuple[Any, Any]:
     """``vae.model`` (a method of a top-level instance) or ``model`` (a top-level instance
     of a class with ``forward``): the method's function and the callable to run."""
     from .attributes import get_attribute
-    from .classes import BoundUserMethod, MISSING, user_class_of
+    from .classes import MISSING, BoundUserMethod, user_class_of
+    from .functions import UserFunction
 
     head, *rest = entry.split(".")
     if head not in unit.globals:
@@ -140,6 +142,9 @@ def _resolve_entry(unit: Unit, entry: str) -> tuple[Any, Any]:
         value = get_attribute(value, part)
     if type(value) is BoundUserMethod:
         return value.function, value
+    wrapped = getattr(value, "__wrapped__", None) if not rest else None
+    if isinstance(wrapped, UserFunction):  # `reparam_model = poutine.reparam(model, {...})`
+        return wrapped, value
     uc = user_class_of(value)
     if uc is not None:
         forward = uc.lookup("forward") if uc.is_module() else MISSING

@@ -165,6 +165,24 @@ CASES: list[Case] = [
     Case("modules_pyrosample_lambda", NO_DATA),
     Case("sparse_gamma_def", lambda rng: {"x": rng.poisson(1.0, (3, 4096)).astype(np.float32)}, "sgdef.model",
          {"entry": "sgdef.guide"}, {"name": "TraceMeanField_ELBO"}),
+    Case("stable_volatility", lambda rng: {"data": (0.01 * rng.standard_normal(30)).astype(np.float32)},
+         "reparam_model", {"auto": "AutoDiagonalNormal"}),
+    *[Case(f"logistic_growth_{n}", lambda rng, shape=shape: {"counts": rng.poisson(5.0, shape).astype(np.float32)}, n)
+      for n, shape in (("basic_model", (6, 3)), ("regional_model", (6, 2, 3)), ("regional_model2", (6, 2, 3)))],
+    Case("rendering_lognormal", lambda rng: {"data": rng.normal(size=10).astype(np.float32)}),
+    Case("rendering_params", lambda rng: {"data": rng.normal(size=10).astype(np.float32)}),
+    Case("rendering_plates", NO_DATA),
+    Case("rendering_observed", lambda rng: {"x": rng.normal(size=2).astype(np.float32),
+                                            "y": rng.normal(size=2).astype(np.float32)}),
+    Case("rendering_deterministic", lambda rng: {"data": rng.normal(size=10).astype(np.float32)},
+         "model_deterministic"),
+    Case("intro_ii_scale_obs", lambda rng: {"guess": 8.5}, "scale_obs",
+         {"entry": "scale_parametrized_guide_constrained"}),
+    Case("svi_flow_guide_model", lambda rng: {"x": rng.normal(size=(5, 8, 2)).astype(np.float32)}),
+    Case("workflow_model",
+         lambda rng: {"dataset": {"features": (rng.random((3, 4)) < 0.5).astype(np.float32),
+                                  "counts": rng.poisson(5.0, (6, 2, 3)).astype(np.float32),
+                                  "time_step_days": 14}}),
 ]
 
 BY_NAME = {c.name: c for c in CASES}

@@ -201,8 +201,8 @@ def get_attribute(value: Any, name: str) -> Any:
             return value.members[name]
         except KeyError:
             raise unknown_member(value, name) from None
-    if type(value) is not Namespace and classes.user_class_of(value) is not None:
-        return classes.get_instance_attribute(classes.user_class_of(value), value, name)
+    if isinstance(value, (torch_nn.Module, classes.UserObject)):
+        return _module_attribute(value, name)
     if type(value) is extras.DataRecord:
         if name in value and not name.startswith("_"):
             return value[name]
@@ -211,8 +211,6 @@ def get_attribute(value: Any, name: str) -> Any:
         raise UnknownName(
             f"the data record has no field `{name}`; fields: {', '.join(sorted(map(str, value))[:40])}"
         )
-    if isinstance(value, torch_nn.Module):
-        return _module_attribute(value, name)
     allowed, guarded = attribute_rules(type(value))
     factory = guarded.get(name)
     if factory is not None:

@@ -232,7 +232,8 @@ def _module_attribute(module: Any, name: str) -> Any:
     if uc is not None:
         return classes.get_instance_attribute(uc, module, name)
     d = module.__dict__
-    if any(name in (d.get(k) or {}) for k in ("_parameters", "_buffers", "_modules")) or (
+    classes.require_run_for_pyro_attribute(module, name)
+    if any(name in (d.get(k) or {}) for k in ("_parameters", "_buffers", "_modules", "_pyro_samples", "_pyro_params")) or (
         name in classes.MODULE_CONFIG_ATTRS and name in d
     ):
         return getattr(module, name)

@@ -264,7 +264,18 @@ def _registered(obj: Any) -> list[dict]:
     ]
 
 
+def require_run_for_pyro_attribute(obj: Any, name: str) -> None:
+    """Reading a ``PyroSample``/``PyroParam`` attribute samples / creates a param: like the
+    Pyro primitives, only while the model or guide runs (not in top-level code)."""
+    d = obj.__dict__
+    if name in (d.get("_pyro_samples") or {}) or name in (d.get("_pyro_params") or {}):
+        from .handlers import require_model_run
+
+        require_model_run(f"reading the PyroSample/PyroParam attribute `.{name}`")
+
+
 def get_instance_attribute(uc: UserClass, obj: Any, name: str) -> Any:
+    require_run_for_pyro_attribute(obj, name)
     fn = uc.lookup(name)
     if fn is not MISSING:
         return BoundUserMethod(obj, fn)

@@ -26,6 +26,7 @@ from typing import Any
 
 import pyro.distributions as pyro_dist
 import torch
+from pyro.nn import PyroModule
 from pyro.poutine.indep_messenger import IndepMessenger
 from pyro.poutine.runtime import _PYRO_STACK
 
@@ -1251,7 +1252,16 @@ def module_output_shape(module: Any, shape: tuple) -> tuple:
 
 
 def check_module_call(module: Any, args: Any) -> None:
-    """Bound the output of calling an ``nn`` module before it runs."""
+    """Bound the output of calling an ``nn`` module before it runs.
+
+    A ``PyroModule`` samples its ``PyroSample`` attributes (and creates its ``PyroParam``s)
+    through Pyro directly when called: only while the model or guide runs."""
+    if isinstance(module, (PyroModule, torch.nn.Sequential)) and any(
+        m.__dict__.get("_pyro_samples") or m.__dict__.get("_pyro_params") for m in module.modules()
+    ):
+        from .handlers import require_model_run
+
+        require_model_run(f"calling {type(module).__name__} (it samples PyroSample attributes)")
     if args and isinstance(args[0], Tensor):
         check_elements(
             shape_numel(module_output_shape(module, shape_ints(args[0].shape))),

@@ -830,3 +830,23 @@ def test_global_cannot_rebind_namespaces_for_compiled_lookups():
     assert program() == 3
     # the rebinding stays in the program's own globals: the real torch is untouched
     assert torch.ones(1).item() == 1.0
+
+
+def test_pyro_module_attributes_sample_only_inside_a_run():
+    head = (
+        "from pyro.nn import PyroModule, PyroSample, PyroParam\n"
+        "class M(PyroModule):\n    def __init__(self):\n        super().__init__()\n"
+        "        self.loc = PyroSample(dist.Normal(0.0, 1.0))\n"
+        "        self.w = PyroParam(torch.ones(2))\n"
+        "    def forward(self):\n        return self.loc\n"
+        "m = M()\n"
+        "lin = PyroModule[nn.Linear](2, 1)\n"
+        "lin.weight = PyroSample(dist.Normal(0.0, 1.0).expand([1, 2]).to_event(2))\n"
+    )
+    for top in ("x = m.loc", "x = m.w", "x = m()", "x = lin(torch.ones(2))", "x = lin.weight"):
+        with pytest.raises(ForbiddenConstruct, match="only be used while the model or guide runs"):
+            compile_source(head + top + "\ndef model():\n    pass\n")
+    assert len(pyro.get_param_store()) == 0
+    program = compile_source(head + "def model():\n    return m(), m.w, lin(torch.ones(2))\n")
+    loc, w, out = program()
+    assert w.shape == (2,) and out.shape == (1,)

@@ -203,6 +203,8 @@ def get_attribute(value: Any, name: str) -> Any:
             raise unknown_member(value, name) from None
     if isinstance(value, (torch_nn.Module, classes.UserObject)):
         return _module_attribute(value, name)
+    if type(value) is extras.SettingsOnly:
+        raise value.refusal()
     if type(value) is extras.DataRecord:
         if name in value and not name.startswith("_"):
             return value[name]

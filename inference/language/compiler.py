@@ -714,6 +714,11 @@ class Compiler:
         bindings: list[tuple[str, Any]] = []
         for alias in s.names:
             module = MODULES.get(alias.name)
+            if module is None and alias.asname and extras.is_settings_module(alias.name):
+                bindings.append((alias.asname, extras.SettingsOnly(alias.name)))
+                continue
+            if module is None and not alias.asname and extras.is_settings_module(alias.name):
+                module = MODULES["pyro"] if alias.name.startswith("pyro.") else MODULES["torch"]
             if module is None:
                 raise self.error(ForbiddenConstruct, s, _import_refusal(alias.name))
             if alias.asname:
@@ -727,6 +732,14 @@ class Compiler:
         if s.module == "__future__":
             return lambda frame: None
         module = MODULES.get(s.module or "") if not s.level else None
+        if module is None and not s.level and extras.is_settings_module(s.module or ""):
+            if any(alias.name == "*" for alias in s.names):
+                raise self.error(ForbiddenConstruct, s, _import_refusal(s.module or ""))
+            settings_only = [
+                (alias.asname or alias.name, extras.SettingsOnly(f"{s.module}.{alias.name}"))
+                for alias in s.names
+            ]
+            return _binder(settings_only)
         if module is None:
             raise self.error(
                 ForbiddenConstruct,
@@ -741,6 +754,8 @@ class Compiler:
             value = module.members.get(alias.name, MISSING)
             if value is MISSING:
                 value = MODULES.get(f"{s.module}.{alias.name}", MISSING)
+            if value is MISSING and extras.is_settings_module(s.module or ""):
+                value = extras.SettingsOnly(f"{s.module}.{alias.name}")
             if value is MISSING:
                 close = difflib.get_close_matches(alias.name, list(module.members), n=3)
                 hint = f"; did you mean {', '.join(close)}?" if close else ""

@@ -341,6 +341,42 @@ LOGGING = {
 
 
 # ----------------------------------------------------------------------------------
+# training-only imports (SVI, ELBOs, autoguides, optimizers)
+
+#: module paths whose names are accepted in imports but cannot be used: the service runs
+#: the training, so pasted ``from pyro.infer import SVI, Trace_ELBO`` lines do not stop a
+#: source; using one of the names says where that choice is made instead
+SETTINGS_MODULES = ("pyro.infer", "pyro.infer.autoguide", "pyro.optim", "torch.optim")
+
+
+def is_settings_module(path: str) -> bool:
+    return any(path == m or path.startswith(m + ".") for m in SETTINGS_MODULES)
+
+
+class SettingsOnly:
+    """A training-only name from a pasted import; using it is a pointed error."""
+
+    __slots__ = ("what",)
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+
+    def __repr__(self) -> str:
+        return f"<training-only name {self.what}>"
+
+    def refusal(self) -> ForbiddenConstruct:
+        return ForbiddenConstruct(
+            f"`{self.what}` is for training, which the service runs: choose the guide, ELBO and "
+            "optimizer in the job's settings (guide: {\"auto\": \"AutoNormal\"} or a guide "
+            "function of the source; inference.elbo; inference.optimizer) and leave the "
+            "training code out of the source"
+        )
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        raise self.refusal()
+
+
+# ----------------------------------------------------------------------------------
 # nested data
 
 

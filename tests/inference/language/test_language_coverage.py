@@ -216,3 +216,21 @@ def model():
 def test_contrib_is_refused_with_what_to_write_instead():
     with pytest.raises(ModelLanguageError, match="write the model as a function"):
         compile_source("from pyro.contrib.forecast import ForecastingModel\ndef model():\n    pass")
+
+
+def test_training_imports_are_accepted_and_their_use_points_to_the_settings():
+    head = (
+        "import pyro.optim as optim\n"
+        "from pyro.infer import SVI, Trace_ELBO, config_enumerate\n"
+        "from pyro.infer.autoguide import AutoNormal\n"
+        "from pyro.optim import Adam\n"
+        "def model():\n    return 1\n"
+    )
+    assert compile_source(head)() == 1
+    for use in ("guide = AutoNormal(model)", "svi = SVI(model, None, None, Trace_ELBO())",
+                "opt = optim.Adam({'lr': 0.1})"):
+        with pytest.raises(ModelLanguageError, match="job's settings") as err:
+            compile_source(head + use + "\n")
+        assert err.value.line == 7
+    with pytest.raises(ModelLanguageError):
+        compile_source("from pyro.optim import *\ndef model():\n    pass\n")

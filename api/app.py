@@ -23,6 +23,7 @@ from starlette.middleware.gzip import DEFAULT_EXCLUDED_CONTENT_TYPES, GZipMiddle
 
 from api.capabilities.router import router as capabilities_router
 from api.catalog.router import router as catalog_router
+from api.compare.router import router as compare_router
 from api.dashboard.router import router as dashboard_router
 from api.datasets.router import router as datasets_router
 from api.errors import install_error_handlers
@@ -39,7 +40,9 @@ from api.jobs.router import router as jobs_router
 from api.limits import BodyLimitMiddleware
 from api.metrics import ApiMetrics, MetricsMiddleware
 from api.runtime import Runtime
+from api.sweeps.router import router as sweeps_router
 from api.validate.router import router as validate_router
+from api.warm_start.router import router as continue_router
 from api.webhooks.router import router as webhooks_router
 from common.settings import Settings, get_settings
 from common.version import VERSION
@@ -80,6 +83,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             {"name": "datasets", "description": "Upload data once, reuse it by id."},
             {"name": "catalog", "description": "Built-in models with example data."},
             {"name": "validate", "description": "The validation pass without a run."},
+            {"name": "sweeps", "description": "Sweeps over spec fields and comparison tables of jobs."},
             {"name": "health", "description": "Liveness, readiness and Prometheus metrics."},
         ],
     )
@@ -113,5 +117,8 @@ def _include_routers(app: FastAPI) -> None:
     app.include_router(validate_router, prefix="/v1")
     app.include_router(webhooks_router, prefix="/v1")
     app.include_router(capabilities_router, prefix="/v1")
+    app.include_router(continue_router, prefix="/v1")  # POST /v1/jobs/{id}/continue
+    app.include_router(compare_router, prefix="/v1")  # /v1/compare, /v1/jobs/{id}/ppc
+    app.include_router(sweeps_router, prefix="/v1")
     # The dashboard page (/) and its packaged assets (/ui/...); not in the OpenAPI schema.
     app.include_router(dashboard_router)

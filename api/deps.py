@@ -28,12 +28,12 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any
 
-from fastapi import Depends, Request, Security
+from fastapi import Depends, Query, Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
-from api.errors import Unauthorized
+from api.errors import Unauthorized, UnknownQueryParameter
 from api.runtime import Runtime, TenantRef
 from common.keys import hash_api_key
 from store.repositories.api_keys import ApiKeyRepository
@@ -148,3 +148,54 @@ def _tenant_for_key(runtime: Runtime, key_hash: str) -> TenantRef | None:
 
 
 CurrentTenant = Annotated[TenantRef, Depends(get_current_tenant)]
+
+
+# ---------------------------------------------------------------------------------------
+# List endpoints: AIP-158 paging and no silently ignored query parameters.
+
+MAX_PAGE_SIZE = 500
+
+
+def read_page_size(
+    page_size: Annotated[int | None, Query(ge=1, le=MAX_PAGE_SIZE,
+                                           description="Items per page (absent: the endpoint's default)")] = None,
+    limit: Annotated[int | None, Query(ge=1, le=MAX_PAGE_SIZE, deprecated=True,
+                                       description="Deprecated: the old name of page_size")] = None,
+) -> int | None:
+    """The ``page_size`` query parameter of a list endpoint (AIP-158), 1-500, or None.
+
+    ``limit`` is its deprecated old name: released SDKs (vihub-client <= 0.1) and the
+    dashboard still send it. ``page_size`` wins when both are given.
+    """
+    return page_size if page_size is not None else limit
+
+
+PageSize = Annotated[int | None, Depends(read_page_size)]
+
+
+async def only_known_query(request: Request) -> None:
+    """400 ``unknown-query-parameter`` for a query parameter the route does not declare:
+    a misspelt filter (``?sate=running``) must not silently list everything."""
+    route: Any = request.scope.get("route")
+    dependant = getattr(route, "dependant", None)
+    if dependant is None:
+        return
+    known = _query_names(dependant)  # a walk over a few dependencies: cheaper than a cache
+    unknown = sorted(set(request.query_params.keys()) - known)
+    if unknown:
+        raise UnknownQueryParameter(
+            f"Unknown query parameter{'s' if len(unknown) > 1 else ''}: {', '.join(unknown)}; "
+            f"this endpoint takes {', '.join(sorted(known)) or 'none'}.",
+            errors=[{"parameter": name, "in": "query", "detail": "unknown query parameter"} for name in unknown],
+        )
+
+
+def _query_names(dependant: Any) -> set[str]:
+    """The query parameters a route declares, its dependencies' included."""
+    names = {param.alias for param in dependant.query_params}
+    for sub in dependant.dependencies:
+        names |= _query_names(sub)
+    return names
+
+
+KnownQueryOnly = Depends(only_known_query)

@@ -39,6 +39,8 @@ from inference.sandbox import (
     run_in_sandbox,
 )
 from inference.sandbox import warm_up as warm_up_forkserver
+# The one to-JSON / to-numpy helper (api.catalog and api.jobs.predict import jsonable from here).
+from inference.results.formats import jsonable, to_numpy  # noqa: F401
 
 log = logging.getLogger("vihub.api.dryrun")
 
@@ -319,40 +321,6 @@ def predict(result_json: Any, spec: dict[str, Any], new_data: Mapping[str, Any],
         result = FitResult.from_json(json.loads(result_json) if isinstance(result_json, (str, bytes)) else result_json)
         job_spec = inference.JobSpec.model_validate(spec)
         arrays = inference.predict(result, job_spec, dict(new_data), num_samples)
-        return {"predictive": {k: _to_numpy(v) for k, v in arrays.items()}}
+        return {"predictive": {k: to_numpy(v) for k, v in arrays.items()}}
 
     return _run_guarded(body, time_limit_s)
-
-
-def _to_numpy(value: Any) -> Any:
-    import numpy as np
-
-    if hasattr(value, "detach"):
-        return value.detach().cpu().numpy()
-    return np.asarray(value)
-
-
-def jsonable(value: Any) -> Any:
-    """A JSON-compatible copy of a report / result object (pydantic, dataclass, arrays)."""
-    import dataclasses
-    import math
-
-    if value is None or isinstance(value, (bool, int, str)):
-        return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if hasattr(value, "model_dump"):
-        return jsonable(value.model_dump(mode="json"))
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return jsonable(dataclasses.asdict(value))
-    if hasattr(value, "to_dict") and callable(value.to_dict):
-        return jsonable(value.to_dict())
-    if isinstance(value, Mapping):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if hasattr(value, "detach"):
-        value = value.detach().cpu().numpy()
-    if hasattr(value, "tolist"):
-        return jsonable(value.tolist())
-    if isinstance(value, (list, tuple, set)):
-        return [jsonable(v) for v in value]
-    return str(value)

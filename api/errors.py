@@ -109,6 +109,10 @@ class MalformedRequest(VihubError):
     status, slug, title = 400, "malformed-request", "Malformed request"
 
 
+class UnknownQueryParameter(MalformedRequest):
+    slug, title = "unknown-query-parameter", "Unknown query parameter"
+
+
 class InvalidPageToken(VihubError):
     status, slug, title = 400, "invalid-page-token", "Invalid page token"
 

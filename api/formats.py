@@ -1,4 +1,8 @@
-"""Result download formats: content negotiation and array encoders.
+"""Result downloads over HTTP: content negotiation and the response for a chosen format.
+
+The encoders themselves live in ``inference.results.formats`` (torch-free), shared with
+``FitResult`` and the worker, so a download built here from the stored JSON has the
+layout of the artifact the worker stored.
 
 A result endpoint answers JSON by default, or a binary form chosen by ``?format=`` (which
 wins) or by the ``Accept`` header:
@@ -17,14 +21,13 @@ gzip is negotiated separately (``Accept-Encoding``) by the app's ``GZipMiddlewar
 from __future__ import annotations
 
 import enum
-import io
 from collections.abc import Mapping
 from typing import Any
 
-import numpy as np
 from fastapi.responses import Response
 
 from api.errors import NotAcceptable
+from inference.results import formats
 
 
 class ResultFormat(str, enum.Enum):
@@ -114,24 +117,19 @@ def array_response(
     sample_dims: int = 0,
     group: str = "posterior",
 ) -> Response:
-    """Encode a flat ``{name: array}`` mapping in a binary format.
+    """A flat ``{name: array}`` mapping encoded in a binary format.
 
     ``sample_dims`` says how many leading axes are draws (1 for ``[num_samples, ...]``);
     netCDF output names them ``chain``/``draw`` as ArviZ expects.
     """
-    named = {name: np.ascontiguousarray(np.asarray(value)) for name, value in arrays.items()}
     if fmt is ResultFormat.npz:
-        buffer = io.BytesIO()
-        np.savez_compressed(buffer, **named)
-        body = buffer.getvalue()
+        body = formats.encode_npz(arrays)
     elif fmt is ResultFormat.safetensors:
-        from safetensors.numpy import save
-
-        body = save({k: _safetensors_dtype(v) for k, v in named.items()})
+        body = formats.encode_safetensors(arrays)
     elif fmt is ResultFormat.netcdf:
-        body = _netcdf(named, sample_dims=sample_dims, group=group)
+        body = formats.encode_netcdf(arrays, sample_dims=sample_dims, group=group)
     elif fmt is ResultFormat.pt:
-        body = _torch_save(named)
+        body = formats.encode_pt(arrays)
     else:  # pragma: no cover - JSON is rendered by the caller
         raise ValueError(fmt)
     return binary_response(body, fmt, filename=filename)
@@ -143,62 +141,3 @@ def binary_response(body: bytes, fmt: ResultFormat, *, filename: str) -> Respons
         media_type=MEDIA_TYPES[fmt],
         headers={"Content-Disposition": f'attachment; filename="{filename}.{EXTENSIONS[fmt]}"'},
     )
-
-
-def _safetensors_dtype(array: np.ndarray) -> np.ndarray:
-    if array.dtype == np.float64:
-        return array
-    if array.dtype.kind in "fiub":
-        return array
-    return array.astype(np.float64)
-
-
-def _netcdf(arrays: Mapping[str, np.ndarray], *, sample_dims: int, group: str) -> bytes:
-    import xarray as xr
-
-    variables = {}
-    if sample_dims:
-        # Only per-draw arrays belong in an InferenceData group; bookkeeping scalars such as
-        # ``num_draws`` (and anything not sized by the draws) would clash on the draw dim.
-        arrays = {name: np.asarray(a) for name, a in arrays.items()}
-        leading_sizes = [a.shape[0] for a in arrays.values() if a.ndim >= 1]
-        draws = max(set(leading_sizes), key=leading_sizes.count) if leading_sizes else 0
-        arrays = {name: a for name, a in arrays.items() if a.ndim >= 1 and a.shape[0] == draws}
-    for name, array in arrays.items():
-        if sample_dims:
-            array = array.reshape((1,) + array.shape) if sample_dims == 1 else array
-            leading = ("chain", "draw")
-        else:
-            leading = ()
-        rest = array.ndim - len(leading)
-        dims = leading + tuple(f"{_nc_name(name)}_dim_{i}" for i in range(rest))
-        variables[_nc_name(name)] = (dims, array)
-    dataset = xr.Dataset(variables)
-    buffer = io.BytesIO()
-    dataset.to_netcdf(buffer, engine="h5netcdf", group=group)
-    return buffer.getvalue()
-
-
-def _nc_name(name: str) -> str:
-    # HDF5 treats "/" as a group separator.
-    return name.replace("/", ".")
-
-
-def _torch_save(arrays: Mapping[str, np.ndarray]) -> bytes:
-    import torch
-
-    buffer = io.BytesIO()
-    torch.save({name: torch.as_tensor(array) for name, array in arrays.items()}, buffer)
-    return buffer.getvalue()
-
-
-def downsample(steps: list[int], *series: list[Any], max_points: int | None) -> tuple[list[int], list[list[Any]]]:
-    """At most ``max_points`` evenly spaced points, always keeping the first and the last."""
-    n = len(steps)
-    if max_points is None or n <= max_points:
-        return list(steps), [list(s) for s in series]
-    if max_points == 1:
-        keep = [n - 1]
-    else:
-        keep = sorted({round(i * (n - 1) / (max_points - 1)) for i in range(max_points)})
-    return [steps[i] for i in keep], [[s[i] for i in keep] for s in series]

@@ -127,10 +127,10 @@ class Runtime:
         # The app owns its engine (not the store's process-wide cache) so that several apps
         # in one process (tests) and the lifespan's dispose() stay independent.
         engine = make_engine(
-            settings.database_url,
-            echo=settings.database_echo,
-            pool_size=settings.db_pool_size,
-            max_overflow=settings.db_max_overflow,
+            settings.database.url,
+            echo=settings.database.echo,
+            pool_size=settings.database.pool_size,
+            max_overflow=settings.database.max_overflow,
         )
         sandbox = settings.sandbox
         dry_runs = DryRunPool(
@@ -144,7 +144,7 @@ class Runtime:
         )
         if api.warm_up_pool:
             dry_runs.warm_up()
-        connections = max(15, settings.db_pool_size + settings.db_max_overflow) + 1
+        connections = max(15, settings.database.pool_size + settings.database.max_overflow) + 1
         return cls(
             settings=settings,
             engine=engine,

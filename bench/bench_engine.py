@@ -1,11 +1,12 @@
 """Steps/s of vihub's run loop against the loop a Pyro user writes, measured in one run.
 
 Baseline ("bare"): Pyro validation on (Pyro's default), no JIT, ``svi.step(**data)`` per
-iteration appending the returned loss to a Python list, on the hand-written Python model.
+iteration appending the returned loss to a Python list, on the plain-Python model (the
+catalog's model file imported as Python).
 
 Engine: ``inference.engine.loop.run_svi`` on the catalog model compiled by the model
 language (what a job runs), with the default spec and with ``jit: "auto"``; and the same
-on the hand-written Python model ("engine/python"), to separate the language's cost.
+on the plain-Python model ("engine/python"), to separate the language's cost.
 Every figure is wall time of the whole call (setup, JIT compile and trial included) over
 the steps done; ratios are engine steps/s over bare steps/s.
 
@@ -18,13 +19,14 @@ best rate of each is kept (the dev machines are shared, so the slowest runs are 
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 import pyro
-import pyro.distributions as dist
-from pyro.infer import SVI, Trace_ELBO, TraceEnum_ELBO, config_enumerate
+from pyro.infer import SVI, Trace_ELBO, TraceEnum_ELBO
 from pyro.infer.autoguide import AutoDelta, AutoNormal
 
 from inference import catalog
@@ -34,35 +36,15 @@ from inference.language import bind_data, compile_source
 from inference.spec import AutoGuideSpec, ElboSpec, InferenceSpec, OptimizerSpec
 
 
-# ---------------------------------------------------------------- hand-written models
-def eight_schools(J, sigma, y=None):
-    mu = pyro.sample("mu", dist.Normal(0.0, 5.0))
-    tau = pyro.sample("tau", dist.HalfCauchy(5.0))
-    with pyro.plate("schools", J):
-        theta_tilde = pyro.sample("theta_tilde", dist.Normal(0.0, 1.0))
-        theta = pyro.deterministic("theta", mu + tau * theta_tilde)
-        pyro.sample("obs", dist.Normal(theta, sigma), obs=y)
+# ---------------------------------------------------------------- plain-Python models
+# The catalog's model files imported as plain Python (tests/models.py): the same text the
+# engine runs compiled, so engine/python vs engine separates the language's cost.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from models import native  # noqa: E402
 
-
-def logistic(X, y=None):
-    N, D = X.shape
-    alpha = pyro.sample("alpha", dist.Normal(0.0, 2.5))
-    with pyro.plate("features", D):
-        beta = pyro.sample("beta", dist.Normal(0.0, 2.5))
-    with pyro.plate("data", N):
-        pyro.sample("y", dist.Bernoulli(logits=alpha + X @ beta), obs=y)
-
-
-@config_enumerate
-def gmm(N, y=None):
-    K = 2
-    weights = pyro.sample("weights", dist.Dirichlet(torch.ones(K)))
-    with pyro.plate("components", K):
-        locs = pyro.sample("locs", dist.Normal(torch.linspace(-2.0, 2.0, K), 2.0))
-        scales = pyro.sample("scales", dist.HalfNormal(2.0))
-    with pyro.plate("data", N):
-        assignment = pyro.sample("assignment", dist.Categorical(weights))
-        pyro.sample("obs", dist.Normal(locs[assignment], scales[assignment]), obs=y)
+eight_schools = native("eight_schools_noncentered")
+logistic = native("logistic_regression")
+gmm = native("gaussian_mixture")
 
 
 def logistic_data(n=10_000, d=20, seed=0):

@@ -48,17 +48,10 @@ from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
+sys.path.insert(0, str(REPO_ROOT / "tests"))  # the shared test models
 
-LINEAR_SOURCE = '''
-import pyro
-import pyro.distributions as dist
-
-def model(x, y=None):
-    w = pyro.sample("w", dist.Normal(0.0, 1.0))
-    b = pyro.sample("b", dist.Normal(0.0, 1.0))
-    with pyro.plate("data", x.shape[0]):
-        pyro.sample("obs", dist.Normal(w * x + b, 1.0), obs=y)
-'''
+from models import TINY_LINEAR_DATA  # noqa: E402
+from models import TINY_LINEAR_SOURCE as LINEAR_SOURCE  # noqa: E402
 FINAL = {"succeeded", "failed", "cancelled"}
 
 
@@ -66,7 +59,7 @@ def job_body(steps: int) -> dict[str, Any]:
     return {
         "model": {"source": LINEAR_SOURCE},
         "guide": {"auto": "AutoNormal"},
-        "data": {"inline": {"x": [0.0, 1.0, 2.0, 3.0], "y": [0.1, 1.1, 1.9, 3.2]}},
+        "data": {"inline": dict(TINY_LINEAR_DATA)},
         "inference": {"steps": steps, "seed": random.randrange(1 << 30)},
         "outputs": {"num_samples": 10},
     }

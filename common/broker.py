@@ -34,7 +34,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     """Celery configuration shared by the worker app and every publisher."""
     w = settings.worker
     transport_options: dict[str, Any] = {}
-    if settings.broker_url.startswith(("redis://", "rediss://")):
+    if settings.broker.url.startswith(("redis://", "rediss://")):
         # Redis redelivers an unacked message after the visibility timeout; above the hard
         # time limit so that a job still running is never handed to a second worker.
         visibility = w.effective_visibility_timeout_s
@@ -47,13 +47,13 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # The restore scan holds a Redis mutex; a worker killed while holding it blocks
         # every other worker's restore until it expires (default 300 s).
         transport_options["unacked_mutex_expire"] = max(10, min(300, visibility // 4))
-    elif settings.broker_url.startswith(("sqla+", "sqlalchemy+")):
+    elif settings.broker.url.startswith(("sqla+", "sqlalchemy+")):
         # kombu hands these to sqlalchemy.create_engine: wait on a locked SQLite file
         # (API, worker and sweeper all use it) instead of failing the publish.
         transport_options["connect_args"] = {"timeout": 30}
-    transport_options.update(settings.broker_transport_options)
+    transport_options.update(settings.broker.transport_options)
     return {
-        "broker_url": settings.broker_url,
+        "broker_url": settings.broker.url,
         "broker_transport_options": transport_options,
         "broker_connection_retry_on_startup": True,
         "broker_connection_max_retries": None,

@@ -8,6 +8,14 @@ the store is SQLite and the Celery broker is kombu's SQLAlchemy transport on a s
 SQLite file, so ``vihub up`` needs no server. Production sets ``VIHUB_DATABASE_URL``
 (Postgres) and ``VIHUB_BROKER_URL`` (Redis); auth then defaults to ``required``.
 
+The ``database`` and ``broker`` sections also read the flat names the operations guide
+has always documented (``VIHUB_DATABASE_URL``, ``VIHUB_DB_POOL_SIZE``, ...; see
+``FLAT_NAMES``), as environment variables and as keyword arguments; the sectioned form
+(``VIHUB_DATABASE__URL``) wins when both are given.
+
+The ``limits`` section is the model language's own ``inference.limits.Limits`` (a
+torch-free dataclass): the operator's limits and the language's are one type.
+
 Why the SQLAlchemy transport for the embedded broker: with Celery 5.7 / kombu 5.7 /
 SQLAlchemy 2.1 it works across processes (API publisher + worker consumer, prefork or
 solo pool), and it keeps the whole embedded state in two files under ``VIHUB_HOME``.
@@ -23,30 +31,52 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from inference.limits import Limits
+
+from common.blob_settings import BlobSettings, DatasetCacheSettings, UploadSettings
 
 EMBEDDED_DB_NAME = "vihub.sqlite3"
 EMBEDDED_BROKER_NAME = "broker.sqlite3"
 
 
-class LimitsSettings(BaseModel):
-    """Model-language limits; mirrors ``inference.language.Limits`` field by field.
+class DatabaseSettings(BaseModel):
+    """The store; env ``VIHUB_DATABASE__<FIELD>`` (or the flat names of ``FLAT_NAMES``)."""
 
-    The API converts this section with ``inference.language.Limits(**limits.model_dump())``.
-    """
+    url: str = ""  # "" -> sqlite:///{home}/vihub.sqlite3
+    echo: bool = False
+    # SQLAlchemy pool per process (Postgres; SQLite uses its own pooling).
+    pool_size: int = 5
+    max_overflow: int = 10
 
-    max_source_bytes: int = 100_000
-    max_ast_nodes: int = 20_000
-    max_loop_iterations: int = 100_000
-    max_recursion_depth: int = 32
-    max_plate_size: int = 10_000_000
-    max_tensor_elements: int = 50_000_000
-    max_call_steps: int = 1_000_000
+
+class BrokerSettings(BaseModel):
+    """The Celery broker; env ``VIHUB_BROKER__<FIELD>`` (or the flat names of ``FLAT_NAMES``)."""
+
+    url: str = ""  # "" -> sqla+sqlite:///{home}/broker.sqlite3
+    # Extra kombu transport options, merged over vihub's (JSON in the environment), e.g.
+    # VIHUB_BROKER_TRANSPORT_OPTIONS='{"global_keyprefix": "vihub:"}' to share a Redis.
+    transport_options: dict[str, Any] = Field(default_factory=dict)
+
+
+# The documented flat names of fields that now live in a section: (section, field).
+FLAT_NAMES = {
+    "database_url": ("database", "url"),
+    "database_echo": ("database", "echo"),
+    "db_pool_size": ("database", "pool_size"),
+    "db_max_overflow": ("database", "max_overflow"),
+    "broker_url": ("broker", "url"),
+    "broker_transport_options": ("broker", "transport_options"),
+}
 
 
 class QuotaSettings(BaseModel):
@@ -58,6 +88,8 @@ class QuotaSettings(BaseModel):
     max_run_seconds: int = 3_600
     max_dataset_bytes: int = 50 * 1024 * 1024
     max_concurrent_jobs: int = 8
+    # Points (member jobs) of one sweep (POST /v1/sweeps); each also takes a concurrent-job slot.
+    max_sweep_points: int = 64
     max_upload_bytes: int = 64 * 1024 * 1024
 
 
@@ -113,7 +145,7 @@ class WorkerSettings(BaseModel):
 
 
 class ApiSettings(BaseModel):
-    """API-process knobs (read by ``api.app.ApiOptions``); env ``VIHUB_API__<FIELD>``."""
+    """API-process knobs (``api.runtime.Runtime``); env ``VIHUB_API__<FIELD>``."""
 
     # Submission dry runs (compile, bind, trace once) run in this many spawned processes.
     dry_run_workers: int = Field(2, ge=1, le=64)
@@ -207,32 +239,63 @@ class Settings(BaseSettings):
     )
 
     home: Path = Field(default_factory=lambda: Path("~/.vihub"))
-    database_url: str = ""  # "" -> sqlite:///{home}/vihub.sqlite3
-    broker_url: str = ""  # "" -> sqla+sqlite:///{home}/broker.sqlite3
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    broker: BrokerSettings = Field(default_factory=BrokerSettings)
     auth: Literal["required", "disabled"] | None = None  # None -> see _fill_defaults
-    # Extra kombu transport options, merged over vihub's (JSON in the environment), e.g.
-    # VIHUB_BROKER_TRANSPORT_OPTIONS='{"global_keyprefix": "vihub:"}' to share a Redis.
-    broker_transport_options: dict[str, Any] = Field(default_factory=dict)
-    database_echo: bool = False
-    db_pool_size: int = 5
-    db_max_overflow: int = 10
-    limits: LimitsSettings = Field(default_factory=LimitsSettings)
+    limits: Limits = Field(default_factory=Limits)
     quotas: QuotaSettings = Field(default_factory=QuotaSettings)
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     webhooks_allow_private: bool = False
     webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
     sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
+    # Blob store, chunked uploads, workers' dataset cache (common/blob_settings.py).
+    blobs: BlobSettings = Field(default_factory=BlobSettings)
+    uploads: UploadSettings = Field(default_factory=UploadSettings)
+    dataset_cache: DatasetCacheSettings = Field(default_factory=DatasetCacheSettings)
     log_level: str = "INFO"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return init_settings, env_settings, _FlatEnvSource(settings_cls), dotenv_settings, file_secret_settings
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fold_flat_names(cls, data: Any) -> Any:
+        """``database_url=...`` (a flat name, from any source) into its section; a value
+        the section already has wins."""
+        if not isinstance(data, dict) or not FLAT_NAMES.keys() & data.keys():
+            return data
+        data = dict(data)
+        for flat, (section, field) in FLAT_NAMES.items():
+            if flat not in data:
+                continue
+            value = data.pop(flat)
+            current = data.get(section)
+            if isinstance(current, BaseModel):
+                if field not in current.model_fields_set:
+                    data[section] = current.model_copy(update={field: value})
+            else:
+                merged = dict(current or {})
+                merged.setdefault(field, value)
+                data[section] = merged
+        return data
 
     @model_validator(mode="after")
     def _fill_defaults(self) -> Settings:
         self.home = self.home.expanduser()
-        if not self.database_url:
-            self.database_url = f"sqlite:///{self.home / EMBEDDED_DB_NAME}"
-        self.database_url = normalize_database_url(self.database_url)
-        if not self.broker_url:
-            self.broker_url = f"sqla+sqlite:///{self.home / EMBEDDED_BROKER_NAME}"
+        if not self.database.url:
+            self.database.url = f"sqlite:///{self.home / EMBEDDED_DB_NAME}"
+        self.database.url = normalize_database_url(self.database.url)
+        if not self.broker.url:
+            self.broker.url = f"sqla+sqlite:///{self.home / EMBEDDED_BROKER_NAME}"
         if self.auth is None:
             # Single-user only when the store is a local SQLite file; any server database
             # is shared and must authenticate.
@@ -241,7 +304,7 @@ class Settings(BaseSettings):
 
     @property
     def is_sqlite(self) -> bool:
-        return self.database_url.startswith("sqlite")
+        return self.database.url.startswith("sqlite")
 
     @property
     def auth_required(self) -> bool:
@@ -251,6 +314,26 @@ class Settings(BaseSettings):
         """Create ``home`` (the embedded database and broker live there)."""
         self.home.mkdir(parents=True, exist_ok=True)
         return self.home
+
+
+class _FlatEnvSource(PydanticBaseSettingsSource):
+    """``VIHUB_DATABASE_URL`` and the other ``FLAT_NAMES`` from the environment (below the
+    sectioned variables in priority); ``Settings._fold_flat_names`` puts them in place."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # unused: __call__ reads the names directly
+
+    def __call__(self) -> dict[str, Any]:
+        prefix = self.config.get("env_prefix", "")
+        found: dict[str, Any] = {}
+        environ = {k.lower(): v for k, v in os.environ.items()}
+        for flat, (_, field) in FLAT_NAMES.items():
+            raw = environ.get(f"{prefix}{flat}".lower())
+            if raw is None:
+                continue
+            # The one JSON-valued name; pydantic coerces the scalars.
+            found[flat] = json.loads(raw) if field == "transport_options" else raw
+        return found
 
 
 def normalize_database_url(url: str) -> str:

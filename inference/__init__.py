@@ -4,10 +4,17 @@ Usable without any server: ``inference.fit(spec, data) -> FitResult`` runs in a 
 This package never imports web, database or queue code.
 """
 
-from importlib import import_module
-from typing import Any
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as _distribution_version
 
-__version__ = "0.1.0"
+from inference._lazy import lazy_exports
+
+# pyproject.toml is the one place the number is written. (The server reads the same
+# metadata in ``common.version``; the library may not import that package.)
+try:
+    __version__ = _distribution_version("vihub")
+except PackageNotFoundError:  # a source tree used without installing it
+    __version__ = "0+unknown"
 
 # Public names and the module each lives in. Imported lazily so that using the
 # language alone does not pay for importing the whole engine (and so `import
@@ -32,11 +39,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    module_name = _EXPORTS.get(name)
-    if module_name is None:
-        raise AttributeError(f"module 'inference' has no attribute {name!r}")
-    module = import_module(module_name)
-    value = module if module_name.endswith("." + name) else getattr(module, name)
-    globals()[name] = value
-    return value
+__getattr__, __dir__ = lazy_exports(globals(), _EXPORTS)

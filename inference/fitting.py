@@ -181,15 +181,18 @@ def fit(
     callbacks: FitCallbacks | None = None,
     resume_from: bytes | None = None,
     limits: Limits | None = None,
+    init_params: bytes | None = None,
 ):
     """Train as ``spec`` says and return a :class:`inference.results.FitResult`.
 
     Raises ``SpecError``, ``ModelLanguageError``, ``ValidationFailed``, ``NonFiniteLoss``,
     ``FitCancelled`` or ``FitFailed`` (any other failure of the model code), all
-    ``InferenceError``.
+    ``InferenceError``. ``init_params`` (a job's ``params_safetensors`` bytes) is the warm
+    start that ``inference.init_from`` names (``inference.engine.warm_start``).
     """
     t0 = time.perf_counter()
     spec = _as_spec(spec)
+    init_values = _init_values(spec, init_params, resume_from)
     device = resolve_device(spec.inference.device)
     # float_dtype: model constants (``dist.Normal(0.0, 1.0)``) take torch's default dtype, so
     # float64 data alone would meet float32 latents in ``X @ beta``; isolated() sets and restores it.
@@ -205,10 +208,21 @@ def fit(
             if not report.ok:
                 raise ValidationFailed(report)
             pyro.clear_param_store()
-        return _train_and_collect(spec, job, report, callbacks, resume_from, t0)
+        return _train_and_collect(spec, job, report, callbacks, resume_from, t0, init_values)
 
 
-def _train_and_collect(spec, job, report, callbacks, resume_from, t0):
+def _init_values(spec: JobSpec, init_params: bytes | None, resume_from: bytes | None):
+    from inference.engine.warm_start import FIELD, read_params
+
+    if init_params is not None:
+        return read_params(init_params)
+    if spec.inference.init_from is not None and resume_from is None:
+        raise SpecError("inference.init_from names a job of the service; outside it, pass that job's "
+                        "params_safetensors bytes as fit(..., init_params=...)", field=FIELD)
+    return None
+
+
+def _train_and_collect(spec, job, report, callbacks, resume_from, t0, init_values=None):
     from inference import results
 
     inf, out = spec.inference, spec.outputs
@@ -230,12 +244,16 @@ def _train_and_collect(spec, job, report, callbacks, resume_from, t0):
                                                     max_plate_nesting=mpn, analytic_kl=analytic_kl)
                 return _plain(terms)
             hooks["elbo_terms"] = (out.elbo_terms_every, elbo_terms_at)
+        fingerprint = {"seed": inf.seed, "guide": spec.guide.model_dump(mode="json"), "elbo": inf.elbo.name}
         run = run_svi(
             model, guide, kwargs, inf, callbacks=callbacks, resume_from=resume_from,
             grad_norms_every=out.grad_norms_every, hooks=hooks, max_plate_nesting=mpn,
-            fingerprint={"seed": inf.seed, "guide": spec.guide.model_dump(mode="json"),
-                         "elbo": inf.elbo.name},
+            fingerprint=fingerprint, init_params=init_values,
         )
+        if callbacks is not None and callbacks.on_final_checkpoint is not None:
+            from inference.engine.warm_start import final_checkpoint
+
+            callbacks.on_final_checkpoint(final_checkpoint(run, fingerprint), run.steps_done)
         train_s = time.perf_counter() - t0
 
         with torch.no_grad():
@@ -334,13 +352,13 @@ def _mean_field_note(spec, model, guide, kwargs) -> list[dict[str, Any]]:
 
     from inference.engine.guides import uses_delta_reparam
     from inference.engine.validation import mean_field_jacobian_sites
+    from inference.results._traces import traced_pair
 
     if base_name(spec.inference.elbo.name) != "TraceMeanField_ELBO" or not uses_delta_reparam(guide):
         return []
     try:
         with torch.no_grad(), poutine.block():
-            guide_trace = poutine.trace(guide).get_trace(**kwargs)
-            model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(**kwargs)
+            guide_trace, model_trace = traced_pair(model, guide, kwargs)
         sites = mean_field_jacobian_sites(model_trace, guide_trace)
     except Exception:  # noqa: BLE001 - a note, not a check
         sites = []

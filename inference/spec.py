@@ -40,6 +40,7 @@ __all__ = [
     "SchedulerSpec",
     "StopSpec",
     "OutputsSpec",
+    "InitFromSpec",
     "ValidationError",
     "ELBO_NAMES",
     "AUTOGUIDE_NAMES",
@@ -297,6 +298,18 @@ class StopSpec(_Strict):
     min_steps: Annotated[int, Field(ge=0)] = 200
 
 
+class InitFromSpec(_Strict):
+    """Warm start from a finished job of the service (which resolves ``job`` to its params).
+
+    The guide and model params start at that job's fitted values (same names and shapes,
+    checked). ``optimizer: true`` also resumes its optimizer state, RNG and loss curve from
+    its final checkpoint (what ``POST /v1/jobs/{id}/continue`` sets).
+    """
+
+    job: Annotated[str, Field(min_length=1, max_length=64)]
+    optimizer: bool = False
+
+
 # ``validate`` is the field name the API contract uses; it shadows pydantic's
 # deprecated ``BaseModel.validate`` classmethod, which nobody calls on a spec.
 warnings.filterwarnings("ignore", message='Field name "validate"', category=UserWarning)
@@ -320,6 +333,7 @@ class InferenceSpec(_Strict):
     # torch intra-op threads during the fit; None = 1 for small data on CPU (SVI steps on
     # small tensors lose more to thread hand-offs than they gain), torch's default otherwise.
     num_threads: Annotated[int, Field(ge=1, le=256)] | None = None
+    init_from: InitFromSpec | None = None  # warm start (inference.engine.warm_start)
 
 
 class OutputsSpec(_Strict):

@@ -1,7 +1,7 @@
 """Alembic environment for vihub.
 
 The URL is, in order: ``-x url=...``, the config's ``sqlalchemy.url`` (set by
-``store.migrate``), then ``Settings().database_url``. ``render_as_batch`` lets
+``store.migrate``), then ``Settings().database.url``. ``render_as_batch`` lets
 ALTERs run on SQLite (table copy-and-move).
 """
 
@@ -14,6 +14,7 @@ from alembic import context
 from common.settings import get_settings, normalize_database_url
 from store.db import make_engine
 from store.models import Base
+import store.sweeps  # noqa: F401,E402 - registers the sweeps tables on Base.metadata
 
 config = context.config
 
@@ -30,7 +31,7 @@ def _url() -> str:
         settings = get_settings()
         if settings.is_sqlite:
             settings.ensure_home()
-        url = settings.database_url
+        url = settings.database.url
     return normalize_database_url(url)
 
 

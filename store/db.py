@@ -68,9 +68,9 @@ def make_engine(url: str, *, echo: bool = False, pool_size: int = 5, max_overflo
 
 
 def get_engine(settings: Settings | None = None) -> Engine:
-    """The process-wide engine for ``settings.database_url`` (created once)."""
+    """The process-wide engine for ``settings.database.url`` (created once)."""
     settings = settings or get_settings()
-    url = settings.database_url
+    url = settings.database.url
     with _lock:
         engine = _engines.get(url)
         if engine is None:
@@ -78,9 +78,9 @@ def get_engine(settings: Settings | None = None) -> Engine:
                 settings.ensure_home()
             engine = make_engine(
                 url,
-                echo=settings.database_echo,
-                pool_size=settings.db_pool_size,
-                max_overflow=settings.db_max_overflow,
+                echo=settings.database.echo,
+                pool_size=settings.database.pool_size,
+                max_overflow=settings.database.max_overflow,
             )
             _engines[url] = engine
         return engine
@@ -95,10 +95,10 @@ def session_factory(settings: Settings | None = None) -> sessionmaker[Session]:
     settings = settings or get_settings()
     engine = get_engine(settings)
     with _lock:
-        factory = _factories.get(settings.database_url)
+        factory = _factories.get(settings.database.url)
         if factory is None:
             factory = sessionmaker(bind=engine, expire_on_commit=False)
-            _factories[settings.database_url] = factory
+            _factories[settings.database.url] = factory
         return factory
 
 

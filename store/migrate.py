@@ -29,7 +29,7 @@ def alembic_config(database_url: str) -> Config:
 def upgrade(database_url: str | None = None, revision: str = "head", settings: Settings | None = None) -> None:
     """Bring the database at ``database_url`` (default: the settings') up to ``revision``."""
     settings = settings or get_settings()
-    url = database_url or settings.database_url
+    url = database_url or settings.database.url
     if url.startswith("sqlite") and database_url is None:
         settings.ensure_home()
     command.upgrade(alembic_config(url), revision)

@@ -1,7 +1,7 @@
 """SQLAlchemy 2 models of the vihub store.
 
 Tables: ``tenants``, ``api_keys``, ``datasets``, ``jobs``, ``idempotency_keys``,
-``loss_points``, ``artifacts``, ``webhook_deliveries``. The schema is created only by Alembic (``migrations/``); keep
+``loss_points``, ``artifacts``, ``webhook_deliveries``, ``uploads``, ``upload_parts``. The schema is created only by Alembic (``migrations/``); keep
 the initial revision in step with this file.
 
 Conventions:
@@ -22,6 +22,7 @@ from typing import Any, ClassVar
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     DateTime,
     Float,
@@ -126,8 +127,10 @@ class ApiKey(Base):
 class Dataset(Base):
     """A tenant's dataset: the canonical NPZ of its arrays, addressed by sha256.
 
-    ``fields`` is ``{name: {"dtype": str, "shape": [int, ...]}}``. ``content`` is
-    deferred (raiseload): read it with ``DatasetRepository.get_content``.
+    ``fields`` is ``{name: {"dtype": str, "shape": [int, ...]}}``. The bytes live either
+    in the blob store under ``blob_key`` (uploads) or in ``content`` (small inline data,
+    rows from before the blob store); ``content`` is deferred (raiseload): read it with
+    ``DatasetRepository.get_content``.
     """
 
     __tablename__ = "datasets"
@@ -139,8 +142,9 @@ class Dataset(Base):
     name: Mapped[str | None] = mapped_column(String(200))
     fields: Mapped[dict[str, Any]]
     format: Mapped[str] = mapped_column(String(16))
-    size_bytes: Mapped[int] = mapped_column(Integer)
-    content: Mapped[bytes] = mapped_column(BlobType, deferred=True, deferred_raiseload=True)
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    content: Mapped[bytes | None] = mapped_column(BlobType, deferred=True, deferred_raiseload=True)
+    blob_key: Mapped[str | None] = mapped_column(String(512))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -239,9 +243,11 @@ class Artifact(Base):
     kind: Mapped[str] = mapped_column(String(32), primary_key=True)
     content_type: Mapped[str] = mapped_column(String(100))
     sha256: Mapped[str] = mapped_column(String(64))
-    size_bytes: Mapped[int] = mapped_column(Integer)
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
     meta: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
-    content: Mapped[bytes] = mapped_column(BlobType, deferred=True, deferred_raiseload=True)
+    # In the row (small) or in the blob store under ``blob_key`` (``blobs.inline_max_bytes``).
+    content: Mapped[bytes | None] = mapped_column(BlobType, deferred=True, deferred_raiseload=True)
+    blob_key: Mapped[str | None] = mapped_column(String(512))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -255,6 +261,10 @@ class ArtifactKind:
     NETCDF = "netcdf"
     PARAM_STORE_PT = "param_store_pt"
     CHECKPOINT = "checkpoint"
+    # The checkpoint after the last step (params + optimizer state), kept for warm starts.
+    FINAL_CHECKPOINT = "final_checkpoint"
+    # Observed sites' values as the model saw them (jobs with outputs.predictive; for /ppc).
+    OBSERVED_NPZ = "observed_npz"
 
     CONTENT_TYPES: ClassVar[dict[str, str]] = {
         RESULT_JSON: "application/json",
@@ -264,6 +274,8 @@ class ArtifactKind:
         NETCDF: "application/x-netcdf",
         PARAM_STORE_PT: "application/octet-stream",
         CHECKPOINT: "application/octet-stream",
+        FINAL_CHECKPOINT: "application/octet-stream",
+        OBSERVED_NPZ: "application/x-npz",
     }
 
 
@@ -293,3 +305,44 @@ class WebhookDelivery(Base):
     delivered_at: Mapped[datetime | None]
     webhook_id: Mapped[str | None] = mapped_column(String(64))
     next_attempt_at: Mapped[datetime | None]
+
+
+class Upload(Base):
+    """A resumable chunked dataset upload (``store.repositories.uploads``).
+
+    The client declares the file's size and sha256 up front; parts of ``part_bytes``
+    (the last one shorter) are stored in the blob store under ``uploads/<id>/<n>`` and
+    recorded in ``upload_parts`` with their own sha256. ``complete`` assembles them,
+    checks the whole file's sha256, decodes it into a dataset and sets ``dataset_id``.
+    ``state``: ``open`` -> ``complete`` (or ``aborted``).
+    """
+
+    __tablename__ = "uploads"
+    __table_args__ = (Index("ix_uploads_tenant_created", "tenant_id", "created_at"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    state: Mapped[str] = mapped_column(String(16), default="open")
+    name: Mapped[str | None] = mapped_column(String(200))
+    filename: Mapped[str | None] = mapped_column(String(200))
+    content_type: Mapped[str | None] = mapped_column(String(100))
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    part_bytes: Mapped[int] = mapped_column(BigInteger)
+    dataset_id: Mapped[str | None] = mapped_column(ForeignKey("datasets.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+    completed_at: Mapped[datetime | None]
+
+
+class UploadPart(Base):
+    """One received part of an upload; (upload_id, part_number) is the key, so a part
+    sent again (a resumed client) replaces the previous one."""
+
+    __tablename__ = "upload_parts"
+
+    upload_id: Mapped[str] = mapped_column(ForeignKey("uploads.id", ondelete="CASCADE"), primary_key=True)
+    part_number: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

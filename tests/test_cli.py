@@ -79,5 +79,33 @@ def test_worker_rejects_unknown_queue(home: Path) -> None:
 def test_module_entry_point_runs_as_a_process(home: Path) -> None:
     out = subprocess.run([sys.executable, "-m", "vihub.cli", "--version"], cwd=REPO_ROOT,
                          capture_output=True, text=True, timeout=60, check=False)
-    # With the client installed too, `vihub --version` names both distributions.
-    assert out.returncode == 0 and "vihub 0.1.0" in out.stdout.splitlines()
+    # With the client installed too, `vihub --version` names both distributions; the
+    # server's number is the installed distribution's (pyproject.toml), not a copy.
+    from importlib.metadata import version
+
+    assert out.returncode == 0 and f"vihub {version('vihub')}" in out.stdout.splitlines()
+
+
+def test_installed_server_registers_its_commands_for_the_composed_program() -> None:
+    # Needs the server package installed from this tree (`pip install -e .`): the entry
+    # point lives in the distribution's metadata, not in the source.
+    from importlib.metadata import entry_points
+
+    from vihub_client import cli as client_cli
+
+    registered = {(e.dist.name if e.dist else None, e.value) for e in entry_points(group=client_cli.COMMANDS_GROUP)}
+    assert ("vihub", "vihub.cli:app") in registered
+    composed = CliRunner().invoke(client_cli.make_app(), ["--help"]).stdout
+    assert {"up", "api", "worker", "migrate", "keys", "submit", "datasets"} <= set(composed.replace("│", " ").split())
+
+
+def test_main_runs_the_server_commands_alone_when_they_are_not_registered(monkeypatch, capsys) -> None:
+    # Metadata that predates the entry point: handing over to the client would lose `up`.
+    import vihub.cli as server_cli
+
+    monkeypatch.setattr(server_cli, "_registered", lambda: False)
+    monkeypatch.setattr(sys, "argv", ["vihub", "--help"])
+    with pytest.raises(SystemExit) as exited:
+        server_cli.main()
+    out = capsys.readouterr().out
+    assert exited.value.code == 0 and "migrate" in out and "submit" not in out

@@ -1,5 +1,7 @@
-"""vihub: hosted variational inference. This package holds the version and the
-server-side ``vihub`` commands (``vihub.cli``: ``up``, ``api``, ``worker``, ``migrate``,
-``keys``)."""
+"""vihub: hosted variational inference. This package holds the server-side ``vihub``
+commands (``vihub.cli``: ``up``, ``api``, ``worker``, ``migrate``, ``keys``) and the
+version (read from the installed distribution's metadata by ``common.version``)."""
 
-__version__ = "0.1.0"
+from common.version import VERSION as __version__
+
+__all__ = ["__version__"]

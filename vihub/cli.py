@@ -10,6 +10,9 @@
 - ``vihub keys create --tenant NAME``: a new API key for a tenant, printed once.
 
 Configuration is the ``VIHUB_*`` environment (``common.settings``).
+
+``app`` is registered in the ``vihub.commands`` entry-point group (pyproject.toml), which
+is how the client's ``vihub`` program finds these commands.
 """
 
 from __future__ import annotations
@@ -74,7 +77,7 @@ def migrate() -> None:
     settings = _settings()
     _logging(settings.log_level)
     upgrade(settings=settings)
-    typer.echo(f"database at revision {current_revision(settings.database_url)}: {_safe_url(settings.database_url)}")
+    typer.echo(f"database at revision {current_revision(settings.database.url)}: {_safe_url(settings.database.url)}")
 
 
 @keys_app.command("create")
@@ -169,8 +172,8 @@ def up(
     _logging(settings.log_level)
     settings.ensure_home()
     upgrade(settings=settings)
-    typer.echo(f"vihub {__version__}: store {_safe_url(settings.database_url)}, "
-               f"broker {_safe_url(settings.broker_url)}, auth {settings.auth}", err=True)
+    typer.echo(f"vihub {__version__}: store {_safe_url(settings.database.url)}, "
+               f"broker {_safe_url(settings.broker.url)}, auth {settings.auth}", err=True)
     # One pool process: Pyro is process-global, and a laptop runs one job at a time.
     celery_proc = SupervisedProcess(
         "celery-worker",
@@ -233,18 +236,38 @@ def _safe_url(url: str) -> str:
         return url.split("@")[-1]
 
 
-def main() -> None:
-    """The `vihub` command: server commands, plus the client's when it is installed.
+#: The entry-point group the client's ``vihub`` program is composed from (the contract of
+#: CONTRIBUTING.md, "One vihub command"; pyproject.toml registers ``app`` in it).
+COMMANDS_GROUP = "vihub.commands"
 
-    Both distributions install a `vihub` script and whichever was installed last wins, so
-    each one composes the other's commands: the result is the same command either way.
+
+def _registered() -> bool:
+    """Whether this package's ``app`` is registered in the group (it is not when the
+    installed metadata predates the entry point, e.g. an editable install not redone)."""
+    from importlib.metadata import entry_points
+
+    return any(e.value.replace(" ", "") == "vihub.cli:app" for e in entry_points(group=COMMANDS_GROUP))
+
+
+def main() -> None:
+    """The `vihub` command: the composed program when the client is installed, else the
+    server commands alone.
+
+    Both distributions install a `vihub` script and whichever was installed last wins.
+    The client composes the program (its own commands plus every `vihub.commands` entry
+    point, among them this module's `app`), so this script hands over to it when that
+    program would hold the server commands; the import goes one way only (the client
+    never imports the server).
     """
-    try:
-        from vihub_client.cli import main as client_main
-    except ImportError:
-        app()
-    else:
-        client_main()
+    if _registered():
+        try:
+            from vihub_client.cli import main as composed_main
+        except ImportError:
+            pass
+        else:
+            composed_main()
+            return
+    app()
 
 
 if __name__ == "__main__":

@@ -52,8 +52,8 @@ def child_env(settings: Settings, extra: Mapping[str, str] | None = None) -> dic
     broker URLs pinned so parent and child cannot disagree about them."""
     env = dict(os.environ)
     env["VIHUB_HOME"] = str(settings.home)
-    env["VIHUB_DATABASE_URL"] = settings.database_url
-    env["VIHUB_BROKER_URL"] = settings.broker_url
+    env["VIHUB_DATABASE_URL"] = settings.database.url
+    env["VIHUB_BROKER_URL"] = settings.broker.url
     env.update(extra or {})
     return env
 

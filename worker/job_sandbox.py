@@ -19,12 +19,12 @@ Messages, child -> supervisor (``op``):
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from collections.abc import Callable
 from typing import Any
 
+from inference.results import formats
 from inference.sandbox import Channel, is_out_of_memory
 # Names only: the child never opens a database connection (it holds no URL or socket).
 from store.models import ArtifactKind
@@ -40,6 +40,7 @@ class _ChannelCallbacks:
 
     def __init__(self, channel: Channel) -> None:
         self.channel = channel
+        self.final_checkpoint: bytes | None = None
 
     def on_progress(self, progress: Any) -> None:
         self.channel.send({"op": "progress", "progress": {
@@ -61,11 +62,15 @@ class _ChannelCallbacks:
         self.channel.send({"op": "drop-checkpoint"})
         self.channel.recv()
 
+    def on_final_checkpoint(self, blob: bytes, step: int) -> None:
+        # Sent with the final message (an artifact of the finished job), not on its own.
+        self.final_checkpoint = blob
+
     def as_fit_callbacks(self) -> Any:
         from inference import FitCallbacks
 
         return FitCallbacks(on_progress=self.on_progress, should_cancel=self.should_cancel,
-                            on_checkpoint=self.on_checkpoint)
+                            on_checkpoint=self.on_checkpoint, on_final_checkpoint=self.on_final_checkpoint)
 
 
 def finite(value: Any) -> float | None:
@@ -86,10 +91,16 @@ def run_fit(channel: Channel, payload: dict[str, Any]) -> None:
     spec = JobSpec.model_validate(payload["spec"])
     limits = Limits(**payload["limits"])
     resume_from = payload.get("resume_from")
+    init_params = payload.get("init_params")  # warm start (inference.init_from), see worker.warm_start
+    if payload.get("data_path"):
+        # A blob-store dataset from the host's cache, memory-mapped (worker.dataset_cache).
+        from store.blobs.npz import open_npz_mmap
+
+        payload["data"] = open_npz_mmap(payload["data_path"])
     try:
         try:
             result = fit(spec, payload["data"], callbacks=callbacks.as_fit_callbacks(),
-                         resume_from=resume_from, limits=limits)
+                         resume_from=resume_from, limits=limits, init_params=init_params)
         except InferenceError as exc:
             if resume_from is None or exc.details.get("field") != "resume_from":
                 raise
@@ -97,9 +108,13 @@ def run_fit(channel: Channel, payload: dict[str, Any]) -> None:
             # start over rather than fail the job.
             callbacks.drop_checkpoint()
             result = fit(spec, payload["data"], callbacks=callbacks.as_fit_callbacks(), resume_from=None,
-                         limits=limits)
+                         limits=limits, init_params=init_params)
         try:
             artifacts = serialize(result)
+            if callbacks.final_checkpoint is not None:
+                artifacts[ArtifactKind.FINAL_CHECKPOINT] = callbacks.final_checkpoint
+            if spec.outputs.predictive:
+                artifacts.update(_observed(spec, payload["data"], limits))
         except Exception as exc:  # noqa: BLE001 - e.g. a complex-valued site: the job's, not ours
             if is_out_of_memory(exc):
                 raise
@@ -113,16 +128,31 @@ def run_fit(channel: Channel, payload: dict[str, Any]) -> None:
             channel.send({"final": True, "op": "resource-limit", "limit": "memory"})
             return
         channel.send({"final": True, "op": "failed", "kind": exc.kind, "message": exc.message,
-                      "error": _jsonable(exc.to_dict())})
+                      "error": formats.jsonable(exc.to_dict())})
         return
     channel.send({"final": True, "op": "succeeded", "loss": [finite(v) for v in result.loss]}, artifacts)
 
 
+def _observed(spec: Any, data: Any, limits: Any) -> dict[str, bytes]:
+    """The observed sites' values for the posterior predictive checks (optional: a model
+    that cannot be traced once more only loses its /ppc)."""
+    from inference.checks import observed_npz
+
+    try:
+        return {ArtifactKind.OBSERVED_NPZ: observed_npz(spec, data, limits=limits)}
+    except Exception as exc:  # noqa: BLE001
+        if is_out_of_memory(exc):
+            raise
+        log.warning("could not record the observed values", exc_info=True)
+        return {}
+
+
 def serialize(result: Any) -> dict[str, bytes]:
-    """A result's artifacts as bytes, by ``ArtifactKind``."""
+    """A result's artifacts as bytes, by ``ArtifactKind`` (the forms of
+    ``inference.results.formats``, which the API reads back)."""
     kinds = ArtifactKind
     artifacts: dict[str, bytes] = {
-        kinds.RESULT_JSON: json.dumps(result.to_json(), allow_nan=False, separators=(",", ":")).encode(),
+        kinds.RESULT_JSON: formats.encode_json(result.to_json()),
         kinds.SAMPLES_NPZ: result.samples_npz(),
         kinds.PARAMS_SAFETENSORS: result.params_safetensors(),
         kinds.LOG_PROBS_NPZ: result.log_probs_npz(),
@@ -139,18 +169,3 @@ def serialize(result: Any) -> dict[str, bytes]:
         except Exception:
             log.warning("could not build the %s artifact", kind, exc_info=True)
     return artifacts
-
-
-def _jsonable(value: Any) -> Any:
-    """A JSON-safe copy: non-finite floats become None, unknown objects their text."""
-    if value is None or isinstance(value, (bool, int, str)):
-        return value
-    if isinstance(value, float):
-        return finite(value)
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, set)):
-        return [_jsonable(v) for v in value]
-    if hasattr(value, "tolist"):
-        return _jsonable(value.tolist())
-    return str(value)

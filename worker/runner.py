@@ -1,8 +1,8 @@
 """Running one job: claim, fit with store-wired callbacks, write results, end it once.
 
-``JobRunner(job_id).run() -> str`` is what the ``vihub.run_job`` task calls. It returns
-an outcome word (``succeeded``, ``failed``, ``cancelled``, ``requeued``, ``not-claimed``,
-``lease-lost``, ``missing``) so tests and logs can tell what happened.
+``JobRunner(job_id).run() -> Outcome`` is what the ``vihub.run_job`` task calls. The
+``Outcome`` (``succeeded``, ``failed``, ``cancelled``, ``requeued``, ``not-claimed``,
+``lease-lost``, ``missing``) lets tests and logs tell what happened.
 
 The steps, and why:
 
@@ -10,7 +10,9 @@ The steps, and why:
    message for a job that is final, or running under a live lease, claims nothing and
    the task just returns (Celery then acks it). A job out of attempts is failed here
    with ``too-many-attempts``.
-2. **Load** the spec and the dataset (canonical NPZ). If a ``checkpoint`` artifact exists
+2. **Load** the spec and the dataset (canonical NPZ; a blob-store dataset through this
+   host's cache, ``worker.dataset_cache``, handed to the sandbox as a path it
+   memory-maps). If a ``checkpoint`` artifact exists
    (an earlier attempt died), it is passed to the engine as ``resume_from`` and loss
    points after its step are deleted; without a checkpoint the curve is cleared. Either
    way the stored curve is rebuilt from one consistent trajectory.
@@ -42,6 +44,8 @@ produced the result; the curve is continuous and has one point per step.
 
 from __future__ import annotations
 
+import dataclasses
+import enum
 import json
 import logging
 import os
@@ -50,6 +54,8 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy.exc import DataError, InterfaceError, OperationalError, SQLAlchemyError
@@ -58,7 +64,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from common import problems
 from common.arrays import decode_arrays
 from common.settings import Settings, get_settings
-from inference.sandbox import add_preload
+from inference.sandbox import ResourceLimits, Sandbox, SandboxError, add_preload, resource_limit_error
+from store.blobs import BlobNotFound, blob_store
 from store.db import session_factory as default_session_factory
 from store.job_states import InvalidTransition, JobState
 from store.models import ArtifactKind, utcnow
@@ -69,13 +76,30 @@ from store.repositories import (
     LossPointRepository,
 )
 from store.repositories.jobs import LeaseLost
+from worker.dataset_cache import local_dataset
 from worker.hooks import on_job_finished
 from worker.job_sandbox import FIT_CANCELLED_KIND, finite
+from worker.warm_start import WarmStartFailed, load_warm_start
 
 log = logging.getLogger("vihub.worker")
 
 # The fit's entry point is imported once by the forkserver, not by every job's child.
 add_preload("worker.job_sandbox")
+
+
+class Outcome(str, enum.Enum):
+    """What ``JobRunner.run`` did with one delivery of a job."""
+
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    REQUEUED = "requeued"  # released to ``queued`` for another attempt
+    NOT_CLAIMED = "not-claimed"  # a duplicate delivery: nothing to do
+    LEASE_LOST = "lease-lost"  # reclaimed meanwhile: this worker wrote no final state
+    MISSING = "missing"  # no such job
+
+    def __str__(self) -> str:
+        return self.value
 
 
 def make_worker_id() -> str:
@@ -185,13 +209,15 @@ class _StoreCallbacks:
                 # The points up to `step` and the checkpoint commit together.
                 if not self._write_progress(session):
                     return
-                ArtifactRepository(session).put(
+                artifacts = r.artifacts(session)
+                artifacts.put(
                     r.job_id, ArtifactKind.CHECKPOINT, blob,
                     meta={"step": int(step), "attempt": self.attempt, "worker_id": r.worker_id},
                 )
-        except SQLAlchemyError:
+        except (SQLAlchemyError, OSError):
             log.warning("job %s: checkpoint at step %d not stored", r.job_id, step, exc_info=True)
             return
+        r.drop_blobs(artifacts.replaced_blob_keys)
         self._committed(written)
         log.info("job %s: checkpoint at step %d (%d bytes)", r.job_id, step, len(blob))
 
@@ -225,6 +251,97 @@ class _StoreCallbacks:
         self.last_write = time.monotonic()
 
 
+@dataclass
+class _Attempt:
+    """One claim of the job by this worker: what the fit, the relay and the outcome share."""
+
+    number: int
+    max_attempts: int
+    queue: str
+    heartbeat: _Heartbeat
+    callbacks: _StoreCallbacks
+    limits: ResourceLimits | None = None  # the sandbox's, once it is started
+    watch: _SandboxWatch | None = None
+
+    @property
+    def lease_lost(self) -> bool:
+        return self.heartbeat.lost.is_set()
+
+    @property
+    def retries_left(self) -> bool:
+        return self.number < self.max_attempts
+
+
+# How a fit can end without a result, as types: the sandbox's final message and the
+# supervisor's own observations are turned into these where they arrive (the wire
+# carries words), and ``JobRunner._ended`` picks one final state per type.
+
+
+class _FitEnded(Exception):
+    """The fit ended without a result."""
+
+
+class _ChildFailed(_FitEnded):
+    """An ``InferenceError`` in the child: the user's model or data, never retried."""
+
+    def __init__(self, kind: str, message: str, error: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.kind, self.message, self.error = kind, message, error
+
+
+class _Cancelled(_FitEnded):
+    """The run stopped because ``should_cancel`` said so (a cancel, the run-time quota or
+    a lost lease; ``_ended`` tells them apart)."""
+
+
+class _RunTimeLimit(_FitEnded):
+    """The child was killed for running past ``quotas.max_run_seconds`` without stopping."""
+
+
+class _LeaseLost(_FitEnded):
+    """The job was reclaimed while its child ran."""
+
+
+class _OverLimit(_FitEnded):
+    """An OS limit of the sandbox was breached (seen by the child or by the supervisor)."""
+
+    def __init__(self, breach: SandboxError) -> None:
+        super().__init__(breach.message)
+        self.breach = breach
+
+
+class _ChildCrashed(_FitEnded):
+    """The child failed outside the library's error hierarchy: ours, retried."""
+
+
+def _child_ended(header: dict[str, Any]) -> _FitEnded:
+    """The sandbox's final message other than a result, as a ``_FitEnded``."""
+    op = header.get("op")
+    if op == "failed":
+        kind = str(header.get("kind") or "inference-error")
+        if kind == FIT_CANCELLED_KIND:
+            return _Cancelled()
+        error = header.get("error") if isinstance(header.get("error"), dict) else {}
+        return _ChildFailed(kind, str(header.get("message") or kind), error)
+    if op == "resource-limit":
+        return _OverLimit(SandboxError("resource-limit", "", limit=str(header.get("limit") or "memory")))
+    return _ChildCrashed(str(header.get("message") or "the sandbox crashed"))
+
+
+def _sandbox_ended(exc: SandboxError, attempt: _Attempt) -> BaseException:
+    """What a child that ended without a final answer means (killed, crashed, a limit)."""
+    stopped_for = attempt.watch.stopped_for if attempt.watch is not None else None
+    if attempt.lease_lost:
+        return _LeaseLost()
+    if stopped_for == "cancel":
+        return _Cancelled()
+    if stopped_for == "time-limit":
+        return _RunTimeLimit()
+    if exc.reason == "resource-limit":
+        return _OverLimit(exc)
+    return exc
+
+
 class JobRunner:
     def __init__(
         self,
@@ -244,30 +361,27 @@ class JobRunner:
 
     # -- the run ------------------------------------------------------------------------
 
-    def run(self) -> str:
-        return self._run()
-
-    def _run(self) -> str:
+    def run(self) -> Outcome:
         w = self.settings.worker
         with self.factory.begin() as session:
             job = JobRepository(session).claim(self.job_id, self.worker_id, w.lease_seconds)
             if job is not None:
                 spec_data = dict(job.spec)
-                dataset_id, attempt, max_attempts, queue = job.dataset_id, job.attempts, job.max_attempts, job.queue
+                dataset_id, number, max_attempts, queue = job.dataset_id, job.attempts, job.max_attempts, job.queue
         if job is None:
             return self._not_claimed()
-        log.info("job %s: claimed by %s (attempt %d/%d)", self.job_id, self.worker_id, attempt, max_attempts)
+        log.info("job %s: claimed by %s (attempt %d/%d)", self.job_id, self.worker_id, number, max_attempts)
 
         heartbeat = _Heartbeat(self.factory, self.job_id, self.worker_id, w.lease_seconds, w.heartbeat_seconds)
         heartbeat.start()
         self._heartbeat = heartbeat
-        callbacks = _StoreCallbacks(self, heartbeat, attempt)
+        attempt = _Attempt(number, max_attempts, queue, heartbeat, _StoreCallbacks(self, heartbeat, number))
         try:
             try:
                 spec, data, resume_from = self._prepare(spec_data, dataset_id)
             except _PrepareFailed as failure:
                 return self._finish(JobState.FAILED, failure.problem)
-            return self._fit_and_finish(spec, data, resume_from, callbacks, heartbeat, attempt, max_attempts, queue)
+            return self._fit_and_finish(spec, data, resume_from, attempt)
         finally:
             heartbeat.stop()
 
@@ -287,16 +401,18 @@ class JobRunner:
                 "spec-error", "Invalid job spec", str(exc), errors=json.loads(exc.json(include_url=False)),
             )) from exc
 
+        location = None
         with self.factory.begin() as session:
-            data: dict[str, Any] = {}
+            data: dict[str, Any] | Path = {}
             if dataset_id is not None:
-                content = DatasetRepository(session).get_content(dataset_id)
-                if content is None:
-                    raise _PrepareFailed(problems.problem(
-                        problems.DATA_MISSING, "Dataset missing", f"dataset {dataset_id} no longer exists",
-                    ))
-                data = decode_arrays(content)
-            checkpoint = ArtifactRepository(session).get_with_content(self.job_id, ArtifactKind.CHECKPOINT)
+                repo = DatasetRepository(session)
+                location = repo.get_location(dataset_id)
+                content = repo.get_content(dataset_id) if location is not None and not location.blob_key else None
+                if location is None or (not location.blob_key and content is None):
+                    raise _PrepareFailed(_data_missing(dataset_id))
+                if content is not None:
+                    data = decode_arrays(content)
+            checkpoint = self.artifacts(session).get_with_content(self.job_id, ArtifactKind.CHECKPOINT)
             losses = LossPointRepository(session)
             if checkpoint is not None:
                 artifact, resume_from = checkpoint
@@ -306,17 +422,23 @@ class JobRunner:
             else:
                 resume_from = None
                 losses.delete_after(self.job_id, -1)
+            self.init_params = None
+            if spec.inference.init_from is not None:
+                try:
+                    self.init_params, source_checkpoint = load_warm_start(
+                        session, self.job_id, spec.inference.init_from.model_dump(), checkpoint is not None)
+                except WarmStartFailed as failure:
+                    raise _PrepareFailed(failure.problem) from failure
+                resume_from = resume_from or source_checkpoint
+        if location is not None and location.blob_key:
+            # Outside any transaction: a cold fetch of a large dataset takes a while.
+            try:
+                data = local_dataset(self.settings, location.sha256, location.blob_key)
+            except BlobNotFound as exc:
+                raise _PrepareFailed(_data_missing(dataset_id)) from exc
         return spec, data, resume_from
 
-    def _limits(self) -> Any:
-        """The operator's model-language limits (the API applied the same ones at submit)."""
-        from inference.language import Limits
-
-        return Limits(**self.settings.limits.model_dump())
-
-    def _resource_limits(self, spec: Any, queue: str) -> Any:
-        from inference.sandbox import ResourceLimits
-
+    def _resource_limits(self, spec: Any, queue: str) -> ResourceLimits:
         fields = self.settings.sandbox.job_limits_for(self.settings.quotas.max_run_seconds)
         device = spec.inference.device
         if device == "cuda" or (device == "auto" and queue == "gpu"):
@@ -324,64 +446,58 @@ class JobRunner:
             fields["memory_bytes"] = None
         return ResourceLimits(**fields)
 
-    def _fit_and_finish(
-        self, spec: Any, data: dict[str, Any], resume_from: bytes | None, callbacks: _StoreCallbacks,
-        heartbeat: _Heartbeat, attempt: int, max_attempts: int, queue: str,
-    ) -> str:
-        """Fit in a fresh sandboxed process; this process only relays to the store."""
-        from celery.exceptions import SoftTimeLimitExceeded
+    def _fit_and_finish(self, spec: Any, data: dict[str, Any], resume_from: bytes | None,
+                        attempt: _Attempt) -> Outcome:
+        """Fit in a fresh sandboxed process (this process only relays to the store), then
+        end the job in the one state the way the fit ended calls for."""
+        try:
+            header, blobs = self._fit_in_sandbox(spec, data, resume_from, attempt)
+        except Exception as exc:  # noqa: BLE001 - every way of ending has its state in _ended
+            return self._ended(exc, attempt)
+        # Only known kinds, with our own content types: the sandbox names blobs, nothing more.
+        artifacts = {kind: (blobs[kind], ArtifactKind.CONTENT_TYPES[kind])
+                     for kind in blobs if kind in ArtifactKind.CONTENT_TYPES and kind != ArtifactKind.CHECKPOINT}
+        if ArtifactKind.RESULT_JSON not in artifacts:
+            return self._internal_error(RuntimeError("the sandbox sent no result"), attempt)
+        return self._succeed([finite(v) for v in header.get("loss") or []], artifacts, attempt.callbacks)
 
-        from inference.sandbox import Sandbox, SandboxError, resource_limit_error
-
-        limits = self._resource_limits(spec, queue)
+    def _fit_in_sandbox(self, spec: Any, data: dict[str, Any], resume_from: bytes | None,
+                        attempt: _Attempt) -> tuple[dict[str, Any], dict[str, bytes]]:
+        """The sandbox's ``succeeded`` message; any other end is raised as a ``_FitEnded``
+        (or the SandboxError / store error itself)."""
+        attempt.limits = self._resource_limits(spec, attempt.queue)
         payload = {
             "spec": spec.model_dump(mode="json"),
-            "data": data,
+            # A blob-store dataset travels as a path the sandbox memory-maps.
+            "data": data if not isinstance(data, Path) else None,
+            "data_path": str(data) if isinstance(data, Path) else None,
             "resume_from": resume_from,
-            "limits": self.settings.limits.model_dump(),
+            "init_params": getattr(self, "init_params", None),
+            "limits": dataclasses.asdict(self.settings.limits),
         }
-        final: tuple[dict[str, Any], dict[str, bytes]] | None = None
-        watch: _SandboxWatch | None = None
         try:
-            with Sandbox("worker.job_sandbox:run_fit", payload, limits,
+            with Sandbox("worker.job_sandbox:run_fit", payload, attempt.limits,
                          max_message_bytes=self.settings.sandbox.max_result_mb * 1024 * 1024) as box:
-                watch = _SandboxWatch(box, callbacks, heartbeat)
-                for header, blobs in box.messages(poll_s=1.0, on_idle=watch.on_idle):
-                    if header.get("final"):
-                        final = (header, blobs)
-                        break
-                    self._relay(box, header, blobs, callbacks, watch)
-        except SoftTimeLimitExceeded:
-            return self._finish(JobState.FAILED, self._time_limit_problem())
+                attempt.watch = _SandboxWatch(box, attempt.callbacks, attempt.heartbeat)
+                for header, blobs in box.messages(poll_s=1.0, on_idle=attempt.watch.on_idle):
+                    if not header.get("final"):
+                        self._relay(box, header, blobs, attempt)
+                    elif header.get("op") == "succeeded":
+                        return header, blobs
+                    else:
+                        raise _child_ended(header)
         except SandboxError as exc:
-            if heartbeat.lost.is_set():
-                return "lease-lost"
-            stopped_for = watch.stopped_for if watch is not None else None
-            if stopped_for == "cancel":
-                self._flush_quietly(callbacks)
-                return self._finish(JobState.CANCELLED, None)
-            if stopped_for == "time-limit":
-                return self._finish(JobState.FAILED, self._time_limit_problem())
-            if exc.reason == "resource-limit":
-                log.warning("job %s: %s", self.job_id, exc.message)
-                self._flush_quietly(callbacks)
-                return self._finish(JobState.FAILED, _resource_limit_problem(resource_limit_error(exc, limits)))
-            return self._internal_error(exc, heartbeat, attempt, max_attempts, queue)
-        except SQLAlchemyError as exc:
-            # Not the user's model: the store failed under the relay.
-            return self._internal_error(exc, heartbeat, attempt, max_attempts, queue)
-        except Exception as exc:  # noqa: BLE001 - e.g. no process could be started: ours, retry
-            return self._internal_error(exc, heartbeat, attempt, max_attempts, queue)
-        assert final is not None
-        return self._outcome(final[0], final[1], callbacks, heartbeat, attempt, max_attempts, queue, limits)
+            raise _sandbox_ended(exc, attempt) from exc
+        raise _ChildCrashed("the sandbox ended without a final message")
 
-    def _relay(self, box: Any, header: dict[str, Any], blobs: dict[str, bytes], callbacks: _StoreCallbacks,
-               watch: _SandboxWatch) -> None:
+    def _relay(self, box: Sandbox, header: dict[str, Any], blobs: dict[str, bytes], attempt: _Attempt) -> None:
+        callbacks = attempt.callbacks
         op = header.get("op")
         if op == "progress":
             callbacks.on_progress(header.get("progress") or {})
         elif op == "should-cancel":
-            watch.asked()
+            if attempt.watch is not None:
+                attempt.watch.asked()
             box.reply({"cancel": callbacks.should_cancel()})
         elif op == "checkpoint":
             callbacks.on_checkpoint(blobs.get("checkpoint", b""), int(header.get("step") or 0))
@@ -393,56 +509,52 @@ class JobRunner:
         else:
             log.warning("job %s: unknown message %r from the sandbox", self.job_id, op)
 
-    def _outcome(self, header: dict[str, Any], blobs: dict[str, bytes], callbacks: _StoreCallbacks,
-                 heartbeat: _Heartbeat, attempt: int, max_attempts: int, queue: str, limits: Any) -> str:
-        from inference.sandbox import SandboxError, resource_limit_error
+    def _ended(self, exc: BaseException, attempt: _Attempt) -> Outcome:
+        """The final state for a fit that ended without a result, by the way it ended."""
+        from celery.exceptions import SoftTimeLimitExceeded
 
-        op = header.get("op")
-        if op == "succeeded":
-            # Only known kinds, with our own content types: the sandbox names blobs, nothing more.
-            artifacts = {kind: (blobs[kind], ArtifactKind.CONTENT_TYPES[kind])
-                         for kind in blobs if kind in ArtifactKind.CONTENT_TYPES and kind != ArtifactKind.CHECKPOINT}
-            if ArtifactKind.RESULT_JSON not in artifacts:
-                return self._internal_error(RuntimeError("the sandbox sent no result"), heartbeat, attempt,
-                                            max_attempts, queue)
-            return self._succeed([finite(v) for v in header.get("loss") or []], artifacts, callbacks)
-        if op == "failed":
-            kind = str(header.get("kind") or "inference-error")
-            if kind == FIT_CANCELLED_KIND:
-                if heartbeat.lost.is_set():
-                    return "lease-lost"
-                if callbacks.timed_out:
-                    return self._finish(JobState.FAILED, self._time_limit_problem())
-                self._flush_quietly(callbacks)
-                return self._finish(JobState.CANCELLED, None)
-            error = header.get("error") if isinstance(header.get("error"), dict) else {}
-            log.info("job %s: %s: %s", self.job_id, kind, header.get("message"))
+        callbacks = attempt.callbacks
+        if isinstance(exc, (SoftTimeLimitExceeded, _RunTimeLimit)):
+            return self._finish(JobState.FAILED, self._time_limit_problem())
+        if isinstance(exc, _LeaseLost):
+            return Outcome.LEASE_LOST
+        if isinstance(exc, _Cancelled):
+            if attempt.lease_lost:
+                return Outcome.LEASE_LOST
+            if callbacks.timed_out:
+                return self._finish(JobState.FAILED, self._time_limit_problem())
             self._flush_quietly(callbacks)
-            return self._finish(JobState.FAILED, problems.from_inference_error(kind, error))
-        if op == "resource-limit":
+            return self._finish(JobState.CANCELLED, None)
+        if isinstance(exc, _OverLimit):
+            log.warning("job %s: %s", self.job_id, exc.breach.message or f"{exc.breach.limit} limit")
             self._flush_quietly(callbacks)
-            breach = SandboxError("resource-limit", "", limit=str(header.get("limit") or "memory"))
-            return self._finish(JobState.FAILED, _resource_limit_problem(resource_limit_error(breach, limits)))
-        # "crashed": an exception outside the library's error hierarchy (ours, not the user's).
-        return self._internal_error(RuntimeError(str(header.get("message") or "the sandbox crashed")),
-                                    heartbeat, attempt, max_attempts, queue)
+            assert attempt.limits is not None  # set before the sandbox starts
+            problem = _resource_limit_problem(resource_limit_error(exc.breach, attempt.limits))
+            return self._finish(JobState.FAILED, problem)
+        if isinstance(exc, _ChildFailed):
+            log.info("job %s: %s: %s", self.job_id, exc.kind, exc.message)
+            self._flush_quietly(callbacks)
+            return self._finish(JobState.FAILED, problems.from_inference_error(exc.kind, exc.error))
+        # A crash of ours (not the user's model), a store failure under the relay, or no
+        # process could be started: retried while attempts are left.
+        return self._internal_error(exc, attempt)
 
-    def _internal_error(self, exc: BaseException, heartbeat: _Heartbeat, attempt: int, max_attempts: int,
-                        queue: str) -> str:
-        log.error("job %s: internal error in attempt %d/%d", self.job_id, attempt, max_attempts, exc_info=exc)
-        if heartbeat.lost.is_set():
-            return "lease-lost"
-        if attempt < max_attempts:
-            return self._release(queue)
+    def _internal_error(self, exc: BaseException, attempt: _Attempt) -> Outcome:
+        log.error("job %s: internal error in attempt %d/%d", self.job_id, attempt.number, attempt.max_attempts,
+                  exc_info=exc)
+        if attempt.lease_lost:
+            return Outcome.LEASE_LOST
+        if attempt.retries_left:
+            return self._release(attempt.queue)
         return self._finish(JobState.FAILED, problems.problem(
             problems.INTERNAL_ERROR, "Internal error",
-            f"the worker failed {attempt} times; the last error was {type(exc).__name__}", status=500,
+            f"the worker failed {attempt.number} times; the last error was {type(exc).__name__}", status=500,
         ))
 
     # -- outcomes -----------------------------------------------------------------------
 
     def _succeed(self, loss: list[float | None], artifacts: dict[str, tuple[bytes, str]],
-                 callbacks: _StoreCallbacks) -> str:
+                 callbacks: _StoreCallbacks) -> Outcome:
         def write(session: Session) -> bool:
             if not callbacks._write_progress(session):
                 return False
@@ -451,23 +563,28 @@ class JobRunner:
                 # Belt and braces: the engine's curve is the truth for the final state.
                 losses.delete_after(self.job_id, len(loss))
                 losses.upsert_many(self.job_id, [(i + 1, v) for i, v in enumerate(loss)])
-            repo = ArtifactRepository(session)
+            repo = self.artifacts(session)
+            replaced.append(repo.replaced_blob_keys)
             for kind, (content, content_type) in artifacts.items():
                 repo.put(self.job_id, kind, content, content_type)
             repo.delete(self.job_id, ArtifactKind.CHECKPOINT)
             JobRepository(session).finish(self.job_id, JobState.SUCCEEDED.value, worker_id=self.worker_id)
             return True
 
-        return self._final_write(JobState.SUCCEEDED, write)
+        replaced: list[list[str]] = []
+        outcome = self._final_write(JobState.SUCCEEDED, write)
+        if outcome is Outcome.SUCCEEDED and replaced:
+            self.drop_blobs(replaced[-1])
+        return outcome
 
-    def _finish(self, state: JobState, error: dict[str, Any] | None) -> str:
+    def _finish(self, state: JobState, error: dict[str, Any] | None) -> Outcome:
         def write(session: Session) -> bool:
             JobRepository(session).finish(self.job_id, state.value, error=error, worker_id=self.worker_id)
             return True
 
         return self._final_write(state, write)
 
-    def _final_write(self, state: JobState, write: Callable[[Session], bool]) -> str:
+    def _final_write(self, state: JobState, write: Callable[[Session], bool]) -> Outcome:
         """Commit a final state, retrying a transient database error.
 
         A finished fit is minutes of work: a database blip at the last commit must not
@@ -480,11 +597,11 @@ class JobRunner:
             try:
                 with self.factory.begin() as session:
                     if not write(session):
-                        return "lease-lost"
+                        return Outcome.LEASE_LOST
                 break
             except (LeaseLost, InvalidTransition) as exc:
                 log.warning("job %s: not finished by this worker: %s", self.job_id, exc)
-                return "lease-lost"
+                return Outcome.LEASE_LOST
             except DataError as exc:
                 # The error text could not be stored (it is escaped, so this is a backstop):
                 # end the job with a plain problem rather than leave it running.
@@ -502,7 +619,7 @@ class JobRunner:
             self._heartbeat.stop()
         on_job_finished(self.job_id, state.value, self.settings)
         log.info("job %s: %s", self.job_id, state.value)
-        return state.value
+        return Outcome(state.value)
 
     def _plain_failure_write(self, state: JobState) -> Callable[[Session], bool]:
         error = problems.problem(problems.INTERNAL_ERROR, "Error not storable",
@@ -515,20 +632,20 @@ class JobRunner:
         write.plain = True  # type: ignore[attr-defined]
         return write
 
-    def _release(self, queue: str) -> str:
+    def _release(self, queue: str) -> Outcome:
         with self.factory.begin() as session:
             released = JobRepository(session).release(self.job_id, self.worker_id)
         if not released:
-            return "lease-lost"
+            return Outcome.LEASE_LOST
         try:
             self.publish(self.job_id, queue)
             with self.factory.begin() as session:
                 JobRepository(session).mark_published(self.job_id)
         except Exception:
             log.warning("job %s: republish failed; the sweeper will retry", self.job_id, exc_info=True)
-        return "requeued"
+        return Outcome.REQUEUED
 
-    def _not_claimed(self) -> str:
+    def _not_claimed(self) -> Outcome:
         """The claim failed: tell apart a harmless duplicate from a job out of attempts."""
         now = utcnow()
         with self.factory.begin() as session:
@@ -536,7 +653,7 @@ class JobRunner:
             job = repo.get(self.job_id)
             if job is None:
                 log.warning("job %s: no such job", self.job_id)
-                return "missing"
+                return Outcome.MISSING
             exhausted = job.attempts >= job.max_attempts
             expired = job.state == JobState.RUNNING.value and job.lease_expires_at is not None \
                 and job.lease_expires_at < now
@@ -554,9 +671,9 @@ class JobRunner:
             state = job.state
         if final_state is not None:
             on_job_finished(self.job_id, final_state, self.settings)
-            return final_state
+            return Outcome(final_state)
         log.info("job %s: not claimed (state %s); duplicate delivery acknowledged", self.job_id, state)
-        return "not-claimed"
+        return Outcome.NOT_CLAIMED
 
     # -- helpers ------------------------------------------------------------------------
 
@@ -570,8 +687,24 @@ class JobRunner:
 
     def _drop_checkpoint(self) -> None:
         with self.factory.begin() as session:
-            ArtifactRepository(session).delete(self.job_id, ArtifactKind.CHECKPOINT)
+            artifacts = self.artifacts(session)
+            artifacts.delete(self.job_id, ArtifactKind.CHECKPOINT)
             LossPointRepository(session).delete_after(self.job_id, -1)
+        self.drop_blobs(artifacts.replaced_blob_keys)
+
+    def artifacts(self, session: Session) -> ArtifactRepository:
+        """Artifacts of at least ``blobs.inline_max_bytes`` go to the blob store."""
+        return ArtifactRepository(session, blobs=blob_store(self.settings),
+                                  inline_max_bytes=self.settings.blobs.inline_max_bytes)
+
+    def drop_blobs(self, keys: list[str]) -> None:
+        """Delete blobs a committed write no longer names (an orphan is harmless)."""
+        blobs = blob_store(self.settings)
+        for key in keys:
+            try:
+                blobs.delete(key)
+            except Exception:  # noqa: BLE001 - storage blip: the blob stays orphaned
+                log.warning("job %s: could not delete blob %s", self.job_id, key, exc_info=True)
 
     def _flush_quietly(self, callbacks: _StoreCallbacks) -> None:
         try:
@@ -595,6 +728,10 @@ class JobRunner:
         )
 
 
+def _data_missing(dataset_id: str | None) -> dict[str, Any]:
+    return problems.problem(problems.DATA_MISSING, "Dataset missing", f"dataset {dataset_id} no longer exists")
+
+
 class _PrepareFailed(Exception):
     def __init__(self, problem: dict[str, Any]) -> None:
         super().__init__(problem.get("detail") or problem["title"])
@@ -615,7 +752,8 @@ class _SandboxWatch:
     here and the child has not asked for ``grace_s``, the child is killed.
     """
 
-    def __init__(self, box: Any, callbacks: _StoreCallbacks, heartbeat: _Heartbeat, grace_s: float = 30.0) -> None:
+    def __init__(self, box: Sandbox, callbacks: _StoreCallbacks, heartbeat: _Heartbeat,
+                 grace_s: float = 30.0) -> None:
         self.box, self.callbacks, self.heartbeat, self.grace_s = box, callbacks, heartbeat, grace_s
         self.last_asked = time.monotonic()
         self.stop_seen_at: float | None = None

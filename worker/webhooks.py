@@ -133,7 +133,7 @@ class WebhookSender:
             return None
 
     def _catch_up_due(self) -> bool:
-        key = self.settings.database_url
+        key = self.settings.database.url
         with _catch_up_lock:
             last = _last_catch_up.get(key)
             now = time.monotonic()

@@ -6,13 +6,14 @@ from fastapi import APIRouter
 
 from api.catalog import service
 from api.catalog.schemas import CatalogEntryOut, CatalogList
+from api.deps import KnownQueryOnly
 from api.errors import problem_responses
 
 router = APIRouter(prefix="/catalog", tags=["catalog"])
 
 
 @router.get("", response_model=CatalogList, summary="List the built-in models",
-            responses=problem_responses(500))
+            responses=problem_responses(400, 500), dependencies=[KnownQueryOnly])
 def list_catalog() -> CatalogList:
     return CatalogList(items=service.list_entries())
 

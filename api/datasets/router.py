@@ -1,10 +1,9 @@
-"""``POST /v1/datasets`` (JSON or multipart CSV/NPZ/Parquet/JSON), ``GET /v1/datasets[/{id}]``."""
+"""``POST /v1/datasets`` (JSON or multipart CSV/NPZ/Parquet/JSON), ``GET /v1/datasets[/{id}]``;
+resumable chunked uploads under ``/v1/datasets/uploads`` (``api.datasets.uploads_router``)."""
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
@@ -13,7 +12,8 @@ from starlette.requests import Request as StarletteRequest
 
 from api.datasets import service
 from api.datasets.schemas import DatasetCreate, DatasetList, DatasetOut
-from api.deps import CurrentTenant, RuntimeDep, SessionDep
+from api.datasets.uploads_router import router as uploads_router
+from api.deps import CurrentTenant, KnownQueryOnly, PageSize, RuntimeDep, SessionDep
 from api.errors import (
     MalformedRequest,
     PayloadTooLarge,
@@ -24,6 +24,7 @@ from api.errors import (
 from api.hardening import bad_chars
 
 router = APIRouter(prefix="/datasets", tags=["datasets"])
+router.include_router(uploads_router)
 
 _UPLOAD_BODY = {
     "required": True,
@@ -74,10 +75,10 @@ async def create_dataset(request: Request, runtime: RuntimeDep, session: Session
 
 
 @router.get("", response_model=DatasetList, summary="This account's datasets, newest first",
-            responses=problem_responses(401, 422, 500))
+            responses=problem_responses(400, 401, 422, 500), dependencies=[KnownQueryOnly])
 def list_datasets(session: SessionDep, tenant: CurrentTenant,
-                  limit: Annotated[int, Query(ge=1, le=500)] = 100) -> DatasetList:
-    return service.list_datasets(session, tenant, limit)
+                  size: PageSize) -> DatasetList:
+    return service.list_datasets(session, tenant, size or 100)
 
 
 @router.get("/{dataset_id}", response_model=DatasetOut, summary="A dataset's fields, shapes, dtypes and sha256",

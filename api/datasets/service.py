@@ -2,15 +2,23 @@
 
 Upload size is bounded twice: the raw request body (``quotas.max_upload_bytes``, counted
 while streaming by the router) and the decoded arrays (``quotas.max_dataset_bytes``).
+Larger files come through resumable chunked uploads (``api.datasets.uploads``).
+
+The canonical NPZ of every uploaded dataset goes to the blob store
+(``store.blobs.dataset_key(sha256)``) before its row is written; rows of inline job data
+and rows from before the blob store keep their bytes in ``datasets.content``. Reading a
+blob dataset goes through this host's dataset cache (memory-mapped).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 from sqlalchemy.orm import Session
 
 from api.datasets import arrays
+from api.datasets.large import trial_fields
 from api.datasets.schemas import DatasetList, DatasetOut, FieldInfo
 from api.errors import (
     DatasetNotFound,
@@ -23,6 +31,8 @@ from api.ids import is_resource_id
 from api.runtime import TenantRef
 from common.arrays import EncodedArrays, decode_arrays, encode_arrays
 from common.settings import Settings
+from store.blobs import blob_store, dataset_cache, dataset_key
+from store.blobs.npz import open_npz_mmap
 from store.models import Dataset
 from store.repositories.datasets import DatasetRepository
 
@@ -61,8 +71,11 @@ def encode_fields(settings: Settings, fields: dict[str, Any]) -> EncodedArrays:
 def store_fields_created(session: Session, settings: Settings, tenant: TenantRef, fields: dict[str, Any], *,
                          fmt: str, name: str | None) -> tuple[Dataset, bool]:
     encoded = encode_fields(settings, fields)
+    key = dataset_key(encoded.sha256)
+    blob_store(settings).put_bytes(key, encoded.content)  # before the row names it
     return DatasetRepository(session).get_or_create(
-        tenant.id, encoded.sha256, encoded.content, encoded.fields, fmt, name=name
+        tenant.id, encoded.sha256, None, encoded.fields, fmt, name=name, blob_key=key,
+        size_bytes=len(encoded.content),
     )
 
 
@@ -77,22 +90,44 @@ def _get(session: Session, tenant: TenantRef, dataset_id: str) -> Dataset:
     return dataset
 
 
-def list_datasets(session: Session, tenant: TenantRef, limit: int) -> DatasetList:
-    return DatasetList(items=[_out(d, False) for d in DatasetRepository(session).list_for_tenant(tenant.id, limit)])
+def list_datasets(session: Session, tenant: TenantRef, page_size: int) -> DatasetList:
+    return DatasetList(items=[_out(d, False) for d in DatasetRepository(session).list_for_tenant(tenant.id, page_size)])
 
 
-def load_fields(session: Session, tenant: TenantRef, dataset_id: str) -> dict[str, Any]:
+def load_fields(session: Session, tenant: TenantRef, dataset_id: str, settings: Any = None) -> dict[str, Any]:
+    """A dataset's fields in memory (all of them)."""
+    mapped = _mapped_fields(session, tenant, dataset_id, settings)
+    return {k: np.array(v) if isinstance(v, np.ndarray) else v for k, v in mapped.items()}
+
+
+def _mapped_fields(session: Session, tenant: TenantRef, dataset_id: str, settings: Any) -> dict[str, Any]:
+    """The fields, memory-mapped from this host's cache for a blob-store dataset."""
     dataset = _get(session, tenant, dataset_id)
-    content = DatasetRepository(session).get_content(dataset.id)
-    return decode_arrays(content or b"")
+    repo = DatasetRepository(session)
+    location = repo.get_location(dataset.id)
+    if location is not None and location.blob_key:
+        settings = settings if settings is not None else _default_settings()
+        path = dataset_cache(settings).path(location.sha256, location.blob_key, blob_store(settings))
+        return open_npz_mmap(path)
+    return decode_arrays(repo.get_content(dataset.id) or b"")
 
 
-def resolve_job_data(session: Session, tenant: TenantRef, body: Any) -> tuple[dict[str, Any], str | None]:
-    """The fields a job (or validation) runs on, and its dataset id if it names one."""
+def _default_settings() -> Settings:
+    from common.settings import get_settings
+
+    return get_settings()
+
+
+def resolve_job_data(session: Session, tenant: TenantRef, body: Any,
+                     settings: Any = None) -> tuple[dict[str, Any], str | None]:
+    """The fields a job's trial run (or a validation) sees, and its dataset id if it names
+    one; a large dataset is cut to its first rows (``large.trial_fields``)."""
     data = body.data
     if data is not None and hasattr(data, "dataset_id"):
         dataset = _get(session, tenant, data.dataset_id)
-        return load_fields(session, tenant, dataset.id), dataset.id
+        settings = settings if settings is not None else _default_settings()
+        mapped = _mapped_fields(session, tenant, dataset.id, settings)
+        return trial_fields(mapped, settings.uploads.trial_max_bytes), dataset.id
     if data is not None:
         return arrays.from_json_mapping(data.inline, pointer="/data/inline"), None
     catalog_name = getattr(body.model, "catalog", None)

@@ -24,7 +24,7 @@ def predict(session: Session, runtime: Runtime, tenant: TenantRef, job_id: str, 
     job = get_job(session, tenant, job_id)
     result_json = results.result_json_bytes(session, job)
     if hasattr(body.data, "dataset_id"):
-        new_data = datasets_service.load_fields(session, tenant, body.data.dataset_id)
+        new_data = datasets_service.load_fields(session, tenant, body.data.dataset_id, runtime.settings)
     else:
         new_data = arrays.from_json_mapping(body.data.inline, pointer="/data/inline")
     try:

@@ -3,7 +3,8 @@
 The worker stores the engine's ``FitResult.to_json()`` as the ``result_json`` artifact and
 binary forms beside it (``samples_npz``, ``log_probs_npz``, ``params_safetensors``,
 ``param_store_pt``, ``netcdf``). A binary download is served from its stored artifact
-when there is one and otherwise encoded from the JSON result. The loss curve is read from
+when there is one and otherwise encoded from the JSON result with the same functions
+(``inference.results.formats``, which also reads the JSON layout). The loss curve is read from
 the ``loss_points`` table, so it is available (partial) while the job is still running.
 
 Parsed JSON results are cached per process by (job id, artifact sha256): a dashboard
@@ -22,7 +23,7 @@ import numpy as np
 from sqlalchemy.orm import Session
 
 from api.errors import ResultsNotReady
-from api.formats import downsample
+from inference.results import formats
 from store.job_states import JobState
 from store.models import ArtifactKind, Job
 from store.repositories.artifacts import ArtifactRepository
@@ -77,14 +78,8 @@ def result_json_bytes(session: Session, job: Job) -> bytes:
 
 
 # ---------------------------------------------------------------------------------------
-# Sections
-
-
-def params(result: Mapping[str, Any]) -> dict[str, Any]:
-    return {
-        "guide_params": result.get("guide_params") or {},
-        "model_params": result.get("model_params") or {},
-    }
+# The loss curve (the other sections of the JSON layout are read by
+# ``inference.results.formats``)
 
 
 def loss(session: Session, job: Job, result: Mapping[str, Any] | None, max_points: int | None) -> dict[str, Any]:
@@ -104,6 +99,28 @@ def loss(session: Session, job: Job, result: Mapping[str, Any] | None, max_point
     return body
 
 
+def loss_arrays(body: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """The binary loss forms: ``step``, ``loss`` and the ELBO terms / gradient norms as
+    columns (``elbo_terms/kl/<site>``, ``grad_norms/norms/<param>``, ...)."""
+    arrays = {"step": np.asarray(body["steps"], dtype=np.int64),
+              "loss": np.asarray([np.nan if v is None else v for v in body["loss"]], dtype=np.float64)}
+    for section in ("elbo_terms", "grad_norms"):
+        arrays.update(formats.records_to_columns(body.get(section), section))
+    return arrays
+
+
+def downsample(steps: list[int], *series: list[Any], max_points: int | None) -> tuple[list[int], list[list[Any]]]:
+    """At most ``max_points`` evenly spaced points, always keeping the first and the last."""
+    n = len(steps)
+    if max_points is None or n <= max_points:
+        return list(steps), [list(s) for s in series]
+    if max_points == 1:
+        keep = [n - 1]
+    else:
+        keep = sorted({round(i * (n - 1) / (max_points - 1)) for i in range(max_points)})
+    return [steps[i] for i in keep], [[s[i] for i in keep] for s in series]
+
+
 def downsample_series(series: Any, max_points: int | None) -> Any:
     """Downsample a per-step record list (``elbo_terms``: ``[{"step", "elbo",
     "reconstruction": {...}, "kl": {...}}, ...]``; ``grad_norms``: ``[{"step", "norms"}]``)
@@ -112,69 +129,3 @@ def downsample_series(series: Any, max_points: int | None) -> Any:
         return series
     kept, _ = downsample(list(range(len(series))), max_points=max_points)
     return [series[i] for i in kept]
-
-
-def records_to_columns(records: Any, prefix: str) -> dict[str, np.ndarray]:
-    """``[{"step": 0, "kl": {"mu": 1.0}}, ...]`` -> ``{"<prefix>/step": [...],
-    "<prefix>/kl/mu": [...]}`` (missing values become NaN) for the binary loss forms."""
-    if not isinstance(records, list) or not records:
-        return {}
-    flat_rows = [flatten_arrays(r) if isinstance(r, Mapping) else {} for r in records]
-    names = sorted({k for row in flat_rows for k, v in row.items() if v.ndim == 0})
-    return {
-        f"{prefix}/{name}": np.asarray([float(row[name]) if name in row else np.nan for row in flat_rows])
-        for name in names
-    }
-
-
-def samples(result: Mapping[str, Any]) -> dict[str, Any]:
-    body = {"samples": result.get("samples") or {}}
-    if result.get("predictive"):
-        body["predictive"] = result["predictive"]
-    return body
-
-
-def log_probs(result: Mapping[str, Any]) -> dict[str, Any]:
-    return {"log_probs": result.get("log_probs") or {}}
-
-
-def diagnostics(result: Mapping[str, Any]) -> dict[str, Any]:
-    return {"diagnostics": result.get("diagnostics") or {}, "meta": result.get("meta") or {}}
-
-
-def summary(result: Mapping[str, Any]) -> dict[str, Any]:
-    return {"summary": result.get("summary") or {}}
-
-
-# ---------------------------------------------------------------------------------------
-# JSON -> flat arrays for binary encoders
-
-
-def flatten_arrays(obj: Any, prefix: str = "") -> dict[str, np.ndarray]:
-    """``{"samples": {"mu": [..]}}`` -> ``{"samples/mu": array}``. A ``{"value": ...}``
-    record (a fitted parameter with shape and constraint) contributes its value."""
-    out: dict[str, np.ndarray] = {}
-    if isinstance(obj, Mapping):
-        if "value" in obj and not isinstance(obj["value"], Mapping):
-            array = _numeric(obj["value"])
-            if array is not None and prefix:
-                out[prefix] = array
-            return out
-        for key, value in obj.items():
-            out.update(flatten_arrays(value, f"{prefix}/{key}" if prefix else str(key)))
-        return out
-    array = _numeric(obj)
-    if array is not None and prefix:
-        out[prefix] = array
-    return out
-
-
-def _numeric(value: Any) -> np.ndarray | None:
-    if isinstance(value, (bool, int, float)) or isinstance(value, list):
-        try:
-            array = np.asarray(value, dtype=float if not isinstance(value, bool) else bool)
-        except (TypeError, ValueError):
-            return None
-        return array
-    return None
-

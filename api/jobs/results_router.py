@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-import numpy as np
 from fastapi import APIRouter, Header, Query
 from fastapi.responses import JSONResponse, Response
 
@@ -16,6 +15,7 @@ from api.jobs import predict as predict_service
 from api.jobs import results
 from api.jobs.schemas import PredictOut, PredictRequest
 from api.jobs.service import get_job
+from inference.results import formats
 from store.models import ArtifactKind
 
 router = APIRouter(prefix="/jobs/{job_id}", tags=["results"])
@@ -58,10 +58,13 @@ def get_params(job_id: str, session: SessionDep, tenant: CurrentTenant, format: 
         if blob is None:
             raise NotAcceptable("This job has no Pyro param-store file; use format=safetensors.")
         return binary_response(blob, fmt, filename=f"{job.id}-param-store")
-    body = results.params(results.load_result(session, job))
+    body = formats.params_section(results.load_result(session, job))
     if fmt is ResultFormat.json:
         return JSONResponse({"job_id": job.id, **body})
-    return array_response(results.flatten_arrays(body), fmt, filename=f"{job.id}-params")
+    if fmt is ResultFormat.safetensors:  # the stored artifact's form, when it is missing
+        return binary_response(formats.params_safetensors(body["guide_params"], body["model_params"]), fmt,
+                               filename=f"{job.id}-params")
+    return array_response(formats.flatten_arrays(body), fmt, filename=f"{job.id}-params")
 
 
 @router.get("/loss", summary="Loss per step (downsampled on request) with ELBO terms and gradient norms",
@@ -77,11 +80,7 @@ def get_loss(job_id: str, session: SessionDep, tenant: CurrentTenant, format: Fo
     body = results.loss(session, job, result, max_points)
     if fmt is ResultFormat.json:
         return JSONResponse(body)
-    arrays = {"step": np.asarray(body["steps"], dtype=np.int64),
-              "loss": np.asarray([np.nan if v is None else v for v in body["loss"]], dtype=np.float64)}
-    for section in ("elbo_terms", "grad_norms"):
-        arrays.update(results.records_to_columns(body.get(section), section))
-    return array_response(arrays, fmt, filename=f"{job.id}-loss")
+    return array_response(results.loss_arrays(body), fmt, filename=f"{job.id}-loss")
 
 
 @router.get("/samples", summary="Posterior samples (latent and deterministic sites; predictive if asked)",
@@ -94,12 +93,15 @@ def get_samples(job_id: str, session: SessionDep, tenant: CurrentTenant, format:
                                                   ResultFormat.netcdf: ArtifactKind.NETCDF}, f"{job.id}-samples")
     if stored is not None:
         return stored
-    body = results.samples(results.load_result(session, job))
+    result = results.load_result(session, job)
     if fmt is ResultFormat.json:
-        return JSONResponse({"job_id": job.id, **body})
-    arrays = results.flatten_arrays(body["samples"])
-    arrays.update({f"predictive/{k}": v for k, v in results.flatten_arrays(body.get("predictive") or {}).items()})
-    return array_response(arrays, fmt, filename=f"{job.id}-samples", sample_dims=1)
+        return JSONResponse({"job_id": job.id, **formats.samples_section(result)})
+    samples, predictive = formats.read_samples(result)
+    if fmt is ResultFormat.netcdf:  # the stored artifact's form (ArviZ groups), when it is missing
+        blob = formats.inference_data_netcdf(samples, predictive, formats.read_log_probs(result),
+                                             diagnostics=result.get("diagnostics"), meta=result.get("meta"))
+        return binary_response(blob, fmt, filename=f"{job.id}-samples")
+    return array_response(formats.samples_arrays(samples, predictive), fmt, filename=f"{job.id}-samples")
 
 
 @router.get("/log-probs", summary="Per-draw log p per model site, log q per guide site, joint log p(x, z)",
@@ -112,24 +114,24 @@ def get_log_probs(job_id: str, session: SessionDep, tenant: CurrentTenant, forma
                               f"{job.id}-log-probs")
     if stored is not None:
         return stored
-    body = results.log_probs(results.load_result(session, job))
+    result = results.load_result(session, job)
     if fmt is ResultFormat.json:
-        return JSONResponse({"job_id": job.id, **body})
-    return array_response(results.flatten_arrays(body["log_probs"]), fmt, filename=f"{job.id}-log-probs",
-                          sample_dims=1, group="log_likelihood")
+        return JSONResponse({"job_id": job.id, **formats.log_probs_section(result)})
+    arrays = formats.log_probs_arrays(formats.read_log_probs(result))
+    return array_response(arrays, fmt, filename=f"{job.id}-log-probs", sample_dims=1, group="log_likelihood")
 
 
 @router.get("/diagnostics", summary="Validation report, convergence, NaN events, Pareto k-hat; run metadata",
             responses=_ERRORS)
 def get_diagnostics(job_id: str, session: SessionDep, tenant: CurrentTenant) -> dict[str, Any]:
     job = get_job(session, tenant, job_id)
-    return {"job_id": job.id, **results.diagnostics(results.load_result(session, job))}
+    return {"job_id": job.id, **formats.diagnostics_section(results.load_result(session, job))}
 
 
 @router.get("/summary", summary="Per latent site: mean, sd, 5/50/95% quantiles", responses=_ERRORS)
 def get_summary(job_id: str, session: SessionDep, tenant: CurrentTenant) -> dict[str, Any]:
     job = get_job(session, tenant, job_id)
-    return {"job_id": job.id, **results.summary(results.load_result(session, job))}
+    return {"job_id": job.id, **formats.summary_section(results.load_result(session, job))}
 
 
 @router.post("/predict", response_model=PredictOut, summary="Posterior predictive for new data",

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from api.deps import CurrentTenant, RuntimeDep, SessionDep
+from api.deps import CurrentTenant, KnownQueryOnly, PageSize, RuntimeDep, SessionDep
 from api.errors import Unprocessable, problem_responses
 from api.jobs import events, service
 from api.jobs.schemas import JOB_STATES, JobCreate, JobList, JobOut, JobStateName
@@ -40,21 +40,21 @@ async def create_job(body: JobCreate, runtime: RuntimeDep, tenant: CurrentTenant
 
 
 @router.get("", response_model=JobList, summary="This account's jobs, newest first, with page tokens",
-            responses=problem_responses(400, 401, 422, 500))
+            responses=problem_responses(400, 401, 422, 500), dependencies=[KnownQueryOnly])
 def list_jobs(
     session: SessionDep,
     tenant: CurrentTenant,
+    size: PageSize,
     state: Annotated[list[JobStateName] | None, Query(description="Repeat to match several states")] = None,
     label: Annotated[list[str] | None, Query(description="key=value; repeat to require several")] = None,
     created_after: datetime | None = None,
     created_before: datetime | None = None,
     page_token: Annotated[str | None, Query(max_length=512)] = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> JobList:
     return service.list_jobs(session, tenant, states=list(state or []), labels=_labels(label or []),
                              created_after=_aware(created_after, "created_after"),
                              created_before=_aware(created_before, "created_before"),
-                             page_token=page_token, limit=limit)
+                             page_token=page_token, page_size=size or 50)
 
 
 @router.get("/{job_id}", response_model=JobOut, summary="A job: state, progress, timings, error",

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
 import json
 import logging
@@ -62,6 +63,7 @@ from api.errors import (
 from api.ids import is_resource_id
 from api.jobs.schemas import JobCreate, JobLinks, JobList, JobOut, Progress
 from api.runtime import Runtime, TenantRef
+from api.warm_start.checks import check_init_from
 from api.webhooks.service import check_webhook_url
 from common.arrays import EncodedArrays
 from common.settings import Settings
@@ -140,6 +142,8 @@ async def _submit(runtime: Runtime, tenant: TenantRef, body: JobCreate, key: str
     if body.webhook is not None:
         # May resolve the host name: off the event loop.
         await run_in_threadpool(check_webhook_url, settings, str(body.webhook.url))
+    if body.inference.init_from is not None:
+        await run_in_threadpool(check_init_from, runtime, tenant, body)
     fields, dataset_id = await run_in_threadpool(_resolve_data, runtime, tenant, body)
     await run_in_threadpool(_precheck_concurrency, runtime, tenant)
     await run_dry_run(runtime, body, fields, tenant)
@@ -162,7 +166,7 @@ async def run_dry_run(runtime: Runtime, body: JobCreate, fields: dict[str, Any],
     (a 503 when the wait for a free dry-run process is longer)."""
     pool = runtime.dry_runs
     cache = runtime.dry_run_cache
-    key = dry_run_key(tenant, body, fields, runtime.settings.limits.model_dump())
+    key = dry_run_key(tenant, body, fields, dataclasses.asdict(runtime.settings.limits))
     cached = cache.get(key)
     if cached is not None:
         return cached
@@ -231,7 +235,7 @@ async def _tenant_turn(runtime: Runtime, tenant: TenantRef | None) -> AsyncItera
 
 def _resolve_data(runtime: Runtime, tenant: TenantRef, body: JobCreate) -> tuple[dict[str, Any], str | None]:
     with runtime.sessionmaker() as session:
-        return datasets_service.resolve_job_data(session, tenant, body)
+        return datasets_service.resolve_job_data(session, tenant, body, runtime.settings)
 
 
 def _precheck_concurrency(runtime: Runtime, tenant: TenantRef) -> None:
@@ -449,7 +453,7 @@ def dry_run(runtime: Runtime, body: JobCreate, fields: dict[str, Any], tenant: T
     """Run the validation pass in the pool; the report on success, a 4xx/5xx otherwise."""
     spec = body.spec().model_dump(mode="json")
     try:
-        limits = runtime.settings.limits.model_dump()
+        limits = dataclasses.asdict(runtime.settings.limits)
         outcome = runtime.dry_runs.run(dryrun.dry_run, spec, fields, limits,
                                        tenant=None if tenant is None else tenant.id)
     except dryrun.DryRunTenantBusy as exc:
@@ -563,12 +567,12 @@ def list_jobs(
     created_after: Any,
     created_before: Any,
     page_token: str | None,
-    limit: int,
+    page_size: int,
 ) -> JobList:
     filters = JobFilters(states=states or None, labels=labels or None,
                          created_after=created_after, created_before=created_before)
     try:
-        page = JobRepository(session).list_for_tenant(tenant.id, filters, page_token=page_token, limit=limit)
+        page = JobRepository(session).list_for_tenant(tenant.id, filters, page_token=page_token, limit=page_size)
     except StoreInvalidPageToken as exc:
         raise InvalidPageToken("page_token is not a token this API issued.", parameter="page_token") from exc
     return JobList(items=[job_out(job) for job in page.items], next_page_token=page.next_page_token)

@@ -15,6 +15,6 @@ from api.validate.schemas import ValidateOut
 
 def validate(runtime: Runtime, tenant: TenantRef, body: JobCreate) -> ValidateOut:
     with runtime.sessionmaker() as session:
-        fields, _ = datasets_service.resolve_job_data(session, tenant, body)
+        fields, _ = datasets_service.resolve_job_data(session, tenant, body, runtime.settings)
     report = jobs_service.dry_run(runtime, body, fields, tenant)
     return ValidateOut(valid=True, report=report)

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
-from api.deps import TenantRef
 from api.errors import Unprocessable
+from api.runtime import TenantRef
 from api.webhooks.schemas import WebhookSecretOut
 from common.settings import Settings
 from common.webhooks.events import previous_secret_valid_until

@@ -11,7 +11,7 @@
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from vihub_client._version import __version__  # noqa: E402
 
 from vihub_client._ops import AUTO  # noqa: E402
 from vihub_client.aio import AsyncClient, AsyncJob  # noqa: E402
@@ -32,6 +32,7 @@ from vihub_client.errors import (  # noqa: E402
     WebhookVerificationError,
 )
 from vihub_client.models import Dataset, Progress  # noqa: E402
+from vihub_client.sweeps import Sweep  # noqa: E402
 from vihub_client.webhooks import generate_secret, sign_webhook, verify_webhook  # noqa: E402
 
 __all__ = [
@@ -51,6 +52,7 @@ __all__ = [
     "Progress",
     "RateLimited",
     "ServerError",
+    "Sweep",
     "Unauthorized",
     "VihubError",
     "WaitTimeout",

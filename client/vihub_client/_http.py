@@ -10,7 +10,6 @@ long* to wait before a retry lives in ``RetryPolicy`` and is shared.
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import os
 import random
 import time
@@ -20,8 +19,9 @@ from typing import Any
 
 import httpx
 
-from vihub_client import __version__
-from vihub_client.errors import APIConnectionError, error_from_response
+from vihub_client._version import __version__
+# parse_retry_after lives with RateLimited (which reads the header); re-exported here.
+from vihub_client.errors import APIConnectionError, error_from_response, parse_retry_after
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 DEFAULT_TIMEOUT = 30.0
@@ -104,24 +104,6 @@ def _clean(params: dict[str, Any] | None) -> dict[str, Any] | None:
     if not params:
         return None
     return {k: v for k, v in params.items() if v is not None}
-
-
-def parse_retry_after(value: str | None) -> float | None:
-    """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP date)."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when is None:
-        return None
-    return max(0.0, when.timestamp() - time.time())
 
 
 class RetryPolicy:

@@ -89,7 +89,7 @@ def list_jobs(
         "state": states or None,
         "label": labels or None,
         "page_token": page_token,
-        "limit": page_size,
+        "page_size": page_size,
         "created_after": created_after,
         "created_before": created_before,
     }
@@ -235,7 +235,7 @@ def get_dataset(dataset_id: str) -> Call:
 
 
 def list_datasets(limit: int | None = None) -> Call:
-    return Call("GET", "/v1/datasets", params={"limit": limit},
+    return Call("GET", "/v1/datasets", params={"page_size": limit},
                 parse=lambda r: [Dataset.from_json(d) for d in r.json().get("items", [])])
 
 

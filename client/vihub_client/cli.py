@@ -5,17 +5,22 @@ file that does not exist); 3 the API refused the request or could not be reached
 problem's title and detail are printed on stderr).
 
 ``client_app`` holds the client commands. ``main`` builds the ``vihub`` program: the client
-commands, plus the server commands (``up``, ``api``, ``worker``, ``migrate``, ``keys``) when
-the server package is installed and exposes ``vihub.cli.server_app`` (a ``typer.Typer``)
-or ``vihub.cli.register(app)``.
+commands, plus whatever installed packages register in the ``vihub.commands`` entry-point
+group (each entry point names a ``typer.Typer`` whose commands and groups join the top
+level). This package registers ``vihub_client.cli_sweeps:app`` there (``sweep``,
+``compare``: that module imports this one, so this one cannot import it), the server
+package ``vihub.cli:app`` (``up``, ``api``, ``worker``, ``migrate``, ``keys``); this module
+never imports the server.
 """
 
 from __future__ import annotations
 
 import functools
 import json
+import re
 import sys
 from collections.abc import Callable
+from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -24,6 +29,7 @@ from rich.console import Console
 from rich.table import Table
 
 from vihub_client import _ops
+from vihub_client._version import __version__
 from vihub_client.client import Client, Job
 from vihub_client.errors import JobFailed, VihubError, WaitTimeout
 
@@ -361,13 +367,22 @@ def datasets_upload(
     file: Annotated[Path, typer.Argument(help="CSV (header row), NPZ, Parquet or JSON object")],
     name: Annotated[Optional[str], typer.Option(help="A name to remember it by")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the dataset id")] = False,
+    chunked: Annotated[Optional[bool], typer.Option(
+        "--chunked/--single-request",
+        help="Resumable chunked upload with a progress bar (default: for files of 8 MiB or more)")] = None,
     as_json: JsonOpt = False,
     url: UrlOpt = None,
     api_key: KeyOpt = None,
 ) -> None:
-    """Upload a data file; prints its id (use it as --data)."""
+    """Upload a data file; prints its id (use it as --data). Large files go up in
+    checksummed parts with a progress bar; run the command again to resume a broken upload."""
     with _client(url, api_key) as client:
-        dataset = client.upload_dataset(file, name=name)
+        if chunked is None:
+            chunked = file.is_file() and file.stat().st_size >= 8 * 1024 * 1024
+        if chunked:
+            dataset = client.upload(file, name=name, progress=not (quiet or as_json))
+        else:
+            dataset = client.upload_dataset(file, name=name)
         if as_json:
             _print_json(dataset.raw)
         elif quiet:
@@ -410,45 +425,68 @@ def _merge(app: typer.Typer, other: typer.Typer) -> None:
             app.registered_groups.append(group)
 
 
-def _server_commands(app: typer.Typer) -> bool:
-    """Add the server package's commands when it is installed; False when it is not.
+#: The entry-point group through which installed packages add commands to ``vihub``.
+COMMANDS_GROUP = "vihub.commands"
+CLIENT_DISTRIBUTION = "vihub-client"
 
-    Looks in ``vihub.cli`` for ``server_app`` (a ``typer.Typer``), then ``register(app)``,
-    then ``app`` (the server's own ``typer.Typer``).
+
+def registered_commands(*, only_client: bool = False) -> list[tuple[str, typer.Typer]]:
+    """The ``typer.Typer`` objects registered in the ``vihub.commands`` entry-point group,
+    as ``(distribution name, app)``, in a stable order (by distribution, then entry name);
+    with ``only_client``, those of this distribution (``vihub-client``) alone.
+
+    An entry point whose module cannot be imported (a half-installed server, a missing
+    optional dependency) is reported on stderr and skipped: the client commands must
+    keep working. An entry point that is not a ``typer.Typer`` is a packaging error and
+    raises ``TypeError``.
     """
-    try:
-        import vihub.cli as server_cli  # type: ignore[import-not-found]
-    except ImportError:
-        return False
-    register = getattr(server_cli, "register", None)
-    server_app = getattr(server_cli, "server_app", None)
-    if not isinstance(server_app, typer.Typer) and not callable(register):
-        server_app = getattr(server_cli, "app", None)
-    if isinstance(server_app, typer.Typer):
-        _merge(app, server_app)
-        return True
-    if callable(register):
-        register(app)
-        return True
-    return False
+    commands = []
+    for entry in sorted(entry_points(group=COMMANDS_GROUP), key=lambda e: (_dist_name(e), e.name)):
+        dist = _dist_name(entry)
+        if only_client and dist != CLIENT_DISTRIBUTION:
+            continue
+        try:
+            loaded = entry.load()
+        except ImportError as exc:
+            err.print(f"[yellow]warning:[/] the {dist or entry.name} commands ({entry.value}) "
+                      f"could not be loaded: {exc}", highlight=False)
+            continue
+        if not isinstance(loaded, typer.Typer):
+            raise TypeError(f"entry point {entry.name} = {entry.value} in {COMMANDS_GROUP} "
+                            f"is a {type(loaded).__name__}, not a typer.Typer")
+        commands.append((dist, loaded))
+    return commands
+
+
+def _dist_name(entry: EntryPoint) -> str:
+    # Normalised (PEP 503): metadata may spell it vihub_client or vihub-client.
+    return re.sub(r"[-_.]+", "-", entry.dist.name).lower() if entry.dist is not None else ""
+
+
+def _registered_versions() -> list[str]:
+    """``"<distribution> <version>"`` for every other distribution that registers commands."""
+    seen: dict[str, str] = {}
+    for entry in entry_points(group=COMMANDS_GROUP):
+        if entry.dist is not None and _dist_name(entry) != CLIENT_DISTRIBUTION:
+            seen.setdefault(entry.dist.name, entry.dist.version)
+    return [f"{name} {version}" for name, version in sorted(seen.items())]
 
 
 def _version(value: bool) -> None:
     if value:
-        from vihub_client import __version__
-
         typer.echo(f"vihub-client {__version__}")
-        try:
-            from vihub import __version__ as server_version  # type: ignore[import-not-found]
-        except ImportError:
-            pass
-        else:
-            typer.echo(f"vihub {server_version}")
+        for line in _registered_versions():
+            typer.echo(line)
         raise typer.Exit()
 
 
 def make_app(*, with_server: bool = True) -> typer.Typer:
-    """The whole ``vihub`` program: client commands (+ server commands when available)."""
+    """The whole ``vihub`` program: the client commands, plus every command registered in
+    the ``vihub.commands`` entry-point group: the client's own further commands
+    (``sweep``, ``compare``) and the server package's (``up``, ``api``, ``worker``,
+    ``migrate``, ``keys``). ``with_server=False`` takes this distribution's entries only.
+    A registered name the program already has is skipped: the client's own commands come
+    first."""
     app = typer.Typer(
         name="vihub",
         help="vihub: hosted variational inference. Client commands talk to a server over HTTP"
@@ -465,8 +503,10 @@ def make_app(*, with_server: bool = True) -> typer.Typer:
         """vihub: hosted variational inference."""
 
     _merge(app, client_app)
-    if with_server:
-        _server_commands(app)
+    registered = registered_commands(only_client=not with_server)
+    # This distribution's entries first: a server command never shadows a client one.
+    for _, commands in sorted(registered, key=lambda item: item[0] != CLIENT_DISTRIBUTION):
+        _merge(app, commands)
     return app
 
 

@@ -9,11 +9,16 @@ from typing import Any
 import httpx
 
 from vihub_client import _common, _formats, _inputs, _ops
+from vihub_client import sweeps as _sweeps
 from vihub_client._http import Call, Settings, SyncTransport
 from vihub_client._ops import AUTO, AutoKey
 from vihub_client._wait import ProgressDisplay, Waiter
 from vihub_client.errors import VihubError
 from vihub_client.models import Dataset, JobData
+
+
+# Data files from this size on go up through the resumable chunked protocol (``upload``).
+CHUNKED_UPLOAD_BYTES = 8 * 1024 * 1024
 
 
 class Client:
@@ -55,6 +60,8 @@ class Client:
 
     def _resolve_data(self, plan: dict[str, Any] | _inputs.UploadFile | None) -> dict[str, Any] | None:
         if isinstance(plan, _inputs.UploadFile):
+            if plan.path.stat().st_size >= CHUNKED_UPLOAD_BYTES:  # too big for one request body
+                return {"dataset_id": self.upload(plan.path, progress=False).id}
             return {"dataset_id": self.upload_dataset(plan.path).id}
         return plan
 
@@ -138,6 +145,31 @@ class Client:
         """Upload a CSV/NPZ/Parquet/JSON file, or a dict of arrays / a DataFrame as JSON."""
         return self._run(_upload_call(source, name))
 
+    def upload(self, source: str | Path | Any, *, name: str | None = None, progress: bool | Callable[..., None] = True,
+               part_bytes: int | None = None) -> Dataset:
+        """Upload a file (CSV/NPZ/Parquet/JSON, any size), a numpy array (field ``x``), a dict
+        of arrays or a DataFrame (both sent as NPZ) through the resumable chunked protocol.
+
+        ``progress``: True shows a progress bar on stderr, a callable gets
+        ``(phase, done_bytes, total_bytes)``. A dropped connection is retried part by part;
+        calling ``upload`` again with the same file resumes where the last call stopped.
+        """
+        from vihub_client import _upload
+
+        close: Callable[[], None] | None = None
+        callback: Any = None
+        if progress is True:
+            callback, close = _upload.rich_progress()
+        elif callable(progress):
+            callback = progress
+        try:
+            with _upload.as_file(source) as (path, filename):
+                return _upload.ChunkedUpload(self._run, self.settings.base_url, path, filename=filename, name=name,
+                                             part_bytes=part_bytes, progress=callback)()
+        finally:
+            if close is not None:
+                close()
+
     def dataset(self, dataset_id: str) -> Dataset:
         return self._run(_ops.get_dataset(dataset_id))
 
@@ -176,6 +208,48 @@ class Client:
 
     def health(self) -> dict[str, Any]:
         return self._run(_ops.health())
+
+    # -- sweeps and comparisons (vihub_client.sweeps) ------------------------------------
+    def sweep(
+        self,
+        model: Any = None,
+        *,
+        axes: Mapping[str, Any] | None = None,
+        points: list[Mapping[str, Any]] | None = None,
+        base: Mapping[str, Any] | None = None,
+        guide: Any = None,
+        data: Any = None,
+        inference: Mapping[str, Any] | None = None,
+        outputs: Mapping[str, Any] | None = None,
+        entry: str | None = None,
+        name: str | None = None,
+        labels: Mapping[str, str] | None = None,
+        idempotency_key: str | AutoKey | None = AUTO,
+    ) -> _sweeps.Sweep:
+        """Start a sweep: one job per point of ``axes`` (a grid: ``{"guide.auto": [...],
+        "inference.optimizer.lr": [...]}``) or of ``points`` (a list of such overrides).
+        The base job is ``base`` (a REST job body) or built like ``submit``'s arguments."""
+        if base is None:
+            body, plan = _common.prepare_submit(model=model, entry=entry, guide=guide, data=data,
+                                                inference=inference, outputs=outputs, labels=None, webhook=None)
+            base = _common.with_data(body, self._resolve_data(plan))
+        call = _sweeps.create_call(_sweeps.sweep_body(base, axes=axes, points=points, name=name, labels=labels),
+                                   _sweeps.new_key(idempotency_key))
+        return _sweeps.Sweep(self, self._run(call))
+
+    def job_handle(self, job: dict[str, Any]) -> Job:
+        """A ``Job`` handle for a job document this client already has (a sweep's member)."""
+        return Job(self, job)
+
+    def get_sweep(self, sweep_id: str) -> _sweeps.Sweep:
+        return _sweeps.Sweep(self, self._run(_sweeps.get_call(sweep_id)))
+
+    def compare(self, jobs: list[Any], *, sort: str = "elbo", order: str = "desc", raw: bool = False) -> Any:
+        """The comparison table of succeeded jobs on the same data, as a pandas DataFrame
+        (``raw=True``: the JSON table). ``df.attrs["recommended"]`` is the chosen job id."""
+        ids = [job if isinstance(job, str) else job.id for job in jobs]
+        table = self._run(_sweeps.compare_call(ids, sort, order))
+        return table if raw else _sweeps.comparison_frame(table)
 
 
 def _label_arg(label: Mapping[str, str] | list[str] | None) -> Any:
@@ -323,6 +397,16 @@ class Job(JobData):
             (out / step.filename).write_bytes(content)
             written[step.filename] = out / step.filename
         return written
+
+    def continue_fit(self, steps: int, *, labels: Mapping[str, str] | None = None,
+                     idempotency_key: str | AutoKey | None = AUTO) -> Job:
+        """A new job: this (succeeded) one run ``steps`` further, resuming its optimizer state."""
+        call = _sweeps.continue_call(self.id, steps, labels, _sweeps.new_key(idempotency_key))
+        return Job(self._client, self._client._run(call))
+
+    def ppc(self, quantiles: list[float] | None = None) -> dict[str, Any]:
+        """Posterior predictive checks per observed site (needs ``outputs.predictive``)."""
+        return self._client._run(_sweeps.ppc_call(self.id, quantiles))
 
     def predict(self, new_data: Any, num_samples: int = 100) -> dict[str, Any]:
         """Posterior predictive draws for new data (same forms as ``submit``'s ``data``)."""

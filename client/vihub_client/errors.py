@@ -11,7 +11,9 @@ with ``status`` ``None``.
 
 from __future__ import annotations
 
+import email.utils
 import json
+import time
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -124,8 +126,6 @@ class RateLimited(VihubError):
     def retry_after(self) -> float | None:
         if self.response is None:
             return None
-        from vihub_client._http import parse_retry_after
-
         return parse_retry_after(self.response.headers.get("retry-after"))
 
 
@@ -210,3 +210,21 @@ def error_from_response(response: httpx.Response) -> VihubError:
         }
     problem["status"] = response.status_code  # the status line wins over the body
     return VihubError.from_problem(problem, response=response)
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when is None:
+        return None
+    return max(0.0, when.timestamp() - time.time())

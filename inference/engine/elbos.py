@@ -34,6 +34,7 @@ from pyro.infer.util import is_identically_zero
 from pyro.poutine.util import prune_subsample_sites
 
 from inference.engine.errors import SpecError
+from inference.results._traces import traced_pair
 from inference.spec import ElboSpec
 
 __all__ = [
@@ -210,9 +211,7 @@ def infer_max_plate_nesting(
     and return the deepest plate dim seen (as Pyro's ``_guess_max_plate_nesting``)."""
     with poutine.block():
         if guide is not None:
-            guide_trace = poutine.trace(guide).get_trace(**kwargs)
-            model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(**kwargs)
-            traces = [prune_subsample_sites(guide_trace), prune_subsample_sites(model_trace)]
+            traces = [prune_subsample_sites(t) for t in traced_pair(model, guide, kwargs)]
         else:
             traces = [prune_subsample_sites(poutine.trace(model).get_trace(**kwargs))]
     return max(_max_dim(t) for t in traces)

@@ -35,6 +35,7 @@ from inference.engine.elbos import build_elbo, infer_max_plate_nesting, jit_name
 from inference.engine.errors import FitCancelled, NonFiniteLoss, SpecError
 from inference.engine.global_state import seed_all
 from inference.engine.optim import build_optimizer, step_scheduler
+from inference.engine.warm_start import apply_init_params
 from inference.spec import InferenceSpec
 
 __all__ = ["run_svi", "SVIRun", "Progress", "FitCallbacks", "ArgsAdapter", "resolve_device",
@@ -61,6 +62,9 @@ class FitCallbacks:
     on_progress: Callable[[Progress], None] | None = None
     should_cancel: Callable[[], bool] | None = None
     on_checkpoint: Callable[[bytes, int], None] | None = None
+    # Once, after the last step: the run's final checkpoint (for warm starts, see
+    # inference.engine.warm_start); not called on failure or cancel.
+    on_final_checkpoint: Callable[[bytes, int], None] | None = None
 
 
 @dataclass
@@ -279,13 +283,16 @@ def run_svi(
     hooks: Mapping[str, tuple[int, Callable[[int], Any]]] | None = None,
     max_plate_nesting: int | None = None,
     fingerprint: Mapping[str, Any] | None = None,
+    init_params: Mapping[str, torch.Tensor] | None = None,
 ) -> SVIRun:
     """Train ``guide`` for ``model`` on ``kwargs`` as ``inference`` says.
 
     ``guide`` must be freshly built (no params yet). ``hooks`` maps a name to
     ``(every, fn(step) -> JSON value)``, called after steps that are multiples of ``every``
     with the RNG state restored afterwards. ``max_plate_nesting`` overrides inference when
-    the spec leaves it out. The caller owns the device scope and the data's device.
+    the spec leaves it out. ``init_params`` (constrained values by name) replace the fresh
+    params before training (a warm start; ``resume_from`` still wins where given).
+    The caller owns the device scope and the data's device.
     The trained params stay in the param store (the caller reads them, then clears it).
     """
     t0 = time.perf_counter()
@@ -313,6 +320,8 @@ def run_svi(
         with poutine.block():
             guide_trace = poutine.trace(guide_call).get_trace(*args, **static)
             poutine.trace(poutine.replay(model_call, trace=guide_trace)).get_trace(*args, **static)
+        if init_params is not None:
+            apply_init_params(init_params)
 
         optim = build_optimizer(inference.optimizer, clip_grad_norm=inference.clip_grad_norm,
                                 scheduler=inference.scheduler, total_steps=inference.steps)

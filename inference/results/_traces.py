@@ -25,31 +25,6 @@ DRAWS_PLATE = "_vihub_draws"
 JOINT_KEY = "[guide joint]"
 
 
-def guess_max_plate_nesting(model: Callable, guide: Callable | None, kwargs: Mapping) -> int:
-    """The deepest vectorised plate dim used by the model or the guide (0 if none).
-
-    Runs both once with their side effects blocked (so no sample is recorded anywhere),
-    like ``pyro.infer.elbo.ELBO._guess_max_plate_nesting``.
-    """
-    dims = [0]
-    with torch.no_grad(), poutine.block():
-        traces = []
-        if guide is not None:
-            guide_trace = poutine.trace(guide).get_trace(**kwargs)
-            traces.append(guide_trace)
-            traces.append(poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(**kwargs))
-        else:
-            traces.append(poutine.trace(model).get_trace(**kwargs))
-    for trace in traces:
-        for site in trace.nodes.values():
-            if site["type"] != "sample":
-                continue
-            for frame in site["cond_indep_stack"]:
-                if frame.vectorized and frame.dim is not None:
-                    dims.append(-frame.dim)
-    return max(dims)
-
-
 def vectorized(fn: Callable, num: int, max_plate_nesting: int) -> Callable:
     """``fn`` run inside an outermost plate of ``num`` draws at dim ``-(max_plate_nesting+1)``."""
 
@@ -158,7 +133,10 @@ def traced_pair(
     num: int | None = None,
     max_plate_nesting: int = 0,
 ) -> tuple[poutine.Trace, poutine.Trace]:
-    """(guide_trace, model_trace): the guide traced, the model replayed on it.
+    """(guide_trace, model_trace): the guide traced, the model replayed on it — the one
+    "trace the guide, replay the model" helper of the inference package (the engine's
+    ``infer_max_plate_nesting`` and the fit's notes use it too). Callers block the traces
+    (``poutine.block``) and turn off grad as they need.
 
     With ``num`` set, both run inside the draws plate so every site gets a leading
     draws dim at ``-(max_plate_nesting+1)``.
@@ -211,14 +189,6 @@ def draws_first(value: torch.Tensor, num: int, natural_shape: tuple[int, ...]) -
     extra = max(0, value.dim() - 1 - len(natural_shape))
     full = torch.broadcast_shapes(value.shape, (num,) + (1,) * extra + natural_shape)
     return value.expand(full).reshape((num,) + natural_shape)
-
-
-def to_numpy(x: Any):
-    import numpy as np
-
-    if torch.is_tensor(x):
-        return x.detach().cpu().numpy()
-    return np.asarray(x)
 
 
 def check_vectorised_draw(

@@ -52,17 +52,18 @@ from pyro.ops import packed
 from pyro.ops.contract import contract_to_tensor
 from pyro.ops.rings import LogRing
 
+from inference.engine.elbos import infer_max_plate_nesting
+
+from .formats import to_numpy
 from ._traces import (
     ScopedReplay,
     JOINT_KEY,
     SiteRoles,
     check_vectorised_draw,
     draws_first,
-    guess_max_plate_nesting,
     is_sample_site,
     per_draw,
     site_roles,
-    to_numpy,
     traced_pair,
 )
 
@@ -396,7 +397,7 @@ def _collect(
     if num_draws < 1:
         raise ValueError(f"need at least one draw, got {num_draws}")
     with torch.no_grad():
-        mpn = guess_max_plate_nesting(model, guide, kwargs) if max_plate_nesting is None else max_plate_nesting
+        mpn = infer_max_plate_nesting(model, guide, kwargs) if max_plate_nesting is None else max_plate_nesting
         with poutine.block():
             guide_trace, model_trace = traced_pair(model, guide, kwargs)
         roles = site_roles(model_trace, guide_trace)

@@ -278,24 +278,3 @@ def param_store_pt(state: Mapping | None = None) -> bytes:
 def param_store_bytes() -> bytes:
     """The default param-store file of the live store: the safetensors form."""
     return param_store_safetensors()
-
-
-def constrained_safetensors(guide_params: Mapping, model_params: Mapping) -> bytes:
-    """Constrained values of a phi/theta split as safetensors, constraints + roles in metadata."""
-    from safetensors.torch import save
-
-    tensors, constraints, roles = {}, {}, {}
-    for role, params in (("guide", guide_params), ("model", model_params)):
-        for name, entry in params.items():
-            dtype = getattr(torch, entry.get("dtype", "float32"))
-            tensors[name] = torch.tensor(entry["value"], dtype=dtype).reshape(entry["shape"]).contiguous()
-            constraints[name] = entry["constraint"]
-            roles[name] = role
-    metadata = {
-        "vihub.format": "vihub-params/constrained/v1",
-        _CONSTRAINTS_KEY: json.dumps(constraints),
-        "vihub.roles": json.dumps(roles),
-        "vihub.guide_params": json.dumps(list(guide_params)),
-        "vihub.model_params": json.dumps(list(model_params)),
-    }
-    return save(tensors, metadata=metadata)

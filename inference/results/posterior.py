@@ -27,14 +27,15 @@ import torch
 from pyro import poutine
 from pyro.infer import infer_discrete
 
+from inference.engine.elbos import infer_max_plate_nesting
+
+from .formats import to_numpy
 from ._traces import (
     ScopedReplay,
     check_vectorised_draw,
     draws_first,
-    guess_max_plate_nesting,
     is_sample_site,
     site_roles,
-    to_numpy,
     traced_pair,
     uncondition_observed,
     vectorized,
@@ -98,7 +99,7 @@ def draw_posterior(
         return {}, {}
     with torch.no_grad():
         if max_plate_nesting is None:
-            max_plate_nesting = guess_max_plate_nesting(model, guide, kwargs)
+            max_plate_nesting = infer_max_plate_nesting(model, guide, kwargs)
         with poutine.block():
             guide_trace, model_trace = traced_pair(model, guide, kwargs)
         roles = site_roles(model_trace, guide_trace)
@@ -113,6 +114,7 @@ def draw_posterior(
 
         vectorise = parallel is not False
         checked = False
+        drawn_obs = obs_sites if predictive else []
         samples: dict[str, list] = {n: [] for n in sample_sites}
         pred: dict[str, list] = {n: [] for n in obs_sites} if predictive else {}
         done = 0
@@ -120,19 +122,9 @@ def draw_posterior(
             num = min(batch_size, num_samples - done)
             if vectorise:
                 try:
-                    with poutine.block():
-                        mtr, ptr = _draw_block(
-                            model, guide, kwargs, num, max_plate_nesting, roles, predictive, True
-                        )
-                    block = _collect(mtr, ptr, num, natural, sample_sites, obs_sites if predictive else [])
-                    if not checked:
-                        problem = check_vectorised_draw(
-                            model, ptr if ptr is not None else mtr, kwargs,
-                            num=num, max_plate_nesting=max_plate_nesting, natural=natural,
-                        )
-                        if problem:
-                            raise ValueError(f"the batched run disagrees with a plain run: {problem}")
-                        checked = True
+                    block = _vectorised_block(model, guide, kwargs, num, max_plate_nesting, roles, natural,
+                                              sample_sites, drawn_obs, predictive, check=not checked)
+                    checked = True
                 except Exception as exc:
                     if parallel:
                         raise
@@ -141,16 +133,8 @@ def draw_posterior(
                     vectorise = False
                     continue
             else:
-                block = {n: [] for n in sample_sites + (obs_sites if predictive else [])}
-                for _ in range(num):
-                    with poutine.block():
-                        mtr, ptr = _draw_block(
-                            model, guide, kwargs, 1, max_plate_nesting, roles, predictive, False
-                        )
-                    one = _collect(mtr, ptr, 1, natural, sample_sites, obs_sites if predictive else [])
-                    for n, v in one.items():
-                        block[n].append(v)
-                block = {n: torch.cat(v) for n, v in block.items()}
+                block = _looped_block(model, guide, kwargs, num, max_plate_nesting, roles, natural,
+                                      sample_sites, drawn_obs, predictive)
             for n in sample_sites:
                 samples[n].append(block[n])
             for n, parts in pred.items():
@@ -159,6 +143,33 @@ def draw_posterior(
     samples_np = {n: to_numpy(torch.cat(v)) for n, v in samples.items()}
     pred_np = {n: to_numpy(torch.cat(v)) for n, v in pred.items()}
     return samples_np, pred_np
+
+
+def _vectorised_block(model, guide, kwargs, num, mpn, roles, natural, sample_sites, drawn_obs, predictive,
+                      *, check: bool) -> dict[str, torch.Tensor]:
+    """``num`` draws in one run under the draws plate; with ``check``, the first draw is
+    compared with a plain run (a model not written for batching raises ``ValueError``)."""
+    with poutine.block():
+        mtr, ptr = _draw_block(model, guide, kwargs, num, mpn, roles, predictive, True)
+    block = _collect(mtr, ptr, num, natural, sample_sites, drawn_obs)
+    if check:
+        problem = check_vectorised_draw(model, ptr if ptr is not None else mtr, kwargs,
+                                        num=num, max_plate_nesting=mpn, natural=natural)
+        if problem:
+            raise ValueError(f"the batched run disagrees with a plain run: {problem}")
+    return block
+
+
+def _looped_block(model, guide, kwargs, num, mpn, roles, natural, sample_sites, drawn_obs,
+                  predictive) -> dict[str, torch.Tensor]:
+    """``num`` draws one model run at a time."""
+    block: dict[str, list] = {n: [] for n in sample_sites + drawn_obs}
+    for _ in range(num):
+        with poutine.block():
+            mtr, ptr = _draw_block(model, guide, kwargs, 1, mpn, roles, predictive, False)
+        for n, v in _collect(mtr, ptr, 1, natural, sample_sites, drawn_obs).items():
+            block[n].append(v)
+    return {n: torch.cat(v) for n, v in block.items()}
 
 
 def _collect(model_trace, pred_trace, num, natural, sample_sites, obs_sites) -> dict[str, torch.Tensor]:

@@ -40,7 +40,7 @@ class ApiHarness:
         self.settings = settings
         self.broker_path = broker_path
         self.app = client.app
-        self.backend = "postgres" if settings.database_url.startswith("postgresql") else "sqlite"
+        self.backend = "postgres" if settings.database.url.startswith("postgresql") else "sqlite"
 
     @property
     def runtime(self) -> Any:
@@ -88,7 +88,7 @@ class ApiHarness:
 
 def _make_harness(database_url: str, home: Path, auth: str = "required", **overrides: Any) -> Iterator[ApiHarness]:
     from api.app import create_app
-    from common.settings import ApiSettings, Settings
+    from common.settings import Settings
     from store.migrate import upgrade
 
     upgrade(database_url)
@@ -101,7 +101,7 @@ def _make_harness(database_url: str, home: Path, auth: str = "required", **overr
         quotas=TEST_QUOTAS,
         **overrides,
     )
-    settings.api = ApiSettings(dry_run_workers=1, dry_run_time_limit_s=30.0, sse_poll_s=0.1)
+    settings.api = settings.api.model_copy(update=dict(dry_run_workers=1, dry_run_time_limit_s=30.0, sse_poll_s=0.1))
     app = create_app(settings)
     with TestClient(app, raise_server_exceptions=False) as client:
         yield ApiHarness(client, settings, broker_path)

@@ -7,6 +7,7 @@ job and nothing was published to the broker: a refused submission is never queue
 from __future__ import annotations
 
 import copy
+import dataclasses
 import io
 
 import numpy as np
@@ -263,12 +264,12 @@ def test_guide_outside_the_language_points_at_the_guide(api, headers, problem, m
 
 
 def test_operator_language_limits_apply_at_submission(api_embedded, problem, make_job):
-    limits = api_embedded.runtime.settings.limits
-    saved = limits.max_source_bytes
-    limits.max_source_bytes = 100
+    settings = api_embedded.runtime.settings
+    saved = settings.limits
+    settings.limits = dataclasses.replace(saved, max_source_bytes=100)
     try:
         body = problem(api_embedded.client.post("/v1/jobs", json=make_job()), 422, "limit-exceeded")
         assert body["pointer"] == "/model/source"
     finally:
-        limits.max_source_bytes = saved
+        settings.limits = saved
     assert api_embedded.client.post("/v1/validate", json=make_job()).status_code == 200

@@ -123,13 +123,13 @@ def test_readyz_reports_a_dead_broker(tmp_path):
     from fastapi.testclient import TestClient
 
     from api.app import create_app
-    from common.settings import ApiSettings, Settings
+    from common.settings import Settings
     from store.migrate import upgrade
 
     url = f"sqlite:///{tmp_path / 'v.sqlite3'}"
     upgrade(url)
     settings = Settings(home=tmp_path, database_url=url, broker_url="redis://127.0.0.1:1/0", auth="disabled")
-    settings.api = ApiSettings(warm_up_pool=False)
+    settings.api = settings.api.model_copy(update=dict(warm_up_pool=False))
     with TestClient(create_app(settings)) as client:
         response = client.get("/readyz")
     assert response.status_code == 503

@@ -23,7 +23,7 @@ def compose() -> dict:
 
 def test_services_and_their_order(compose):
     services = compose["services"]
-    assert set(services) == {"postgres", "redis", "migrate", "api", "worker-cpu", "worker-gpu"}
+    assert set(services) == {"postgres", "redis", "minio", "migrate", "api", "worker-cpu", "worker-gpu"}
     assert services["migrate"]["command"] == ["vihub", "migrate"]
     assert services["migrate"]["depends_on"]["postgres"]["condition"] == "service_healthy"
     for name in ("api", "worker-cpu", "worker-gpu"):

@@ -137,7 +137,7 @@ def test_list_pages_with_opaque_tokens_newest_first(api):
     ids = _insert_jobs(api, tenant.id, 7)
     seen, token, pages = [], None, 0
     while True:
-        params = {"limit": 3} | ({"page_token": token} if token else {})
+        params = {"page_size": 3} | ({"page_token": token} if token else {})
         page = api.client.get("/v1/jobs", headers=headers, params=params).json()
         seen += [j["id"] for j in page["items"]]
         pages += 1
@@ -149,6 +149,26 @@ def test_list_pages_with_opaque_tokens_newest_first(api):
     assert sorted(seen) == sorted(ids) and len(seen) == len(set(seen))
     created = [api.client.get(f"/v1/jobs/{i}", headers=headers).json()["created_at"] for i in seen]
     assert created == sorted(created, reverse=True)
+
+
+def test_list_endpoints_take_page_size_keep_limit_and_refuse_unknown_parameters(api, problem):
+    tenant, key = api.new_tenant()
+    headers = {"Authorization": f"Bearer {key}"}
+    _insert_jobs(api, tenant.id, 3)
+    assert len(api.client.get("/v1/jobs", headers=headers, params={"page_size": 2}).json()["items"]) == 2
+    # `limit` is the deprecated name (released SDKs send it); page_size wins over it.
+    assert len(api.client.get("/v1/jobs", headers=headers, params={"limit": 1}).json()["items"]) == 1
+    both = api.client.get("/v1/jobs", headers=headers, params={"limit": 1, "page_size": 3}).json()
+    assert len(both["items"]) == 3
+    body = problem(api.client.get("/v1/jobs", headers=headers, params={"sate": "running"}), 400,
+                   "unknown-query-parameter")
+    assert body["errors"] == [{"parameter": "sate", "in": "query", "detail": "unknown query parameter"}]
+    assert "page_size" in body["detail"]
+    problem(api.client.get("/v1/datasets", headers=headers, params={"pagesize": 2}), 400, "unknown-query-parameter")
+    problem(api.client.get("/v1/catalog", params={"q": "x"}), 400, "unknown-query-parameter")
+    assert api.client.get("/v1/datasets", headers=headers, params={"page_size": 2}).status_code == 200
+    parameters = {p["name"]: p for p in api.client.get("/openapi.json").json()["paths"]["/v1/jobs"]["get"]["parameters"]}
+    assert parameters["limit"].get("deprecated") is True and "page_size" in parameters
 
 
 def test_list_filters_state_label_and_created_range(api):
@@ -387,14 +407,14 @@ def test_a_broker_outage_delays_but_never_loses_a_job(tmp_path, make_job):
     from fastapi.testclient import TestClient
 
     from api.app import create_app
-    from common.settings import ApiSettings, Settings
+    from common.settings import Settings
     from store.migrate import upgrade
     from store.models import Job
 
     url = f"sqlite:///{tmp_path / 'v.sqlite3'}"
     upgrade(url)
     settings = Settings(home=tmp_path, database_url=url, broker_url="redis://127.0.0.1:1/0", auth="disabled")
-    settings.api = ApiSettings(dry_run_time_limit_s=30.0)
+    settings.api = settings.api.model_copy(update=dict(dry_run_time_limit_s=30.0))
     with TestClient(create_app(settings)) as client:
         response = client.post("/v1/jobs", json=make_job())
         assert response.status_code == 202, response.text
@@ -415,23 +435,6 @@ def test_job_resource_carries_its_spec(api, headers, make_job):
     assert fetched["spec"]["inference"]["steps"] == body["inference"]["steps"]
     assert fetched["spec"]["guide"] == job["spec"]["guide"] and "auto" in fetched["spec"]["guide"]
     assert "data" not in fetched["spec"]
-
-
-def test_log_probs_netcdf_keeps_only_per_draw_arrays():
-    """``num_draws`` and other scalars in the log-probs must not clash with the draw dim."""
-    import io
-
-    import numpy as np
-    import xarray as xr
-
-    from api.formats import _netcdf
-
-    arrays = {"log_joint": np.zeros(30), "model_sites.obs": np.ones(30),
-              "pointwise.obs": np.zeros((30, 8)), "num_draws": np.asarray(30.0)}
-    blob = _netcdf(arrays, sample_dims=1, group="log_likelihood")
-    dataset = xr.open_dataset(io.BytesIO(blob), engine="h5netcdf", group="log_likelihood")
-    assert set(dataset.data_vars) == {"log_joint", "model_sites.obs", "pointwise.obs"}
-    assert dataset["pointwise.obs"].dims[:2] == ("chain", "draw") and dataset.sizes["draw"] == 30
 
 
 def test_a_resubmission_with_more_steps_is_not_traced_again(api, headers, make_job):

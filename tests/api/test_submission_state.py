@@ -102,14 +102,14 @@ def test_embedded_default_tenant_is_committed_before_it_is_cached(tmp_path, make
     from fastapi.testclient import TestClient
 
     from api.app import create_app
-    from common.settings import ApiSettings, Settings
+    from common.settings import Settings
     from store.migrate import upgrade
 
     url = f"sqlite:///{tmp_path / 'v.sqlite3'}"
     upgrade(url)
     settings = Settings(home=tmp_path, database_url=url, broker_url=f"sqla+sqlite:///{tmp_path / 'b.sqlite3'}",
                         auth="disabled")
-    settings.api = ApiSettings(dry_run_time_limit_s=30.0)
+    settings.api = settings.api.model_copy(update=dict(dry_run_time_limit_s=30.0))
     with TestClient(create_app(settings),
                     raise_server_exceptions=False) as client:
         first = client.post("/v1/jobs", json={**make_job(), "model": {"source": "import os\n"}})

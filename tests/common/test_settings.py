@@ -16,8 +16,8 @@ def test_embedded_defaults_live_under_home(monkeypatch: pytest.MonkeyPatch, tmp_
         monkeypatch.delenv(key, raising=False)
     monkeypatch.setenv("VIHUB_HOME", str(tmp_path))
     s = Settings()
-    assert s.database_url == f"sqlite:///{tmp_path}/vihub.sqlite3"
-    assert s.broker_url == f"sqla+sqlite:///{tmp_path}/broker.sqlite3"
+    assert s.database.url == f"sqlite:///{tmp_path}/vihub.sqlite3"
+    assert s.broker.url == f"sqla+sqlite:///{tmp_path}/broker.sqlite3"
     assert s.auth == "disabled"
 
 
@@ -25,7 +25,7 @@ def test_server_database_requires_auth_and_uses_psycopg(monkeypatch: pytest.Monk
     monkeypatch.delenv("VIHUB_AUTH", raising=False)
     monkeypatch.setenv("VIHUB_DATABASE_URL", "postgresql://postgres@db:5432/vihub")
     s = Settings()
-    assert s.database_url == "postgresql+psycopg://postgres@db:5432/vihub"
+    assert s.database.url == "postgresql+psycopg://postgres@db:5432/vihub"
     assert s.auth == "required"
     monkeypatch.setenv("VIHUB_AUTH", "disabled")
     assert Settings().auth == "disabled"
@@ -65,15 +65,39 @@ def test_override_settings_is_scoped() -> None:
     assert get_settings() is before
 
 
-def test_limits_mirror_the_language_limits() -> None:
-    import dataclasses
-
-    from common.settings import LimitsSettings
+def test_limits_are_the_language_limits(monkeypatch: pytest.MonkeyPatch) -> None:
     from inference.language import Limits
 
-    language = {f.name: f.default for f in dataclasses.fields(Limits)}
-    assert LimitsSettings().model_dump() == language
-    assert Limits(**LimitsSettings().model_dump()) == Limits()
+    assert type(Settings().limits) is Limits and Settings().limits == Limits()
+    monkeypatch.setenv("VIHUB_LIMITS__MAX_SOURCE_BYTES", "0")
+    with pytest.raises(ValidationError, match="positive integer"):
+        Settings()
+
+
+def test_database_and_broker_sections_keep_the_documented_flat_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VIHUB_DATABASE_URL", "postgresql://u@db/vihub")
+    monkeypatch.setenv("VIHUB_DB_POOL_SIZE", "40")
+    monkeypatch.setenv("VIHUB_DB_MAX_OVERFLOW", "20")
+    monkeypatch.setenv("VIHUB_BROKER_URL", "redis://r:6379/0")
+    monkeypatch.setenv("VIHUB_BROKER_TRANSPORT_OPTIONS", '{"global_keyprefix": "x:"}')
+    s = Settings()
+    assert (s.database.url, s.database.pool_size, s.database.max_overflow) == ("postgresql+psycopg://u@db/vihub", 40, 20)
+    assert s.broker.url == "redis://r:6379/0" and s.broker.transport_options == {"global_keyprefix": "x:"}
+    # The sectioned name wins over the flat one; keyword arguments take either form.
+    monkeypatch.setenv("VIHUB_DATABASE__POOL_SIZE", "7")
+    assert Settings().database.pool_size == 7
+    assert Settings(database_url="sqlite:///a.db").database.url == "sqlite:///a.db"
+    assert Settings(database={"url": "sqlite:///b.db"}).database.url == "sqlite:///b.db"
+
+
+def test_settings_load_without_torch() -> None:
+    """The worker's parent process and the API read settings; neither may load torch for it."""
+    import subprocess
+    import sys
+
+    code = "import sys, common.settings, common.broker; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
 
 
 def test_api_section_reaches_the_api_runtime(monkeypatch, tmp_path):

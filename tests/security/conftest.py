@@ -28,14 +28,14 @@ SMALL_QUOTAS = {
 
 def make_client(home: Path, *, auth: str = "required", **overrides: Any) -> Iterator[TestClient]:
     from api.app import create_app
-    from common.settings import ApiSettings, Settings
+    from common.settings import Settings
     from store.migrate import upgrade
 
     url = f"sqlite:///{home / 'vihub.sqlite3'}"
     upgrade(url)
     settings = Settings(home=home, database_url=url, broker_url=f"sqla+sqlite:///{home / 'broker.sqlite3'}",
                         auth=auth, **{"quotas": SMALL_QUOTAS, **overrides})
-    settings.api = ApiSettings(warm_up_pool=False, dry_run_time_limit_s=30.0)
+    settings.api = settings.api.model_copy(update=dict(warm_up_pool=False, dry_run_time_limit_s=30.0))
     app = create_app(settings)
     with TestClient(app, raise_server_exceptions=False) as client:
         yield client

@@ -14,7 +14,7 @@ import uvicorn
 from fastapi.responses import StreamingResponse
 
 from api.app import create_app
-from common.settings import ApiSettings, Settings
+from common.settings import Settings
 from store.migrate import upgrade
 
 
@@ -25,7 +25,7 @@ def main() -> None:
     upgrade(url)
     settings = Settings(home=home, database_url=url, broker_url=f"sqla+sqlite:///{home / 'broker.sqlite3'}",
                         auth=auth)
-    settings.api = ApiSettings(warm_up_pool=False)
+    settings.api = settings.api.model_copy(update=dict(warm_up_pool=False))
     app = create_app(settings)
 
     @app.get("/_test/boom", include_in_schema=False)

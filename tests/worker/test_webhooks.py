@@ -20,7 +20,7 @@ import httpx
 import pytest
 from vihub_client import WebhookVerificationError, verify_webhook
 
-from common.settings import ApiSettings, Settings
+from common.settings import Settings
 from common.webhooks.events import backoff_s, build_payload, webhook_id_for
 from common.webhooks.signing import generate_secret, sign, signed_headers
 from common.webhooks.urls import (
@@ -356,7 +356,7 @@ def api_client(migrated_db: str, tmp_path: Path) -> Iterator[tuple[Any, Callable
 
     settings = Settings(home=tmp_path, database_url=migrated_db, broker_url=f"sqla+sqlite:///{tmp_path / 'b.sqlite3'}",
                         auth="required", webhooks={"rotation_overlap_s": 3600})
-    settings.api = ApiSettings(dry_run_workers=1, warm_up_pool=False)
+    settings.api = settings.api.model_copy(update=dict(dry_run_workers=1, warm_up_pool=False))
     app = create_app(settings)
     with TestClient(app, raise_server_exceptions=False) as client:
         factory = app.state.runtime.sessionmaker
@@ -494,7 +494,7 @@ def test_real_job_through_worker_and_sweeper_delivers_signed_webhook_with_retrie
 
     with LocalReceiver(failures=2) as receiver:
         # The job as the API stores it; the API refuses 127.0.0.1 unless the setting allows it.
-        settings.api = ApiSettings(dry_run_workers=1, warm_up_pool=False)
+        settings.api = settings.api.model_copy(update=dict(dry_run_workers=1, warm_up_pool=False))
         app = create_app(settings)
         with TestClient(app, raise_server_exceptions=False) as client:
             auth = {"Authorization": f"Bearer {key}"}

@@ -11,6 +11,8 @@ import pytest
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
+# Not the catalog's text on purpose: the CLI uploads CSV columns (y, sigma) and no J, so
+# the plate is sized by the data.
 MODEL = '''\
 import pyro
 import pyro.distributions as dist

@@ -17,21 +17,11 @@ pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 torch = pytest.importorskip("torch")
 pyro = pytest.importorskip("pyro")
 
-MODEL = '''\
-import pyro
-import pyro.distributions as dist
+import models  # noqa: E402 - after the skips: it needs the server's environment
 
-
-def model(J, y, sigma):
-    mu = pyro.sample("mu", dist.Normal(0.0, 5.0))
-    tau = pyro.sample("tau", dist.HalfCauchy(5.0))
-    with pyro.plate("schools", J):
-        theta_tilde = pyro.sample("theta_tilde", dist.Normal(0.0, 1.0))
-        theta = pyro.deterministic("theta", mu + tau * theta_tilde)
-        pyro.sample("obs", dist.Normal(theta, sigma), obs=y)
-'''
-DATA = {"J": 8, "y": [28.0, 8.0, -3.0, 7.0, -1.0, 1.0, 18.0, 12.0],
-        "sigma": [15.0, 10.0, 16.0, 11.0, 9.0, 11.0, 10.0, 18.0]}
+# The catalog's eight schools, submitted as source text (tests/models.py).
+MODEL = models.source(models.EIGHT_SCHOOLS)
+DATA = models.json_data(models.EIGHT_SCHOOLS)
 
 
 def _local_model(tmp_path: Path):

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-import typer
 from client_fakes import job_json, problem, sse
 from typer.testing import CliRunner
 from vihub_client import cli
@@ -148,65 +147,90 @@ def test_results_catalog_validate_datasets(app, server, tmp_path: Path) -> None:
     assert result.exit_code == 0 and result.stdout.strip() == "ds_7"
 
 
-def _fake_server_cli(monkeypatch, attribute: str) -> None:
+def _install_fake_commands(monkeypatch, tmp_path: Path, dist: str, entry_points: str, module: str,
+                           source: str) -> None:
+    """A throwaway installed distribution (a dist-info folder on sys.path) that registers
+    commands in the ``vihub.commands`` group: the real discovery path, no monkeypatched
+    lookups."""
     import sys
-    import types
 
-    server_app = typer.Typer(name="vihub")  # named: a plain add_typer would nest it
-    keys = typer.Typer()
-    server_app.add_typer(keys, name="keys")
-
-    @server_app.command()
-    def up() -> None:
-        print("server up")
-
-    @keys.command("create")
-    def keys_create() -> None:
-        print("key created")
-
-    fake = types.ModuleType("vihub.cli")
-    setattr(fake, attribute, server_app)
-    package = types.ModuleType("vihub")
-    package.cli = fake
-    monkeypatch.setitem(sys.modules, "vihub", package)
-    monkeypatch.setitem(sys.modules, "vihub.cli", fake)
+    info = tmp_path / f"{dist.replace('-', '_')}-9.9.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 9.9\n")
+    (info / "entry_points.txt").write_text(f"[vihub.commands]\n{entry_points}\n")
+    (tmp_path / f"{module}.py").write_text(source)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, module, raising=False)
 
 
-@pytest.mark.parametrize("attribute", ["server_app", "app"])
-def test_main_adds_server_commands_when_present(monkeypatch, attribute: str) -> None:
-    _fake_server_cli(monkeypatch, attribute)
+FAKE_SERVER = """
+import typer
+
+app = typer.Typer(name="vihub")  # named: a plain add_typer would nest it
+keys = typer.Typer()
+app.add_typer(keys, name="keys")
+
+
+@app.command()
+def up() -> None:
+    print("server up")
+
+
+@app.command()
+def submit() -> None:  # clashes with a client command: the client's wins
+    print("server submit")
+
+
+@keys.command("create")
+def keys_create() -> None:
+    print("key created")
+"""
+
+
+def test_registered_commands_join_the_program(monkeypatch, tmp_path: Path, server) -> None:
+    _install_fake_commands(monkeypatch, tmp_path, "fake-server", "server = fake_vihub_server:app",
+                           "fake_vihub_server", FAKE_SERVER)
+    monkeypatch.setattr(cli, "_client", lambda url, key: server.client())
     app = cli.make_app()
     assert runner.invoke(app, ["up"]).stdout.strip() == "server up"
     assert runner.invoke(app, ["keys", "create"]).stdout.strip() == "key created"
     help_text = runner.invoke(app, ["--help"]).stdout
     assert "submit" in help_text and "datasets" in help_text and "up" in help_text
+    # The client's own `submit` is kept (it asks for a model, the fake one takes nothing).
+    assert runner.invoke(app, ["submit"]).exit_code == 2
+    # --version names every distribution that adds commands.
+    assert "fake-server 9.9" in runner.invoke(app, ["--version"]).stdout.splitlines()
+    assert "up" not in runner.invoke(cli.make_app(with_server=False), ["--help"]).stdout.split()
 
 
-def test_client_commands_alone_without_server(monkeypatch) -> None:
-    import sys
-
-    monkeypatch.setitem(sys.modules, "vihub", None)  # not installed: the import fails
-    monkeypatch.setitem(sys.modules, "vihub.cli", None)
+def test_client_commands_alone_without_registered_commands(monkeypatch) -> None:
+    monkeypatch.setattr(cli, "entry_points", lambda group: [])
     app = cli.make_app()
     assert runner.invoke(app, ["up"]).exit_code == 2
     assert "submit" in runner.invoke(app, ["--help"]).stdout
-    assert runner.invoke(app, ["--version"]).stdout.startswith("vihub-client ")
+    assert runner.invoke(app, ["--version"]).stdout.splitlines() == [f"vihub-client {cli.__version__}"]
 
 
-def test_register_hook(monkeypatch) -> None:
-    import sys
-    import types
+def test_a_broken_registration_does_not_break_the_client(monkeypatch, tmp_path: Path) -> None:
+    _install_fake_commands(monkeypatch, tmp_path, "broken-server", "server = fake_broken_server:app",
+                           "fake_broken_server", "import a_module_that_is_not_installed\n")
+    app = cli.make_app()
+    assert "submit" in runner.invoke(app, ["--help"]).stdout
 
-    fake = types.ModuleType("vihub.cli")
 
-    def register(app: typer.Typer) -> None:
-        @app.command("migrate")
-        def migrate() -> None:
-            print("migrated")
+def test_a_registration_that_is_not_a_typer_app_is_an_error(monkeypatch, tmp_path: Path) -> None:
+    _install_fake_commands(monkeypatch, tmp_path, "odd-server", "server = fake_odd_server:app",
+                           "fake_odd_server", "app = 42\n")
+    with pytest.raises(TypeError, match="not a typer.Typer"):
+        cli.make_app()
 
-    fake.register = register
-    package = types.ModuleType("vihub")
-    package.cli = fake
-    monkeypatch.setitem(sys.modules, "vihub", package)
-    monkeypatch.setitem(sys.modules, "vihub.cli", fake)
-    assert runner.invoke(cli.make_app(), ["migrate"]).stdout.strip() == "migrated"
+
+def test_installed_client_registers_its_sweep_commands() -> None:
+    # Needs the client installed from this tree (`pip install -e client`): entry points
+    # live in the distribution's metadata. `sweep` and `compare` reach the program this way.
+    from importlib.metadata import entry_points
+
+    registered = {(cli._dist_name(e), e.value) for e in entry_points(group=cli.COMMANDS_GROUP)}
+    assert ("vihub-client", "vihub_client.cli_sweeps:app") in registered
+    help_text = runner.invoke(cli.make_app(with_server=False), ["--help"]).stdout
+    assert {"sweep", "compare", "submit"} <= set(help_text.replace("│", " ").split())

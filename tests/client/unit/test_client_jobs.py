@@ -30,7 +30,7 @@ def test_list_jobs_follows_page_tokens(server) -> None:
         ids = [job.id for job in client.list_jobs(state="running", label={"team": "a", "x": "1"}, page_size=2)]
     assert ids == ["a", "b", "c"]
     first = parse_qs(server.requests[0].url.query.decode())
-    assert first == {"state": ["running"], "label": ["team=a", "x=1"], "limit": ["2"]}
+    assert first == {"state": ["running"], "label": ["team=a", "x=1"], "page_size": ["2"]}
     assert [r.url.params.get("page_token") for r in server.requests] == [None, "t1", "t2"]
 
 

@@ -13,22 +13,12 @@ import pyro
 import pyro.distributions as dist
 from pyro.infer import config_enumerate
 
+import models
 from inference.spec import ElboSpec, InferenceSpec, OptimizerSpec, SchedulerSpec
 
-EIGHT_SCHOOLS = dict(
-    J=8,
-    sigma=torch.tensor([15.0, 10.0, 16.0, 11.0, 9.0, 11.0, 10.0, 18.0]),
-    y=torch.tensor([28.0, 8.0, -3.0, 7.0, -1.0, 1.0, 18.0, 12.0]),
-)
-
-
-def eight_schools(J, sigma, y=None):
-    mu = pyro.sample("mu", dist.Normal(0.0, 5.0))
-    tau = pyro.sample("tau", dist.HalfCauchy(5.0))
-    with pyro.plate("schools", J):
-        theta_tilde = pyro.sample("theta_tilde", dist.Normal(0.0, 1.0))
-        theta = pyro.deterministic("theta", mu + tau * theta_tilde)
-        pyro.sample("obs", dist.Normal(theta, sigma), obs=y)
+# The catalog's model and example data (tests/models.py).
+EIGHT_SCHOOLS = models.data(models.EIGHT_SCHOOLS)
+eight_schools = models.eight_schools
 
 
 # Normal mean with known noise: mu ~ N(0, prior_sd), y_i ~ N(mu, noise_sd).

@@ -16,28 +16,14 @@ from pyro.infer import SVI, Trace_ELBO, TraceEnum_ELBO, config_enumerate
 from pyro.infer.autoguide import AutoDelta, AutoNormal
 from torch import nn
 
+import models
 from inference import compile_source
 
 # ---------------------------------------------------------------------------- sources
 
-EIGHT_SCHOOLS = """
-def model(J, sigma, y=None):
-    mu = pyro.sample("mu", dist.Normal(0.0, 5.0))
-    tau = pyro.sample("tau", dist.HalfCauchy(5.0))
-    with pyro.plate("schools", J):
-        theta_tilde = pyro.sample("theta_tilde", dist.Normal(0.0, 1.0))
-        theta = pyro.deterministic("theta", mu + tau * theta_tilde)
-        pyro.sample("obs", dist.Normal(theta, sigma), obs=y)
-"""
-
-
-def eight_schools(J, sigma, y=None):
-    mu = pyro.sample("mu", dist.Normal(0.0, 5.0))
-    tau = pyro.sample("tau", dist.HalfCauchy(5.0))
-    with pyro.plate("schools", J):
-        theta_tilde = pyro.sample("theta_tilde", dist.Normal(0.0, 1.0))
-        theta = pyro.deterministic("theta", mu + tau * theta_tilde)
-        pyro.sample("obs", dist.Normal(theta, sigma), obs=y)
+# The catalog's text, against the same file imported as plain Pyro (tests/models.py).
+EIGHT_SCHOOLS = models.source(models.EIGHT_SCHOOLS)
+eight_schools = models.eight_schools
 
 
 LOGISTIC = """

@@ -1,6 +1,7 @@
 """Small Pyro models written directly in Python for the results tests.
 
-Conjugate Normal mean (closed-form posterior and evidence), eight schools non-centred,
+Conjugate Normal mean (closed-form posterior and evidence), eight schools non-centred
+(the catalog's, from ``tests/models.py``),
 a two-component Gaussian mixture with enumerated assignments, and a linear regression
 with only global latents (for prediction on new data).
 """
@@ -14,6 +15,8 @@ import pyro.distributions as dist
 import torch
 from pyro.infer import SVI, Trace_ELBO, config_enumerate
 from pyro.optim import Adam
+
+import models
 
 # ---------------------------------------------------------------- conjugate Normal mean
 
@@ -56,20 +59,9 @@ def conjugate_guide(scale_factor: float = 1.0):
 
 # ---------------------------------------------------------------- eight schools
 
-EIGHT = {
-    "J": 8,
-    "y": torch.tensor([28.0, 8.0, -3.0, 7.0, -1.0, 1.0, 18.0, 12.0]),
-    "sigma": torch.tensor([15.0, 10.0, 16.0, 11.0, 9.0, 11.0, 10.0, 18.0]),
-}
-
-
-def eight_schools(J, y, sigma):
-    mu = pyro.sample("mu", dist.Normal(0.0, 5.0))
-    tau = pyro.sample("tau", dist.HalfCauchy(5.0))
-    with pyro.plate("schools", J):
-        theta_tilde = pyro.sample("theta_tilde", dist.Normal(0.0, 1.0))
-        theta = pyro.deterministic("theta", mu + tau * theta_tilde)
-        pyro.sample("obs", dist.Normal(theta, sigma), obs=y)
+# The catalog's model and example data (tests/models.py).
+EIGHT = models.data(models.EIGHT_SCHOOLS)
+eight_schools = models.eight_schools
 
 
 # ---------------------------------------------------------------- enumerated mixture

@@ -133,18 +133,3 @@ def test_to_netcdf_opens_with_xarray_and_arviz(result, tmp_path):
         assert {"posterior", "posterior_predictive", "log_likelihood", "sample_stats"} <= set(idata.groups())
         loo = az.loo(idata)
         assert np.isfinite(loo.elpd_loo)
-
-
-def test_collect_results_fills_a_consistent_result():
-    from results_models import conjugate_data, conjugate_guide, conjugate_model
-
-    from inference.results import collect_results
-
-    data = conjugate_data()
-    result = collect_results(conjugate_model, conjugate_guide(1.1), data, num_samples=300, predictive=True)
-    assert result.samples["mu"].shape == (300,) and result.predictive["obs"].shape == (300, 20)
-    assert result.diagnostics["k_hat_reading"] == "good"
-    assert result.log_probs["log_weight"].shape == (300,)
-    assert result.meta["observed_sites"] == ["obs"] and result.meta["latent_sites"] == ["mu"]
-    assert set(result.summary) == {"mu"}
-    json.dumps(result.to_json(), allow_nan=False)

@@ -60,7 +60,7 @@ def test_parse_constraint_rejects_unknown_text():
 def _model_with_param(J, y, sigma):
     noise = pyro.param("noise_scale", torch.tensor(1.5), constraint=C.positive)
     share = pyro.param("share", torch.full((2,), 0.3), constraint=C.interval(0.0, 1.0))
-    eight_schools(J, y, sigma * noise * (share.sum() + 0.4))
+    eight_schools(J=J, y=y, sigma=sigma * noise * (share.sum() + 0.4))
 
 
 def test_split_params_phi_theta_with_constrained_values():
@@ -137,6 +137,7 @@ def test_param_store_file_loads_in_a_fresh_process(tmp_path):
         f"""
         import json, sys, torch, pyro
         sys.path.insert(0, {str(__import__("pathlib").Path(__file__).parent)!r})
+        sys.path.insert(0, {str(__import__("pathlib").Path(__file__).parents[2])!r})  # tests/models.py
         from pyro.infer.autoguide import AutoNormal
         from inference.results import load_param_store_safetensors
         from results_models import EIGHT, eight_schools

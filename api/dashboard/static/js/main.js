@@ -6,11 +6,14 @@ import { getKey, setKey } from './api.js';
 import { renderJobs } from './pages/jobs.js';
 import { renderJob } from './pages/job.js';
 import { renderNewJob } from './pages/newjob.js';
+import { renderSweep, renderSweeps } from './pages/sweeps.js';
 import { announce, clear, h } from './util.js';
 
 const ROUTES = [
   { pattern: /^#?\/?(?:jobs)?\/?$/, nav: 'jobs', title: 'Jobs', render: (root, m, q) => renderJobs(root, q) },
   { pattern: /^#\/jobs\/([^/?]+)$/, nav: 'jobs', title: 'Job', render: (root, m) => renderJob(root, decodeURIComponent(m[1])) },
+  { pattern: /^#\/sweeps\/?$/, nav: 'sweeps', title: 'Sweeps', render: (root) => renderSweeps(root) },
+  { pattern: /^#\/sweeps\/([^/?]+)$/, nav: 'sweeps', title: 'Sweep', render: (root, m) => renderSweep(root, decodeURIComponent(m[1])) },
   { pattern: /^#\/new$/, nav: 'new', title: 'New job', render: (root, m, q) => renderNewJob(root, q) },
 ];
 

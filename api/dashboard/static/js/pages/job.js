@@ -13,11 +13,12 @@ import * as downloads from './job/downloads.js';
 import * as header from './job/header.js';
 import * as loss from './job/loss.js';
 import * as posterior from './job/posterior.js';
+import * as ppc from './job/ppc.js';
 import * as reproduce from './job/reproduce.js';
 import * as spec from './job/spec.js';
 
 // In page order.
-const SECTIONS = [header, loss, posterior, diagnostics, spec, downloads, reproduce];
+const SECTIONS = [header, loss, posterior, ppc, diagnostics, spec, downloads, reproduce];
 
 export async function renderJob(root, jobId) {
   const controller = new AbortController();

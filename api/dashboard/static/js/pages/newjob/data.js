@@ -8,8 +8,17 @@ import { field, FormProblem, parseJson } from './form.js';
 const DEFAULT_DATA = '{\n  "x": [0.0, 1.0, 2.0, 3.0, 4.0],\n  "y": [0.9, 3.1, 5.0, 7.2, 8.8]\n}';
 const KINDS = [['example', 'Catalog example data'], ['inline', 'Paste JSON'], ['upload', 'Upload a file'], ['existing', 'Existing dataset']];
 
+// Datasets reach several GB (chunked uploads): sizes in binary units.
+function fmtBytes(n) {
+  const units = ['bytes', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let i = 0;
+  let v = Number(n) || 0;
+  while (v >= 1024 && i < units.length - 1) { v /= 1024; i += 1; }
+  return i === 0 ? `${v} bytes` : `${v.toFixed(v < 10 ? 2 : 1)} ${units[i]}`;
+}
+
 function datasetFieldsView(ds) {
-  return h('table', { class: 'fields-table' }, h('caption', {}, `${ds.name || ds.id} (${ds.format}, ${ds.size_bytes} bytes, sha256 ${ds.sha256.slice(0, 12)}…)`),
+  return h('table', { class: 'fields-table' }, h('caption', {}, `${ds.name || ds.id} (${ds.format}, ${fmtBytes(ds.size_bytes)}, sha256 ${ds.sha256.slice(0, 12)}…)`),
     h('thead', {}, h('tr', {}, ['Field', 'Shape', 'dtype'].map((t) => h('th', { scope: 'col' }, t)))),
     h('tbody', {}, ds.fields.map((f) => h('tr', {}, h('th', { scope: 'row' }, f.name), h('td', {}, fmtShape(f.shape)), h('td', {}, f.dtype)))));
 }

@@ -1,0 +1,1 @@
+"""Comparing fitted jobs (``/v1/compare``) and posterior predictive checks (``/v1/jobs/{id}/ppc``)."""

@@ -1,0 +1,74 @@
+"""Request and response models of ``/v1/sweeps``."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from api.jobs.schemas import JobCreate, JobOut, Labels
+
+AxisPath = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*$")]
+
+
+class SweepCreate(BaseModel):
+    """A base job body and the spec fields to vary: ``axes`` (a grid: every combination,
+    the first axis slowest) or ``points`` (a list of override sets). Paths are dotted spec
+    fields: ``guide``, ``guide.auto``, ``inference.optimizer.lr``, ``inference.elbo.num_particles``,
+    ``inference.seed``, ``model`` (another source or catalog model), ``outputs.num_samples``..."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: Annotated[str, Field(max_length=200)] | None = None
+    base: JobCreate
+    axes: dict[AxisPath, Annotated[list[Any], Field(min_length=1, max_length=1000)]] | None = None
+    points: Annotated[list[dict[AxisPath, Any]], Field(min_length=1, max_length=1000)] | None = None
+    labels: Labels = Field(default_factory=dict, description="Added to every member job's labels")
+
+    @model_validator(mode="after")
+    def _axes_or_points(self) -> "SweepCreate":
+        if (self.axes is None) == (self.points is None):
+            raise ValueError("give exactly one of axes (a grid) or points (a list)")
+        if self.axes is not None and not self.axes:
+            raise ValueError("axes must name at least one spec field")
+        return self
+
+
+class SweepCounts(BaseModel):
+    queued: int = 0
+    running: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    cancelled: int = 0
+
+
+class SweepMemberOut(BaseModel):
+    position: int
+    point: dict[str, Any]
+    job: JobOut
+
+
+class SweepLinks(BaseModel):
+    self: str
+    comparison: str
+    cancel: str
+
+
+class SweepOut(BaseModel):
+    id: str
+    name: str | None = None
+    state: str = Field(description="queued | running | finished (every member final) | cancelled")
+    done: bool
+    counts: SweepCounts
+    progress: float = Field(description="Fraction of all members' steps done")
+    created_at: datetime
+    axes: dict[str, Any]
+    base: dict[str, Any]
+    labels: dict[str, Any] = Field(default_factory=dict)
+    members: list[SweepMemberOut]
+    links: SweepLinks
+
+
+class SweepList(BaseModel):
+    items: list[SweepOut]

@@ -1,0 +1,342 @@
+"""Sweeps: many normal jobs from one base body, created together, followed and compared together.
+
+Creation (``create_sweep``), in the order of a job submission (``api.jobs.service``):
+
+1. The points: ``axes`` as a grid (``itertools.product``, first axis slowest) or ``points``
+   as given; each is a set of dotted spec paths -> values applied to the base body
+   (missing intermediate objects are created). More than ``quotas.max_sweep_points``
+   points is 403 ``quota-exceeded``; a point whose body is not a valid job is 422 with
+   the point's index and the validation errors; every point's steps are checked against
+   the steps quota.
+2. ``Idempotency-Key``: a sweep created with this key and the same body is replayed
+   (200), another body is 409 ``idempotency-key-reused``. Two identical requests racing
+   both do the dry runs; the unique constraint lets one insert, the other replays it.
+3. The base's data is resolved once (inline, dataset id or catalog example data) and
+   every point gets its own dry run (cached per spec, so points that differ only in
+   steps or seed trace once).
+4. One transaction: the dataset, one concurrent-jobs slot per point (a sweep is refused
+   with 429 unless all its points fit under ``quotas.max_concurrent_jobs``), the sweep,
+   its member jobs (labels: the base's, the sweep's, ``vihub/sweep`` and
+   ``vihub/sweep-point``) and ``sweep_members``. After the commit each job is published.
+
+Cancel requests a cancel of every unfinished member; delete cancels and soft-deletes
+every member, then the sweep.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import itertools
+import json
+import math
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+
+from api.datasets import service as datasets_service
+from api.runtime import TenantRef
+from api.errors import IdempotencyKeyReused, NotFound, QuotaExceeded, Unprocessable
+from api.jobs import service as jobs_service
+from api.jobs.schemas import JobCreate
+from api.sweeps.schemas import SweepCreate, SweepOut
+from store.job_states import FINAL_STATES, JobState
+from store.models import new_id
+from store.repositories.datasets import DatasetRepository
+from store.repositories.jobs import JobRepository
+from store.repositories.tenants import TenantRepository
+from store.sweeps import Sweep, SweepRepository
+
+SWEEP_LABEL = "vihub/sweep"
+POINT_LABEL = "vihub/sweep-point"
+SPEC_ROOTS = ("model", "guide", "inference", "outputs")
+
+
+class SweepNotFound(NotFound):
+    slug, title = "sweep-not-found", "Sweep not found"
+
+
+def max_points(settings: Any) -> int:
+    return int(settings.quotas.max_sweep_points)
+
+
+# ---------------------------------------------------------------------------------------
+# Points
+
+
+def expand_points(request: SweepCreate) -> list[dict[str, Any]]:
+    if request.points is not None:
+        return [dict(point) for point in request.points]
+    names = list(request.axes or {})
+    return [dict(zip(names, values)) for values in itertools.product(*(request.axes[n] for n in names))]
+
+
+def apply_point(base: dict[str, Any], point: dict[str, Any]) -> dict[str, Any]:
+    body = copy.deepcopy(base)
+    for path, value in point.items():
+        keys = path.split(".")
+        if keys[0] not in SPEC_ROOTS:
+            raise Unprocessable(f"Sweep axis {path!r} is not a spec field; axes start with one of {list(SPEC_ROOTS)}.",
+                                errors=[{"pointer": "/axes", "detail": path}])
+        target = body
+        for key in keys[:-1]:
+            child = target.get(key)
+            if not isinstance(child, dict):
+                child = target[key] = {}
+            target = child
+        target[keys[-1]] = copy.deepcopy(value)
+    return body
+
+
+def point_count(request: SweepCreate) -> int:
+    if request.points is not None:
+        return len(request.points)
+    return math.prod(len(values) for values in (request.axes or {}).values())
+
+
+def member_bodies(request: SweepCreate, settings: Any) -> tuple[list[dict[str, Any]], list[JobCreate]]:
+    count, limit = point_count(request), max_points(settings)
+    if count > limit:  # checked before the grid is expanded: 3 axes of 1000 values are 1e9 points
+        raise QuotaExceeded(f"The sweep has {count} points; this account may run at most {limit} per sweep.",
+                            pointer="/axes" if request.axes is not None else "/points", limit=limit)
+    points = expand_points(request)
+    base = request.base.model_dump(mode="json", exclude_unset=True)
+    bodies = []
+    for index, point in enumerate(points):
+        body = apply_point(base, point)
+        body["labels"] = {**(body.get("labels") or {}), **request.labels}
+        try:
+            job = JobCreate.model_validate(body)
+        except ValidationError as exc:
+            raise Unprocessable(
+                f"Sweep point {index} ({json.dumps(point, sort_keys=True)[:300]}) is not a valid job: "
+                f"{exc.errors()[0].get('msg')}",
+                errors=[{"pointer": f"/points/{index}/" + "/".join(str(p) for p in e.get("loc", ())),
+                         "detail": e.get("msg")} for e in exc.errors()], point=index) from exc
+        jobs_service.check_steps(settings, job)
+        bodies.append(job)
+    return points, bodies
+
+
+def fingerprint(request: SweepCreate) -> str:
+    canonical = json.dumps(request.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+# ---------------------------------------------------------------------------------------
+# Creation
+
+
+async def create_sweep(runtime: Any, tenant: TenantRef, request: SweepCreate,
+                       idempotency_key: str | None) -> tuple[SweepOut, bool]:
+    settings = runtime.settings
+    points, bodies = member_bodies(request, settings)
+    digest = fingerprint(request)
+    if idempotency_key:
+        replay = await run_in_threadpool(_replay, runtime, tenant, idempotency_key, digest)
+        if replay is not None:
+            return replay, False
+    for body in bodies:
+        if body.inference.init_from is not None:
+            from api.warm_start.checks import check_init_from
+
+            await run_in_threadpool(check_init_from, runtime, tenant, body)
+    fields, dataset_id = await run_in_threadpool(jobs_service._resolve_data, runtime, tenant, request.base)
+    await run_in_threadpool(_precheck_slots, runtime, tenant, len(bodies))
+    for body in bodies:
+        await jobs_service.run_dry_run(runtime, body, fields, tenant)
+    encoded = None
+    if dataset_id is None:
+        encoded = await run_in_threadpool(datasets_service.encode_fields, settings, fields)
+    written = await run_in_threadpool(_write, runtime, tenant, request, points, bodies, encoded, dataset_id,
+                                      idempotency_key, digest)
+    if written is None:  # a racing request with the same key won
+        replay = await run_in_threadpool(_replay, runtime, tenant, idempotency_key or "", digest)
+        if replay is None:
+            raise jobs_service._in_progress(idempotency_key or "")
+        return replay, False
+    out, queued = written
+    for job_id, queue in queued:
+        await run_in_threadpool(jobs_service._publish, runtime, job_id, queue)
+    return out, True
+
+
+def _replay(runtime: Any, tenant: TenantRef, key: str, digest: str) -> SweepOut | None:
+    with runtime.sessionmaker() as session:
+        sweep = SweepRepository(session).get_by_idempotency_key(tenant.id, key)
+        if sweep is None:
+            return None
+        if sweep.request_fingerprint != digest:
+            raise IdempotencyKeyReused(f"Idempotency-Key {key!r} was first used with a different sweep body "
+                                       f"(sweep {sweep.id}); use a new key for a new sweep.", sweep_id=sweep.id)
+        return sweep_out(session, sweep)
+
+
+def _precheck_slots(runtime: Any, tenant: TenantRef, needed: int) -> None:
+    limit = runtime.settings.quotas.max_concurrent_jobs
+    with runtime.sessionmaker() as session:
+        active = JobRepository(session).count_active_for_tenant(tenant.id)
+    if active + needed > limit:
+        raise _no_slots(limit, active, needed)
+
+
+def _no_slots(limit: int, active: int | None, needed: int) -> Exception:
+    busy = f"{active} of your jobs are" if active is not None else "Too many of your jobs are"
+    return jobs_service.TooManyConcurrentJobs(
+        f"The sweep needs {needed} job slots; {busy} queued or running and the limit is {limit}. "
+        "Retry when jobs have finished, or sweep fewer points.",
+        headers={"Retry-After": str(jobs_service.TOO_MANY_RETRY_AFTER_S)}, limit=limit, needed=needed)
+
+
+def _write(runtime: Any, tenant: TenantRef, request: SweepCreate, points: list[dict[str, Any]],
+           bodies: list[JobCreate], encoded: Any, dataset_id: str | None, key: str | None,
+           digest: str) -> tuple[SweepOut, list[tuple[str, str]]] | None:
+    """One transaction; lock order as in a job submit: dataset, tenant row, jobs, sweep rows."""
+    settings = runtime.settings
+    limit = settings.quotas.max_concurrent_jobs
+    with runtime.sessionmaker() as session:
+        try:
+            if dataset_id is None:
+                dataset, _ = DatasetRepository(session).get_or_create(
+                    tenant.id, encoded.sha256, encoded.content, encoded.fields, "inline", name=None)
+                dataset_id = dataset.id
+            tenants = TenantRepository(session)
+            for taken in range(len(bodies)):
+                if not tenants.take_job_slot(tenant.id, limit):
+                    if taken == 0:
+                        tenants.recount_active_jobs(tenant.id)
+                        if tenants.take_job_slot(tenant.id, limit):
+                            continue
+                    raise _no_slots(limit, None, len(bodies))
+            sweep_id = new_id()
+            sweeps = SweepRepository(session)
+            sweeps.create(id=sweep_id, tenant_id=tenant.id, name=request.name,
+                          base=_base_record(request, dataset_id), axes=_axes_record(request),
+                          labels=dict(request.labels), dataset_id=dataset_id, idempotency_key=key,
+                          request_fingerprint=digest if key else None)
+            jobs = JobRepository(session)
+            queued = []
+            for position, (point, body) in enumerate(zip(points, bodies)):
+                labels = {**body.labels, SWEEP_LABEL: sweep_id, POINT_LABEL: str(position)}
+                job = jobs.create(
+                    tenant_id=tenant.id, spec=body.spec().model_dump(mode="json"), dataset_id=dataset_id,
+                    labels=labels, webhook=body.webhook.model_dump(mode="json") if body.webhook else None,
+                    queue=jobs_service.queue_for(body), max_attempts=settings.worker.max_attempts)
+                sweeps.add_member(sweep_id, position, job.id, point)
+                queued.append((job.id, job.queue))
+            session.commit()
+        except IntegrityError:
+            session.rollback()
+            if not key:
+                raise
+            return None
+        except BaseException:
+            session.rollback()
+            raise
+        sweep = SweepRepository(session).get_for_tenant(tenant.id, sweep_id)
+        return sweep_out(session, sweep), queued
+
+
+def _base_record(request: SweepCreate, dataset_id: str) -> dict[str, Any]:
+    base = request.base.model_dump(mode="json", exclude_unset=True)
+    base["data"] = {"dataset_id": dataset_id}
+    return base
+
+
+def _axes_record(request: SweepCreate) -> dict[str, Any]:
+    return {"axes": request.axes} if request.axes is not None else {"points": request.points}
+
+
+# ---------------------------------------------------------------------------------------
+# Reads and changes
+
+
+def get_sweep(session: Session, tenant: TenantRef, sweep_id: str) -> Sweep:
+    from api.ids import is_resource_id
+
+    sweep = SweepRepository(session).get_for_tenant(tenant.id, sweep_id) if is_resource_id(sweep_id) else None
+    if sweep is None:
+        raise SweepNotFound(f"No sweep {sweep_id!r} in this account.")
+    return sweep
+
+
+def sweep_out(session: Session, sweep: Sweep) -> SweepOut:
+    members = SweepRepository(session).members(sweep.id)
+    counts = {state.value: 0 for state in JobState}
+    done_steps = total_steps = 0
+    rendered = []
+    for member, job in members:
+        counts[job.state] = counts.get(job.state, 0) + 1
+        out = jobs_service.job_out(job)
+        total_steps += max(out.progress.steps, 1)
+        done_steps += max(out.progress.steps, 1) if job.state in _final() else min(out.progress.step,
+                                                                                    out.progress.steps)
+        rendered.append({"position": member.position, "point": member.point, "job": out})
+    done = bool(members) and all(job.state in _final() for _, job in members)
+    if done and counts[JobState.CANCELLED.value] == len(members):
+        state = "cancelled"
+    elif done:
+        state = "finished"
+    elif counts[JobState.RUNNING.value] or counts[JobState.SUCCEEDED.value] or counts[JobState.FAILED.value]:
+        state = "running"
+    else:
+        state = "queued"
+    base = f"/v1/sweeps/{sweep.id}"
+    return SweepOut.model_validate({
+        "id": sweep.id, "name": sweep.name, "state": state, "done": done, "counts": counts,
+        "progress": done_steps / total_steps if total_steps else 0.0, "created_at": sweep.created_at,
+        "axes": sweep.axes, "base": sweep.base, "labels": sweep.labels or {}, "members": rendered,
+        "links": {"self": base, "comparison": f"{base}/comparison", "cancel": f"{base}/cancel"},
+    })
+
+
+def _final() -> set[str]:
+    return {state.value for state in FINAL_STATES}
+
+
+def list_sweeps(session: Session, tenant: TenantRef, limit: int) -> list[SweepOut]:
+    return [sweep_out(session, sweep) for sweep in SweepRepository(session).list_for_tenant(tenant.id, limit)]
+
+
+def cancel_sweep(session: Session, tenant: TenantRef, sweep_id: str) -> SweepOut:
+    sweep = get_sweep(session, tenant, sweep_id)
+    repo = SweepRepository(session)
+    jobs = JobRepository(session)
+    for _, job in repo.members(sweep.id):
+        if job.state not in _final():
+            jobs.request_cancel(job.id)
+    repo.mark_cancel_requested(sweep.id)
+    session.flush()
+    return sweep_out(session, sweep)
+
+
+def delete_sweep(session: Session, tenant: TenantRef, sweep_id: str) -> None:
+    sweep = get_sweep(session, tenant, sweep_id)
+    repo = SweepRepository(session)
+    jobs = JobRepository(session)
+    for _, job in repo.members(sweep.id):
+        if job.state not in _final():
+            jobs.request_cancel(job.id)
+        jobs.soft_delete(tenant.id, job.id)
+    repo.soft_delete(tenant.id, sweep.id)
+
+
+def sweep_comparison(session: Session, tenant: TenantRef, sweep_id: str, *, sort: str, order: str) -> dict[str, Any]:
+    from api.compare.service import compare_jobs
+
+    sweep = get_sweep(session, tenant, sweep_id)
+    members = SweepRepository(session).members(sweep.id)
+    succeeded = [(m, job) for m, job in members if job.state == JobState.SUCCEEDED.value]
+    notes = []
+    if len(succeeded) < len(members):
+        notes.append(f"{len(members) - len(succeeded)} of {len(members)} members have not succeeded (yet) and are "
+                     "not in the table")
+    if not succeeded:
+        from api.errors import ResultsNotReady
+
+        raise ResultsNotReady(f"No member of sweep {sweep.id} has succeeded yet.", state="running")
+    return compare_jobs(session, tenant, [job.id for _, job in succeeded], sort=sort, order=order,
+                        points={job.id: m.point for m, job in succeeded}, notes=notes)

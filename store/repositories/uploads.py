@@ -1,0 +1,75 @@
+"""Resumable chunked uploads (tables ``uploads`` and ``upload_parts``).
+
+``UploadRepository`` methods:
+- ``create(tenant_id, *, size_bytes, sha256, part_bytes, expires_at, name=None, filename=None,
+  content_type=None) -> Upload``
+- ``get_for_tenant(tenant_id, upload_id) -> Upload | None`` (None for another tenant's)
+- ``parts(upload_id) -> list[UploadPart]`` (by part number)
+- ``put_part(upload_id, part_number, size_bytes, sha256)`` — upsert on (upload_id, part_number)
+- ``complete(upload_id, dataset_id) -> bool`` — guarded ``open -> complete``
+- ``abort(upload_id) -> bool`` — guarded ``open -> aborted``
+- ``expired(now, tenant_id=None, limit=100) -> list[Upload]`` (open uploads past ``expires_at``)
+
+The parts' bytes are in the blob store under ``uploads/<upload_id>/<part_number>``
+(``api.datasets.uploads``).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import select, update
+
+from store.models import Upload, UploadPart, new_id, utcnow
+from store.repositories.base import Repository
+
+
+class UploadRepository(Repository[Upload]):
+    model = Upload
+
+    def create(self, tenant_id: str, *, size_bytes: int, sha256: str, part_bytes: int, expires_at: datetime,
+               name: str | None = None, filename: str | None = None, content_type: str | None = None) -> Upload:
+        return self.add(Upload(id=new_id(), tenant_id=tenant_id, state="open", size_bytes=size_bytes,
+                               sha256=sha256, part_bytes=part_bytes, expires_at=expires_at, name=name,
+                               filename=filename, content_type=content_type, created_at=utcnow()))
+
+    def get_for_tenant(self, tenant_id: str, upload_id: str) -> Upload | None:
+        return self.session.scalar(select(Upload).where(Upload.id == upload_id, Upload.tenant_id == tenant_id))
+
+    def parts(self, upload_id: str) -> list[UploadPart]:
+        return list(self.session.scalars(
+            select(UploadPart).where(UploadPart.upload_id == upload_id).order_by(UploadPart.part_number)
+        ))
+
+    def put_part(self, upload_id: str, part_number: int, size_bytes: int, sha256: str) -> None:
+        values = {"size_bytes": size_bytes, "sha256": sha256, "created_at": utcnow()}
+        stmt = self._insert_part().values(upload_id=upload_id, part_number=part_number, **values)
+        stmt = stmt.on_conflict_do_update(index_elements=[UploadPart.upload_id, UploadPart.part_number],
+                                          set_={k: getattr(stmt.excluded, k) for k in values})
+        self.session.execute(stmt)
+
+    def complete(self, upload_id: str, dataset_id: str) -> bool:
+        result = self.session.execute(
+            update(Upload).where(Upload.id == upload_id, Upload.state == "open")
+            .values(state="complete", dataset_id=dataset_id, completed_at=utcnow())
+        )
+        return result.rowcount == 1
+
+    def abort(self, upload_id: str) -> bool:
+        result = self.session.execute(
+            update(Upload).where(Upload.id == upload_id, Upload.state == "open").values(state="aborted")
+        )
+        return result.rowcount == 1
+
+    def expired(self, now: datetime, tenant_id: str | None = None, limit: int = 100) -> list[Upload]:
+        stmt = select(Upload).where(Upload.state == "open", Upload.expires_at < now)
+        if tenant_id is not None:
+            stmt = stmt.where(Upload.tenant_id == tenant_id)
+        return list(self.session.scalars(stmt.limit(limit)))
+
+    def _insert_part(self):  # type: ignore[no-untyped-def]
+        if self.dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert
+        return insert(UploadPart)

@@ -192,7 +192,8 @@ BY_NAME = {c.name: c for c in CASES}
 LEFT_OUT: dict[str, str] = {
     "lkj_model": "written for NUTS: under SVI its `theta` site has a batch dimension outside any "
     "plate, which Pyro's own validation refuses (plain Pyro SVI fails the same way)",
-    "dmm_example": "needs `pyro.contrib.examples.polyphonic_data_loader` (pad_and_reverse) and "
+    "dmm_example": "needs `affine_autoregressive` (learnable transform factory), "
+    "`pyro.contrib.examples.polyphonic_data_loader` (pad_and_reverse) and "
     "torch.nn.utils.rnn packed sequences, library code outside the language; the reference "
     "itself needs torchvision",
     "shapes_model3_enum": "engine: the run loop creates params by running the model once outside "

@@ -23,7 +23,6 @@ already has (``state_dict``, ``parameters``, ...) cannot be assigned.
 from __future__ import annotations
 
 import types
-import weakref
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -110,20 +109,19 @@ class ModuleClassRef:
         return self.cls(*args, **kwargs)
 
 
-# real class -> its UserClass (weak: a compiled source's classes die with it)
-_USER_CLASSES: weakref.WeakKeyDictionary[type, UserClass] = weakref.WeakKeyDictionary()
+#: the class attribute (in the real class's own ``__dict__``, set only by ``UserClass``)
+#: naming its ``UserClass``; user code cannot read names starting with `_`
+_OWNER = "_vihub_user_class"
 
 
 def user_class_of(value: Any) -> UserClass | None:
-    try:
-        return _USER_CLASSES.get(type(value))
-    except TypeError:
-        return None
+    owner = type(value).__dict__.get(_OWNER)
+    return owner if type(owner) is UserClass else None
 
 
 def _dispatch(name: str) -> Any:
     def method(self: Any, *args: Any, **kwargs: Any) -> Any:
-        uc = _USER_CLASSES[type(self)]
+        uc = type(self).__dict__[_OWNER]
         fn = uc.lookup(name)
         return fn(self, *args, **kwargs)
 
@@ -179,14 +177,13 @@ class UserClass:
         self.methods = methods
         self.constants = constants
         self.whitelisted_bases = [b for b in bases if type(b) is ModuleClassRef]
-        body: dict[str, Any] = {"__module__": "vihub_model"}
+        body: dict[str, Any] = {"__module__": "vihub_model", _OWNER: self}
         if "forward" in methods:
             body["forward"] = _dispatch("forward")
         try:
             self.real = types.new_class(name, tuple(real_bases), {}, lambda ns: ns.update(body))
         except TypeError as exc:
             raise ForbiddenConstruct(f"class {name}: these bases cannot be combined ({exc})") from None
-        _USER_CLASSES[self.real] = self
 
     def __repr__(self) -> str:
         return f"<model-language class {self.name}>"

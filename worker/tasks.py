@@ -10,11 +10,14 @@ that failed: the job's state carries the outcome, the message is acknowledged.
 
 from __future__ import annotations
 
+from celery import shared_task
+
 from common.broker import JOB_TASK_NAME
-from worker.celery_app import app
 
 
-@app.task(name=JOB_TASK_NAME, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+# A shared task binds to the vihub app when ``worker.celery_app`` imports this module, so
+# this module need not import the app back (no import cycle).
+@shared_task(name=JOB_TASK_NAME, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
 def run_job(job_id: str) -> str:
     """Run job ``job_id``; returns the outcome word of ``JobRunner.run``."""
     from worker.runner import JobRunner

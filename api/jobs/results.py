@@ -30,6 +30,9 @@ from store.repositories.artifacts import ArtifactRepository
 from store.repositories.loss_points import LossPointRepository
 
 _CACHE_SIZE = 16
+# A parsed result takes several times its JSON size: 16 results of hundreds of MB each
+# would stay resident in the API process. Larger ones are parsed per request, not kept.
+_CACHE_MAX_ITEM_BYTES = 16 * 1024 * 1024
 _cache: OrderedDict[tuple[str, str], dict[str, Any]] = OrderedDict()
 _cache_lock = threading.Lock()
 
@@ -59,6 +62,8 @@ def load_result(session: Session, job: Job) -> dict[str, Any]:
             return _cache[key]
     content = artifacts.get_content(job.id, ArtifactKind.RESULT_JSON) or b"{}"
     result = json.loads(content)
+    if len(content) > _CACHE_MAX_ITEM_BYTES:
+        return result
     with _cache_lock:
         _cache[key] = result
         while len(_cache) > _CACHE_SIZE:

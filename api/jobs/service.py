@@ -63,6 +63,7 @@ from api.errors import (
 from api.ids import is_resource_id
 from api.jobs.schemas import JobCreate, JobLinks, JobList, JobOut, Progress
 from api.runtime import Runtime, TenantRef
+from api.warm_start.checks import check_init_from
 from api.webhooks.service import check_webhook_url
 from common.arrays import EncodedArrays
 from common.settings import Settings
@@ -101,6 +102,7 @@ async def create_job(
     """Returns ``(job, created)``; ``created`` is False for an idempotent replay."""
     settings = runtime.settings
     check_steps(settings, body)
+    check_spec_bytes(settings, body)
     fingerprint = body_fingerprint(body)
     token: str | None = None
     if idempotency_key:
@@ -142,8 +144,6 @@ async def _submit(runtime: Runtime, tenant: TenantRef, body: JobCreate, key: str
         # May resolve the host name: off the event loop.
         await run_in_threadpool(check_webhook_url, settings, str(body.webhook.url))
     if body.inference.init_from is not None:
-        from api.warm_start.service import check_init_from
-
         await run_in_threadpool(check_init_from, runtime, tenant, body)
     fields, dataset_id = await run_in_threadpool(_resolve_data, runtime, tenant, body)
     await run_in_threadpool(_precheck_concurrency, runtime, tenant)
@@ -440,6 +440,22 @@ def check_steps(settings: Settings, body: JobCreate) -> None:
             pointer="/inference/num_threads",
             limit=quotas.max_threads_per_job,
         )
+
+
+# Beyond the model and guide sources (each bounded by limits.max_source_bytes), a spec is
+# names and a few numbers; free-form ``options`` objects are only checked by the engine
+# when the job runs, so without this bound a spec could be as large as the upload limit,
+# stored per job (and per sweep member, per continuation) and rendered by every job list.
+SPEC_EXTRA_BYTES = 256 * 1024
+
+
+def check_spec_bytes(settings: Settings, body: JobCreate) -> None:
+    limit = 2 * int(settings.limits.max_source_bytes) + SPEC_EXTRA_BYTES
+    size = len(json.dumps(body.spec().model_dump(mode="json"), separators=(",", ":")))
+    if size > limit:
+        raise QuotaExceeded(
+            f"The job spec (model, guide, inference, outputs) is {size} bytes of JSON; at most {limit} "
+            "(two sources of limits.max_source_bytes and 256 KiB for the rest).", limit=limit, bytes=size)
 
 
 def check_concurrency(jobs: JobRepository, settings: Settings, tenant: TenantRef) -> None:

@@ -1,10 +1,6 @@
 """Warm starts at submission: the ``inference.init_from`` check and ``continue``.
 
-- ``check_init_from``: a job body with ``inference.init_from: {"job": id}`` is refused
-  with 422 ``invalid-warm-start`` (pointer ``/inference/init_from/job``) unless that job is
-  this tenant's and has succeeded. Whether its params fit the new model and guide is
-  checked by the worker (the engine names every mismatched param; the job then fails
-  with ``spec-error``).
+- ``check_init_from`` (in ``api.warm_start.checks``): the ``inference.init_from`` check.
 - ``continue_job``: a new, normal job with the source job's spec, data (its dataset),
   labels (plus ``vihub/continues: <id>``) and webhook, ``inference.steps`` = the steps
   the source did + the extra ones, and ``init_from: {"job": id, "optimizer": true}``:
@@ -20,58 +16,35 @@ from typing import Any
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from api.runtime import TenantRef
 from api.errors import Unprocessable
+from api.jobs import service as jobs_service
+from api.jobs.results import require_succeeded
 from api.jobs.schemas import JobCreate, JobOut
-from store.job_states import JobState
-from store.repositories.jobs import JobRepository
+from api.runtime import Runtime, TenantRef
 
 CONTINUES_LABEL = "vihub/continues"
+SWEEP_LABELS = ("vihub/sweep", "vihub/sweep-point")  # api.sweeps.service.SWEEP_LABELS
 
 
-class InvalidWarmStart(Unprocessable):
-    slug, title = "invalid-warm-start", "The warm-start job cannot be used"
-
-
-def check_init_from(runtime: Any, tenant: TenantRef, body: JobCreate) -> None:
-    init_from = body.inference.init_from
-    if init_from is None:
-        return
-    from api.ids import is_resource_id
-
-    with runtime.sessionmaker() as session:
-        source = (JobRepository(session).get_for_tenant(tenant.id, init_from.job)
-                  if is_resource_id(init_from.job) else None)
-        state = None if source is None else source.state
-    if state is None:
-        raise InvalidWarmStart(f"inference.init_from: no job {init_from.job!r} in this account.",
-                               pointer="/inference/init_from/job")
-    if state != JobState.SUCCEEDED.value:
-        raise InvalidWarmStart(f"inference.init_from: job {init_from.job} is {state}; only a succeeded job "
-                               "can be a warm start.", pointer="/inference/init_from/job", state=state)
-
-
-async def continue_job(runtime: Any, tenant: TenantRef, job_id: str, request: Any,
+async def continue_job(runtime: Runtime, tenant: TenantRef, job_id: str, request: Any,
                        idempotency_key: str | None) -> tuple[JobOut, bool]:
-    from api.jobs import service as jobs_service
-
     body = await run_in_threadpool(_continuation_body, runtime, tenant, job_id, request)
     return await jobs_service.create_job(runtime, tenant, body, idempotency_key)
 
 
-def _continuation_body(runtime: Any, tenant: TenantRef, job_id: str, request: Any) -> JobCreate:
-    from api.jobs.results import require_succeeded
-    from api.jobs.service import get_job
-
+def _continuation_body(runtime: Runtime, tenant: TenantRef, job_id: str, request: Any) -> JobCreate:
     with runtime.sessionmaker() as session:
-        source = get_job(session, tenant, job_id)
+        source = jobs_service.get_job(session, tenant, job_id)
         require_succeeded(source)
         spec = dict(source.spec or {})
         steps_done = int((source.progress or {}).get("step") or (spec.get("inference") or {}).get("steps") or 0)
         inference = {**(spec.get("inference") or {}), "steps": steps_done + request.steps,
                      "init_from": {"job": source.id, "optimizer": True}}
+        # A continuation is not a sweep member: it must not be listed (or counted) by the
+        # source's vihub/sweep label, nor run out of label room because of those labels.
+        inherited = {k: v for k, v in (source.labels or {}).items() if k not in SWEEP_LABELS}
         body = {**spec, "inference": inference, "data": {"dataset_id": source.dataset_id},
-                "labels": {**(source.labels or {}), **request.labels, CONTINUES_LABEL: source.id}}
+                "labels": {**inherited, **request.labels, CONTINUES_LABEL: source.id}}
         if source.webhook:
             body["webhook"] = source.webhook
     try:

@@ -237,6 +237,10 @@ class Client:
                                    _sweeps.new_key(idempotency_key))
         return _sweeps.Sweep(self, self._run(call))
 
+    def job_handle(self, job: dict[str, Any]) -> Job:
+        """A ``Job`` handle for a job document this client already has (a sweep's member)."""
+        return Job(self, job)
+
     def get_sweep(self, sweep_id: str) -> _sweeps.Sweep:
         return _sweeps.Sweep(self, self._run(_sweeps.get_call(sweep_id)))
 

@@ -159,9 +159,7 @@ class Sweep:
 
     def jobs(self) -> list[Job]:
         """The member jobs (normal ``Job`` handles), in point order."""
-        from vihub_client.client import Job
-
-        return [Job(self._client, member["job"]) for member in self.members]
+        return [self._client.job_handle(member["job"]) for member in self.members]
 
     def comparison(self, *, sort: str = "elbo", order: str = "desc", raw: bool = False) -> Any:
         table = self._client._run(comparison_call(self.id, sort, order))

@@ -4,13 +4,16 @@
 callables taking the data as keyword arguments) and returns an :class:`SVIRun`.
 ``inference.fit`` builds the model and guide from a job spec and calls it.
 
-Per step the loop does what ``SVI.step`` does (trace the params, ``loss_and_grads``,
-optimizer, zero grads), appends the loss and checks it is finite with one float
-comparison. Everything else — progress, cancellation, gradient checks, convergence,
-checkpoints — happens at the cadence (every ``progress_every_steps`` steps or
-``progress_every_s`` seconds) or at fixed step multiples (gradient norms, periodic
-hooks such as ELBO terms). Hooks run with the RNG state saved and restored, so the
-loss curve does not depend on which outputs were requested or on timing.
+The loop (:func:`train`) drives a trainer: :class:`PyroTrainer` does per step what
+``SVI.step`` does (trace the params, ``loss_and_grads``, optimizer, zero grads);
+:class:`inference.engine.fastpath.FastTrainer` (chosen by :func:`_choose_trainer` when the
+job qualifies) runs blocks of steps on one flat tensor. Either way the loss is appended
+and checked finite with one float comparison per step, and everything else — progress,
+cancellation, gradient checks, the stop rule (:mod:`inference.engine.stopping`),
+checkpoints — happens at the :class:`Cadence` (every ``progress_every_steps`` steps or
+``progress_every_s`` seconds) or at fixed step multiples (gradient norms, periodic hooks
+such as ELBO terms), where a block ends. Hooks run with the RNG state saved and restored,
+so the loss curve does not depend on which outputs were requested or on timing.
 
 Data tensors are passed to the ELBO positionally (non-tensors as keywords) so that the
 JIT ELBOs can trace them as inputs; :class:`ArgsAdapter` turns them back into keyword
@@ -516,16 +519,9 @@ def run_svi(
         if init_params is not None:
             apply_init_params(init_params)
 
-        trainer, fast_report = _fast_trainer(inference, model_call, guide, args, static, kwargs, mpn,
-                                             model_trace, guide_trace,
-                                             fresh=resume_from is None and init_params is None)
-        if trainer is not None:
-            elbo, jit_used = build_elbo(inference.elbo, max_plate_nesting=mpn), False
-        else:
-            optim = build_optimizer(inference.optimizer, clip_grad_norm=inference.clip_grad_norm,
-                                    scheduler=inference.scheduler, total_steps=inference.steps)
-            elbo, jit_used = choose_elbo(inference, model_call, guide_call, args, static, mpn, diagnostics)
-            trainer = PyroTrainer(model_call, guide_call, args, static, elbo, optim)
+        trainer, elbo, jit_used, fast_report = _choose_trainer(
+            inference, model_call, guide_call, guide, args, static, kwargs, mpn, model_trace, guide_trace,
+            fresh=resume_from is None and init_params is None, diagnostics=diagnostics)
 
         state = LoopState(losses=[], history={name: [] for name in hooks}, grad_norms=[])
         if resume_from is not None:
@@ -561,6 +557,20 @@ def run_svi(
             model=model, guide=guide, elbo=elbo, optim=trainer.optim, resumed_from_step=state.resumed_from,
             fast_path=fast_report.to_dict(), stop=stopper.report(stop_reason, len(losses), inference.steps),
         )
+
+
+def _choose_trainer(inference, model_call, guide_call, guide, args, static, kwargs, mpn, model_trace, guide_trace,
+                    *, fresh: bool, diagnostics: list[dict[str, Any]]):
+    """(trainer, ELBO instance, JIT used, fast-path report): the fast path when the job
+    qualifies, else Pyro's SVI with the optimizer and (JIT) ELBO of the spec."""
+    trainer, fast_report = _fast_trainer(inference, model_call, guide, args, static, kwargs, mpn,
+                                         model_trace, guide_trace, fresh=fresh)
+    if trainer is not None:
+        return trainer, build_elbo(inference.elbo, max_plate_nesting=mpn), False, fast_report
+    optim = build_optimizer(inference.optimizer, clip_grad_norm=inference.clip_grad_norm,
+                            scheduler=inference.scheduler, total_steps=inference.steps)
+    elbo, jit_used = choose_elbo(inference, model_call, guide_call, args, static, mpn, diagnostics)
+    return PyroTrainer(model_call, guide_call, args, static, elbo, optim), elbo, jit_used, fast_report
 
 
 def _fast_trainer(inference, model, guide, args, static, kwargs, mpn, model_trace, guide_trace, fresh=True):

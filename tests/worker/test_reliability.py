@@ -93,7 +93,8 @@ def test_sigkill_mid_job_resumes_from_checkpoint(
     first = celery_worker_proc(env)
     if recovery == "sweeper":
         sweeper_proc(env)
-    job_id = create_job_in(factory, tenant_factory_for(factory).id, spec=make_spec(steps=steps))
+    # Pyro's path: the fast path finishes 700 steps before a checkpoint could be killed.
+    job_id = create_job_in(factory, tenant_factory_for(factory).id, spec=make_spec(steps=steps, fast_path=False))
     publish_job(job_id, "cpu", env_settings(env))
 
     # Kill well into the run, so the resume visibly skips work.
@@ -143,7 +144,7 @@ def test_redis_restart_loses_no_job(
     celery_worker_proc(env)
     sweeper_proc(env)
     tenant_id = tenant_factory_for(factory).id
-    running_id = create_job_in(factory, tenant_id, spec=make_spec(steps=800))
+    running_id = create_job_in(factory, tenant_id, spec=make_spec(steps=800, fast_path=False))  # still running
     waiting_id = create_job_in(factory, tenant_id, spec=make_spec(steps=100))
     settings = env_settings(env)
     publish_job(running_id, "cpu", settings)

@@ -86,7 +86,9 @@ def test_dataset_and_checkpoint_reach_whichever_worker_runs_the_job(
     with factory.begin() as s:
         dataset, _ = DatasetRepository(s).get_or_create(tenant_id, encoded.sha256, None, encoded.fields, "npz",
                                                         blob_key=key, size_bytes=len(encoded.content))
-        job_id = JobRepository(s).create(tenant_id=tenant_id, spec=make_spec(steps=steps), dataset_id=dataset.id).id
+        # Pyro's path: slow enough that a checkpoint is written before the job ends.
+        job_id = JobRepository(s).create(tenant_id=tenant_id, spec=make_spec(steps=steps, fast_path=False),
+                                         dataset_id=dataset.id).id
 
     first = celery_worker_proc(env_for(homes["host-a"]))
     publish_job(job_id, "cpu", api_settings)

@@ -112,6 +112,9 @@ class ModuleClassRef:
 #: the class attribute (in the real class's own ``__dict__``, set only by ``UserClass``)
 #: naming its ``UserClass``; user code cannot read names starting with `_`
 _OWNER = "_vihub_user_class"
+#: the instance attribute (in ``obj.__dict__``) naming the attributes a built-in layer
+#: base set in its ``__init__`` (read-only for user code)
+_LAYER_ATTRS = "_vihub_layer_attrs"
 
 
 def user_class_of(value: Any) -> UserClass | None:
@@ -184,17 +187,19 @@ class UserClass:
             self.real = types.new_class(name, tuple(real_bases), {}, lambda ns: ns.update(body))
         except TypeError as exc:
             raise ForbiddenConstruct(f"class {name}: these bases cannot be combined ({exc})") from None
+        # the source's classes in method-resolution order, computed once from the real
+        # class's C3 MRO (a recursive walk of the bases is exponential in diamond chains)
+        self._linear: list[UserClass] = [
+            owner
+            for c in self.real.__mro__
+            if type(owner := c.__dict__.get(_OWNER)) is UserClass
+        ]
 
     def __repr__(self) -> str:
         return f"<model-language class {self.name}>"
 
     def linearized(self) -> list[UserClass]:
-        out: list[UserClass] = []
-        for uc in [self, *self.user_bases]:
-            for c in (uc,) if uc is self else uc.linearized():
-                if c not in out:
-                    out.append(c)
-        return out
+        return self._linear
 
     def lookup(self, name: str) -> Any:
         for c in self.linearized():
@@ -247,6 +252,14 @@ class UserClass:
                 f"{ref.label}.__init__ parameters",
             )
         ref.cls.__init__(obj, *args, **kwargs)
+        # the configuration the layer's __init__ set (`padding`, `hidden_size`,
+        # `num_layers`, `in_features`, ...): its forward reads them and the size guards
+        # trust them, so user code may read but not replace them (every plain attribute
+        # present now: one set before super().__init__() may have been overwritten by it)
+        d = obj.__dict__
+        d[_LAYER_ATTRS] = frozenset(
+            k for k in d if not k.startswith("_") and k != "training"
+        ) | d.get(_LAYER_ATTRS, frozenset())
 
 
 # ----------------------------------------------------------------------------------
@@ -315,6 +328,11 @@ def check_attribute_name(obj: Any, name: Any) -> None:
         raise ForbiddenConstruct(
             f"`self.{name} = ...` would replace the built-in `{name}` of the class; choose another name"
         )
+    if name in (obj.__dict__.get(_LAYER_ATTRS) or ()):
+        raise ForbiddenConstruct(
+            f"`self.{name} = ...` would change the configuration `{name}` of the built-in layer "
+            "this class extends; pass it to super().__init__(...) instead"
+        )
 
 
 def _check_count(obj: Any) -> None:
@@ -349,6 +367,8 @@ def set_attribute(obj: Any, name: str, value: Any) -> None:
             "source (`self.x = ...` in a method); use a local variable"
         )
     check_attribute_name(obj, name)
+    if name == "training" and isinstance(obj, torch.nn.Module) and type(value) is not bool:
+        raise ForbiddenConstruct("`self.training` may only be set to True or False")
     if not (name in obj.__dict__ or any(name in d for d in _registered(obj))):
         _check_count(obj)
     setattr(obj, name, value)

@@ -1,0 +1,163 @@
+"""Attacks on the class support of the model language (outside-attacker review).
+
+Each test is the minimal reproduction of a finding, kept as a regression test."""
+
+from __future__ import annotations
+
+import pytest
+
+from inference import ModelLanguageError, compile_source
+from inference.language.errors import ForbiddenConstruct
+
+TAIL = "\ndef model():\n    return 1\n"
+
+
+def _fib_chain(n: int) -> str:
+    # C_i(C_{i-1}, C_{i-2}): a valid C3 hierarchy whose base graph, walked recursively
+    # without memoisation, has Fibonacci(n) paths
+    lines = ["class C0:\n    pass\n", "class C1(C0):\n    pass\n"]
+    lines += [f"class C{i}(C{i - 1}, C{i - 2}):\n    pass\n" for i in range(2, n)]
+    return "".join(lines)
+
+
+def test_diamond_chain_method_lookup_is_linear():
+    # before: linearized() recursed over every path of the base graph (exponential) on
+    # each attribute lookup and instance creation, outside the step budget (C31: ~20 s;
+    # C60 would run for years, bounded only by the sandbox's CPU rlimit)
+    src = _fib_chain(200) + "class D(C199):\n    def f(self):\n        return 7\nd = D()\nx = d.f()\n" + TAIL
+    program = compile_source(src)
+    assert program() == 1
+    unit_classes = program._unit.classes
+    order = [c.name for c in unit_classes["D"].linearized()]
+    # the Python MRO: D, C199, C198, ..., C0 (each class once)
+    assert order == ["D"] + [f"C{i}" for i in range(199, -1, -1)]
+
+
+def test_method_resolution_follows_python_mro():
+    src = """
+class A:
+    def who(self):
+        return "A"
+class B(A):
+    pass
+class C(A):
+    def who(self):
+        return "C"
+class D(B, C):
+    pass
+d = D()
+def model():
+    return d.who()
+"""
+    # Python's MRO of D is D, B, C, A: C.who wins (a depth-first walk would pick A.who)
+    assert compile_source(src)() == "C"
+
+
+@pytest.mark.parametrize(
+    ("layer", "args", "attr", "value"),
+    [
+        ("Conv1d", "1, 1, 1", "padding", "[10**8]"),
+        ("GRU", "1, 1", "num_layers", "10**8"),
+        ("Linear", "1, 1", "out_features", "10**9"),
+        ("Embedding", "2, 2", "embedding_dim", "1"),
+        ("Conv2d", "1, 1, 1", "dilation", "(0, 0)"),
+    ],
+)
+def test_builtin_layer_configuration_is_read_only(layer, args, attr, value):
+    # before: `self.padding = [10**8]` on a PyroModule[nn.Conv1d] subclass made the
+    # layer's forward allocate 200M elements past max_tensor_elements (the output-size
+    # guard reads a tuple `padding` only); `self.num_layers = 10**8` on a GRU subclass
+    # allocated its hidden state until the process ran out of memory
+    src = f"""
+from pyro.nn import PyroModule
+class C(PyroModule[nn.{layer}]):
+    def __init__(self):
+        super().__init__({args})
+        self.{attr} = {value}
+c = C()
+""" + TAIL
+    with pytest.raises(ForbiddenConstruct, match="configuration"):
+        compile_source(src)
+
+
+def test_layer_configuration_set_before_super_init_is_still_read_only():
+    src = """
+from pyro.nn import PyroModule
+class C(PyroModule[nn.Conv1d]):
+    def __init__(self):
+        self.padding = 3
+        super().__init__(1, 1, 1)
+        self.padding = [10**8]
+c = C()
+""" + TAIL
+    with pytest.raises(ForbiddenConstruct, match="configuration"):
+        compile_source(src)
+
+
+def test_layer_configuration_cannot_be_changed_through_a_swapped_self():
+    src = """
+from pyro.nn import PyroModule
+class B(PyroModule[nn.Conv1d]):
+    def __init__(self):
+        super().__init__(1, 1, 1)
+class A(nn.Module):
+    def __init__(self, other):
+        def g(self):
+            super().__init__()
+        g(other)
+        other.padding = [10**8]
+b = B()
+a = A(b)
+""" + TAIL
+    with pytest.raises(ForbiddenConstruct, match="configuration"):
+        compile_source(src)
+
+
+def test_layer_configuration_register_buffer_name_refused():
+    src = """
+from pyro.nn import PyroModule
+class C(PyroModule[nn.Conv1d]):
+    def __init__(self):
+        super().__init__(1, 1, 1)
+        self.register_buffer("padding", torch.ones(1))
+c = C()
+""" + TAIL
+    with pytest.raises(ModelLanguageError):
+        compile_source(src)
+
+
+def test_training_flag_only_takes_a_bool():
+    src = """
+class C(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.training = [1]
+c = C()
+""" + TAIL
+    with pytest.raises(ForbiddenConstruct, match="training"):
+        compile_source(src)
+
+
+def test_subclassed_layers_keep_working():
+    src = """
+from pyro.nn import PyroModule
+class L(PyroModule[nn.Linear]):
+    def __init__(self):
+        super().__init__(3, 2)
+        self.extra = 2.0
+        self.training = False
+    def forward(self, x):
+        return self.extra * x + self.in_features
+class Enc(nn.Module):
+    def __init__(self, z):
+        super().__init__()
+        self.fc = nn.Linear(4, z)
+        self.z = z
+    def forward(self, x):
+        return self.fc(x).shape[-1] + self.z
+l = L()
+e = Enc(2)
+def model():
+    return (float(l(torch.ones(2))[0]), e(torch.ones(4)))
+"""
+    assert compile_source(src)() == (5.0, 4)

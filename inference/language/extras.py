@@ -385,5 +385,11 @@ class DataRecord(dict):
 
     __slots__ = ()
 
+    def __ior__(self, other: Any) -> Any:
+        # `cfg |= {...}`: dict's in-place union would change the bound data every later
+        # call (the guide, the next step) sees; as for an immutable mapping, `|=` rebinds
+        # the name to a new plain dict (`cfg | {...}`) and leaves the record unchanged
+        return NotImplemented
+
 
 DATA_RECORD_METHODS = frozenset({"get", "keys", "values", "items"})

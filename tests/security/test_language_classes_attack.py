@@ -161,3 +161,50 @@ def model():
     return (float(l(torch.ones(2))[0]), e(torch.ones(4)))
 """
     assert compile_source(src)() == (5.0, 4)
+
+
+def test_data_record_is_not_changed_by_in_place_union():
+    # before: `cfg |= {...}` ran dict's in-place union on the bound (read-only) record,
+    # so every later call (the guide, the next SVI step) saw the changed data
+    from inference import bind_data
+
+    program = compile_source(
+        """
+def model(cfg):
+    x = cfg.b
+    x |= {"c": 7}
+    cfg |= {"a": 5}
+    return (cfg["a"], x["c"])
+"""
+    )
+    bound = bind_data(program, {"cfg": {"a": 1, "b": {"c": 2}}})
+    assert program(**bound.kwargs) == (5, 7)
+    record = bound.kwargs["cfg"]
+    assert record["a"] == 1 and record["b"]["c"] == 2 and "z" not in record
+    assert program(**bound.kwargs) == (5, 7)
+
+
+def test_reparam_config_cannot_be_swapped_after_the_check():
+    # before: Pyro kept the user's dict; putting a plain object with a user `apply` in it
+    # after poutine.reparam(...) checked it made Pyro call user code with its messages
+    src = """
+from pyro.infer.reparam import LocScaleReparam
+class R:
+    pass
+def spy(msg):
+    print("spy called")
+    return {"fn": msg.get("fn"), "value": None, "is_observed": False}
+def inner():
+    return pyro.sample("x", dist.Normal(0., 1.))
+def model():
+    cfg = {"x": LocScaleReparam(centered=0.0)}
+    r = R()
+    r.apply = spy
+    h = poutine.reparam(inner, config=cfg)
+    cfg["x"] = r
+    return h()
+"""
+    program = compile_source(src)
+    value = program()
+    assert value.shape == ()
+    assert not any("spy called" in line for line in program.print_log)

@@ -208,3 +208,23 @@ def model():
     value = program()
     assert value.shape == ()
     assert not any("spy called" in line for line in program.print_log)
+
+
+def test_super_init_belongs_to_the_defining_class_not_its_name():
+    # before: super().__init__() looked its class up by name, so redefining the name
+    # (`class A(A)`) made the base's __init__ dispatch back to the subclass: endless
+    # recursion (stopped only by max_recursion_depth) instead of the Python behaviour
+    src = """
+class A(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.v = 1
+class A(A):
+    def __init__(self):
+        super().__init__()
+        self.w = 2
+a = A()
+def model():
+    return (a.v, a.w)
+"""
+    assert compile_source(src)() == (1, 2)

@@ -228,3 +228,32 @@ def model():
     return (a.v, a.w)
 """
     assert compile_source(src)() == (1, 2)
+
+
+@pytest.mark.parametrize(("orders", "n", "terms"), [(30000, 1, 30000), (0, 2000, 10**5)])
+def test_log_i1_intermediates_are_bounded(orders, n, terms):
+    # before: only log_I1's (orders+1) x N result was bounded; its lgamma table
+    # ((orders+1) x (terms+orders+1)) tried to allocate 1.8e9 elements, and
+    # terms=10**5 built a 2e8-element table (8 s of CPU) past max_tensor_elements
+    from inference.language import LimitExceeded
+
+    src = f"""
+from pyro.ops.special import log_I1
+def model():
+    return log_I1({orders}, torch.ones({n}), terms={terms})
+"""
+    with pytest.raises(LimitExceeded, match="log_I1"):
+        compile_source(src)()
+
+
+def test_log_i1_still_matches_pyro():
+    import torch
+    from pyro.ops.special import log_I1
+
+    src = """
+from pyro.ops.special import log_I1
+def model(x):
+    return log_I1(3, x, terms=50)
+"""
+    x = torch.tensor([0.5, 2.0, 7.0])
+    assert torch.allclose(compile_source(src)(x=x), log_I1(3, x, terms=50))

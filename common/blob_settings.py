@@ -54,6 +54,11 @@ class UploadSettings(BaseModel):
     max_part_bytes: int = Field(32 * MiB, ge=1024)
     # What the server proposes when the client does not choose.
     default_part_bytes: int = Field(16 * MiB, ge=1024)
+    # Per tenant: open (unfinished, unexpired) uploads at once, and the sum of their declared
+    # sizes; parts take blob-store space until completed, aborted or expired, so these
+    # bound what one tenant can hold there (429 too-many-open-uploads beyond).
+    max_open_per_tenant: int = Field(16, ge=1)
+    max_open_bytes_per_tenant: int = Field(16 * GiB, ge=1)
     # An upload not completed within this is refused; its parts are deleted when the same
     # tenant starts its next upload (or on DELETE).
     expire_after_s: float = Field(24 * 3600.0, gt=0)

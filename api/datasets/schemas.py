@@ -63,7 +63,7 @@ class UploadPartOut(BaseModel):
 
 class UploadOut(BaseModel):
     id: str
-    state: str = Field(description="open, complete or aborted")
+    state: str = Field(description="open, completing (a complete is in progress), complete or aborted")
     size_bytes: int
     sha256: str
     part_bytes: int

@@ -27,14 +27,16 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from store.blobs.base import BlobStore
+from store.blobs.base import BlobNotFound, BlobStore
 from store.blobs.npz import file_sha256
 
 log = logging.getLogger("vihub.dataset_cache")
 
 
-class CorruptBlob(Exception):
-    """The downloaded blob's sha256 is not the one the store's metadata names."""
+class CorruptBlob(BlobNotFound):
+    """The downloaded blob's sha256 is not the one the store's metadata names (twice in a
+    row): the dataset's bytes are lost, as if the blob were missing, so a job on it fails
+    with ``data-missing`` at once instead of being retried until its attempts run out."""
 
 
 @dataclass
@@ -83,9 +85,14 @@ class DatasetCache:
             fd, tmp = tempfile.mkstemp(prefix=".fetch-", dir=self.root)
             os.close(fd)
             try:
-                blobs.download(blob_key, tmp)
-                actual = file_sha256(tmp)
-                if actual != sha256:
+                for attempt in range(2):  # a second download rules out a transfer glitch
+                    blobs.download(blob_key, tmp)
+                    actual = file_sha256(tmp)
+                    if actual == sha256:
+                        break
+                    log.warning("dataset cache: blob %s has sha256 %s, expected %s (download %d)",
+                                blob_key, actual, sha256, attempt + 1)
+                else:
                     raise CorruptBlob(f"blob {blob_key} has sha256 {actual}, expected {sha256}")
                 os.replace(tmp, target)
             except BaseException:

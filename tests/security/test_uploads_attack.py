@@ -1,0 +1,242 @@
+"""A hostile tenant against chunked uploads, the blob store and the dataset cache: each
+test is the minimal reproduction of a finding, kept as its regression test."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from conftest import assert_problem, make_client, new_key
+from fastapi.testclient import TestClient
+from sqlalchemy import update
+
+from store.models import Upload, utcnow
+
+PART = 1024
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _npz(seed: int, n: int = 600) -> bytes:
+    buffer = io.BytesIO()
+    np.savez(buffer, x=np.random.default_rng(seed).normal(size=n))
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
+    yield from make_client(tmp_path_factory.mktemp("uploads-attack"),
+                           uploads={"max_open_per_tenant": 3, "max_open_bytes_per_tenant": 100_000})
+
+
+def _create(client: TestClient, headers: dict[str, str], data: bytes, **extra: Any) -> dict[str, Any]:
+    body = {"size_bytes": len(data), "sha256": _sha(data), "filename": "d.npz", "part_bytes": PART, **extra}
+    response = client.post("/v1/datasets/uploads", json=body, headers=headers)
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def _put(client: TestClient, headers: dict[str, str], upload_id: str, n: int, part: bytes) -> Any:
+    return client.put(f"/v1/datasets/uploads/{upload_id}/parts/{n}", content=part,
+                      headers={**headers, "X-Content-SHA256": _sha(part)})
+
+
+def _send_all(client: TestClient, headers: dict[str, str], data: bytes) -> str:
+    upload = _create(client, headers, data)
+    for n in range(1, upload["part_count"] + 1):
+        assert _put(client, headers, upload["id"], n, data[(n - 1) * PART:n * PART]).status_code == 200
+    return upload["id"]
+
+
+def _runtime(client: TestClient) -> Any:
+    return client.app.state.runtime
+
+
+def _part_blobs(client: TestClient, upload_id: str) -> list[str]:
+    folder = Path(_runtime(client).settings.home) / "blobs" / "uploads" / upload_id
+    return sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
+
+
+def test_an_expired_upload_cannot_be_completed(client: TestClient) -> None:
+    # Was: parts were refused once expired, but complete still made the dataset (201).
+    headers = new_key(client)
+    upload_id = _send_all(client, headers, _npz(1))
+    with _runtime(client).sessionmaker.begin() as session:
+        session.execute(update(Upload).where(Upload.id == upload_id).values(expires_at=utcnow() - timedelta(hours=1)))
+    body = assert_problem(client.post(f"/v1/datasets/uploads/{upload_id}/complete", headers=headers), 409,
+                          "upload-not-open")
+    assert body["state"] == "expired"
+
+
+def test_open_uploads_are_capped_per_tenant(client: TestClient) -> None:
+    # Was: any number of open 4 GiB uploads per tenant, never completed (disk exhaustion).
+    headers, other = new_key(client), new_key(client)
+    ids = [_create(client, headers, _npz(10 + i))["id"] for i in range(3)]
+    assert_problem(client.post("/v1/datasets/uploads", json={"size_bytes": 10, "sha256": "0" * 64},
+                               headers=headers), 429, "too-many-open-uploads")
+    _create(client, other, _npz(20))  # another tenant is not affected
+    assert client.delete(f"/v1/datasets/uploads/{ids[0]}", headers=headers).status_code == 204
+    _create(client, headers, _npz(13))  # an aborted upload frees its slot
+
+
+def test_open_upload_bytes_are_capped_per_tenant(client: TestClient) -> None:
+    headers = new_key(client)
+    _create(client, headers, b"x" * 60_000)
+    assert_problem(client.post("/v1/datasets/uploads", json={"size_bytes": 50_000, "sha256": "0" * 64},
+                               headers=headers), 429, "too-many-open-uploads")
+    _create(client, headers, b"y" * 40_000)  # up to the cap exactly
+
+
+def test_expired_uploads_do_not_count_against_the_cap(client: TestClient) -> None:
+    headers = new_key(client)
+    ids = [_create(client, headers, _npz(30 + i))["id"] for i in range(3)]
+    with _runtime(client).sessionmaker.begin() as session:
+        session.execute(update(Upload).where(Upload.id.in_(ids)).values(expires_at=utcnow() - timedelta(hours=1)))
+    _create(client, headers, _npz(33))
+
+
+def test_one_complete_at_a_time_and_no_delete_or_part_meanwhile(client: TestClient) -> None:
+    # Was: two completes both assembled the file; a DELETE during a complete answered 204,
+    # left the upload "aborted" while the complete still made its dataset (201).
+    from store.repositories.uploads import UploadRepository
+
+    headers = new_key(client)
+    data = _npz(2)
+    upload_id = _send_all(client, headers, data)
+    now = utcnow()
+    with _runtime(client).sessionmaker.begin() as session:  # a complete in progress
+        assert UploadRepository(session).claim(upload_id, now, now - timedelta(hours=1))
+    complete = client.post(f"/v1/datasets/uploads/{upload_id}/complete", headers=headers)
+    assert assert_problem(complete, 409, "upload-not-open")["state"] == "completing"
+    assert_problem(client.delete(f"/v1/datasets/uploads/{upload_id}", headers=headers), 409, "upload-not-open")
+    assert_problem(_put(client, headers, upload_id, 1, data[:PART]), 409, "upload-not-open")
+    assert client.get(f"/v1/datasets/uploads/{upload_id}", headers=headers).json()["state"] == "completing"
+    with _runtime(client).sessionmaker.begin() as session:  # it failed: the upload is open again
+        UploadRepository(session).release(upload_id)
+    done = client.post(f"/v1/datasets/uploads/{upload_id}/complete", headers=headers)
+    assert done.status_code == 201, done.text
+    assert client.get(f"/v1/datasets/uploads/{upload_id}", headers=headers).json()["state"] == "complete"
+    assert _part_blobs(client, upload_id) == []
+
+
+def test_a_crashed_complete_is_taken_over(client: TestClient) -> None:
+    from store.repositories.uploads import UploadRepository
+
+    headers = new_key(client)
+    upload_id = _send_all(client, headers, _npz(3))
+    long_ago = utcnow() - timedelta(hours=2)
+    with _runtime(client).sessionmaker.begin() as session:
+        assert UploadRepository(session).claim(upload_id, long_ago, long_ago - timedelta(hours=1))
+    assert client.post(f"/v1/datasets/uploads/{upload_id}/complete", headers=headers).status_code == 201
+
+
+def test_a_failed_complete_gives_the_upload_back(client: TestClient) -> None:
+    headers = new_key(client)
+    data = b"not an npz at all" * 100
+    upload_id = _send_all(client, headers, data)
+    assert_problem(client.post(f"/v1/datasets/uploads/{upload_id}/complete", headers=headers), 422, "invalid-data")
+    assert client.get(f"/v1/datasets/uploads/{upload_id}", headers=headers).json()["state"] == "open"
+    assert client.delete(f"/v1/datasets/uploads/{upload_id}", headers=headers).status_code == 204
+    assert _part_blobs(client, upload_id) == []
+
+
+def test_a_part_landing_after_complete_leaves_no_blob(client: TestClient, tmp_path: Path) -> None:
+    # Was: a part whose body was still streaming when the upload completed (or was aborted)
+    # was stored and recorded after the parts were deleted: an orphan blob forever.
+    from api.datasets.uploads import UploadNotOpen, _store_part
+
+    headers = new_key(client)
+    data = _npz(4)
+    upload_id = _send_all(client, headers, data)
+    assert client.post(f"/v1/datasets/uploads/{upload_id}/complete", headers=headers).status_code == 201
+    late = tmp_path / "late"
+    late.write_bytes(data[:PART])
+    with pytest.raises(UploadNotOpen):
+        _store_part(_runtime(client), upload_id, 1, late, PART, _sha(data[:PART]))
+    assert _part_blobs(client, upload_id) == []
+    status = client.get(f"/v1/datasets/uploads/{upload_id}", headers=headers).json()
+    assert status["state"] == "complete"
+
+    aborted = _send_all(client, headers, _npz(5))
+    assert client.delete(f"/v1/datasets/uploads/{aborted}", headers=headers).status_code == 204
+    with pytest.raises(UploadNotOpen):
+        _store_part(_runtime(client), aborted, 1, late, PART, _sha(data[:PART]))
+    assert _part_blobs(client, aborted) == []
+
+
+def test_a_part_replaced_during_complete_cannot_change_what_it_reads(client: TestClient, tmp_path: Path) -> None:
+    # Was: parts lived under uploads/<id>/<n>, so a part re-sent while a complete read the
+    # parts swapped the bytes under it; now a part's blob is named by its digest.
+    from api.datasets.uploads import UploadNotOpen, _store_part
+    from store.repositories.uploads import UploadRepository
+
+    headers = new_key(client)
+    data = _npz(6)
+    upload_id = _send_all(client, headers, data)
+    now = utcnow()
+    with _runtime(client).sessionmaker.begin() as session:
+        assert UploadRepository(session).claim(upload_id, now, now - timedelta(hours=1))
+    other = tmp_path / "other"
+    other.write_bytes(b"\xff" * PART)
+    with pytest.raises(UploadNotOpen):  # its body streamed before the claim, its row comes after
+        _store_part(_runtime(client), upload_id, 1, other, PART, _sha(b"\xff" * PART))
+    with _runtime(client).sessionmaker.begin() as session:
+        UploadRepository(session).release(upload_id)
+    status = client.get(f"/v1/datasets/uploads/{upload_id}", headers=headers).json()
+    assert status["parts"][0]["sha256"] == _sha(data[:PART])
+    done = client.post(f"/v1/datasets/uploads/{upload_id}/complete", headers=headers)
+    assert done.status_code == 201, done.text
+
+
+def test_same_bytes_in_two_tenants_share_no_row(client: TestClient) -> None:
+    alice, bob = new_key(client), new_key(client)
+    data = _npz(7)
+    a = client.post(f"/v1/datasets/uploads/{_send_all(client, alice, data)}/complete", headers=alice).json()
+    b = client.post(f"/v1/datasets/uploads/{_send_all(client, bob, data)}/complete", headers=bob)
+    assert b.status_code == 201 and b.json()["created"] is True  # nothing says alice has it
+    assert b.json()["id"] != a["id"] and b.json()["sha256"] == a["sha256"]
+    assert_problem(client.get(f"/v1/datasets/{a['id']}", headers=bob), 404)
+
+
+class _LyingStore:
+    """A remote store whose download writes ``bad`` bytes the first ``lies`` times."""
+
+    def __init__(self, good: bytes, bad: bytes, lies: int) -> None:
+        self.good, self.bad, self.lies, self.downloads = good, bad, lies, 0
+
+    def local_path(self, key: str) -> None:
+        return None
+
+    def download(self, key: str, path: Any) -> None:
+        self.downloads += 1
+        Path(path).write_bytes(self.bad if self.downloads <= self.lies else self.good)
+
+
+def test_the_cache_never_keeps_wrong_bytes_and_a_lost_blob_fails_fast(tmp_path: Path) -> None:
+    # Was: a corrupt download raised a plain exception the worker did not handle (the job
+    # was retried until its attempts ran out); now it is retried once, then BlobNotFound
+    # (the job fails with data-missing) and nothing is cached.
+    from store.blobs import BlobNotFound
+    from store.blobs.cache import CorruptBlob, DatasetCache
+
+    good = _npz(8)
+    cache = DatasetCache(tmp_path / "cache", 10**9)
+    glitch = _LyingStore(good, b"evil", lies=1)
+    path = cache.path(_sha(good), "datasets/x.npz", glitch)  # type: ignore[arg-type]
+    assert path.read_bytes() == good and glitch.downloads == 2
+
+    other = _npz(9)
+    liar = _LyingStore(other, b"evil", lies=10)
+    with pytest.raises(CorruptBlob) as caught:
+        cache.path(_sha(other), "datasets/y.npz", liar)  # type: ignore[arg-type]
+    assert isinstance(caught.value, BlobNotFound)
+    assert not cache.entry(_sha(other)).exists()
+    assert [p.name for p in (tmp_path / "cache").iterdir() if p.name.startswith(".fetch-")] == []

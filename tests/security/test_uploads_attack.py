@@ -240,3 +240,37 @@ def test_the_cache_never_keeps_wrong_bytes_and_a_lost_blob_fails_fast(tmp_path: 
     assert isinstance(caught.value, BlobNotFound)
     assert not cache.entry(_sha(other)).exists()
     assert [p.name for p in (tmp_path / "cache").iterdir() if p.name.startswith(".fetch-")] == []
+
+
+def test_the_sdk_waits_for_a_complete_already_running(client: TestClient, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    # A retried complete (the first one's answer was lost) now finds the upload
+    # "completing" (409): the SDK waits for it and answers its dataset.
+    import threading
+
+    from store.repositories.uploads import UploadRepository
+    from vihub_client import Client, _upload
+
+    monkeypatch.setattr(_upload, "COMPLETING_POLL_S", 0.05)
+    headers = new_key(client)
+    data = _npz(11)
+    upload_id = _send_all(client, headers, data)
+    now = utcnow()
+    with _runtime(client).sessionmaker.begin() as session:
+        assert UploadRepository(session).claim(upload_id, now, now - timedelta(hours=1))
+    sdk = Client("http://testserver", headers["Authorization"].split()[1], transport=client._transport, retries=0)
+    path = tmp_path / "d.npz"
+    path.write_bytes(data)
+    job = _upload.ChunkedUpload(sdk._run, "http://testserver", path, filename="d.npz", name=None)
+
+    def finish_the_first() -> None:  # the first complete fails; the upload is open again
+        with _runtime(client).sessionmaker.begin() as session:
+            UploadRepository(session).release(upload_id)
+
+    timer = threading.Timer(0.3, finish_the_first)
+    timer.start()
+    try:
+        dataset = job._complete(upload_id)
+    finally:
+        timer.join()
+    assert dataset.sha256 and client.get(f"/v1/datasets/uploads/{upload_id}", headers=headers).json()["state"] == "complete"

@@ -59,6 +59,10 @@ class UploadSettings(BaseModel):
     # bound what one tenant can hold there (429 too-many-open-uploads beyond).
     max_open_per_tenant: int = Field(16, ge=1)
     max_open_bytes_per_tenant: int = Field(16 * GiB, ge=1)
+    # Per tenant: completes running at once (each assembles and decodes a file in the API:
+    # scratch space up to twice its size, memory up to ~7x in_memory_max_bytes for JSON);
+    # beyond, complete is 429 too-many-completes (Retry-After; the SDK retries).
+    max_completing_per_tenant: int = Field(2, ge=1)
     # An upload not completed within this is refused; its parts are deleted when the same
     # tenant starts its next upload (or on DELETE).
     expire_after_s: float = Field(24 * 3600.0, gt=0)

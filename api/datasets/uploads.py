@@ -20,7 +20,8 @@ time; a second ``complete`` meanwhile is ``409``, and so are parts and ``DELETE`
 gives it back (``open``) when it fails; an expired upload cannot be completed. A part is
 recorded only while its upload is still open (row-locked), else its blob is deleted, so
 no part outlives its upload. Each tenant holds at most ``uploads.max_open_per_tenant``
-open uploads declaring at most ``uploads.max_open_bytes_per_tenant`` in all (``429``).
+open uploads declaring at most ``uploads.max_open_bytes_per_tenant`` in all, and runs at
+most ``uploads.max_completing_per_tenant`` completes at once (``429``).
 
 Each step uses short sessions of its own (no connection is held while bytes stream).
 """
@@ -76,6 +77,10 @@ class UploadIncomplete(Conflict):
 
 class TooManyOpenUploads(VihubError):
     status, slug, title = 429, "too-many-open-uploads", "Too many open uploads"
+
+
+class TooManyCompletes(VihubError):
+    status, slug, title = 429, "too-many-completes", "Too many uploads being completed"
 
 
 class ChecksumMismatch(Unprocessable):
@@ -298,8 +303,15 @@ def complete(runtime: Any, tenant: TenantRef, upload_id: str) -> DatasetOut:
     if missing:
         raise UploadIncomplete(f"{len(missing)} part(s) missing, first {missing[:10]}.", missing_parts=missing[:100])
     now = utcnow()
+    stale_before = now - timedelta(seconds=COMPLETING_STALE_S)
     with runtime.sessionmaker.begin() as session:
-        claimed = UploadRepository(session).claim(upload.id, now, now - timedelta(seconds=COMPLETING_STALE_S))
+        repo = UploadRepository(session)
+        _lock_tenant(session, tenant.id)  # concurrent claims cannot overshoot the cap
+        limit = settings.uploads.max_completing_per_tenant
+        if upload.state == "open" and repo.completing_count(tenant.id, stale_before) >= limit:
+            raise TooManyCompletes(f"This account already has {limit} uploads being completed; retry when one "
+                                   "has finished.", headers={"Retry-After": "5"}, limit=limit)
+        claimed = repo.claim(upload.id, now, stale_before)
     if not claimed:
         with runtime.sessionmaker() as session:
             state = session.scalar(select(Upload.state).where(Upload.id == upload.id))

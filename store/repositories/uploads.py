@@ -9,6 +9,7 @@
 - ``lock_open(upload_id) -> Upload | None`` — the upload, row-locked, if it still takes parts
 - ``claim(upload_id, now, stale_before) -> bool`` — guarded ``open -> completing`` (one
   ``complete`` at a time; a claim older than ``stale_before`` is a crashed one, taken over)
+- ``completing_count(tenant_id, stale_before) -> int`` — the tenant's live ``completing`` claims
 - ``release(upload_id)`` — ``completing -> open`` after a failed complete
 - ``complete(upload_id, dataset_id) -> bool`` — guarded ``open|completing -> complete``
 - ``abort(upload_id) -> bool`` — guarded ``open -> aborted``
@@ -69,6 +70,10 @@ class UploadRepository(Repository[Upload]):
             ).values(state="completing", completed_at=now)
         )
         return result.rowcount == 1
+
+    def completing_count(self, tenant_id: str, stale_before: datetime) -> int:
+        return int(self.session.scalar(select(func.count()).where(
+            Upload.tenant_id == tenant_id, Upload.state == "completing", Upload.completed_at >= stale_before)) or 0)
 
     def release(self, upload_id: str) -> None:
         self.session.execute(

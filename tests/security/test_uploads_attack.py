@@ -127,6 +127,28 @@ def test_one_complete_at_a_time_and_no_delete_or_part_meanwhile(client: TestClie
     assert _part_blobs(client, upload_id) == []
 
 
+def test_completes_at_once_are_capped_per_tenant(client: TestClient) -> None:
+    # Was: any number of completes at once per tenant, each assembling and decoding a file
+    # in the API (twice its size in scratch; a 256 MiB JSON decodes to ~1.7 GB of RSS).
+    from store.repositories.uploads import UploadRepository
+
+    headers, other = new_key(client), new_key(client)
+    ids = [_send_all(client, headers, _npz(40 + i)) for i in range(3)]
+    now = utcnow()
+    with _runtime(client).sessionmaker.begin() as session:
+        for upload_id in ids[:2]:
+            assert UploadRepository(session).claim(upload_id, now, now - timedelta(hours=1))
+    refused = client.post(f"/v1/datasets/uploads/{ids[2]}/complete", headers=headers)
+    assert_problem(refused, 429, "too-many-completes")
+    assert refused.headers["Retry-After"]
+    assert client.get(f"/v1/datasets/uploads/{ids[2]}", headers=headers).json()["state"] == "open"
+    theirs = _send_all(client, other, _npz(43))
+    assert client.post(f"/v1/datasets/uploads/{theirs}/complete", headers=other).status_code == 201
+    with _runtime(client).sessionmaker.begin() as session:
+        UploadRepository(session).release(ids[0])
+    assert client.post(f"/v1/datasets/uploads/{ids[2]}/complete", headers=headers).status_code == 201
+
+
 def test_a_crashed_complete_is_taken_over(client: TestClient) -> None:
     from store.repositories.uploads import UploadRepository
 

@@ -296,3 +296,21 @@ def test_the_sdk_waits_for_a_complete_already_running(client: TestClient, tmp_pa
     finally:
         timer.join()
     assert dataset.sha256 and client.get(f"/v1/datasets/uploads/{upload_id}", headers=headers).json()["state"] == "complete"
+
+
+def test_a_dataset_whose_blob_is_gone_is_a_problem_not_a_500(client: TestClient) -> None:
+    # Was: /v1/validate and /v1/jobs on a dataset whose blob had disappeared answered 500.
+    headers = new_key(client)
+    data = _npz(12)
+    dataset = client.post(f"/v1/datasets/uploads/{_send_all(client, headers, data)}/complete", headers=headers).json()
+    blob = Path(_runtime(client).settings.home) / "blobs" / "datasets" / f"{dataset['sha256']}.npz"
+    moved = blob.with_suffix(".moved")
+    blob.rename(moved)
+    try:
+        body = {"model": {"catalog": "eight_schools_noncentered"}, "guide": {"auto": "AutoNormal"},
+                "data": {"dataset_id": dataset["id"]}, "inference": {"steps": 10}}
+        for path in ("/v1/validate", "/v1/jobs"):
+            problem_body = assert_problem(client.post(path, json=body, headers=headers), 410, "data-missing")
+            assert problem_body["pointer"] == "/data/dataset_id"
+    finally:
+        moved.rename(blob)

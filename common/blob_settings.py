@@ -83,3 +83,6 @@ class DatasetCacheSettings(BaseModel):
     dir: Path | None = None  # None -> {home}/dataset-cache
     # Evict least recently used datasets beyond this (a dataset in use is never evicted).
     max_bytes: int = Field(20 * GiB, ge=0)
+    # An entry used within this many seconds is not evicted (a job's sandbox may not have
+    # mapped it yet); the cache may be over max_bytes until they age.
+    protect_recent_s: float = Field(600.0, ge=0)

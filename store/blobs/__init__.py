@@ -75,9 +75,9 @@ def dataset_cache(settings: Any) -> DatasetCache:
     """This host's dataset cache (``dataset_cache.dir``, default ``{home}/dataset-cache``)."""
     c: DatasetCacheSettings = settings.dataset_cache
     root = c.dir if c.dir is not None else settings.home / "dataset-cache"
-    return _cache(str(root.expanduser()), c.max_bytes)
+    return _cache(str(root.expanduser()), c.max_bytes, c.protect_recent_s)
 
 
 @functools.lru_cache(maxsize=16)
-def _cache(root: str, max_bytes: int) -> DatasetCache:
-    return DatasetCache(root, max_bytes)
+def _cache(root: str, max_bytes: int, protect_recent_s: float) -> DatasetCache:
+    return DatasetCache(root, max_bytes, protect_recent_s)

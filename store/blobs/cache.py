@@ -47,9 +47,13 @@ class CacheStats:
 
 
 class DatasetCache:
-    def __init__(self, root: Path | str, max_bytes: int) -> None:
+    def __init__(self, root: Path | str, max_bytes: int, protect_recent_s: float = 0.0) -> None:
         self.root = Path(root)
         self.max_bytes = int(max_bytes)
+        # An entry used this recently is not evicted: the path ``path`` returned may not be
+        # opened (memory-mapped) yet, by this process or a job's sandbox; once mapped, an
+        # eviction is harmless. The cache may stay over ``max_bytes`` meanwhile.
+        self.protect_recent_s = float(protect_recent_s)
         self.stats = CacheStats()
 
     @contextmanager
@@ -128,10 +132,11 @@ class DatasetCache:
     def _evict(self, keep: Path) -> None:
         entries = self.entries()
         total = sum(size for _, size, _ in entries)
-        for path, size, _ in entries:
+        recent = time.time() - self.protect_recent_s
+        for path, size, used in entries:
             if total <= self.max_bytes:
                 break
-            if path == keep:
+            if path == keep or used > recent:
                 continue
             path.unlink(missing_ok=True)
             total -= size

@@ -4,6 +4,8 @@ test is the minimal reproduction of a finding, kept as its regression test."""
 from __future__ import annotations
 
 import hashlib
+import os
+import time
 import io
 from collections.abc import Iterator
 from datetime import timedelta
@@ -314,3 +316,33 @@ def test_a_dataset_whose_blob_is_gone_is_a_problem_not_a_500(client: TestClient)
             assert problem_body["pointer"] == "/data/dataset_id"
     finally:
         moved.rename(blob)
+
+
+def test_a_path_the_cache_just_gave_out_is_not_evicted_before_use(tmp_path: Path) -> None:
+    # Was: with the cache near its bound, a path returned for one job (not yet mapped by its
+    # sandbox) could be evicted by the next job's fetch: FileNotFoundError, a lost job.
+    from store.blobs.cache import DatasetCache
+
+    first, second = _npz(13), _npz(14)
+    stores = {"a": _LyingStore(first, b"", 0), "b": _LyingStore(second, b"", 0)}
+    unprotected = DatasetCache(tmp_path / "plain", max_bytes=len(first) + 10)
+    given = unprotected.path(_sha(first), "datasets/a.npz", stores["a"])  # type: ignore[arg-type]
+    unprotected.path(_sha(second), "datasets/b.npz", stores["b"])  # type: ignore[arg-type]
+    assert not given.exists()  # the hazard, with no protection
+
+    cache = DatasetCache(tmp_path / "cache", max_bytes=len(first) + 10, protect_recent_s=600)
+    given = cache.path(_sha(first), "datasets/a.npz", stores["a"])  # type: ignore[arg-type]
+    cache.path(_sha(second), "datasets/b.npz", stores["b"])  # type: ignore[arg-type]
+    assert given.read_bytes() == first
+    old = time.time() - 3600
+    os.utime(given, (old, old))  # long unused: evicted at the next fetch
+    cache.path(_sha(_npz(15)), "datasets/c.npz", _LyingStore(_npz(15), b"", 0))  # type: ignore[arg-type]
+    assert not given.exists()
+
+
+def test_the_configured_cache_protects_recent_entries() -> None:
+    from common.settings import Settings
+    from store.blobs import dataset_cache
+
+    settings = Settings(home=Path("/tmp/vihub-attack-cache-settings"))
+    assert dataset_cache(settings).protect_recent_s == settings.dataset_cache.protect_recent_s > 0

@@ -59,17 +59,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         runtime = Runtime.start(settings, metrics)
-
-        def count_jobs() -> dict[str, int]:
-            with runtime.sessionmaker() as session:
-                return jobs_service.count_by_state(session)
-
-        metrics.watch_jobs(count_jobs)
+        metrics.watch_jobs(lambda: _count_jobs(runtime))
+        # A lifespan may run inside another one of the same app (a test tool with its own
+        # client, e.g. schemathesis' ASGI transport): the outer runtime must stay in place.
+        outer: Runtime | None = getattr(app.state, "runtime", None)
         app.state.runtime = runtime
         try:
             yield
         finally:
             runtime.close()
+            if outer is not None:
+                app.state.runtime = outer
+                metrics.watch_jobs(lambda: _count_jobs(outer))
 
     app = FastAPI(
         title="vihub",
@@ -106,6 +107,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Outermost: no exception ever reaches the server (which would drop the connection).
     app.add_middleware(ErrorBoundaryMiddleware)
     return app
+
+
+def _count_jobs(runtime: Runtime) -> dict[str, int]:
+    with runtime.sessionmaker() as session:
+        return jobs_service.count_by_state(session)
 
 
 def _include_routers(app: FastAPI) -> None:

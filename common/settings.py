@@ -76,6 +76,7 @@ FLAT_NAMES = {
     "db_max_overflow": ("database", "max_overflow"),
     "broker_url": ("broker", "url"),
     "broker_transport_options": ("broker", "transport_options"),
+    "webhooks_allow_private": ("webhooks", "allow_private"),
 }
 
 
@@ -208,6 +209,9 @@ class SandboxSettings(BaseModel):
 class WebhookSettings(BaseModel):
     """Delivery of job-end webhooks (``worker.webhooks``; see docs/webhooks.md)."""
 
+    # Lift the public-address rule of ``common.webhooks.urls`` (tests, a single machine
+    # whose receiver is local); multicast and unspecified addresses stay refused.
+    allow_private: bool = False
     # Attempts per job event, the first included; then the delivery is given up.
     max_attempts: int = 10
     # Retry n waits uniform(0, min(backoff_max_s, backoff_base_s * 2**(n-1))) ("full jitter").
@@ -245,7 +249,6 @@ class Settings(BaseSettings):
     limits: Limits = Field(default_factory=Limits)
     quotas: QuotaSettings = Field(default_factory=QuotaSettings)
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
-    webhooks_allow_private: bool = False
     webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
     sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
@@ -331,8 +334,13 @@ class _FlatEnvSource(PydanticBaseSettingsSource):
             raw = environ.get(f"{prefix}{flat}".lower())
             if raw is None:
                 continue
-            # The one JSON-valued name; pydantic coerces the scalars.
-            found[flat] = json.loads(raw) if field == "transport_options" else raw
+            if field != "transport_options":
+                found[flat] = raw  # pydantic coerces the scalars
+                continue
+            try:
+                found[flat] = json.loads(raw)
+            except ValueError as exc:
+                raise ValueError(f"{prefix}{flat.upper()} is not JSON: {exc}") from exc
         return found
 
 

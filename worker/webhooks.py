@@ -189,7 +189,7 @@ class WebhookSender:
     def _post(self, url: str, body: bytes, secrets: list[str], webhook_id: str) -> tuple[int | None, str | None, bool]:
         """``(status_code, error, retryable)`` of one POST."""
         try:
-            target = resolve_webhook_url(url, allow_private=self.settings.webhooks_allow_private,
+            target = resolve_webhook_url(url, allow_private=self.settings.webhooks.allow_private,
                                          resolver=self.resolver)
         except WebhookUrlRefused as exc:
             return None, _clip(f"refused: {exc.reason}"), exc.retryable

@@ -42,7 +42,7 @@ def check_webhook_url(settings: Settings, url: str | None) -> None:
     if url is None:
         return
     try:
-        validate_webhook_url(url, allow_private=settings.webhooks_allow_private)
+        validate_webhook_url(url, allow_private=settings.webhooks.allow_private)
     except WebhookUrlRefused as exc:
         raise InvalidWebhookUrl(
             f"webhook.url: {exc.reason}.", pointer="/webhook/url",

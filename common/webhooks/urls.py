@@ -7,7 +7,7 @@ ORCHID, discard, ...), multicast, reserved space, and the IPv6 transition forms 
 carry an IPv4 address (IPv4-mapped/-compatible, 6to4, Teredo, NAT64: refused as ranges,
 and their embedded IPv4 judged too) are refused, so a tenant cannot make the service
 call into its own network (SSRF). The list is explicit (``_V4_SPECIAL``/``_V6_SPECIAL``),
-not only ``ipaddress.is_global``. ``settings.webhooks_allow_private`` lifts the
+not only ``ipaddress.is_global``. ``settings.webhooks.allow_private`` lifts the
 address rule (tests, single-machine installs); multicast and unspecified stay refused.
 
 DNS rebinding: a name may resolve to a public address at submission and to 127.0.0.1 at

@@ -88,6 +88,11 @@ def test_database_and_broker_sections_keep_the_documented_flat_names(monkeypatch
     assert Settings().database.pool_size == 7
     assert Settings(database_url="sqlite:///a.db").database.url == "sqlite:///a.db"
     assert Settings(database={"url": "sqlite:///b.db"}).database.url == "sqlite:///b.db"
+    monkeypatch.setenv("VIHUB_WEBHOOKS_ALLOW_PRIVATE", "true")
+    assert Settings().webhooks.allow_private is True
+    monkeypatch.setenv("VIHUB_BROKER_TRANSPORT_OPTIONS", "{not json")
+    with pytest.raises(ValueError, match="VIHUB_BROKER_TRANSPORT_OPTIONS is not JSON"):
+        Settings()
 
 
 def test_settings_load_without_torch() -> None:

@@ -346,3 +346,35 @@ def test_the_configured_cache_protects_recent_entries() -> None:
 
     settings = Settings(home=Path("/tmp/vihub-attack-cache-settings"))
     assert dataset_cache(settings).protect_recent_s == settings.dataset_cache.protect_recent_s > 0
+
+
+def test_results_whose_blob_is_gone_are_410_not_500(client: TestClient) -> None:
+    # Was: every result endpoint of a job whose blob-backed result artifact had disappeared
+    # answered 500; a lost binary form is now encoded from the JSON result instead.
+    from api.jobs import results
+    from store.blobs import blob_store
+    from store.models import ArtifactKind, Job
+    from store.repositories.artifacts import ArtifactRepository
+
+    headers = new_key(client)
+    body = {"model": {"catalog": "eight_schools_noncentered"}, "guide": {"auto": "AutoNormal"},
+            "inference": {"steps": 10}}
+    submitted = client.post("/v1/jobs", json=body, headers=headers)
+    assert submitted.status_code == 202, submitted.text
+    job_id = submitted.json()["id"]
+    runtime = _runtime(client)
+    blobs = blob_store(runtime.settings)
+    with runtime.sessionmaker.begin() as session:
+        session.execute(update(Job).where(Job.id == job_id).values(state="succeeded", finished_at=utcnow()))
+        artifacts = ArtifactRepository(session, blobs=blobs, inline_max_bytes=0)
+        result = artifacts.put(job_id, ArtifactKind.RESULT_JSON, b'{"params": {}}')
+        samples = artifacts.put(job_id, ArtifactKind.SAMPLES_NPZ, b"not really an npz")
+        result_key, samples_key = result.blob_key, samples.blob_key
+    assert result_key and samples_key
+    blobs.delete(samples_key)
+    with runtime.sessionmaker() as session:
+        job = session.get(Job, job_id)
+        assert results.stored_blob(session, job, ArtifactKind.SAMPLES_NPZ) is None
+    blobs.delete(result_key)
+    for path in ("params", "summary", "samples", "diagnostics"):
+        assert_problem(client.get(f"/v1/jobs/{job_id}/{path}", headers=headers), 410, "results-missing")

@@ -378,3 +378,35 @@ def test_results_whose_blob_is_gone_are_410_not_500(client: TestClient) -> None:
     blobs.delete(result_key)
     for path in ("params", "summary", "samples", "diagnostics"):
         assert_problem(client.get(f"/v1/jobs/{job_id}/{path}", headers=headers), 410, "results-missing")
+
+
+def test_a_lost_checkpoint_or_warm_start_blob_does_not_burn_every_attempt(client: TestClient) -> None:
+    # Was: BlobNotFound escaped the worker's preparation; the job sat "running" until its
+    # lease expired, was retried and failed only with too-many-attempts.
+    from store.blobs import blob_store
+    from store.models import ArtifactKind, Job
+    from store.repositories.artifacts import ArtifactRepository
+    from worker.runner import JobRunner
+    from worker.warm_start import WarmStartFailed, load_warm_start
+
+    headers = new_key(client)
+    body = {"model": {"catalog": "eight_schools_noncentered"}, "guide": {"auto": "AutoNormal"},
+            "inference": {"steps": 10}}
+    source, target = (client.post("/v1/jobs", json={**body, "labels": {"n": str(i)}}, headers=headers).json()["id"]
+                      for i in range(2))
+    runtime = _runtime(client)
+    blobs = blob_store(runtime.settings)
+    with runtime.sessionmaker.begin() as session:
+        session.execute(update(Job).where(Job.id == source).values(state="succeeded", finished_at=utcnow()))
+        artifacts = ArtifactRepository(session, blobs=blobs, inline_max_bytes=0)
+        keys = [artifacts.put(source, ArtifactKind.PARAMS_SAFETENSORS, b"params").blob_key,
+                artifacts.put(target, ArtifactKind.CHECKPOINT, b"checkpoint", meta={"step": 5}).blob_key]
+    for key in keys:
+        blobs.delete(key)
+    with runtime.sessionmaker() as session:
+        with pytest.raises(WarmStartFailed, match="missing"):
+            load_warm_start(session, target, {"job": source}, False)
+        spec = dict(session.get(Job, target).spec)
+    runner = JobRunner(target, settings=runtime.settings, factory=runtime.sessionmaker)
+    _, _, resume_from = runner._prepare(spec, None)
+    assert resume_from is None  # starts over instead of failing

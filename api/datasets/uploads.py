@@ -17,7 +17,9 @@
 
 Races and limits: ``complete`` first claims the upload (``open -> completing``, one at a
 time; a second ``complete`` meanwhile is ``409``, and so are parts and ``DELETE``), and
-gives it back (``open``) when it fails; an expired upload cannot be completed. A part is
+gives it back (``open``) when it fails, except when the verified file is refused as a
+dataset (``422``/``413``/``415``): no retry could change that, so the upload is then
+``aborted`` and its parts deleted. An expired upload cannot be completed. A part is
 recorded only while its upload is still open (row-locked), else its blob is deleted, so
 no part outlives its upload. Each tenant holds at most ``uploads.max_open_per_tenant``
 open uploads declaring at most ``uploads.max_open_bytes_per_tenant`` in all, and runs at
@@ -321,6 +323,13 @@ def complete(runtime: Any, tenant: TenantRef, upload_id: str) -> DatasetOut:
                             else f"The upload is {state}.", state=state)
     try:
         out = _assemble(runtime, tenant, upload)
+    except _Undecodable as exc:
+        # The parts are the declared file, and it is not a dataset: no retry can succeed,
+        # so the upload ends here and its parts go (they would hold the tenant's quota).
+        with runtime.sessionmaker.begin() as session:
+            UploadRepository(session).reject(upload.id)
+        blob_store(settings).delete_prefix(f"uploads/{upload.id}")
+        raise exc.error from None
     except BaseException:
         with runtime.sessionmaker.begin() as session:
             UploadRepository(session).release(upload.id)
@@ -353,11 +362,16 @@ def _assemble(runtime: Any, tenant: TenantRef, upload: Upload) -> DatasetOut:
             raise ChecksumMismatch(f"The assembled file's sha256 is {digest.hexdigest()}, not the declared "
                                    f"{upload.sha256}.")
         canonical = folder / "canonical.npz"
-        fields, fmt = large.canonicalize_file(
-            assembled, canonical, filename=upload.filename, content_type=upload.content_type,
-            max_decoded_bytes=settings.uploads.max_dataset_bytes,
-            in_memory_max_bytes=settings.uploads.in_memory_max_bytes,
-        )
+        try:
+            fields, fmt = large.canonicalize_file(
+                assembled, canonical, filename=upload.filename, content_type=upload.content_type,
+                max_decoded_bytes=settings.uploads.max_dataset_bytes,
+                in_memory_max_bytes=settings.uploads.in_memory_max_bytes,
+            )
+        except VihubError as exc:
+            if 400 <= exc.status < 500:
+                raise _Undecodable(exc) from exc
+            raise
         assembled.unlink()
         sha256 = file_sha256(canonical)
         key = dataset_key(sha256)
@@ -370,6 +384,14 @@ def _assemble(runtime: Any, tenant: TenantRef, upload: Upload) -> DatasetOut:
             size_bytes=size)
         UploadRepository(session).complete(upload.id, dataset.id)
         return dataset_out(dataset, created)
+
+
+class _Undecodable(Exception):
+    """The assembled file is the declared one but is refused as a dataset (``error``)."""
+
+    def __init__(self, error: VihubError) -> None:
+        super().__init__(str(error))
+        self.error = error
 
 
 @contextmanager

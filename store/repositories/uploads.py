@@ -10,6 +10,7 @@
 - ``claim(upload_id, now, stale_before) -> bool`` — guarded ``open -> completing`` (one
   ``complete`` at a time; a claim older than ``stale_before`` is a crashed one, taken over)
 - ``completing_count(tenant_id, stale_before) -> int`` — the tenant's live ``completing`` claims
+- ``reject(upload_id)`` — ``completing -> aborted`` when the verified file does not decode
 - ``release(upload_id)`` — ``completing -> open`` after a failed complete
 - ``complete(upload_id, dataset_id) -> bool`` — guarded ``open|completing -> complete``
 - ``abort(upload_id) -> bool`` — guarded ``open -> aborted``
@@ -74,6 +75,12 @@ class UploadRepository(Repository[Upload]):
     def completing_count(self, tenant_id: str, stale_before: datetime) -> int:
         return int(self.session.scalar(select(func.count()).where(
             Upload.tenant_id == tenant_id, Upload.state == "completing", Upload.completed_at >= stale_before)) or 0)
+
+    def reject(self, upload_id: str) -> None:
+        """``completing -> aborted``: the verified file does not decode; it never will."""
+        self.session.execute(
+            update(Upload).where(Upload.id == upload_id, Upload.state == "completing").values(state="aborted")
+        )
 
     def release(self, upload_id: str) -> None:
         self.session.execute(

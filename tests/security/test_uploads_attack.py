@@ -164,12 +164,28 @@ def test_a_crashed_complete_is_taken_over(client: TestClient) -> None:
 
 def test_a_failed_complete_gives_the_upload_back(client: TestClient) -> None:
     headers = new_key(client)
-    data = b"not an npz at all" * 100
-    upload_id = _send_all(client, headers, data)
-    assert_problem(client.post(f"/v1/datasets/uploads/{upload_id}/complete", headers=headers), 422, "invalid-data")
-    assert client.get(f"/v1/datasets/uploads/{upload_id}", headers=headers).json()["state"] == "open"
-    assert client.delete(f"/v1/datasets/uploads/{upload_id}", headers=headers).status_code == 204
-    assert _part_blobs(client, upload_id) == []
+    data = _npz(16)
+    upload = _create(client, headers, data, sha256=_sha(b"something else"))  # a wrong declared digest
+    for n in range(1, upload["part_count"] + 1):
+        assert _put(client, headers, upload["id"], n, data[(n - 1) * PART:n * PART]).status_code == 200
+    complete = client.post(f"/v1/datasets/uploads/{upload['id']}/complete", headers=headers)
+    assert_problem(complete, 422, "checksum-mismatch")
+    assert client.get(f"/v1/datasets/uploads/{upload['id']}", headers=headers).json()["state"] == "open"
+    assert client.delete(f"/v1/datasets/uploads/{upload['id']}", headers=headers).status_code == 204
+    assert _part_blobs(client, upload["id"]) == []
+
+
+def test_a_file_that_is_not_a_dataset_ends_its_upload(client: TestClient) -> None:
+    # Was: the upload stayed open with its parts after 422 invalid-data, though no retry
+    # could ever succeed (the whole file's digest is fixed): parts held until expiry.
+    headers = new_key(client)
+    for data in (b"not an npz at all" * 100, _npz(17)[:-300]):
+        upload_id = _send_all(client, headers, data)
+        assert_problem(client.post(f"/v1/datasets/uploads/{upload_id}/complete", headers=headers), 422, "invalid-data")
+        assert client.get(f"/v1/datasets/uploads/{upload_id}", headers=headers).json()["state"] == "aborted"
+        assert _part_blobs(client, upload_id) == []
+        again = client.post(f"/v1/datasets/uploads/{upload_id}/complete", headers=headers)
+        assert assert_problem(again, 409, "upload-not-open")["state"] == "aborted"
 
 
 def test_a_part_landing_after_complete_leaves_no_blob(client: TestClient, tmp_path: Path) -> None:

@@ -55,7 +55,7 @@ from sqlalchemy import select
 
 from store.models import Upload, utcnow
 from store.repositories.datasets import DatasetRepository
-from store.repositories.uploads import UploadRepository
+from store.repositories.uploads import UploadRepository, purge_expired
 
 log = logging.getLogger("vihub.api.uploads")
 
@@ -166,16 +166,9 @@ def _lock_tenant(session: Any, tenant_id: str) -> None:
 
 def _purge_expired(runtime: Any, tenant_id: str) -> None:
     """Abort this tenant's expired uploads and delete their parts (best effort: a failure
-    leaves them for the next create)."""
+    leaves them for the next create or the sweeper)."""
     try:
-        with runtime.sessionmaker.begin() as session:
-            repo = UploadRepository(session)
-            expired = [u.id for u in repo.expired(utcnow(), tenant_id=tenant_id, limit=20)]
-            for upload_id in expired:
-                repo.abort(upload_id)
-        blobs = blob_store(runtime.settings)
-        for upload_id in expired:
-            blobs.delete_prefix(f"uploads/{upload_id}")
+        purge_expired(runtime.sessionmaker, blob_store(runtime.settings), utcnow(), tenant_id=tenant_id, limit=20)
     except Exception:  # noqa: BLE001 - housekeeping must not fail a new upload
         log.warning("could not purge expired uploads of tenant %s", tenant_id, exc_info=True)
 

@@ -18,6 +18,10 @@
   or completing uploads (the per-tenant caps)
 - ``expired(now, tenant_id=None, limit=100) -> list[Upload]`` (open uploads past ``expires_at``)
 
+``purge_expired(factory, blobs, now, tenant_id=None, limit=100) -> list[str]`` aborts open
+uploads past ``expires_at`` and deletes their parts (the API on a tenant's next create,
+the sweeper for everyone).
+
 The parts' bytes are in the blob store under ``uploads/<upload_id>/<part_number>-<sha256>``
 (``api.datasets.uploads``).
 """
@@ -27,6 +31,8 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import and_, func, or_, select, update
+
+from typing import Any
 
 from store.models import Upload, UploadPart, new_id, utcnow
 from store.repositories.base import Repository
@@ -120,3 +126,16 @@ class UploadRepository(Repository[Upload]):
         else:
             from sqlalchemy.dialects.sqlite import insert
         return insert(UploadPart)
+
+
+def purge_expired(factory: Any, blobs: Any, now: datetime, tenant_id: str | None = None,
+                  limit: int = 100) -> list[str]:
+    """Abort up to ``limit`` expired open uploads (of ``tenant_id``, or anyone's) and delete
+    their parts; returns their ids. Only an upload this call moved to ``aborted`` loses
+    its parts (never one a complete has claimed meanwhile)."""
+    with factory.begin() as session:
+        repo = UploadRepository(session)
+        aborted = [u.id for u in repo.expired(now, tenant_id=tenant_id, limit=limit) if repo.abort(u.id)]
+    for upload_id in aborted:
+        blobs.delete_prefix(f"uploads/{upload_id}")
+    return aborted

@@ -426,3 +426,19 @@ def test_a_lost_checkpoint_or_warm_start_blob_does_not_burn_every_attempt(client
     runner = JobRunner(target, settings=runtime.settings, factory=runtime.sessionmaker)
     _, _, resume_from = runner._prepare(spec, None)
     assert resume_from is None  # starts over instead of failing
+
+
+def test_the_sweeper_purges_every_tenants_expired_uploads(client: TestClient) -> None:
+    # Was: expired parts were deleted only when the same tenant started another upload; a
+    # tenant that never came back held its parts in the blob store forever.
+    from worker.sweeper import _purge_expired_uploads
+
+    headers = new_key(client)
+    upload_id = _send_all(client, headers, _npz(18))
+    runtime = _runtime(client)
+    assert upload_id not in _purge_expired_uploads(runtime.settings, runtime.sessionmaker)  # not expired yet
+    with runtime.sessionmaker.begin() as session:
+        session.execute(update(Upload).where(Upload.id == upload_id).values(expires_at=utcnow() - timedelta(hours=1)))
+    assert upload_id in _purge_expired_uploads(runtime.settings, runtime.sessionmaker)
+    assert client.get(f"/v1/datasets/uploads/{upload_id}", headers=headers).json()["state"] == "aborted"
+    assert _part_blobs(client, upload_id) == []

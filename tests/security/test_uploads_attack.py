@@ -442,3 +442,16 @@ def test_the_sweeper_purges_every_tenants_expired_uploads(client: TestClient) ->
     assert upload_id in _purge_expired_uploads(runtime.settings, runtime.sessionmaker)
     assert client.get(f"/v1/datasets/uploads/{upload_id}", headers=headers).json()["state"] == "aborted"
     assert _part_blobs(client, upload_id) == []
+
+
+@pytest.mark.parametrize("raw", [b"true", b'"1000"', b"1e3", b"1000.0"])
+def test_sizes_are_json_integers(client: TestClient, raw: bytes) -> None:
+    # Was: {"size_bytes": true} started a 1-byte upload (lax coercion), "1000" and 1e3 too.
+    headers = new_key(client)
+    for member in (b"size_bytes", b"part_bytes"):
+        size = raw if member == b"size_bytes" else b"5000"
+        extra = b', "part_bytes": ' + raw if member == b"part_bytes" else b""
+        body = b'{"size_bytes": ' + size + b', "sha256": "' + b"0" * 64 + b'"' + extra + b"}"
+        response = client.post("/v1/datasets/uploads", content=body,
+                               headers={**headers, "Content-Type": "application/json"})
+        assert_problem(response, 422, "validation-error")

@@ -300,6 +300,14 @@ def dry_run(spec: dict[str, Any], data: Mapping[str, Any], limits: Mapping[str, 
                     except Exception as exc:
                         exc.vihub_part = part  # type: ignore[attr-defined]
                         raise
+        # The optimizer's option names are checked when it is built, which validate() does
+        # not do: without this an unknown option passed the submit and failed the job in
+        # the worker (and carried any payload into the stored spec meanwhile).
+        from inference.engine.optim import build_optimizer
+
+        run = job_spec.inference
+        build_optimizer(run.optimizer, clip_grad_norm=run.clip_grad_norm, scheduler=run.scheduler,
+                        total_steps=run.steps)
         report = jsonable(inference.validate(job_spec, dict(data)))
         if not report.get("ok", True) and mentions_out_of_memory(json.dumps(report.get("errors"))):
             # The trace ran out of memory inside the validation pass, which reports it as

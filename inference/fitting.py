@@ -90,6 +90,7 @@ def _keyword_only(program: Any) -> Callable:
         return program(**{k: v for k, v in kwargs.items() if k in names})
 
     call.__name__ = getattr(program, "__name__", "guide")
+    call.program = program  # type: ignore[attr-defined]
     return call
 
 
@@ -120,20 +121,40 @@ def prepare(spec: JobSpec | Mapping[str, Any], data: Mapping[str, Any] | None,
         program = compile_source(source, entry_name, limits=limits)
     bound = bind_data(program, dict(data or {}), float_dtype=spec.inference.float_dtype, device=str(device))
     model = program
+    kwargs, warnings = dict(bound.kwargs), list(bound.warnings)
 
     compile_guide = None
     if isinstance(spec.guide, SourceGuideSpec):
+        # A guide in the model's own source is that compilation's function: model and guide
+        # share its modules (a network registered by the model and used by the guide trains),
+        # as in Python. A guide in another source is compiled per guide built (validation,
+        # training): the same seed, the same constants.
+        shared = spec.guide.source == source
+
         def compile_guide(src: str, entry: str) -> Callable:
-            # Called per guide built (validation, training): the same seed, the same constants.
+            if shared and src == source:
+                return _keyword_only(program.function(entry))
             with seeded(seed):
                 return _keyword_only(compile_source(src, entry, limits=limits))
+
+        # data fields only the guide takes are bound for it too
+        guide_program = program.function(spec.guide.entry) if shared else compile_guide(
+            spec.guide.source, spec.guide.entry)
+        guide_program = getattr(guide_program, "program", guide_program)
+        guide_bound = bind_data(guide_program, dict(data or {}), float_dtype=spec.inference.float_dtype,
+                                device=str(device))
+        extra = {k: v for k, v in guide_bound.kwargs.items() if k not in kwargs}
+        if extra:
+            kwargs.update(extra)
+            model = _keyword_only(program)
+            warnings = [w for w in warnings if not any(f"field {k!r}" in w for k in extra)]
 
     def guide_factory(for_model: Callable | None = None) -> Callable:
         return build_guide(spec.guide, for_model if for_model is not None else model,
                            float_dtype=float_dtype, device=device, compile_guide=compile_guide)
 
-    return PreparedJob(model=model, guide_factory=guide_factory, kwargs=dict(bound.kwargs),
-                       warnings=list(bound.warnings), device=device, float_dtype=float_dtype)
+    return PreparedJob(model=model, guide_factory=guide_factory, kwargs=kwargs,
+                       warnings=warnings, device=device, float_dtype=float_dtype)
 
 
 def validate(spec: JobSpec | Mapping[str, Any], data: Mapping[str, Any] | None,

@@ -11,7 +11,8 @@ Job states stay the jobs' own: a sweep's progress is read from its members.
 - ``get_by_idempotency_key(tenant_id, key) -> Sweep | None`` (deleted ones too: a key
   is never reused for another body)
 - ``list_for_tenant(tenant_id, limit) -> list[Sweep]`` newest first
-- ``members(sweep_id) -> list[tuple[SweepMember, Job]]`` in point order
+- ``members(sweep_id) -> list[tuple[SweepMember, Job]]`` in point order, without
+  member jobs deleted on their own (``DELETE /v1/jobs/{id}`` hides a job from every read)
 - ``mark_cancel_requested(sweep_id)``, ``soft_delete(tenant_id, sweep_id) -> bool``
 """
 
@@ -89,7 +90,7 @@ class SweepRepository(Repository[Sweep]):
     def members(self, sweep_id: str) -> list[tuple[SweepMember, Job]]:
         rows = self.session.execute(
             select(SweepMember, Job).join(Job, Job.id == SweepMember.job_id)
-            .where(SweepMember.sweep_id == sweep_id).order_by(SweepMember.position))
+            .where(SweepMember.sweep_id == sweep_id, Job.deleted_at.is_(None)).order_by(SweepMember.position))
         return [(member, job) for member, job in rows]
 
     def mark_cancel_requested(self, sweep_id: str) -> None:

@@ -10,6 +10,7 @@ routes negotiate with. Nothing here is a list of its own.
 from __future__ import annotations
 
 import logging
+import threading
 import typing
 from typing import Any
 
@@ -46,6 +47,13 @@ log = logging.getLogger("vihub.api.capabilities")
 # The engine's tables, once read (they change only with the installed engine). A failed
 # read is not kept: the next request tries again.
 _engine_tables: dict[str, Any] | None = None
+# One read at a time per process: the route needs no key, and every caller that found no
+# tables used to start its own trial-run process (no tenant share applies to it), so a
+# burst of anonymous requests before the first read finished could fill the trial-run
+# slots that tenants' submissions wait for. Callers that find a read in flight wait for
+# it (as long as for a trial-run slot) and use its tables instead of starting another.
+_read_lock = threading.Lock()
+READ_WAIT_S = 30.0  # a pool that does not say its queue wait (DryRunPool does)
 
 
 def capabilities(pool: dryrun.DryRunPool) -> CapabilitiesOut:
@@ -79,18 +87,24 @@ def engine_tables(pool: dryrun.DryRunPool) -> dict[str, Any] | None:
     """The engine's option tables, read in a trial-run process the first time; ``None``
     while that cannot be done (every trial-run slot busy, or the process failed)."""
     global _engine_tables
-    if _engine_tables is None:
-        try:
-            outcome = pool.run(option_tables)
-        except (dryrun.DryRunUnavailable, dryrun.DryRunTimedOut) as exc:
-            log.warning("capabilities: the engine's option tables are not available now: %s", exc)
-            return None
-        if not outcome.get("ok"):
-            log.warning("capabilities: reading the engine's option tables failed: %s", outcome)
-            return None
-        # Two first requests at once both read the tables; the answers are the same.
-        _engine_tables = outcome["tables"]
-    return _engine_tables
+    if _engine_tables is not None:
+        return _engine_tables
+    if not _read_lock.acquire(timeout=float(getattr(pool, "queue_wait_s", READ_WAIT_S))):
+        return None
+    try:
+        if _engine_tables is None:
+            try:
+                outcome = pool.run(option_tables)
+            except (dryrun.DryRunUnavailable, dryrun.DryRunTimedOut) as exc:
+                log.warning("capabilities: the engine's option tables are not available now: %s", exc)
+                return None
+            if not outcome.get("ok"):
+                log.warning("capabilities: reading the engine's option tables failed: %s", outcome)
+                return None
+            _engine_tables = outcome["tables"]
+        return _engine_tables
+    finally:
+        _read_lock.release()
 
 
 def _literal_values(model: Any, field: str) -> tuple[Any, ...]:

@@ -20,12 +20,18 @@ from sqlalchemy.orm import Session
 from api.compare import ppc as ppc_stats
 from api.compare.table import Member, comparison
 from api.runtime import TenantRef
-from api.errors import Conflict, Unprocessable
+from api.errors import Conflict, QuotaExceeded, Unprocessable
 from api.jobs.results import load_result, require_succeeded, stored_blob
 from api.jobs.service import get_job
 from store.models import ArtifactKind
+from store.repositories.artifacts import ArtifactRepository
 
 MAX_COMPARED = 64
+# The table is computed in the API process from each job's whole result JSON, which a
+# tenant can make hundreds of MB (num_samples x observations of pointwise log-lik); parsed,
+# it takes ~7x its size. 64 such jobs in one request would take the API process (every
+# tenant's) down, so the stored size is checked before anything is read.
+MAX_COMPARED_RESULT_BYTES = 256 * 1024 * 1024
 
 
 class DifferentData(Unprocessable):
@@ -61,9 +67,24 @@ def members_for(session: Session, tenant: TenantRef, job_ids: Sequence[str],
     if len(datasets) > 1:
         raise DifferentData("The jobs were fitted on different datasets; compare fits of the same data.",
                             datasets={job.id: job.dataset_id for job in jobs})
+    _check_result_bytes(session, jobs)
     return [Member(job_id=job.id, spec=job.spec or {}, result=load_result(session, job), labels=job.labels or {},
                    created_at=job.created_at.isoformat() if job.created_at else None,
                    point=(points or {}).get(job.id)) for job in jobs]
+
+
+def _check_result_bytes(session: Session, jobs: Sequence[Any]) -> None:
+    artifacts = ArtifactRepository(session)
+    sizes = {}
+    for job in jobs:
+        meta = artifacts.get(job.id, ArtifactKind.RESULT_JSON)
+        sizes[job.id] = int(meta.size_bytes) if meta is not None else 0
+    total = sum(sizes.values())
+    if total > MAX_COMPARED_RESULT_BYTES:
+        raise QuotaExceeded(
+            f"The stored results of these jobs are {total} bytes; a comparison reads at most "
+            f"{MAX_COMPARED_RESULT_BYTES}. Compare fewer jobs, or fits with fewer outputs.num_samples / "
+            "log_prob_draws.", limit=MAX_COMPARED_RESULT_BYTES, result_bytes=sizes)
 
 
 def compare_jobs(session: Session, tenant: TenantRef, job_ids: Sequence[str], *, sort: str = "elbo",

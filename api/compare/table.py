@@ -144,6 +144,26 @@ def build_rows(members: Sequence[Member]) -> tuple[list[dict[str, Any]], list[st
     return rows, notes
 
 
+# PSIS smooths the largest ~20% of the importance ratios: with one draw there is no tail
+# (arviz.loo raises IndexError), so a fit stored with a single draw gets no LOO.
+MIN_LOO_DRAWS = 2
+LOO_ERRORS = (ValueError, IndexError, FloatingPointError, ZeroDivisionError, np.linalg.LinAlgError)
+
+
+def _loo_or_note(job_id: str, matrix: np.ndarray, notes: list[str]) -> Any:
+    """``loo(matrix)``, or None with a note when this fit's draws cannot give one: one
+    degenerate member must not take the whole table down."""
+    if matrix.shape[0] < MIN_LOO_DRAWS:
+        notes.append(f"job {job_id} stored {matrix.shape[0]} log-likelihood draw(s); PSIS-LOO needs at least "
+                     f"{MIN_LOO_DRAWS} (outputs.num_samples / log_prob_draws): no LOO for it")
+        return None
+    try:
+        return loo(matrix)
+    except LOO_ERRORS as exc:
+        notes.append(f"PSIS-LOO failed for job {job_id} ({type(exc).__name__}): no LOO for it")
+        return None
+
+
 def _add_loo(rows: list[dict[str, Any]], matrices: Mapping[str, np.ndarray], notes: list[str]) -> None:
     if not matrices:
         notes.append("no pointwise log-likelihood stored (outputs.log_probs: false?): no PSIS-LOO")
@@ -152,7 +172,13 @@ def _add_loo(rows: list[dict[str, Any]], matrices: Mapping[str, np.ndarray], not
     if len(sizes) != 1:
         notes.append(f"the fits have different numbers of observations {sorted(sizes)}: no PSIS-LOO comparison")
         return
-    elpd = {job_id: loo(matrix) for job_id, matrix in matrices.items()}
+    elpd = {}
+    for job_id, matrix in matrices.items():
+        data = _loo_or_note(job_id, matrix, notes)
+        if data is not None:
+            elpd[job_id] = data
+    if not elpd:
+        return
     for row in rows:
         data = elpd.get(row["job_id"])
         if data is None:
@@ -172,7 +198,11 @@ def _add_loo(rows: list[dict[str, Any]], matrices: Mapping[str, np.ndarray], not
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        table = az.compare(dict(elpd), ic="loo")
+        try:
+            table = az.compare(dict(elpd), ic="loo")
+        except LOO_ERRORS as exc:
+            notes.append(f"arviz.compare failed on these fits ({type(exc).__name__}): no elpd_diff or loo_weight")
+            return
     for row in rows:
         if row["job_id"] in table.index:
             line = table.loc[row["job_id"]]

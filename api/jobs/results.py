@@ -48,6 +48,9 @@ def _result_json(session: Session, job: Job) -> bytes:
         raise ResultsMissing(f"The stored results of job {job.id} are missing.") from exc
 
 _CACHE_SIZE = 16
+# A parsed result takes several times its JSON size: 16 results of hundreds of MB each
+# would stay resident in the API process. Larger ones are parsed per request, not kept.
+_CACHE_MAX_ITEM_BYTES = 16 * 1024 * 1024
 _cache: OrderedDict[tuple[str, str], dict[str, Any]] = OrderedDict()
 _cache_lock = threading.Lock()
 
@@ -75,7 +78,10 @@ def load_result(session: Session, job: Job) -> dict[str, Any]:
         if key in _cache:
             _cache.move_to_end(key)
             return _cache[key]
-    result = json.loads(_result_json(session, job))
+    content = _result_json(session, job)
+    result = json.loads(content)
+    if len(content) > _CACHE_MAX_ITEM_BYTES:
+        return result
     with _cache_lock:
         _cache[key] = result
         while len(_cache) > _CACHE_SIZE:

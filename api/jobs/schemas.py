@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import datetime
 from typing import Annotated, Any, Literal, Union
@@ -72,6 +73,32 @@ class WebhookSpec(_Strict):
 Labels = Annotated[dict[str, Annotated[str, Field(max_length=256)]], Field(max_length=MAX_LABELS)]
 
 
+def first_non_finite(value: Any, path: tuple[str, ...] = ()) -> tuple[str, ...] | None:
+    """The path of the first NaN or infinite number in a parsed JSON value, else None.
+
+    Python's JSON parser accepts the non-standard ``NaN``/``Infinity`` literals, but
+    nothing downstream can hold them: Postgres refuses them in a JSON column (a spec,
+    a sweep point), so they are refused at the boundary with a pointer."""
+    stack: list[tuple[Any, tuple[str, ...]]] = [(value, path)]
+    while stack:
+        item, at = stack.pop()
+        if isinstance(item, float) and not math.isfinite(item):
+            return at
+        if isinstance(item, dict):
+            stack.extend((child, (*at, str(key))) for key, child in item.items())
+        elif isinstance(item, (list, tuple)):
+            stack.extend((child, (*at, str(i))) for i, child in enumerate(item))
+    return None
+
+
+def refuse_non_finite(value: Any, where: str) -> Any:
+    found = first_non_finite(value)
+    if found is not None:
+        pointer = "/" + "/".join((where, *found))
+        raise ValueError(f"{pointer}: numbers must be finite (NaN and Infinity are not JSON numbers)")
+    return value
+
+
 class JobCreate(JobSpec):
     """The body of ``POST /v1/jobs`` and ``POST /v1/validate``."""
 
@@ -80,6 +107,12 @@ class JobCreate(JobSpec):
     )
     webhook: WebhookSpec | None = None
     labels: Labels = Field(default_factory=dict)
+
+    @field_validator("model", "guide", "inference", "outputs", mode="before")
+    @classmethod
+    def _finite_numbers(cls, value: Any, info: Any) -> Any:
+        # ``data`` has its own check (422 invalid-data with the field's pointer).
+        return refuse_non_finite(value, info.field_name)
 
     @field_validator("labels")
     @classmethod

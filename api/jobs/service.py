@@ -102,6 +102,7 @@ async def create_job(
     """Returns ``(job, created)``; ``created`` is False for an idempotent replay."""
     settings = runtime.settings
     check_steps(settings, body)
+    check_spec_bytes(settings, body)
     fingerprint = body_fingerprint(body)
     token: str | None = None
     if idempotency_key:
@@ -439,6 +440,22 @@ def check_steps(settings: Settings, body: JobCreate) -> None:
             pointer="/inference/num_threads",
             limit=quotas.max_threads_per_job,
         )
+
+
+# Beyond the model and guide sources (each bounded by limits.max_source_bytes), a spec is
+# names and a few numbers; free-form ``options`` objects are only checked by the engine
+# when the job runs, so without this bound a spec could be as large as the upload limit,
+# stored per job (and per sweep member, per continuation) and rendered by every job list.
+SPEC_EXTRA_BYTES = 256 * 1024
+
+
+def check_spec_bytes(settings: Settings, body: JobCreate) -> None:
+    limit = 2 * int(settings.limits.max_source_bytes) + SPEC_EXTRA_BYTES
+    size = len(json.dumps(body.spec().model_dump(mode="json"), separators=(",", ":")))
+    if size > limit:
+        raise QuotaExceeded(
+            f"The job spec (model, guide, inference, outputs) is {size} bytes of JSON; at most {limit} "
+            "(two sources of limits.max_source_bytes and 256 KiB for the rest).", limit=limit, bytes=size)
 
 
 def check_concurrency(jobs: JobRepository, settings: Settings, tenant: TenantRef) -> None:

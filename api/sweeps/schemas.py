@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from api.jobs.schemas import JobCreate, JobOut, Labels
+from api.jobs.schemas import JobCreate, JobOut, Labels, refuse_non_finite
 
 AxisPath = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*$")]
 
@@ -25,6 +25,13 @@ class SweepCreate(BaseModel):
     axes: dict[AxisPath, Annotated[list[Any], Field(min_length=1, max_length=1000)]] | None = None
     points: Annotated[list[dict[AxisPath, Any]], Field(min_length=1, max_length=1000)] | None = None
     labels: Labels = Field(default_factory=dict, description="Added to every member job's labels")
+
+    @field_validator("axes", "points", mode="before")
+    @classmethod
+    def _finite_numbers(cls, value: Any, info: Any) -> Any:
+        # A point is stored as given (``sweep_members.point``), even where a later path of
+        # the same point overwrites the value in the job body.
+        return refuse_non_finite(value, info.field_name)
 
     @model_validator(mode="after")
     def _axes_or_points(self) -> "SweepCreate":

@@ -41,8 +41,9 @@ from api.datasets import service as datasets_service
 from api.runtime import TenantRef
 from api.errors import IdempotencyKeyReused, NotFound, QuotaExceeded, Unprocessable
 from api.jobs import service as jobs_service
-from api.jobs.schemas import JobCreate
+from api.jobs.schemas import MAX_LABELS, JobCreate
 from api.sweeps.schemas import SweepCreate, SweepOut
+from api.webhooks.service import check_webhook_url
 from store.job_states import FINAL_STATES, JobState
 from store.models import new_id
 from store.repositories.datasets import DatasetRepository
@@ -50,9 +51,11 @@ from store.repositories.jobs import JobRepository
 from store.repositories.tenants import TenantRepository
 from store.sweeps import Sweep, SweepRepository
 
-SWEEP_LABEL = "vihub/sweep"
+SWEEP_LABEL = "vihub/sweep"  # also in api.warm_start.service.SWEEP_LABELS
 POINT_LABEL = "vihub/sweep-point"
 SPEC_ROOTS = ("model", "guide", "inference", "outputs")
+# Labels the service sets on member jobs (and that a continued job must not inherit).
+SWEEP_LABELS = (SWEEP_LABEL, POINT_LABEL)
 
 
 class SweepNotFound(NotFound):
@@ -102,12 +105,15 @@ def member_bodies(request: SweepCreate, settings: Any) -> tuple[list[dict[str, A
     if count > limit:  # checked before the grid is expanded: 3 axes of 1000 values are 1e9 points
         raise QuotaExceeded(f"The sweep has {count} points; this account may run at most {limit} per sweep.",
                             pointer="/axes" if request.axes is not None else "/points", limit=limit)
-    points = expand_points(request)
+    _check_paths(request)
     base = request.base.model_dump(mode="json", exclude_unset=True)
+    _check_written_bytes(request, base, count)
+    points = expand_points(request)
     bodies = []
     for index, point in enumerate(points):
         body = apply_point(base, point)
         body["labels"] = {**(body.get("labels") or {}), **request.labels}
+        _check_label_room(body["labels"])
         try:
             job = JobCreate.model_validate(body)
         except ValidationError as exc:
@@ -117,8 +123,65 @@ def member_bodies(request: SweepCreate, settings: Any) -> tuple[list[dict[str, A
                 errors=[{"pointer": f"/points/{index}/" + "/".join(str(p) for p in e.get("loc", ())),
                          "detail": e.get("msg")} for e in exc.errors()], point=index) from exc
         jobs_service.check_steps(settings, job)
+        jobs_service.check_spec_bytes(settings, job)
         bodies.append(job)
     return points, bodies
+
+
+# Every member job stores the base spec with its point applied, and the point itself: a
+# grid multiplies what the request holds (one 4 MB value on an axis beside a 6-value axis
+# wrote 6 jobs of 4 MB and rendered a 44 MB sweep on every read). Bounded before the grid
+# is expanded (the expansion copies the base once per point in the API process).
+MAX_SWEEP_BYTES = 16 * 1024 * 1024
+
+
+def _json_bytes(value: Any) -> int:
+    return len(json.dumps(value, separators=(",", ":")))
+
+
+def _check_written_bytes(request: SweepCreate, base: dict[str, Any], count: int) -> None:
+    spec_bytes = _json_bytes({k: v for k, v in base.items() if k != "data"})
+    if request.points is not None:
+        point_bytes = sum(_json_bytes(point) for point in request.points)
+    else:
+        axes = request.axes or {}
+        # Each value of an axis appears in count / len(axis) points of the grid.
+        point_bytes = sum(count // len(values) * sum(_json_bytes(v) for v in values) for values in axes.values())
+    total = count * spec_bytes + 2 * point_bytes
+    if total > MAX_SWEEP_BYTES:
+        raise QuotaExceeded(
+            f"The sweep's {count} member jobs would store about {total} bytes of specs and points; a sweep may "
+            f"store at most {MAX_SWEEP_BYTES}. Vary smaller values, or submit fewer points.",
+            pointer="/axes" if request.axes is not None else "/points", limit=MAX_SWEEP_BYTES, bytes=total)
+
+
+def _check_paths(request: SweepCreate) -> None:
+    """A path inside another path of the same point (``guide`` and ``guide.options.x``)
+    is refused: one of the two values would never reach the job, yet be stored and shown
+    as the point."""
+    key_sets = [list(request.axes)] if request.axes is not None else [list(p) for p in request.points or []]
+    for index, keys in enumerate(key_sets):
+        # Path characters other than "." sort after it, so a path's extensions follow it
+        # directly in sorted order: comparing neighbours finds every overlap.
+        ordered = sorted(keys)
+        for key, other in zip(ordered, ordered[1:]):
+            if other.startswith(key + "."):
+                where = "/axes" if request.axes is not None else f"/points/{index}"
+                raise Unprocessable(
+                    f"Sweep paths {key!r} and {other!r} overlap: {key!r} replaces the object {other!r} is in. "
+                    "Vary one of them.", errors=[{"pointer": where, "detail": f"{key} / {other}"}])
+
+
+def _check_label_room(labels: dict[str, Any]) -> None:
+    """Members also get ``vihub/sweep`` and ``vihub/sweep-point``: the base's and the
+    sweep's labels must leave room for them under the labels limit."""
+    room = MAX_LABELS - len(SWEEP_LABELS)
+    own = [key for key in labels if key not in SWEEP_LABELS]
+    if len(own) > room:
+        raise Unprocessable(
+            f"The base's and the sweep's labels are {len(own)}; a sweep member may carry at most {room} of its "
+            f"own ({MAX_LABELS} minus {list(SWEEP_LABELS)}).",
+            errors=[{"pointer": "/labels", "detail": f"{len(own)} labels, at most {room}"}], limit=room)
 
 
 def fingerprint(request: SweepCreate) -> str:
@@ -139,6 +202,10 @@ async def create_sweep(runtime: Any, tenant: TenantRef, request: SweepCreate,
         replay = await run_in_threadpool(_replay, runtime, tenant, idempotency_key, digest)
         if replay is not None:
             return replay, False
+    if request.base.webhook is not None:
+        # The same URL policy as a job submit (points cannot change the webhook); may
+        # resolve the host name: off the event loop.
+        await run_in_threadpool(check_webhook_url, settings, str(request.base.webhook.url))
     for body in bodies:
         if body.inference.init_from is not None:
             from api.warm_start.checks import check_init_from
@@ -275,8 +342,9 @@ def sweep_out(session: Session, sweep: Sweep) -> SweepOut:
         done_steps += max(out.progress.steps, 1) if job.state in _final() else min(out.progress.step,
                                                                                     out.progress.steps)
         rendered.append({"position": member.position, "point": member.point, "job": out})
-    done = bool(members) and all(job.state in _final() for _, job in members)
-    if done and counts[JobState.CANCELLED.value] == len(members):
+    # A sweep whose members were all deleted one by one is done (nothing left to wait for).
+    done = all(job.state in _final() for _, job in members)
+    if done and members and counts[JobState.CANCELLED.value] == len(members):
         state = "cancelled"
     elif done:
         state = "finished"

@@ -23,6 +23,7 @@ from api.jobs.schemas import JobCreate, JobOut
 from api.runtime import Runtime, TenantRef
 
 CONTINUES_LABEL = "vihub/continues"
+SWEEP_LABELS = ("vihub/sweep", "vihub/sweep-point")  # api.sweeps.service.SWEEP_LABELS
 
 
 async def continue_job(runtime: Runtime, tenant: TenantRef, job_id: str, request: Any,
@@ -39,8 +40,11 @@ def _continuation_body(runtime: Runtime, tenant: TenantRef, job_id: str, request
         steps_done = int((source.progress or {}).get("step") or (spec.get("inference") or {}).get("steps") or 0)
         inference = {**(spec.get("inference") or {}), "steps": steps_done + request.steps,
                      "init_from": {"job": source.id, "optimizer": True}}
+        # A continuation is not a sweep member: it must not be listed (or counted) by the
+        # source's vihub/sweep label, nor run out of label room because of those labels.
+        inherited = {k: v for k, v in (source.labels or {}).items() if k not in SWEEP_LABELS}
         body = {**spec, "inference": inference, "data": {"dataset_id": source.dataset_id},
-                "labels": {**(source.labels or {}), **request.labels, CONTINUES_LABEL: source.id}}
+                "labels": {**inherited, **request.labels, CONTINUES_LABEL: source.id}}
         if source.webhook:
             body["webhook"] = source.webhook
     try:

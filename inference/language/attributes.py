@@ -18,7 +18,7 @@ import torch
 import torch.nn as torch_nn
 from pyro.poutine.messenger import Messenger
 
-from . import guards
+from . import classes, extras, guards
 from .errors import UnknownName
 from .whitelists import (
     CONSTRAINT_ATTRS,
@@ -97,6 +97,7 @@ _TENSOR_GUARDED: dict[str, Callable[[Any], Any]] = {
         for n in ("new_zeros", "new_ones", "new_full", "new_empty")
     },
     "new_tensor": guards.tensor_new_tensor,
+    "type": extras.tensor_type,
     **{n: guards.tensor_combining(n) for n in TENSOR_COMBINING_METHODS},
     **{n: guards.tensor_splitting(n) for n in TENSOR_SPLITTING_METHODS},
 }
@@ -143,7 +144,12 @@ ATTRIBUTE_RULES: dict[type, Rule] = {
     ),
     tuple: Rule(frozenset(SEQUENCE_ATTRS), {n: _comparing_method(n) for n in ("count", "index")}),
     dict: Rule(frozenset(DICT_ATTRS), {}),
-    str: Rule(frozenset(STR_ATTRS), {"format": guards.str_format}),
+    str: Rule(
+        frozenset(STR_ATTRS),
+        {"format": guards.str_format, "split": guards.str_split, "join": guards.str_join,
+         "replace": guards.str_replace},
+    ),
+    extras.Logger: Rule(extras.LOGGER_ATTRS, {}),
     **{
         t: Rule(frozenset(RETURN_TYPE_ATTRS), {})
         for t in vars(torch.return_types).values()
@@ -195,6 +201,18 @@ def get_attribute(value: Any, name: str) -> Any:
             return value.members[name]
         except KeyError:
             raise unknown_member(value, name) from None
+    if isinstance(value, (torch_nn.Module, classes.UserObject)):
+        return _module_attribute(value, name)
+    if type(value) is extras.SettingsOnly:
+        raise value.refusal()
+    if type(value) is extras.DataRecord:
+        if name in value and not name.startswith("_"):
+            return value[name]
+        if name in extras.DATA_RECORD_METHODS:
+            return getattr(value, name)
+        raise UnknownName(
+            f"the data record has no field `{name}`; fields: {', '.join(sorted(map(str, value))[:40])}"
+        )
     allowed, guarded = attribute_rules(type(value))
     factory = guarded.get(name)
     if factory is not None:
@@ -211,6 +229,22 @@ def get_attribute(value: Any, name: str) -> Any:
     )
 
 
+def _module_attribute(module: Any, name: str) -> Any:
+    uc = classes.user_class_of(module)
+    if uc is not None:
+        return classes.get_instance_attribute(uc, module, name)
+    d = module.__dict__
+    classes.require_run_for_pyro_attribute(module, name)
+    if any(name in (d.get(k) or {}) for k in ("_parameters", "_buffers", "_modules", "_pyro_samples", "_pyro_params")) or (
+        name in classes.MODULE_CONFIG_ATTRS and name in d
+    ):
+        return getattr(module, name)
+    raise UnknownName(
+        f"attribute `.{name}` of {describe(module)} is not available in the model language; "
+        "its parameters, buffers and sub-modules are (e.g. `.weight`, `.bias`)"
+    )
+
+
 def unknown_member(ns: Namespace, name: str) -> UnknownName:
     close = difflib.get_close_matches(name, list(ns.members), n=3)
     hint = (
@@ -224,4 +258,4 @@ def unknown_member(ns: Namespace, name: str) -> UnknownName:
 
 
 def is_context_manager(value: Any) -> bool:
-    return isinstance(value, Messenger)
+    return isinstance(value, Messenger) or type(value) in extras.CONTEXT_TYPES

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from .errors import DataBindingError
+from .extras import DataRecord
 from .program import Program
 
 _FLOAT_DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -100,10 +101,7 @@ def _convert(
             field=name,
         )
     if isinstance(value, Mapping):
-        raise DataBindingError(
-            f"data field {name!r} is a nested mapping; only numbers and arrays are allowed",
-            field=name,
-        )
+        return _record(name, value, dtype, device, max_elements, depth=0, budget=[MAX_RECORD_ENTRIES])
     if isinstance(value, torch.Tensor):
         array = value.detach().cpu()
         if array.numel() > max_elements:
@@ -174,6 +172,54 @@ def _convert(
                 field=name,
             )
     return tensor.to(device)
+
+
+#: nested data fields (model configs, hyperparameters): how deep and how many entries
+MAX_RECORD_DEPTH = 6
+MAX_RECORD_ENTRIES = 1000
+MAX_RECORD_TEXT = 1000
+
+
+def _record(
+    name: str, value: Mapping, dtype: torch.dtype, device: torch.device, max_elements: int,
+    depth: int, budget: list[int],
+) -> DataRecord:
+    """A nested mapping becomes a read-only ``DataRecord`` (``cfg["k"]`` or ``cfg.k``);
+    its leaves are converted like top-level fields, and may also be short text."""
+    if depth >= MAX_RECORD_DEPTH:
+        raise DataBindingError(
+            f"data field {name!r} nests mappings more than {MAX_RECORD_DEPTH} deep", field=name
+        )
+    out = DataRecord()
+    for key, item in value.items():
+        budget[0] -= 1
+        if budget[0] < 0:
+            raise DataBindingError(
+                f"data field {name!r} has more than {MAX_RECORD_ENTRIES} nested entries", field=name
+            )
+        if not isinstance(key, str) or not key.isidentifier() or key.startswith("_"):
+            raise DataBindingError(
+                f"data field {name!r} has the key {str(key)[:60]!r}; nested keys must be names "
+                "(letters, digits, `_`, not starting with `_`)",
+                field=name,
+            )
+        where = f"{name}.{key}"
+        if isinstance(item, Mapping):
+            out[key] = _record(where, item, dtype, device, max_elements, depth + 1, budget)
+        elif isinstance(item, str):
+            if len(item) > MAX_RECORD_TEXT:
+                raise DataBindingError(
+                    f"data field {where!r} is text longer than {MAX_RECORD_TEXT} characters",
+                    field=name,
+                )
+            out[key] = item
+        else:
+            try:
+                out[key] = _convert(where, item, dtype, device, max_elements)
+            except DataBindingError as exc:
+                exc.details["field"] = name
+                raise
+    return out
 
 
 def _too_big(name: str, n: int, limit: int) -> DataBindingError:

@@ -63,18 +63,19 @@ _ALLOWED = (
     ast.keyword,
     ast.alias,
     ast.withitem,
+    ast.Starred,
+    ast.ClassDef,
+    ast.Global,
 )
 
 _REFUSED: dict[str, str] = {
     "While": "`while` loops are not allowed; use `for i in range(n)` or `for t in pyro.markov(range(n))`",
     "Try": "`try`/`except` is not allowed; an error stops the program and is reported with its line",
     "TryStar": "`try`/`except*` is not allowed; an error stops the program and is reported with its line",
-    "ClassDef": "class definitions are not allowed; define functions, and build networks with `nn.Sequential(...)` at module level",
     "AsyncFunctionDef": "async functions are not allowed; use `def`",
     "AsyncFor": "`async for` is not allowed; use `for`",
     "AsyncWith": "`async with` is not allowed; use `with pyro.plate(...)`",
     "Await": "`await` is not allowed",
-    "Global": "`global` is not allowed; pass values as arguments and return results",
     "Nonlocal": "`nonlocal` is not allowed; pass values as arguments and return results",
     "Delete": "`del` is not allowed; rebind the name instead",
     "Raise": '`raise` is not allowed; use `assert condition, "message"`',
@@ -84,7 +85,6 @@ _REFUSED: dict[str, str] = {
     "NamedExpr": "the walrus operator `:=` is not allowed; assign on its own line",
     "Set": "set literals are not allowed; use a list or a tuple",
     "SetComp": "set comprehensions are not allowed; use a list comprehension",
-    "Starred": "`*` unpacking is not allowed; write the arguments or targets out explicitly",
     "Del": "`del` is not allowed",
     "TypeAlias": "`type` aliases are not allowed",
 }
@@ -107,6 +107,8 @@ def _refuse(node: ast.AST, message: str) -> ForbiddenConstruct:
 def check_tree(tree: ast.Module, limits: Limits) -> None:
     """Raise a ``ModelLanguageError`` for the first construct outside the subset."""
     count = 0
+    bound = _bound_names(tree)
+    exempt = _super_init_calls(tree)
     # iterative walk: a hostile source must not be able to blow the Python stack here
     stack: list[tuple[ast.AST, int, ast.AST | None]] = [(tree, 0, None)]
     while stack:
@@ -126,12 +128,56 @@ def check_tree(tree: ast.Module, limits: Limits) -> None:
                 line=getattr(node, "lineno", None),
                 col=_column(node),
             )
-        _check_node(node, parent)
-        for child in ast.iter_child_nodes(node):
+        if id(node) not in exempt:  # `super().__init__`: the compiler checks its place
+            _check_node(node, parent, bound)
+        # children pushed in reverse: the walk is in source order, so the FIRST violation
+        # in the file is the one reported
+        for child in reversed(list(ast.iter_child_nodes(node))):
             stack.append((child, depth + 1, node))
 
 
-def _check_node(node: ast.AST, parent: ast.AST | None) -> None:
+def is_super_init(call: ast.AST) -> bool:
+    """``super().__init__(...)`` or ``super(Cls, self).__init__(...)``."""
+    if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute)):
+        return False
+    f = call.func
+    inner = f.value
+    return (
+        f.attr == "__init__"
+        and isinstance(inner, ast.Call)
+        and isinstance(inner.func, ast.Name)
+        and inner.func.id == "super"
+        and not inner.keywords
+        and (not inner.args or (len(inner.args) == 2 and all(isinstance(a, ast.Name) for a in inner.args)))
+    )
+
+
+def _super_init_calls(tree: ast.Module) -> set[int]:
+    out: set[int] = set()
+    for node in ast.walk(tree):
+        if is_super_init(node):
+            # the attribute `.__init__` and the name `super`; the arguments are checked
+            out.add(id(node.func))
+            out.add(id(node.func.value))  # type: ignore[attr-defined]
+            out.add(id(node.func.value.func))  # type: ignore[attr-defined]
+    return out
+
+
+def _bound_names(tree: ast.Module) -> set[str]:
+    """Names the source binds itself (parameters, assignments, defs): a parameter
+    called ``input`` or ``filter`` shadows the builtin, as in Python."""
+    out: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.arg):
+            out.add(node.arg)
+        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            out.add(node.id)
+        elif isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+            out.add(node.name)
+    return out
+
+
+def _check_node(node: ast.AST, parent: ast.AST | None, bound: frozenset | set = frozenset()) -> None:
     name = type(node).__name__
     if not isinstance(node, _ALLOWED):
         message = _REFUSED.get(
@@ -140,7 +186,7 @@ def _check_node(node: ast.AST, parent: ast.AST | None) -> None:
         raise _refuse(node if hasattr(node, "lineno") else parent or node, message)
     if isinstance(node, ast.Name):
         _check_identifier(node, node.id)
-        if node.id in FORBIDDEN_NAMES:
+        if node.id in FORBIDDEN_NAMES and node.id not in bound:
             raise _refuse(
                 node,
                 f"`{node.id}` is not available in the model language ({FORBIDDEN_NAMES[node.id]}); "
@@ -153,13 +199,19 @@ def _check_node(node: ast.AST, parent: ast.AST | None) -> None:
                 f"attribute `.{node.attr}` is not allowed: names starting with `_` are private "
                 "or interpreter internals",
             )
-        if isinstance(node.ctx, ast.Store):
-            raise _refuse(
-                node,
-                f"assigning to an attribute (`.{node.attr} = ...`) is not allowed; use a local variable",
-            )
+        # attribute stores are checked at run time (instances of the source's classes,
+        # PyroSample/PyroParam on a PyroModule's parameters)
+    elif isinstance(node, ast.ClassDef):
+        _check_class(node, parent)
+    elif isinstance(node, ast.Global):
+        if isinstance(parent, ast.Module):
+            raise _refuse(node, "`global` only means something inside a function")
+        for name in node.names:
+            _check_identifier(node, name)
     elif isinstance(node, (ast.FunctionDef, ast.Lambda)):
-        if isinstance(node, ast.FunctionDef):
+        if isinstance(node, ast.FunctionDef) and not (
+            node.name == "__init__" and isinstance(parent, ast.ClassDef)
+        ):
             _check_identifier(node, node.name)
         args = node.args
         if args.vararg is not None or args.kwarg is not None:
@@ -171,13 +223,16 @@ def _check_node(node: ast.AST, parent: ast.AST | None) -> None:
             _check_identifier(a, a.arg)
     elif isinstance(node, ast.arg):
         _check_identifier(node, node.arg)
-    elif isinstance(node, ast.keyword):
-        if node.arg is None:
+    elif isinstance(node, ast.Starred):
+        if not (isinstance(parent, ast.Call) and node in parent.args):
             raise _refuse(
-                parent or node,
-                "`**` unpacking in calls is not allowed; pass keywords explicitly",
+                node,
+                "`*` unpacking is only allowed in call arguments (`f(*args)`); write the "
+                "targets or items out explicitly",
             )
-        _check_identifier(parent or node, node.arg)
+    elif isinstance(node, ast.keyword):
+        if node.arg is not None:
+            _check_identifier(parent or node, node.arg)
     elif isinstance(node, ast.alias):
         for part in node.name.split(".") + ([node.asname] if node.asname else []):
             _check_identifier(parent or node, part)
@@ -209,17 +264,45 @@ def _check_node(node: ast.AST, parent: ast.AST | None) -> None:
                     f"f-string format spec {text!r} is not allowed; use a simple spec such as "
                     "`.3f`, `>8` or `d` (width at most 99)",
                 )
-    elif (
-        isinstance(node, ast.BinOp)
-        and isinstance(node.op, ast.Mod)
-        and (
-            isinstance(node.left, ast.JoinedStr)
-            or (
-                isinstance(node.left, ast.Constant) and isinstance(node.left.value, str)
+
+
+_CLASS_HINT = (
+    "classes may subclass nn.Module, PyroModule or PyroModule[nn.<layer>] (or another class of "
+    "the source) and hold methods (`def __init__(self, ...)`, `def forward(self, ...)`, ...)"
+)
+
+
+def _check_class(node: ast.ClassDef, parent: ast.AST | None) -> None:
+    _check_identifier(node, node.name)
+    if not isinstance(parent, ast.Module):
+        raise _refuse(node, f"classes may only be defined at the top level of the source; {_CLASS_HINT}")
+    if node.decorator_list:
+        raise _refuse(node, "class decorators are not allowed")
+    if node.keywords:
+        raise _refuse(node, f"class keywords (metaclass=..., ...) are not allowed; {_CLASS_HINT}")
+    for stmt in node.body:
+        if isinstance(stmt, ast.FunctionDef):
+            if stmt.decorator_list:
+                raise _refuse(
+                    stmt,
+                    "method decorators (@property, @staticmethod, ...) are not allowed; write a "
+                    "plain method and call it",
+                )
+            if not (stmt.args.posonlyargs + stmt.args.args):
+                raise _refuse(stmt, f"method `{stmt.name}` needs `self` as its first parameter")
+        elif isinstance(stmt, ast.Pass) or (
+            isinstance(stmt, ast.Expr)
+            and isinstance(stmt.value, ast.Constant)
+            and isinstance(stmt.value.value, str)
+        ):
+            continue
+        elif isinstance(stmt, ast.Assign) and all(isinstance(t, ast.Name) for t in stmt.targets):
+            continue
+        else:
+            raise _refuse(
+                stmt,
+                f"a class body may hold methods, constants (`name = value`) and a docstring; {_CLASS_HINT}",
             )
-        )
-    ):
-        raise _refuse(node, "`%` formatting of strings is not allowed; use an f-string")
 
 
 def _check_identifier(node: ast.AST, name: str) -> None:

@@ -19,7 +19,8 @@ from typing import Any
 import torch
 from pyro.poutine.runtime import NonlocalExit
 
-from . import guards
+from . import classes, extras, guards
+from .checker import is_super_init
 from .attributes import (
     Namespace,
     attribute_rules,
@@ -48,7 +49,15 @@ from .limits import MAX_STRING_CHARS
 from .namespaces import BUILTINS, MODULES, PRELUDE
 from .policy import FORBIDDEN_NAMES, PYRO_PRIMITIVE_NAMES
 from .runtime import RunState
-from .scope import Scope, bound_names, scope_names, static_bindings, targets
+from .runtime import counted as runtime_counted
+from .scope import (
+    Scope,
+    bound_names,
+    scope_names,
+    star_members,
+    static_bindings,
+    targets,
+)
 
 Tensor = torch.Tensor
 Module = torch.nn.Module
@@ -175,8 +184,17 @@ class Compiler:
     def __init__(self, unit: Unit) -> None:
         self.unit = unit
         self.lines = unit.source.splitlines()
-        self.module_names: set[str] = set(PRELUDE) | bound_names(unit.tree.body)
-        self.static_values = static_bindings(unit.tree.body)
+        declared_global = {
+            n for node in ast.walk(unit.tree) if isinstance(node, ast.Global) for n in node.names
+        }
+        self.module_names: set[str] = (
+            set(PRELUDE) | bound_names(unit.tree.body) | declared_global
+        )
+        self.static_values = {
+            k: v for k, v in static_bindings(unit.tree.body).items() if k not in declared_global
+        }
+        #: (class name, name of the method's first parameter) while compiling a method
+        self.method_context: tuple[str, str] | None = None
 
     # -- helpers ---------------------------------------------------------------------
 
@@ -307,7 +325,9 @@ class Compiler:
         value = self.expr(s.value, scope)
         if len(s.targets) == 1:
             target = s.targets[0]
-            if isinstance(target, ast.Name):
+            if isinstance(target, ast.Name) and target.id not in getattr(
+                scope, "global_names", ()
+            ):
                 name = target.id
 
                 def assign_name(frame: Frame) -> None:
@@ -347,10 +367,10 @@ class Compiler:
         target = s.target
         if isinstance(target, ast.Name):
             load = self.name_load(target, scope)
-            name = target.id
+            store_to = self.name_store(target.id, scope)
 
             def aug_name(frame: Frame) -> None:
-                frame.vars[name] = op(load(frame), value(frame), frame.run)
+                store_to(frame, op(load(frame), value(frame), frame.run))
 
             return aug_name
         if isinstance(target, ast.Subscript):
@@ -369,6 +389,16 @@ class Compiler:
                     obj[key] = guards.checked_item_value(obj, key, new)
 
             return aug_item
+        if isinstance(target, ast.Attribute):
+            obj_ev = self.expr(target.value, scope)
+            attr = target.attr
+
+            def aug_attr(frame: Frame) -> None:
+                obj = obj_ev(frame)
+                current = get_attribute(obj, attr)
+                classes.set_attribute(obj, attr, op(current, value(frame), frame.run))
+
+            return aug_attr
         raise self.error(
             ForbiddenConstruct, s, "this augmented assignment target is not allowed"
         )
@@ -396,11 +426,7 @@ class Compiler:
     def stmt_For(self, s: ast.For, scope: Scope) -> Evaluator:
         iterable = self.expr(s.iter, scope)
         if isinstance(s.target, ast.Name):
-            name = s.target.id
-
-            def store(frame: Frame, v: Any) -> None:
-                frame.vars[name] = v
-
+            store = self.name_store(s.target.id, scope)
         else:
             store = self.store(s.target, scope)
         body = self.block(s.body, scope)
@@ -531,6 +557,71 @@ class Compiler:
 
         return def_
 
+    def stmt_ClassDef(self, s: ast.ClassDef, scope: Scope) -> Evaluator:
+        """A class of the source: methods compiled like top-level functions (a class body
+        is not a scope methods can see), bases and constants evaluated when it runs."""
+        if scope.kind != "module":  # pragma: no cover - the checker refuses this first
+            raise self.error(ForbiddenConstruct, s, "classes may only be defined at the top level")
+        bases = [self.expr(b, scope) for b in s.bases]
+        methods = []
+        constants = []
+        for stmt in s.body:
+            if isinstance(stmt, ast.FunctionDef):
+                first = (stmt.args.posonlyargs + stmt.args.args)[0].arg
+                outer, self.method_context = self.method_context, (s.name, first)
+                try:
+                    make = self.function(stmt, scope, f"{s.name}.{stmt.name}", stmt.body, is_lambda=False)
+                finally:
+                    self.method_context = outer
+                methods.append((stmt.name, make))
+            elif isinstance(stmt, ast.Assign):
+                value = self.expr(stmt.value, scope)
+                constants.append(([t.id for t in stmt.targets], value))  # type: ignore[attr-defined]
+        name = s.name
+        unit = self.unit
+
+        def class_(frame: Frame) -> None:
+            base_values = [b(frame) for b in bases]
+            consts: dict[str, Any] = {}
+            for names, value in constants:
+                v = value(frame)
+                for n in names:
+                    consts[n] = v
+            cls = classes.UserClass(
+                name, base_values, {m: make(frame) for m, make in methods}, consts
+            )
+            unit.classes[name] = cls
+            frame.vars[name] = cls
+
+        return class_
+
+    def _super_init(self, e: ast.Call, scope: Scope) -> Evaluator:
+        if self.method_context is None:
+            raise self.error(
+                ForbiddenConstruct, e, "`super().__init__(...)` may only be called in a method of a class"
+            )
+        class_name, self_name = self.method_context
+        inner = e.func.value  # type: ignore[attr-defined]
+        if inner.args and (inner.args[0].id != class_name or inner.args[1].id != self_name):
+            raise self.error(
+                ForbiddenConstruct, e, f"write `super().__init__(...)` (or `super({class_name}, {self_name})`)"
+            )
+        load_self = self.name_load(ast.Name(id=self_name, ctx=ast.Load(), lineno=e.lineno, col_offset=e.col_offset), scope)
+        args = tuple(self.expr(a, scope) for a in e.args)
+        kw = tuple((k.arg, self.expr(k.value, scope)) for k in e.keywords)
+        unit = self.unit
+        if any(isinstance(a, ast.Starred) for a in e.args) or any(k.arg is None for k in e.keywords):
+            raise self.error(ForbiddenConstruct, e, "pass the arguments of super().__init__ explicitly")
+
+        def super_init(frame: Frame) -> None:
+            owner = unit.classes[class_name]
+            obj = load_self(frame)
+            if classes.user_class_of(obj) is None:
+                raise ForbiddenConstruct("super().__init__() needs an instance of the class as `self`")
+            owner.base_init(owner, obj, [a(frame) for a in args], {k: v(frame) for k, v in kw})
+
+        return super_init
+
     def _decorator(self, d: ast.expr, scope: Scope) -> Evaluator:
         target = d.func if isinstance(d, ast.Call) else d
         ok = (isinstance(target, ast.Name) and target.id == "config_enumerate") or (
@@ -591,11 +682,13 @@ class Compiler:
             )
             body = self.expr(body_nodes, fscope)
         else:
+            declared = _global_names(body_nodes)
             fscope = Scope(
                 "function",
                 scope if scope.kind != "module" else None,
-                set(params) | bound_names(body_nodes),
+                (set(params) | bound_names(body_nodes)) - declared,
             )
+            fscope.global_names = declared  # type: ignore[attr-defined]
             body = self.block(body_nodes, fscope)
         unit = self.unit
         line = node.lineno
@@ -621,6 +714,11 @@ class Compiler:
         bindings: list[tuple[str, Any]] = []
         for alias in s.names:
             module = MODULES.get(alias.name)
+            if module is None and alias.asname and extras.is_settings_module(alias.name):
+                bindings.append((alias.asname, extras.SettingsOnly(alias.name)))
+                continue
+            if module is None and not alias.asname and extras.is_settings_module(alias.name):
+                module = MODULES["pyro"] if alias.name.startswith("pyro.") else MODULES["torch"]
             if module is None:
                 raise self.error(ForbiddenConstruct, s, _import_refusal(alias.name))
             if alias.asname:
@@ -634,6 +732,14 @@ class Compiler:
         if s.module == "__future__":
             return lambda frame: None
         module = MODULES.get(s.module or "") if not s.level else None
+        if module is None and not s.level and extras.is_settings_module(s.module or ""):
+            if any(alias.name == "*" for alias in s.names):
+                raise self.error(ForbiddenConstruct, s, _import_refusal(s.module or ""))
+            settings_only = [
+                (alias.asname or alias.name, extras.SettingsOnly(f"{s.module}.{alias.name}"))
+                for alias in s.names
+            ]
+            return _binder(settings_only)
         if module is None:
             raise self.error(
                 ForbiddenConstruct,
@@ -643,14 +749,13 @@ class Compiler:
         bindings = []
         for alias in s.names:
             if alias.name == "*":
-                raise self.error(
-                    ForbiddenConstruct,
-                    s,
-                    "`from ... import *` is not allowed; import names explicitly",
-                )
+                bindings.extend(star_members(module))
+                continue
             value = module.members.get(alias.name, MISSING)
             if value is MISSING:
                 value = MODULES.get(f"{s.module}.{alias.name}", MISSING)
+            if value is MISSING and extras.is_settings_module(s.module or ""):
+                value = extras.SettingsOnly(f"{s.module}.{alias.name}")
             if value is MISSING:
                 close = difflib.get_close_matches(alias.name, list(module.members), n=3)
                 hint = f"; did you mean {', '.join(close)}?" if close else ""
@@ -662,16 +767,28 @@ class Compiler:
             bindings.append((alias.asname or alias.name, value))
         return _binder(bindings)
 
+    def stmt_Global(self, s: ast.Global, scope: Scope) -> Evaluator:
+        return lambda frame: None  # resolved at compile time (Scope.global_names)
+
+    def name_store(self, name: str, scope: Scope) -> Callable[[Frame, Any], None]:
+        if name in getattr(scope, "global_names", ()):
+            g = self.unit.globals
+
+            def store_global(frame: Frame, v: Any) -> None:
+                g[name] = v
+
+            return store_global
+
+        def store_name(frame: Frame, v: Any) -> None:
+            frame.vars[name] = v
+
+        return store_name
+
     # -- assignment targets ------------------------------------------------------------
 
     def store(self, target: ast.expr, scope: Scope) -> Callable[[Frame, Any], None]:
         if isinstance(target, ast.Name):
-            name = target.id
-
-            def store_name(frame: Frame, v: Any) -> None:
-                frame.vars[name] = v
-
-            return store_name
+            return self.name_store(target.id, scope)
         if isinstance(target, (ast.Tuple, ast.List)):
             stores = [self.store(e, scope) for e in target.elts]
             n = len(stores)
@@ -697,6 +814,15 @@ class Compiler:
                     st(frame, x)
 
             return store_unpack
+        if isinstance(target, ast.Attribute):
+            obj_ev = self.expr(target.value, scope)
+            attr = target.attr
+            set_attribute = classes.set_attribute
+
+            def store_attr(frame: Frame, v: Any) -> None:
+                set_attribute(obj_ev(frame), attr, v)
+
+            return store_attr
         if isinstance(target, ast.Subscript):
             obj_ev = self.expr(target.value, scope)
             key_ev = self.expr(target.slice, scope)
@@ -891,6 +1017,16 @@ class Compiler:
         op = make_binop_fn(kind, fn)
         left = self.expr(e.left, scope)
         right = self.expr(e.right, scope)
+        if kind == "mod":
+            percent_format = extras.percent_format
+
+            def mod(frame: Frame) -> Any:
+                a = left(frame)
+                if type(a) is str:
+                    return percent_format(a, right(frame))
+                return op(a, right(frame), frame.run)
+
+            return mod
 
         def binop(frame: Frame) -> Any:
             return op(left(frame), right(frame), frame.run)
@@ -1009,6 +1145,12 @@ class Compiler:
         return formatted
 
     def expr_Call(self, e: ast.Call, scope: Scope) -> Evaluator:
+        if is_super_init(e):
+            return self._super_init(e, scope)
+        if any(isinstance(a, ast.Starred) for a in e.args) or any(
+            k.arg is None for k in e.keywords
+        ):
+            return self._call_unpacking(e, scope)
         func = self.expr(e.func, scope)
         args = tuple(self.expr(a, scope) for a in e.args)
         kw = tuple((k.arg, self.expr(k.value, scope)) for k in e.keywords)
@@ -1081,6 +1223,48 @@ class Compiler:
             return f(*pos, **kwargs)
 
         return call
+
+    def _call_unpacking(self, e: ast.Call, scope: Scope) -> Evaluator:
+        """``f(*args, **kwargs)``: the unpacked values are bounded like list()/dict()."""
+        func = self.expr(e.func, scope)
+        parts = tuple(
+            (isinstance(a, ast.Starred), self.expr(a.value if isinstance(a, ast.Starred) else a, scope))
+            for a in e.args
+        )
+        kws = tuple((k.arg, self.expr(k.value, scope)) for k in e.keywords)
+
+        def call_unpacking(frame: Frame) -> Any:
+            f = func(frame)
+            pos: list = []
+            for starred, ev in parts:
+                if starred:
+                    pos.extend(runtime_counted(ev(frame)))
+                    guards.check_sequence(pos)
+                else:
+                    pos.append(ev(frame))
+            kwargs: dict = {}
+            for name, ev in kws:
+                value = ev(frame)
+                if name is not None:
+                    kwargs[name] = value
+                    continue
+                if not isinstance(value, dict):
+                    raise TypeError("`**` needs a dict")
+                for k, v in value.items():
+                    if type(k) is not str or k.startswith("__"):
+                        raise ForbiddenConstruct(f"`**` keyword {k!r} is not allowed")
+                    kwargs[k] = v
+            if type(f) is UserFunction:
+                return f.invoke(frame.run, pos, kwargs)
+            if isinstance(f, Module):
+                guards.check_module_call(f, pos)
+            elif isinstance(f, Distribution):
+                guards.call_distribution(f, tuple(pos), kwargs)
+            elif isinstance(f, Transform):
+                guards.call_transform(f, tuple(pos))
+            return f(*pos, **kwargs)
+
+        return call_unpacking
 
     def expr_Lambda(self, e: ast.Lambda, scope: Scope) -> Evaluator:
         make = self.function(e, scope, "<lambda>", e.body, is_lambda=True)
@@ -1159,6 +1343,19 @@ class Compiler:
         return dictcomp
 
 
+def _global_names(body: list[ast.stmt]) -> set[str]:
+    """Names a function declares ``global`` (not looking into nested functions/classes)."""
+    out: set[str] = set()
+    pending: list[ast.AST] = list(body)
+    while pending:
+        node = pending.pop()
+        if isinstance(node, ast.Global):
+            out.update(node.names)
+        elif not isinstance(node, (ast.FunctionDef, ast.Lambda, ast.ClassDef)):
+            pending.extend(ast.iter_child_nodes(node))
+    return out
+
+
 def _check_item_store(obj: Any) -> None:
     if not (type(obj) is list or type(obj) is dict or isinstance(obj, Tensor)):
         raise ForbiddenConstruct(
@@ -1176,8 +1373,19 @@ def _binder(bindings: list[tuple[str, Any]]) -> Evaluator:
 
 def _import_refusal(name: str) -> str:
     allowed = ", ".join(sorted(MODULES))
+    if name.startswith("pyro.contrib"):
+        return (
+            f"importing `{name}` is not allowed: pyro.contrib (gp, forecast, epidemiology, "
+            "timeseries, ...) builds models from library classes whose code runs outside the "
+            "model language, so it cannot be checked and bounded; write the model as a "
+            "function (or an nn.Module/PyroModule class) with pyro.sample, pyro.plate and "
+            "pyro.markov (see docs/model-language.md, pyro.contrib)"
+        )
     if name.startswith(("pyro.infer", "pyro.optim")):
-        extra = " (guides, ELBOs and optimizers are chosen in the job's settings, not in the source)"
+        extra = (
+            " (guides, ELBOs and optimizers are chosen in the job's settings, not in the "
+            "source; of pyro.infer the source may use config_enumerate and pyro.infer.reparam)"
+        )
     else:
         extra = ""
     return f"importing `{name}` is not allowed{extra}; the model language provides only: {allowed}"

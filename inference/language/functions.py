@@ -8,6 +8,7 @@ entry this way) and from compiled code (``invoke``, which skips argument re-chec
 from __future__ import annotations
 
 import ast
+import inspect
 from typing import Any
 
 from .errors import LimitExceeded
@@ -48,6 +49,7 @@ class Unit:
         self.globals: dict[str, Any] = dict(PRELUDE)
         self.functions: dict[str, UserFunction] = {}
         self.function_nodes: dict[str, ast.FunctionDef] = {}
+        self.classes: dict[str, Any] = {}
         self.print_log = PrintLog()
 
     def new_run(self, model: bool = True) -> RunState:
@@ -84,6 +86,21 @@ class UserFunction:
 
     def __repr__(self) -> str:
         return f"<model-language function {self.__name__}>"
+
+    @property
+    def __signature__(self) -> inspect.Signature:
+        """For Pyro's introspection (``PyroSample(lambda self: ...)`` checks its arity)."""
+        kind = inspect.Parameter.POSITIONAL_OR_KEYWORD
+        return inspect.Signature(
+            [
+                inspect.Parameter(
+                    p,
+                    kind if p in self.positional else inspect.Parameter.KEYWORD_ONLY,
+                    default=self.defaults.get(p, inspect.Parameter.empty),
+                )
+                for p in self.params
+            ]
+        )
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         run = current_run()

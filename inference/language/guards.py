@@ -26,6 +26,7 @@ from typing import Any
 
 import pyro.distributions as pyro_dist
 import torch
+from pyro.nn import PyroModule
 from pyro.poutine.indep_messenger import IndepMessenger
 from pyro.poutine.runtime import _PYRO_STACK
 
@@ -1236,11 +1237,31 @@ def module_output_shape(module: Any, shape: tuple) -> tuple:
         return shape[:-1] + (width,)
     if isinstance(module, nn.RNNCellBase):
         return shape[:-1] + (module.hidden_size,)
+    if isinstance(module, (nn.Conv1d, nn.Conv2d)):
+        # (N, C_in, *spatial) -> (N, C_out, *spatial'); padding can make spatial' larger
+        d = len(module.kernel_size)
+        if len(shape) < d + 1:
+            return shape
+        spatial = []
+        for i in range(d):
+            pad = module.padding[i] if isinstance(module.padding, tuple) else shape[-d + i]
+            size = shape[-d + i] + 2 * pad - module.dilation[i] * (module.kernel_size[i] - 1) - 1
+            spatial.append(max(size // module.stride[i] + 1, 1))
+        return shape[: -d - 1] + (module.out_channels, *spatial)
     return shape
 
 
 def check_module_call(module: Any, args: Any) -> None:
-    """Bound the output of calling an ``nn`` module before it runs."""
+    """Bound the output of calling an ``nn`` module before it runs.
+
+    A ``PyroModule`` samples its ``PyroSample`` attributes (and creates its ``PyroParam``s)
+    through Pyro directly when called: only while the model or guide runs."""
+    if isinstance(module, (PyroModule, torch.nn.Sequential)) and any(
+        m.__dict__.get("_pyro_samples") or m.__dict__.get("_pyro_params") for m in module.modules()
+    ):
+        from .handlers import require_model_run
+
+        require_model_run(f"calling {type(module).__name__} (it samples PyroSample attributes)")
     if args and isinstance(args[0], Tensor):
         check_elements(
             shape_numel(module_output_shape(module, shape_ints(args[0].shape))),
@@ -1651,3 +1672,39 @@ def str_format(template: str) -> Callable:
 
 
 __all__ = [name for name in dir() if not name.startswith("_")]
+
+
+def str_split(s: str) -> Callable:
+    def split(sep: Any = None, maxsplit: int = -1) -> list:
+        return check_sequence(s.split(sep, maxsplit))
+
+    return split
+
+
+def str_join(sep: str) -> Callable:
+    def join(items: Any) -> str:
+        parts = check_sequence(list(items))
+        total = len(sep) * max(len(parts) - 1, 0)
+        for p in parts:
+            if not isinstance(p, str):
+                raise TypeError("join() takes strings")
+            total += len(p)
+        if total > MAX_STRING_CHARS:
+            raise string_limit_error(total)
+        return sep.join(parts)
+
+    return join
+
+
+def str_replace(s: str) -> Callable:
+    def replace(old: str, new: str, count: int = -1) -> str:
+        if not isinstance(old, str) or not isinstance(new, str):
+            raise TypeError("replace() takes strings")
+        n = s.count(old) if old else len(s) + 1
+        if count >= 0:
+            n = min(n, count)
+        if len(s) + n * len(new) > MAX_STRING_CHARS:
+            raise string_limit_error(len(s) + n * len(new))
+        return s.replace(old, new, count)
+
+    return replace

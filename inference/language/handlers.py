@@ -137,6 +137,18 @@ def _refuse_callbacks(name: str, args: tuple, kwargs: dict) -> None:
             )
 
 
+def _check_reparam_config(config: Any) -> None:
+    from pyro.infer.reparam.reparam import Reparam
+
+    if type(config) is not dict or not all(
+        type(k) is str and isinstance(v, Reparam) for k, v in config.items()
+    ):
+        raise ForbiddenConstruct(
+            "poutine.reparam(config=...) takes a dict from site names to reparameterizers, e.g. "
+            "config={'x': LocScaleReparam(centered=0.0)} (a function is not accepted)"
+        )
+
+
 def _constant_config(config: dict, msg: Any) -> dict:
     return dict(config)
 
@@ -156,6 +168,8 @@ def _handler(pyro_handler: Callable, name: str) -> Callable:
                     "poutine.infer_config(config=...) takes a dict"
                 )
             kwargs["config_fn"] = functools.partial(_constant_config, dict(config))
+        if name == "reparam":
+            _check_reparam_config(kwargs.get("config", args[0] if args else None))
         messenger = adopt(pyro_handler(None, *args, **kwargs))
         if fn is None:
             return messenger

@@ -20,9 +20,10 @@ import torch.nn as torch_nn
 import torch.nn.functional as torch_F
 from pyro.distributions import constraints as pyro_constraints
 from pyro.distributions import transforms as pyro_transforms
+from pyro.distributions.testing import fakes as pyro_fakes
 from pyro.infer import config_enumerate as pyro_config_enumerate
 
-from . import guards, handlers
+from . import classes, extras, guards, handlers
 from .attributes import Namespace
 from .errors import ForbiddenConstruct
 from .guards import check_sequence, named, to_text
@@ -407,6 +408,8 @@ BUILTINS: dict[str, Any] = {
     "divmod": divmod,
     "str": named(_str, "str"),
     "print": _make_print(_current_print_log),
+    "map": extras.MAP,
+    "filter": extras.FILTER,
     "True": True,
     "False": False,
     "None": None,
@@ -418,13 +421,68 @@ BUILTINS: dict[str, Any] = {
 
 CONSTRAINTS = Namespace("constraints", _build_constraints())
 TRANSFORMS_NS = Namespace("transforms", _build_transforms())
-DIST = Namespace("pyro.distributions", _build_dist(CONSTRAINTS, TRANSFORMS_NS))
+DIST_UTIL = Namespace("pyro.distributions.util", dict(extras.DIST_UTIL))
+DIST_FAKES = Namespace(
+    "pyro.distributions.testing.fakes",
+    {
+        n: guards.guard_distribution(getattr(pyro_fakes, n), n)
+        for n in (
+            "NonreparameterizedBeta",
+            "NonreparameterizedDirichlet",
+            "NonreparameterizedGamma",
+            "NonreparameterizedNormal",
+        )
+    },
+)
+DIST_TESTING = Namespace("pyro.distributions.testing", {"fakes": DIST_FAKES})
+DIST = Namespace(
+    "pyro.distributions",
+    {**_build_dist(CONSTRAINTS, TRANSFORMS_NS), "util": DIST_UTIL, "testing": DIST_TESTING},
+)
+OPS_INDEXING = Namespace("pyro.ops.indexing", dict(extras.OPS_INDEXING))
+OPS_SPECIAL = Namespace("pyro.ops.special", dict(extras.OPS_SPECIAL))
+OPS = Namespace("pyro.ops", {"indexing": OPS_INDEXING, "special": OPS_SPECIAL})
+PYRO_UTIL = Namespace(
+    "pyro.util",
+    {"ignore_jit_warnings": named(extras.ignore_jit_warnings, "ignore_jit_warnings")},
+)
+LOGGING = Namespace("logging", dict(extras.LOGGING))
 POUTINE = Namespace("pyro.poutine", handlers.build_poutine(POUTINE_HANDLERS))
 CONFIG_ENUMERATE = named(_config_enumerate, "config_enumerate")
-INFER = Namespace("pyro.infer", {"config_enumerate": CONFIG_ENUMERATE})
+INFER_REPARAM = Namespace("pyro.infer.reparam", dict(extras.REPARAMS))
+INFER = Namespace(
+    "pyro.infer", {"config_enumerate": CONFIG_ENUMERATE, "reparam": INFER_REPARAM}
+)
 _nn_members, _functional_members = _build_nn()
 FUNCTIONAL_NS = Namespace("torch.nn.functional", _functional_members)
-NN = Namespace("torch.nn", {**_nn_members, "functional": FUNCTIONAL_NS})
+NN_INIT = Namespace(
+    "torch.nn.init",
+    _guarded_functions(torch_nn.init, classes.NN_INIT_FUNCTIONS, "nn.init."),
+)
+#: guarded layer constructor -> layer class (for PyroModule[nn.Linear])
+_LAYER_CLASSES = {fn: getattr(torch_nn, name) for name, fn in _nn_members.items()}
+NN_MODULE_REF = classes.ModuleClassRef(torch_nn.Module, "nn.Module")
+PYRO_MODULE_REF = classes.ModuleClassRef(
+    classes.PyroModule, "PyroModule", layers=_LAYER_CLASSES
+)
+NN = Namespace(
+    "torch.nn",
+    {
+        **_nn_members,
+        "functional": FUNCTIONAL_NS,
+        "init": NN_INIT,
+        "Module": NN_MODULE_REF,
+        "Parameter": classes.PARAMETER,
+    },
+)
+PYRO_NN = Namespace(
+    "pyro.nn",
+    {
+        "PyroModule": PYRO_MODULE_REF,
+        "PyroSample": classes.PYRO_SAMPLE,
+        "PyroParam": classes.PYRO_PARAM,
+    },
+)
 TORCH_DISTRIBUTIONS = Namespace(
     "torch.distributions",
     {
@@ -435,7 +493,14 @@ TORCH_DISTRIBUTIONS = Namespace(
     },
 )
 TORCH = Namespace(
-    "torch", {**_build_torch(), "nn": NN, "distributions": TORCH_DISTRIBUTIONS}
+    "torch",
+    {
+        **_build_torch(),
+        **extras.LEGACY_TENSORS,
+        "no_grad": named(extras.no_grad, "no_grad"),
+        "nn": NN,
+        "distributions": TORCH_DISTRIBUTIONS,
+    },
 )
 PLATE = handlers.primitive(_plate, "plate")
 PYRO_PRIMITIVES = {
@@ -451,7 +516,17 @@ PYRO_PRIMITIVES = {
 }
 PYRO = Namespace(
     "pyro",
-    {**PYRO_PRIMITIVES, "distributions": DIST, "infer": INFER, "poutine": POUTINE},
+    {
+        **PYRO_PRIMITIVES,
+        "distributions": DIST,
+        "infer": INFER,
+        "poutine": POUTINE,
+        "ops": OPS,
+        "util": PYRO_UTIL,
+        "nn": PYRO_NN,
+        "condition": POUTINE.members["condition"],
+        "do": POUTINE.members["do"],
+    },
 )
 MATH_NS = Namespace("math", _pick(math, MATH))
 
@@ -460,6 +535,8 @@ MODULES: dict[str, Namespace] = {
     "torch": TORCH,
     "torch.nn": NN,
     "torch.nn.functional": FUNCTIONAL_NS,
+    "torch.nn.init": NN_INIT,
+    "pyro.nn": PYRO_NN,
     "torch.linalg": TORCH.members["linalg"],
     "torch.special": TORCH.members["special"],
     "torch.distributions": TORCH_DISTRIBUTIONS,
@@ -469,7 +546,16 @@ MODULES: dict[str, Namespace] = {
     "pyro.distributions": DIST,
     "pyro.distributions.constraints": CONSTRAINTS,
     "pyro.distributions.transforms": TRANSFORMS_NS,
+    "pyro.distributions.util": DIST_UTIL,
+    "pyro.distributions.testing": DIST_TESTING,
+    "pyro.distributions.testing.fakes": DIST_FAKES,
+    "pyro.ops": OPS,
+    "pyro.ops.indexing": OPS_INDEXING,
+    "pyro.ops.special": OPS_SPECIAL,
+    "pyro.util": PYRO_UTIL,
+    "logging": LOGGING,
     "pyro.infer": INFER,
+    "pyro.infer.reparam": INFER_REPARAM,
     "pyro.poutine": POUTINE,
     "math": MATH_NS,
 }

@@ -15,6 +15,8 @@ IMPORTABLE_MODULES: tuple[str, ...] = (
     "torch",
     "torch.nn",
     "torch.nn.functional",
+    "torch.nn.init",
+    "pyro.nn",
     "torch.linalg",
     "torch.special",
     "torch.distributions",
@@ -24,7 +26,16 @@ IMPORTABLE_MODULES: tuple[str, ...] = (
     "pyro.distributions",
     "pyro.distributions.constraints",
     "pyro.distributions.transforms",
+    "pyro.distributions.util",
+    "pyro.distributions.testing",
+    "pyro.distributions.testing.fakes",
+    "pyro.ops",
+    "pyro.ops.indexing",
+    "pyro.ops.special",
+    "pyro.util",
+    "logging",
     "pyro.infer",
+    "pyro.infer.reparam",
     "pyro.poutine",
     "math",
 )
@@ -112,8 +123,6 @@ FORBIDDEN_NAMES: dict[str, str] = {
         "oct",
         "pow",
         "slice",
-        "map",
-        "filter",
     ]
 }
 

@@ -16,6 +16,7 @@ from .errors import (
 from .handlers import close_run, open_run
 from .limits import DEFAULT_LIMITS, Limits
 from .runtime import current_run, set_run
+from .scope import bound_names
 
 
 class Program:
@@ -30,14 +31,17 @@ class Program:
 
     def __init__(self, unit: Unit, entry: str) -> None:
         fn = unit.functions.get(entry)
+        #: parameters of ``_function`` that the caller does not pass (a method's ``self``)
+        self._skip = 0
         if fn is None:
-            defined = ", ".join(sorted(unit.functions)) or "none"
-            raise UnknownName(
-                f"the source defines no top-level function `{entry}` (functions defined: {defined})"
-            )
+            fn, callable_ = _resolve_entry(unit, entry)
+            # a method's `self` is passed by the bound method, not by the caller
+            self._skip = 1 if fn.params and getattr(callable_, "__wrapped__", None) is not fn else 0
+        else:
+            callable_ = unit.globals.get(entry, fn)
         self._unit = unit
         self._function = fn
-        self._callable = unit.globals.get(entry, fn)
+        self._callable = callable_
         self.entry = entry
         self.__name__ = entry
 
@@ -52,11 +56,12 @@ class Program:
     @property
     def parameters(self) -> list[tuple[str, bool]]:
         fn = self._function
-        return [(p, p in fn.defaults) for p in fn.params]
+        return [(p, p in fn.defaults) for p in fn.params[self._skip :]]
 
     @property
     def defaults(self) -> dict[str, Any]:
-        return dict(self._function.defaults)
+        skipped = set(self._function.params[: self._skip])
+        return {k: v for k, v in self._function.defaults.items() if k not in skipped}
 
     @property
     def print_log(self) -> list[str]:
@@ -87,7 +92,7 @@ class Program:
         set_run(run)
         open_run(run)
         try:
-            if self._callable is self._function:  # undecorated: skip the wrapper layers
+            if self._callable is self._function and not self._skip:  # undecorated: no wrapper layers
                 return self._call_direct(run, args, kwargs)
             return self._call(args, kwargs)
         finally:
@@ -117,6 +122,40 @@ class Program:
                 "the program nests calls or expressions too deeply (Python recursion limit)",
                 limit="max_recursion_depth",
             ) from exc
+
+
+def _resolve_entry(unit: Unit, entry: str) -> tuple[Any, Any]:
+    """``vae.model`` (a method of a top-level instance) or ``model`` (a top-level instance
+    of a class with ``forward``): the method's function and the callable to run."""
+    from .attributes import get_attribute
+    from .classes import MISSING, BoundUserMethod, user_class_of
+    from .functions import UserFunction
+
+    head, *rest = entry.split(".")
+    if head not in unit.globals:
+        defined = ", ".join(sorted(unit.functions)) or "none"
+        raise UnknownName(
+            f"the source defines no top-level function or instance `{head}` (functions defined: {defined})"
+        )
+    value = unit.globals[head]
+    for part in rest:
+        value = get_attribute(value, part)
+    if type(value) is BoundUserMethod:
+        return value.function, value
+    wrapped = getattr(value, "__wrapped__", None) if not rest else None
+    if isinstance(wrapped, UserFunction):  # `reparam_model = poutine.reparam(model, {...})`
+        return wrapped, value
+    uc = user_class_of(value)
+    if uc is not None:
+        forward = uc.lookup("forward") if uc.is_module() else MISSING
+        if forward is not MISSING:
+            return forward, value
+        raise UnknownName(
+            f"`{entry}` is an instance of {uc.name}, which has no forward(); name a method, e.g. `{entry}.model`"
+        )
+    raise UnknownName(
+        f"`{entry}` is not a function, a method of an instance, nor a module with forward()"
+    )
 
 
 def parse(source: Any, limits: Limits) -> ast.Module:
@@ -151,11 +190,20 @@ def compile_source(
     run once here, under the same limits as a call. Raises ``ModelLanguageError``.
     """
     limits = limits or DEFAULT_LIMITS
-    if not isinstance(entry, str) or not entry.isidentifier():
-        raise UnknownName(f"entry must be a function name, got {entry!r}")
+    if not isinstance(entry, str) or not all(
+        part.isidentifier() and not part.startswith("_") for part in entry.split(".")
+    ) or entry.count(".") > 4:
+        raise UnknownName(
+            f"entry must be a function name (or `instance.method`), got {str(entry)[:100]!r}"
+        )
     tree = parse(source, limits)
     check_tree(tree, limits)
-    if not any(isinstance(s, ast.FunctionDef) and s.name == entry for s in tree.body):
+    head = entry.split(".")[0]
+    if not any(
+        (isinstance(s, ast.FunctionDef) and s.name == head)
+        or head in bound_names([s])
+        for s in tree.body
+    ):
         defined = (
             ", ".join(s.name for s in tree.body if isinstance(s, ast.FunctionDef))
             or "none"

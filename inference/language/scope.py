@@ -55,10 +55,15 @@ def bound_names(body: list[ast.stmt]) -> set[str]:
                     if item.optional_vars is not None:
                         targets(item.optional_vars, out)
                 visit(s.body)
-            elif isinstance(s, ast.FunctionDef):
+            elif isinstance(s, (ast.FunctionDef, ast.ClassDef)):
                 out.add(s.name)
             elif isinstance(s, (ast.Import, ast.ImportFrom)):
                 for alias in s.names:
+                    if alias.name == "*" and isinstance(s, ast.ImportFrom):
+                        module = MODULES.get(s.module or "")
+                        if module is not None:
+                            out.update(name for name, _ in star_members(module))
+                        continue
                     out.add(alias.asname or alias.name.split(".")[0])
 
     visit(body)
@@ -80,6 +85,9 @@ def static_bindings(body: list[ast.stmt]) -> dict[str, Any]:
         elif isinstance(s, ast.ImportFrom) and s.module in MODULES and not s.level:
             for alias in s.names:
                 module = MODULES[s.module]
+                if alias.name == "*":
+                    values.update(star_members(module))
+                    continue
                 value = module.members.get(
                     alias.name, MODULES.get(f"{s.module}.{alias.name}", MISSING)
                 )
@@ -89,6 +97,11 @@ def static_bindings(body: list[ast.stmt]) -> dict[str, Any]:
     return {
         k: v for k, v in values.items() if k not in rebound and type(v) is Namespace
     }
+
+
+def star_members(module: Namespace) -> list[tuple[str, Any]]:
+    """What ``from <module> import *`` binds: the namespace's public members."""
+    return [(k, v) for k, v in module.members.items() if not k.startswith("_")]
 
 
 def scope_names(scope: Scope | None) -> set[str]:

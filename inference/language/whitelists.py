@@ -385,6 +385,8 @@ TRANSFORMS = [
 
 NN_MODULES = [
     "Linear",
+    "Conv1d",
+    "Conv2d",
     "Bilinear",
     "Sequential",
     "ModuleList",
@@ -501,6 +503,17 @@ MATH = [
 ]
 
 TENSOR_ATTRS = {
+    # in place, same size: weight initialisation (`layer.weight.data.normal_(0, 0.001)`)
+    "data",
+    "normal_",
+    "uniform_",
+    "zero_",
+    "fill_",
+    "scatter_",
+    "scatter_add_",
+    "masked_fill_",
+    "clamp_",
+    "copy_",
     "abs",
     "acos",
     "asin",
@@ -804,6 +817,7 @@ TORCH_SPECIAL = [
 ]
 
 POUTINE_HANDLERS = [
+    "reparam",
     "block",
     "mask",
     "scale",
@@ -814,7 +828,7 @@ POUTINE_HANDLERS = [
     "infer_config",
 ]
 
-STR_ATTRS = {"format", "startswith", "endswith", "lower", "upper", "strip"}
+STR_ATTRS = {"format", "startswith", "endswith", "lower", "upper", "strip", "split", "join", "replace"}
 CONSTRAINT_ATTRS = {"lower_bound", "upper_bound", "event_dim", "is_discrete", "check"}
 SEQUENCE_ATTRS = {"index", "count"}
 LIST_ATTRS = {"append", "index", "count", "insert", "pop", "reverse"}

@@ -15,6 +15,7 @@ from typing import Any
 import pyro
 import torch
 from pyro import poutine
+from pyro.poutine.replay_messenger import ReplayMessenger
 from pyro.poutine.uncondition_messenger import UnconditionMessenger
 from pyro.poutine.util import site_is_subsample
 
@@ -239,3 +240,17 @@ def _close(a: float, b: float) -> bool:
     if a == b:  # equal infinities included
         return True
     return abs(a - b) <= 1e-3 + 1e-4 * max(abs(a), abs(b))
+
+
+class ScopedReplay(ReplayMessenger):
+    """Replay that leaves the site to the enumeration below it: ``infer_discrete``'s enum
+    must see replayed sites to track the markov context of a ``pyro.markov`` loop (Pyro's
+    replay marks them done, and enum then raises KeyError for the capture-recapture models)."""
+
+    def _pyro_sample(self, msg):
+        infer = msg["infer"] or {}
+        markov = {k: infer[k] for k in ("_markov_scope", "_markov_depth") if k in infer}
+        super()._pyro_sample(msg)
+        if msg["done"] and msg["value"] is not None and not msg["is_observed"]:
+            msg["done"] = False  # the value stays: default processing keeps a set value
+            msg["infer"] = {**(msg["infer"] or {}), **markov}

@@ -56,6 +56,7 @@ from inference.engine.elbos import infer_max_plate_nesting
 
 from .formats import to_numpy
 from ._traces import (
+    ScopedReplay,
     JOINT_KEY,
     SiteRoles,
     check_vectorised_draw,
@@ -250,8 +251,10 @@ def _enumerated_draw(model, guide, kwargs, mpn, roles, batch_shapes, *, pointwis
     guide_trace.compute_log_prob()
     guide_sites = _guide_site_terms(guide_trace, roles, 1, mpn)
     log_q = sum(guide_sites.values(), torch.zeros(1))
+    # replay outside enum, as TraceEnum_ELBO does: enum must see every site (replayed ones
+    # included) to track the markov context of sites sampled in a `pyro.markov` loop
     enum_trace = poutine.trace(
-        poutine.enum(poutine.replay(model, trace=guide_trace), first_available_dim=-(mpn + 1))
+        poutine.replay(poutine.enum(model, first_available_dim=-(mpn + 1)), trace=guide_trace)
     ).get_trace(**kwargs)
     enum_trace.compute_log_prob()
     log_joint = _enumerated_log_joint(enum_trace, roles).reshape(1)
@@ -272,7 +275,7 @@ def _enumerated_draw(model, guide, kwargs, mpn, roles, batch_shapes, *, pointwis
 
     if sample_discrete:
         sampled = poutine.trace(
-            infer_discrete(poutine.replay(model, trace=guide_trace), first_available_dim=-(mpn + 1), temperature=1)
+            infer_discrete(ScopedReplay(trace=guide_trace)(model), first_available_dim=-(mpn + 1), temperature=1)
         ).get_trace(**kwargs)
         sampled.compute_log_prob()
         total = torch.zeros(1)

@@ -31,6 +31,7 @@ from inference.engine.elbos import infer_max_plate_nesting
 
 from .formats import to_numpy
 from ._traces import (
+    ScopedReplay,
     check_vectorised_draw,
     draws_first,
     is_sample_site,
@@ -51,9 +52,12 @@ def _draw_block(model, guide, kwargs, num, mpn, roles, want_predictive, vectoris
     else:
         model_run, first_dim = model, -(mpn + 1)
     guide_trace, _ = traced_pair(model, guide, kwargs, num=num if vectorise else None, max_plate_nesting=mpn)
-    conditioned = poutine.replay(model_run, trace=guide_trace)
     if roles.enumerated:
-        conditioned = infer_discrete(conditioned, first_available_dim=first_dim, temperature=1)
+        conditioned = infer_discrete(
+            ScopedReplay(trace=guide_trace)(model_run), first_available_dim=first_dim, temperature=1
+        )
+    else:
+        conditioned = poutine.replay(model_run, trace=guide_trace)
     model_trace = poutine.trace(conditioned).get_trace(**kwargs)
     pred_trace = None
     if want_predictive and roles.observed:

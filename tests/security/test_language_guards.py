@@ -688,3 +688,165 @@ def model(y):
 """
     program = compile_source(src, limits=SMALL)
     assert program(torch.zeros(20000, 1)) == 3 + 3 + 10 + 1_000_000 + 1_000_000
+
+
+# ----------------------------------------------------------------------------------
+# issue 11: classes, unpacking, %-formatting, nested data, Vindex, global
+
+
+CLASS_ESCAPES = {
+    # dunder access through instances and classes
+    "instance_dunder_class": "class A(nn.Module):\n    def __init__(self):\n        super().__init__()\n"
+    "def model():\n    return A().__class__",
+    "instance_dunder_dict": "class A:\n    pass\ndef model():\n    return A().__dict__",
+    "self_dunder_store": "class A:\n    def __init__(self):\n        self.__class__ = 1\ndef model():\n    A()",
+    "private_store": "class A:\n    def __init__(self):\n        self._parameters = {}\ndef model():\n    A()",
+    "dunder_method": "class A:\n    def __getattribute__(self, n):\n        return 1\ndef model():\n    pass",
+    "init_subclass": "class A:\n    def __init_subclass__(cls):\n        pass\ndef model():\n    pass",
+    "metaclass_keyword": "class A(metaclass=type):\n    pass\ndef model():\n    pass",
+    "class_decorator": "@poutine.block\nclass A:\n    pass\ndef model():\n    pass",
+    "method_decorator": "class A:\n    @property\n    def x(self):\n        return 1\ndef model():\n    pass",
+    "nested_class": "def model():\n    class A:\n        pass",
+    "object_base": "class A(object):\n    pass\ndef model():\n    pass",
+    "type_base": "class A(type):\n    pass\ndef model():\n    pass",
+    "tensor_base": "class A(torch.Tensor):\n    pass\ndef model():\n    pass",
+    "distribution_base": "class A(dist.Normal):\n    pass\ndef model():\n    pass",
+    "function_base": "def f():\n    pass\nclass A(f):\n    pass\ndef model():\n    pass",
+    "messenger_base": "class A(poutine.block):\n    pass\ndef model():\n    pass",
+    "class_body_statement": "class A:\n    for i in range(3):\n        pass\ndef model():\n    pass",
+    # module internals through instances
+    "module_state_dict": "class A(nn.Module):\n    def __init__(self):\n        super().__init__()\n"
+    "def model():\n    return A().state_dict()",
+    "module_hook": "class A(nn.Module):\n    def __init__(self):\n        super().__init__()\n"
+    "def model():\n    return A().register_forward_hook",
+    "module_apply": "class A(nn.Module):\n    def __init__(self):\n        super().__init__()\n"
+    "def model():\n    return A().apply",
+    "replace_builtin_method": "class A(nn.Module):\n    def __init__(self):\n        super().__init__()\n"
+    "        self.named_parameters = 1\ndef model():\n    A()",
+    "layer_internals": "net = nn.Linear(2, 2)\ndef model():\n    return net.register_forward_pre_hook",
+    "layer_attribute_store": "net = nn.Linear(2, 2)\ndef model():\n    net.forward = 1",
+    "plain_object_store": "def model():\n    x = torch.ones(2)\n    x.foo = 1",
+    "namespace_store": "def model():\n    torch.ones = 1",
+    # super() only as super().__init__ in a method
+    "super_outside_method": "def model():\n    super().__init__()",
+    "super_other_attr": "class A(nn.Module):\n    def __init__(self):\n        super().__init__()\n"
+    "    def f(self):\n        return super().forward\ndef model():\n    A().f()",
+    "super_wrong_class": "class A(nn.Module):\n    def __init__(self):\n        super(nn.Module, self).__init__()\n"
+    "def model():\n    A()",
+    "module_without_init": "class A(nn.Module):\n    def __init__(self):\n        self.x = 1\ndef model():\n    A()",
+    # unpacking and formatting
+    "dunder_kwargs": "def f(a=1):\n    return a\ndef model():\n    return f(**{'__class__': 1})",
+    "star_in_target": "def model():\n    a, *b = [1, 2, 3]",
+    "star_in_list": "def model():\n    return [*range(3)]",
+    "percent_huge_width": "def model():\n    return '%999999999d' % 1",
+    "percent_star": "def model():\n    return '%*d' % (10**9, 1)",
+    "global_at_module_level": "global x\ndef model():\n    pass",
+    "reparam_callable_config": "def model():\n    with poutine.reparam(config=lambda msg: None):\n        pass",
+    "contrib_import": "from pyro.contrib.gp.models import GPRegression\ndef model():\n    pass",
+    "star_import_os": "from os import *\ndef model():\n    pass",
+}
+
+
+@pytest.mark.parametrize("name", sorted(CLASS_ESCAPES))
+def test_class_and_new_syntax_escapes_are_refused(name):
+    _refused(CLASS_ESCAPES[name])
+
+
+def test_instance_attribute_flood_is_bounded():
+    source = (
+        "class A:\n    pass\n"
+        "def model():\n    a = A()\n    d = {}\n"
+        "    for i in range(5000):\n        d[f'k{i}'] = i\n    a.x = d\n"
+        "    for i in range(2000):\n        b = A()\n    return b\n"
+    )
+    compile_source(source, limits=SMALL)()  # many instances and a big dict value are fine
+    flood = "class A(nn.Module):\n    def __init__(self, n):\n        super().__init__()\n" \
+            "        for i in range(n):\n            self.register_buffer(f'b{i}', torch.zeros(1))\n" \
+            "def model():\n    A(5000)"
+    e = _refused(flood)
+    assert e.details.get("limit") == "max_instance_attributes"
+
+
+def test_layer_sizes_in_class_init_count_against_the_limit():
+    _limit(
+        "class A(nn.Module):\n    def __init__(self):\n        super().__init__()\n"
+        "        self.fc = nn.Linear(100000, 100000)\ndef model():\n    A()"
+    )
+    _limit(
+        "from pyro.nn import PyroModule\nclass A(PyroModule[nn.Linear]):\n    def __init__(self):\n"
+        "        super().__init__(100000, 100000)\ndef model():\n    A()"
+    )
+
+
+def test_recursion_through_methods_is_bounded():
+    source = (
+        "class A:\n    def f(self, n):\n        return self.f(n + 1)\n"
+        "def model():\n    return A().f(0)"
+    )
+    e = _refused(source, kind=LimitExceeded, limits=SMALL)
+    assert e.details.get("limit") == "max_recursion_depth"
+
+
+def test_unpacking_huge_iterables_is_bounded():
+    _refused("def model():\n    return max(*range(10**9))", kind=LimitExceeded)
+    _refused("def model():\n    return torch.zeros(*[10**5, 10**5])", kind=LimitExceeded)
+
+
+def test_vindex_result_size_is_checked_before_allocating():
+    _limit(
+        "def model():\n    p = torch.ones(100, 100, 100)\n    i = torch.zeros(1000, 1, 1, dtype=torch.long)\n"
+        "    j = torch.zeros(1, 100, 1, dtype=torch.long)\n    return Vindex(p)[i, j, :]\n"
+        "from pyro.ops.indexing import Vindex"
+    )
+
+
+def test_nested_data_is_read_only_and_bounded():
+    from inference.language import DataBindingError, bind_data
+
+    program = compile_source("def model(cfg):\n    cfg['a'] = 2\n    return cfg.a")
+    bound = bind_data(program, {"cfg": {"a": 1, "b": {"c": "text", "d": None}}})
+    assert bound.kwargs["cfg"]["b"]["c"] == "text"
+    with pytest.raises(ModelLanguageError):
+        program(**bound.kwargs)
+    deep: dict = {}
+    node = deep
+    for _ in range(10):
+        node["x"] = {}
+        node = node["x"]
+    with pytest.raises(DataBindingError):
+        bind_data(program, {"cfg": deep})
+    with pytest.raises(DataBindingError):
+        bind_data(program, {"cfg": {f"k{i}": i for i in range(5000)}})
+    with pytest.raises(DataBindingError):
+        bind_data(program, {"cfg": {"__class__": 1}})
+    with pytest.raises(ModelLanguageError):
+        compile_source("def model(cfg):\n    return cfg.__class__")
+
+
+def test_global_cannot_rebind_namespaces_for_compiled_lookups():
+    program = compile_source(
+        "def model():\n    global torch\n    torch = 3\n    return torch\n"
+    )
+    assert program() == 3
+    # the rebinding stays in the program's own globals: the real torch is untouched
+    assert torch.ones(1).item() == 1.0
+
+
+def test_pyro_module_attributes_sample_only_inside_a_run():
+    head = (
+        "from pyro.nn import PyroModule, PyroSample, PyroParam\n"
+        "class M(PyroModule):\n    def __init__(self):\n        super().__init__()\n"
+        "        self.loc = PyroSample(dist.Normal(0.0, 1.0))\n"
+        "        self.w = PyroParam(torch.ones(2))\n"
+        "    def forward(self):\n        return self.loc\n"
+        "m = M()\n"
+        "lin = PyroModule[nn.Linear](2, 1)\n"
+        "lin.weight = PyroSample(dist.Normal(0.0, 1.0).expand([1, 2]).to_event(2))\n"
+    )
+    for top in ("x = m.loc", "x = m.w", "x = m()", "x = lin(torch.ones(2))", "x = lin.weight"):
+        with pytest.raises(ForbiddenConstruct, match="only be used while the model or guide runs"):
+            compile_source(head + top + "\ndef model():\n    pass\n")
+    assert len(pyro.get_param_store()) == 0
+    program = compile_source(head + "def model():\n    return m(), m.w, lin(torch.ones(2))\n")
+    loc, w, out = program()
+    assert w.shape == (2,) and out.shape == (1,)

@@ -94,7 +94,7 @@ def test_unused_fields_are_warnings(program):
         ([1.0, float("nan")], "NaN"),
         (np.array([1.0, np.inf]), "NaN or infinite"),
         ("text", "text"),
-        ({"a": 1}, "nested"),
+        ({"__class__": 1}, "nested keys"),
         ([[1.0, 2.0], [3.0]], "rectangular"),
         (np.array(["a", "b"]), "only numbers"),
         (np.array([1 + 2j]), "complex"),

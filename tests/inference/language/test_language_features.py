@@ -513,3 +513,14 @@ def test_uninitialised_memory_is_never_exposed():
         "def model():\n    x = torch.empty(1000)\n    return x, torch.empty_like(x), x.new_empty(1000)"
     )
     assert not x.any() and not y.any() and not z.any()
+
+
+def test_the_checker_reports_the_first_violation_in_the_file():
+    import pytest
+
+    from inference.language import ForbiddenConstruct
+
+    source = "def model():\n    while True:\n        pass\n    x = {1, 2}\n    del x\n"
+    with pytest.raises(ForbiddenConstruct) as err:
+        compile_source(source)
+    assert err.value.line == 2 and "while" in str(err.value)

@@ -12,7 +12,7 @@ const REFRESH_MS = 2000;
 export function renderJobs(root, query) {
   const state = query.get('state') || '';
   const labels = query.get('label') || '';
-  const pageSize = Math.min(100, Math.max(1, Number(query.get('limit')) || PAGE_SIZE));
+  const pageSize = Math.min(100, Math.max(1, Number(query.get('page_size') || query.get('limit')) || PAGE_SIZE));
   const tokens = [null]; // page tokens of the pages visited, for "Previous"
   let page = 0;
   let timer = null;
@@ -40,7 +40,7 @@ export function renderJobs(root, query) {
     const labelList = labels.split(/[\s,]+/).filter(Boolean);
     try {
       const result = await api.get('/v1/jobs', {
-        query: { state: state || undefined, label: labelList, limit: pageSize, page_token: tokens[page] || undefined },
+        query: { state: state || undefined, label: labelList, page_size: pageSize, page_token: tokens[page] || undefined },
         signal: controller.signal,
       });
       if (stopped) return;
@@ -100,7 +100,7 @@ function filterForm(query, { state, labels }, reload) {
   return h('form', { class: 'filters', role: 'search', 'aria-label': 'Filter jobs', onSubmit: (e) => {
     e.preventDefault();
     const q = new URLSearchParams();
-    if (query.get('limit')) q.set('limit', query.get('limit'));
+    if (query.get('page_size') || query.get('limit')) q.set('page_size', query.get('page_size') || query.get('limit'));
     if (stateSelect.value) q.set('state', stateSelect.value);
     if (labelInput.value.trim()) q.set('label', labelInput.value.trim());
     const hash = `#/jobs${q.toString() ? `?${q}` : ''}`;

@@ -257,3 +257,59 @@ def model(x):
 """
     x = torch.tensor([0.5, 2.0, 7.0])
     assert torch.allclose(compile_source(src)(x=x), log_I1(3, x, terms=50))
+
+
+@pytest.mark.parametrize(
+    "layer",
+    [
+        # sizes as one-element tensors (torch takes them through __index__) were not
+        # counted: 4e8 parameters allocated past max_tensor_elements
+        "nn.Linear(torch.tensor(20000), torch.tensor(20000))",
+        "nn.Embedding(torch.tensor(100000), 1000)",
+        "nn.Conv2d(1, 1, (torch.tensor(10**4), torch.tensor(10**4)))",
+        # sizes given by keyword that the bound did not know (Conv's *_channels/kernel_size)
+        "nn.Conv2d(in_channels=1000, out_channels=1000, kernel_size=(10, 10))",
+        "PyroModule[nn.Linear](torch.tensor(20000), torch.tensor(20000))",
+    ],
+)
+def test_layer_sizes_are_bounded_however_given(layer):
+    from inference.language import LimitExceeded
+
+    src = f"from pyro.nn import PyroModule\nm = {layer}\n" + TAIL
+    with pytest.raises(LimitExceeded, match="parameters"):
+        compile_source(src)
+
+
+def test_layer_sizes_in_a_subclass_super_init_are_bounded():
+    from inference.language import LimitExceeded
+
+    src = """
+from pyro.nn import PyroModule
+class L(PyroModule[nn.Linear]):
+    def __init__(self):
+        super().__init__(torch.tensor(20000), torch.tensor(20000))
+l = L()
+""" + TAIL
+    with pytest.raises(LimitExceeded, match="parameters"):
+        compile_source(src)
+
+
+def test_recurrent_layer_count_is_bounded():
+    # before: nn.GRU(1, 1, num_layers=10000) (a few parameters each) took 10 s to build
+    # and 33 s to run once, num_layers=100000 ran past any time limit: no budget counted it
+    from inference.language import LimitExceeded
+
+    with pytest.raises(LimitExceeded, match="layers"):
+        compile_source("g = nn.GRU(1, 1, num_layers=10000)\n" + TAIL)
+    with pytest.raises(LimitExceeded, match="layers"):
+        compile_source("g = nn.LSTM(1, 1, torch.tensor(1000))\n" + TAIL)
+
+
+def test_recurrent_layers_within_bounds_still_work():
+    src = """
+g = nn.GRU(3, 5, 2, True, True, 0.0, True)
+h = nn.LSTM(input_size=3, hidden_size=4, num_layers=2)
+def model():
+    return (tuple(g(torch.ones(2, 4, 3))[0].shape), tuple(h(torch.ones(4, 2, 3))[0].shape))
+"""
+    assert compile_source(src)() == ((2, 4, 10), (4, 2, 4))

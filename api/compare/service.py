@@ -23,7 +23,7 @@ from api.runtime import TenantRef
 from api.errors import Conflict, QuotaExceeded, Unprocessable
 from api.jobs.results import load_result, require_succeeded, stored_blob
 from api.jobs.service import get_job
-from store.models import ArtifactKind
+from store.models import ArtifactKind, Job
 from store.repositories.artifacts import ArtifactRepository
 
 MAX_COMPARED = 64
@@ -73,7 +73,7 @@ def members_for(session: Session, tenant: TenantRef, job_ids: Sequence[str],
                    point=(points or {}).get(job.id)) for job in jobs]
 
 
-def _check_result_bytes(session: Session, jobs: Sequence[Any]) -> None:
+def _check_result_bytes(session: Session, jobs: Sequence[Job]) -> None:
     artifacts = ArtifactRepository(session)
     sizes = {}
     for job in jobs:

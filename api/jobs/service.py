@@ -116,7 +116,7 @@ async def create_job(
         replay, _ = await _claim_idempotency_key(runtime, tenant, idempotency_key or "", fingerprint,
                                                  claim=False)
         if replay is None:
-            raise _in_progress(idempotency_key or "") from None
+            raise request_in_progress(idempotency_key or "") from None
         return replay, False
     except BaseException:
         if token is not None:
@@ -129,7 +129,7 @@ async def create_job(
         return replay, False
     # Shielded: a client that hangs up now does not stop the publish of a committed job
     # (the sweeper would publish it, but only after worker.requeue_after_s).
-    await asyncio.shield(run_in_threadpool(_publish, runtime, out.id, queue))
+    await asyncio.shield(run_in_threadpool(publish_job, runtime, out.id, queue))
     return out, True
 
 
@@ -145,7 +145,7 @@ async def _submit(runtime: Runtime, tenant: TenantRef, body: JobCreate, key: str
         await run_in_threadpool(check_webhook_url, settings, str(body.webhook.url))
     if body.inference.init_from is not None:
         await run_in_threadpool(check_init_from, runtime, tenant, body)
-    fields, dataset_id = await run_in_threadpool(_resolve_data, runtime, tenant, body)
+    fields, dataset_id = await run_in_threadpool(resolve_data, runtime, tenant, body)
     await run_in_threadpool(_precheck_concurrency, runtime, tenant)
     await run_dry_run(runtime, body, fields, tenant)
     encoded = None if dataset_id is not None else await run_in_threadpool(datasets_service.encode_fields, settings, fields)
@@ -234,7 +234,9 @@ async def _tenant_turn(runtime: Runtime, tenant: TenantRef | None) -> AsyncItera
         gate.release()
 
 
-def _resolve_data(runtime: Runtime, tenant: TenantRef, body: JobCreate) -> tuple[dict[str, Any], str | None]:
+def resolve_data(runtime: Runtime, tenant: TenantRef, body: JobCreate) -> tuple[dict[str, Any], str | None]:
+    """``(fields, dataset_id)`` of a body's data (inline, dataset id or catalog example);
+    ``dataset_id`` is None for inline data, stored with the job. Also used by sweeps."""
     with runtime.sessionmaker() as session:
         return datasets_service.resolve_job_data(session, tenant, body, runtime.settings)
 
@@ -299,7 +301,8 @@ def _write_job(runtime: Runtime, tenant: TenantRef, body: JobCreate, encoded: En
         return job_out(job), queue
 
 
-def _publish(runtime: Runtime, job_id: str, queue: str) -> None:
+def publish_job(runtime: Runtime, job_id: str, queue: str) -> None:
+    """Publish a committed job (never before the commit) and record when; also used by sweeps."""
     ok = runtime.publisher.publish(job_id, queue)
     runtime.metrics.jobs_published.labels("ok" if ok else "failed").inc()
     if ok:
@@ -322,7 +325,7 @@ async def _claim_idempotency_key(runtime: Runtime, tenant: TenantRef, key: str, 
         if outcome == "replay":
             return value, None
         if time.monotonic() + delay > deadline:
-            raise _in_progress(key)
+            raise request_in_progress(key)
         await asyncio.sleep(delay)
         delay = min(delay * 2, 0.25)
 
@@ -376,11 +379,12 @@ def _replay_from_jobs(runtime: Runtime, tenant: TenantRef, key: str, fingerprint
     with runtime.sessionmaker() as session:
         existing = JobRepository(session).get_by_idempotency_key(tenant.id, key)
         if existing is None:
-            raise _in_progress(key)
+            raise request_in_progress(key)
         return job_out(_replay(existing, fingerprint, key))
 
 
-def _in_progress(key: str) -> VihubError:
+def request_in_progress(key: str) -> VihubError:
+    """409 ``request-in-progress`` for a key whose request has not finished (jobs and sweeps)."""
     return RequestInProgress(
         f"A request with Idempotency-Key {key!r} is still being processed; retry shortly "
         "to get its job.", headers={"Retry-After": str(IN_PROGRESS_RETRY_AFTER_S)})

@@ -9,6 +9,11 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from api.jobs.schemas import JobCreate, JobOut, Labels, refuse_non_finite
 
+SWEEP_LABEL = "vihub/sweep"
+POINT_LABEL = "vihub/sweep-point"
+# Labels the service sets on member jobs (and that a continued job must not inherit).
+SWEEP_LABELS = (SWEEP_LABEL, POINT_LABEL)
+
 AxisPath = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*$")]
 
 

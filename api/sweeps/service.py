@@ -37,13 +37,18 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
+from api.compare.service import compare_jobs
 from api.datasets import service as datasets_service
-from api.runtime import TenantRef
-from api.errors import IdempotencyKeyReused, NotFound, QuotaExceeded, Unprocessable
+from api.runtime import Runtime, TenantRef
+from api.errors import IdempotencyKeyReused, NotFound, QuotaExceeded, ResultsNotReady, Unprocessable
+from api.ids import is_resource_id
 from api.jobs import service as jobs_service
 from api.jobs.schemas import MAX_LABELS, JobCreate
-from api.sweeps.schemas import SweepCreate, SweepOut
+from api.sweeps.schemas import POINT_LABEL, SWEEP_LABEL, SWEEP_LABELS, SweepCreate, SweepOut
+from api.warm_start.checks import check_init_from
 from api.webhooks.service import check_webhook_url
+from common.arrays import EncodedArrays
+from common.settings import Settings
 from store.job_states import FINAL_STATES, JobState
 from store.models import new_id
 from store.repositories.datasets import DatasetRepository
@@ -51,18 +56,14 @@ from store.repositories.jobs import JobRepository
 from store.repositories.tenants import TenantRepository
 from store.sweeps import Sweep, SweepRepository
 
-SWEEP_LABEL = "vihub/sweep"  # also in api.warm_start.service.SWEEP_LABELS
-POINT_LABEL = "vihub/sweep-point"
 SPEC_ROOTS = ("model", "guide", "inference", "outputs")
-# Labels the service sets on member jobs (and that a continued job must not inherit).
-SWEEP_LABELS = (SWEEP_LABEL, POINT_LABEL)
 
 
 class SweepNotFound(NotFound):
     slug, title = "sweep-not-found", "Sweep not found"
 
 
-def max_points(settings: Any) -> int:
+def max_points(settings: Settings) -> int:
     return int(settings.quotas.max_sweep_points)
 
 
@@ -100,7 +101,7 @@ def point_count(request: SweepCreate) -> int:
     return math.prod(len(values) for values in (request.axes or {}).values())
 
 
-def member_bodies(request: SweepCreate, settings: Any) -> tuple[list[dict[str, Any]], list[JobCreate]]:
+def member_bodies(request: SweepCreate, settings: Settings) -> tuple[list[dict[str, Any]], list[JobCreate]]:
     count, limit = point_count(request), max_points(settings)
     if count > limit:  # checked before the grid is expanded: 3 axes of 1000 values are 1e9 points
         raise QuotaExceeded(f"The sweep has {count} points; this account may run at most {limit} per sweep.",
@@ -193,7 +194,7 @@ def fingerprint(request: SweepCreate) -> str:
 # Creation
 
 
-async def create_sweep(runtime: Any, tenant: TenantRef, request: SweepCreate,
+async def create_sweep(runtime: Runtime, tenant: TenantRef, request: SweepCreate,
                        idempotency_key: str | None) -> tuple[SweepOut, bool]:
     settings = runtime.settings
     points, bodies = member_bodies(request, settings)
@@ -208,10 +209,8 @@ async def create_sweep(runtime: Any, tenant: TenantRef, request: SweepCreate,
         await run_in_threadpool(check_webhook_url, settings, str(request.base.webhook.url))
     for body in bodies:
         if body.inference.init_from is not None:
-            from api.warm_start.checks import check_init_from
-
             await run_in_threadpool(check_init_from, runtime, tenant, body)
-    fields, dataset_id = await run_in_threadpool(jobs_service._resolve_data, runtime, tenant, request.base)
+    fields, dataset_id = await run_in_threadpool(jobs_service.resolve_data, runtime, tenant, request.base)
     await run_in_threadpool(_precheck_slots, runtime, tenant, len(bodies))
     for body in bodies:
         await jobs_service.run_dry_run(runtime, body, fields, tenant)
@@ -223,15 +222,15 @@ async def create_sweep(runtime: Any, tenant: TenantRef, request: SweepCreate,
     if written is None:  # a racing request with the same key won
         replay = await run_in_threadpool(_replay, runtime, tenant, idempotency_key or "", digest)
         if replay is None:
-            raise jobs_service._in_progress(idempotency_key or "")
+            raise jobs_service.request_in_progress(idempotency_key or "")
         return replay, False
     out, queued = written
     for job_id, queue in queued:
-        await run_in_threadpool(jobs_service._publish, runtime, job_id, queue)
+        await run_in_threadpool(jobs_service.publish_job, runtime, job_id, queue)
     return out, True
 
 
-def _replay(runtime: Any, tenant: TenantRef, key: str, digest: str) -> SweepOut | None:
+def _replay(runtime: Runtime, tenant: TenantRef, key: str, digest: str) -> SweepOut | None:
     with runtime.sessionmaker() as session:
         sweep = SweepRepository(session).get_by_idempotency_key(tenant.id, key)
         if sweep is None:
@@ -242,7 +241,7 @@ def _replay(runtime: Any, tenant: TenantRef, key: str, digest: str) -> SweepOut 
         return sweep_out(session, sweep)
 
 
-def _precheck_slots(runtime: Any, tenant: TenantRef, needed: int) -> None:
+def _precheck_slots(runtime: Runtime, tenant: TenantRef, needed: int) -> None:
     limit = runtime.settings.quotas.max_concurrent_jobs
     with runtime.sessionmaker() as session:
         active = JobRepository(session).count_active_for_tenant(tenant.id)
@@ -258,8 +257,8 @@ def _no_slots(limit: int, active: int | None, needed: int) -> Exception:
         headers={"Retry-After": str(jobs_service.TOO_MANY_RETRY_AFTER_S)}, limit=limit, needed=needed)
 
 
-def _write(runtime: Any, tenant: TenantRef, request: SweepCreate, points: list[dict[str, Any]],
-           bodies: list[JobCreate], encoded: Any, dataset_id: str | None, key: str | None,
+def _write(runtime: Runtime, tenant: TenantRef, request: SweepCreate, points: list[dict[str, Any]],
+           bodies: list[JobCreate], encoded: EncodedArrays | None, dataset_id: str | None, key: str | None,
            digest: str) -> tuple[SweepOut, list[tuple[str, str]]] | None:
     """One transaction; lock order as in a job submit: dataset, tenant row, jobs, sweep rows."""
     settings = runtime.settings
@@ -267,6 +266,7 @@ def _write(runtime: Any, tenant: TenantRef, request: SweepCreate, points: list[d
     with runtime.sessionmaker() as session:
         try:
             if dataset_id is None:
+                assert encoded is not None  # inline data is encoded before the write
                 dataset, _ = DatasetRepository(session).get_or_create(
                     tenant.id, encoded.sha256, encoded.content, encoded.fields, "inline", name=None)
                 dataset_id = dataset.id
@@ -322,8 +322,6 @@ def _axes_record(request: SweepCreate) -> dict[str, Any]:
 
 
 def get_sweep(session: Session, tenant: TenantRef, sweep_id: str) -> Sweep:
-    from api.ids import is_resource_id
-
     sweep = SweepRepository(session).get_for_tenant(tenant.id, sweep_id) if is_resource_id(sweep_id) else None
     if sweep is None:
         raise SweepNotFound(f"No sweep {sweep_id!r} in this account.")
@@ -393,8 +391,6 @@ def delete_sweep(session: Session, tenant: TenantRef, sweep_id: str) -> None:
 
 
 def sweep_comparison(session: Session, tenant: TenantRef, sweep_id: str, *, sort: str, order: str) -> dict[str, Any]:
-    from api.compare.service import compare_jobs
-
     sweep = get_sweep(session, tenant, sweep_id)
     members = SweepRepository(session).members(sweep.id)
     succeeded = [(m, job) for m, job in members if job.state == JobState.SUCCEEDED.value]
@@ -403,8 +399,6 @@ def sweep_comparison(session: Session, tenant: TenantRef, sweep_id: str, *, sort
         notes.append(f"{len(members) - len(succeeded)} of {len(members)} members have not succeeded (yet) and are "
                      "not in the table")
     if not succeeded:
-        from api.errors import ResultsNotReady
-
         raise ResultsNotReady(f"No member of sweep {sweep.id} has succeeded yet.", state="running")
     return compare_jobs(session, tenant, [job.id for _, job in succeeded], sort=sort, order=order,
                         points={job.id: m.point for m, job in succeeded}, notes=notes)

@@ -626,17 +626,20 @@ def count_by_state(session: Session) -> dict[str, int]:
 # Rendering
 
 
+def job_progress(progress: dict[str, Any] | None, spec_steps: int | None) -> Progress:
+    """A job's progress as rendered: what the worker reported, ``steps`` from the spec
+    until it has (also used by sweep summaries, which read the columns only)."""
+    fields = {"steps": int(spec_steps or 0), "step": 0, **(progress or {})}
+    return Progress.model_validate({k: v for k, v in fields.items() if k in Progress.model_fields})
+
+
 def job_out(job: Job) -> JobOut:
     spec = job.spec or {}
-    steps = int(((spec.get("inference") or {}).get("steps")) or 0)
-    progress = dict(job.progress or {})
-    progress.setdefault("steps", steps)
-    progress.setdefault("step", 0)
     base = f"/v1/jobs/{job.id}"
     return JobOut(
         id=job.id,
         state=job.state,
-        progress=Progress.model_validate({k: v for k, v in progress.items() if k in Progress.model_fields}),
+        progress=job_progress(job.progress, (spec.get("inference") or {}).get("steps")),
         created_at=job.created_at,
         started_at=job.started_at,
         finished_at=job.finished_at,

@@ -67,20 +67,28 @@ class SweepLinks(BaseModel):
     cancel: str
 
 
-class SweepOut(BaseModel):
+class SweepSummary(BaseModel):
+    """A sweep as lists show it: state, counts and progress, not its members."""
+
     id: str
     name: str | None = None
     state: str = Field(description="queued | running | finished (every member final) | cancelled")
     done: bool
     counts: SweepCounts
     progress: float = Field(description="Fraction of all members' steps done")
+    member_count: int = Field(description="Members not deleted")
     created_at: datetime
-    axes: dict[str, Any]
-    base: dict[str, Any]
     labels: dict[str, Any] = Field(default_factory=dict)
-    members: list[SweepMemberOut]
     links: SweepLinks
 
 
+class SweepOut(SweepSummary):
+    """One sweep in full: its axes, base body and members (each member's job)."""
+
+    axes: dict[str, Any]
+    base: dict[str, Any]
+    members: list[SweepMemberOut]
+
+
 class SweepList(BaseModel):
-    items: list[SweepOut]
+    items: list[SweepSummary]

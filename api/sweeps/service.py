@@ -43,8 +43,8 @@ from api.runtime import Runtime, TenantRef
 from api.errors import IdempotencyKeyReused, NotFound, QuotaExceeded, ResultsNotReady, Unprocessable
 from api.ids import is_resource_id
 from api.jobs import service as jobs_service
-from api.jobs.schemas import MAX_LABELS, JobCreate
-from api.sweeps.schemas import POINT_LABEL, SWEEP_LABEL, SWEEP_LABELS, SweepCreate, SweepOut
+from api.jobs.schemas import MAX_LABELS, JobCreate, Progress
+from api.sweeps.schemas import POINT_LABEL, SWEEP_LABEL, SWEEP_LABELS, SweepCreate, SweepOut, SweepSummary
 from api.warm_start.checks import check_init_from
 from api.webhooks.service import check_webhook_url
 from common.arrays import EncodedArrays
@@ -330,41 +330,54 @@ def get_sweep(session: Session, tenant: TenantRef, sweep_id: str) -> Sweep:
 
 def sweep_out(session: Session, sweep: Sweep) -> SweepOut:
     members = SweepRepository(session).members(sweep.id)
+    rendered = [{"position": member.position, "point": member.point, "job": jobs_service.job_out(job)}
+                for member, job in members]
+    summary = _summary(sweep, [(out["job"].state, out["job"].progress) for out in rendered])
+    return SweepOut.model_validate({**summary, "axes": sweep.axes, "base": sweep.base, "members": rendered})
+
+
+def list_sweeps(session: Session, tenant: TenantRef, page_size: int) -> list[SweepSummary]:
+    """The newest sweeps as summaries: one query for the sweeps, one for their members'
+    states and progress (never the members' specs: a list of 100 sweeps of 1000 members
+    each rendered in full was gigabytes)."""
+    repo = SweepRepository(session)
+    sweeps = repo.list_for_tenant(tenant.id, page_size)
+    by_sweep: dict[str, list[tuple[str, Progress]]] = {sweep.id: [] for sweep in sweeps}
+    for sweep_id, state, progress, spec_steps in repo.member_states(list(by_sweep)):
+        by_sweep[sweep_id].append((state, jobs_service.job_progress(progress, spec_steps)))
+    return [SweepSummary.model_validate(_summary(sweep, by_sweep[sweep.id])) for sweep in sweeps]
+
+
+def _summary(sweep: Sweep, members: list[tuple[str, Progress]]) -> dict[str, Any]:
+    """The summary fields of a sweep from its members' ``(state, progress)``."""
+    final = _final()
     counts = {state.value: 0 for state in JobState}
     done_steps = total_steps = 0
-    rendered = []
-    for member, job in members:
-        counts[job.state] = counts.get(job.state, 0) + 1
-        out = jobs_service.job_out(job)
-        total_steps += max(out.progress.steps, 1)
-        done_steps += max(out.progress.steps, 1) if job.state in _final() else min(out.progress.step,
-                                                                                    out.progress.steps)
-        rendered.append({"position": member.position, "point": member.point, "job": out})
+    for state, progress in members:
+        counts[state] = counts.get(state, 0) + 1
+        total_steps += max(progress.steps, 1)
+        done_steps += max(progress.steps, 1) if state in final else min(progress.step, progress.steps)
     # A sweep whose members were all deleted one by one is done (nothing left to wait for).
-    done = all(job.state in _final() for _, job in members)
+    done = all(state in final for state, _ in members)
     if done and members and counts[JobState.CANCELLED.value] == len(members):
-        state = "cancelled"
+        overall = "cancelled"
     elif done:
-        state = "finished"
+        overall = "finished"
     elif counts[JobState.RUNNING.value] or counts[JobState.SUCCEEDED.value] or counts[JobState.FAILED.value]:
-        state = "running"
+        overall = "running"
     else:
-        state = "queued"
+        overall = "queued"
     base = f"/v1/sweeps/{sweep.id}"
-    return SweepOut.model_validate({
-        "id": sweep.id, "name": sweep.name, "state": state, "done": done, "counts": counts,
-        "progress": done_steps / total_steps if total_steps else 0.0, "created_at": sweep.created_at,
-        "axes": sweep.axes, "base": sweep.base, "labels": sweep.labels or {}, "members": rendered,
+    return {
+        "id": sweep.id, "name": sweep.name, "state": overall, "done": done, "counts": counts,
+        "progress": done_steps / total_steps if total_steps else 0.0, "member_count": len(members),
+        "created_at": sweep.created_at, "labels": sweep.labels or {},
         "links": {"self": base, "comparison": f"{base}/comparison", "cancel": f"{base}/cancel"},
-    })
+    }
 
 
 def _final() -> set[str]:
     return {state.value for state in FINAL_STATES}
-
-
-def list_sweeps(session: Session, tenant: TenantRef, limit: int) -> list[SweepOut]:
-    return [sweep_out(session, sweep) for sweep in SweepRepository(session).list_for_tenant(tenant.id, limit)]
 
 
 def cancel_sweep(session: Session, tenant: TenantRef, sweep_id: str) -> SweepOut:

@@ -33,7 +33,6 @@ from api.datasets.arrays import (
     _out_of_range,
     _read_exact,
     _sniff_format,
-    _too_large,
     canonical_dtype,
     check_array,
     checked_npz_members,

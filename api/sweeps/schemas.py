@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from api.jobs.schemas import JobCreate, JobOut, Labels, refuse_non_finite
 
@@ -33,7 +33,7 @@ class SweepCreate(BaseModel):
 
     @field_validator("axes", "points", mode="before")
     @classmethod
-    def _finite_numbers(cls, value: Any, info: Any) -> Any:
+    def _finite_numbers(cls, value: Any, info: ValidationInfo) -> Any:
         # A point is stored as given (``sweep_members.point``), even where a later path of
         # the same point overwrites the value in the job body.
         return refuse_non_finite(value, info.field_name)

@@ -262,17 +262,8 @@ def _write_job(runtime: Runtime, tenant: TenantRef, body: JobCreate, encoded: En
         try:
             if dataset_id is None:
                 assert encoded is not None  # inline data is encoded before the write
-                dataset, _ = DatasetRepository(session).get_or_create(
-                    tenant.id, encoded.sha256, encoded.content, encoded.fields, "inline", name=None)
-                dataset_id = dataset.id
-            tenants = TenantRepository(session)
-            took = tenants.take_job_slot(tenant.id, limit)
-            if not took:
-                # The counter is an upper bound (a job may have ended in a way that did not
-                # give its slot back, e.g. under a previous release's worker): recount once.
-                tenants.recount_active_jobs(tenant.id)
-                took = tenants.take_job_slot(tenant.id, limit)
-            if not took:
+                dataset_id = store_inline_data(session, tenant, encoded)
+            if not take_job_slots(session, tenant, limit):
                 session.commit()  # keep the dataset and the recount; the refusal is final
                 raise _too_many(limit)
             job = JobRepository(session).create(
@@ -299,6 +290,33 @@ def _write_job(runtime: Runtime, tenant: TenantRef, body: JobCreate, encoded: En
             session.rollback()
             raise
         return job_out(job), queue
+
+
+def store_inline_data(session: Session, tenant: TenantRef, encoded: EncodedArrays) -> str:
+    """The id of the tenant's dataset holding these inline arrays (made once per content);
+    first in a submit's (and a sweep's) transaction, for the lock order."""
+    dataset, _ = DatasetRepository(session).get_or_create(
+        tenant.id, encoded.sha256, encoded.content, encoded.fields, "inline", name=None)
+    return dataset.id
+
+
+def take_job_slots(session: Session, tenant: TenantRef, limit: int, count: int = 1) -> bool:
+    """Take ``count`` of the tenant's concurrent-job slots in this transaction (False, with
+    some maybe taken, when they do not all fit: the caller rolls back or refuses).
+
+    The counter is an upper bound (a job may have ended in a way that did not give its
+    slot back, e.g. under a previous release's worker): a refused first slot recounts once.
+    """
+    tenants = TenantRepository(session)
+    for taken in range(count):
+        if tenants.take_job_slot(tenant.id, limit):
+            continue
+        if taken == 0:
+            tenants.recount_active_jobs(tenant.id)
+            if tenants.take_job_slot(tenant.id, limit):
+                continue
+        return False
+    return True
 
 
 def publish_job(runtime: Runtime, job_id: str, queue: str) -> None:

@@ -51,9 +51,7 @@ from common.arrays import EncodedArrays
 from common.settings import Settings
 from store.job_states import FINAL_STATES, JobState
 from store.models import new_id
-from store.repositories.datasets import DatasetRepository
 from store.repositories.jobs import JobRepository
-from store.repositories.tenants import TenantRepository
 from store.sweeps import Sweep, SweepRepository
 
 SPEC_ROOTS = ("model", "guide", "inference", "outputs")
@@ -267,17 +265,9 @@ def _write(runtime: Runtime, tenant: TenantRef, request: SweepCreate, points: li
         try:
             if dataset_id is None:
                 assert encoded is not None  # inline data is encoded before the write
-                dataset, _ = DatasetRepository(session).get_or_create(
-                    tenant.id, encoded.sha256, encoded.content, encoded.fields, "inline", name=None)
-                dataset_id = dataset.id
-            tenants = TenantRepository(session)
-            for taken in range(len(bodies)):
-                if not tenants.take_job_slot(tenant.id, limit):
-                    if taken == 0:
-                        tenants.recount_active_jobs(tenant.id)
-                        if tenants.take_job_slot(tenant.id, limit):
-                            continue
-                    raise _no_slots(limit, None, len(bodies))
+                dataset_id = jobs_service.store_inline_data(session, tenant, encoded)
+            if not jobs_service.take_job_slots(session, tenant, limit, len(bodies)):
+                raise _no_slots(limit, None, len(bodies))
             sweep_id = new_id()
             sweeps = SweepRepository(session)
             sweeps.create(id=sweep_id, tenant_id=tenant.id, name=request.name,

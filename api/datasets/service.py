@@ -23,11 +23,11 @@ from api.datasets.large import trial_fields
 from api.datasets.schemas import DatasetList, DatasetOut, FieldInfo
 from api.errors import (
     DatasetNotFound,
-    VihubError,
     InvalidData,
     QuotaExceeded,
     UnknownCatalogModel,
     Unprocessable,
+    VihubError,
 )
 from api.ids import is_resource_id
 from api.runtime import TenantRef
@@ -98,7 +98,7 @@ def list_datasets(session: Session, tenant: TenantRef, page_size: int) -> Datase
     return DatasetList(items=[_out(d, False) for d in DatasetRepository(session).list_for_tenant(tenant.id, page_size)])
 
 
-def load_fields(session: Session, tenant: TenantRef, dataset_id: str, settings: Any = None) -> dict[str, Any]:
+def load_fields(session: Session, tenant: TenantRef, dataset_id: str, settings: Settings | None = None) -> dict[str, Any]:
     """A dataset's fields in memory (all of them)."""
     mapped = _mapped_fields(session, tenant, dataset_id, settings)
     return {k: np.array(v) if isinstance(v, np.ndarray) else v for k, v in mapped.items()}
@@ -110,7 +110,7 @@ class DatasetDataMissing(VihubError):
     status, slug, title = 410, "data-missing", "Dataset data missing"
 
 
-def _mapped_fields(session: Session, tenant: TenantRef, dataset_id: str, settings: Any) -> dict[str, Any]:
+def _mapped_fields(session: Session, tenant: TenantRef, dataset_id: str, settings: Settings | None) -> dict[str, Any]:
     """The fields, memory-mapped from this host's cache for a blob-store dataset."""
     dataset = _get(session, tenant, dataset_id)
     repo = DatasetRepository(session)
@@ -134,7 +134,7 @@ def _default_settings() -> Settings:
 
 
 def resolve_job_data(session: Session, tenant: TenantRef, body: Any,
-                     settings: Any = None) -> tuple[dict[str, Any], str | None]:
+                     settings: Settings | None = None) -> tuple[dict[str, Any], str | None]:
     """The fields a job's trial run (or a validation) sees, and its dataset id if it names
     one; a large dataset is cut to its first rows (``large.trial_fields``)."""
     data = body.data

@@ -42,17 +42,18 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from api.datasets import large
 from api.datasets.schemas import DatasetOut, UploadCreate, UploadOut, UploadPartOut
-from api.runtime import TenantRef
 from api.errors import Conflict, NotFound, PayloadTooLarge, Unprocessable, VihubError
 from api.ids import is_resource_id
+from api.runtime import Runtime, TenantRef
+from common.settings import Settings
 from store.blobs import blob_store, dataset_key
 from store.blobs.npz import file_sha256
-from sqlalchemy import select
-
 from store.models import Upload, utcnow
 from store.repositories.datasets import DatasetRepository
 from store.repositories.uploads import UploadRepository, purge_expired
@@ -105,11 +106,11 @@ def expected_part_size(upload: Upload, part_number: int) -> int:
     return upload.part_bytes if part_number < count else upload.size_bytes - (count - 1) * upload.part_bytes
 
 
-def max_part_bytes(settings: Any) -> int:
+def max_part_bytes(settings: Settings) -> int:
     return min(settings.uploads.max_part_bytes, settings.quotas.max_upload_bytes)
 
 
-def scratch_dir(settings: Any) -> Path:
+def scratch_dir(settings: Settings) -> Path:
     path = settings.uploads.tmp_dir if settings.uploads.tmp_dir is not None else settings.home / "tmp"
     path = Path(path).expanduser()
     path.mkdir(parents=True, exist_ok=True)
@@ -119,7 +120,7 @@ def scratch_dir(settings: Any) -> Path:
 # -- create / status / abort -------------------------------------------------------------
 
 
-def create(runtime: Any, tenant: TenantRef, body: UploadCreate) -> UploadOut:
+def create(runtime: Runtime, tenant: TenantRef, body: UploadCreate) -> UploadOut:
     settings = runtime.settings
     limit = settings.uploads.max_bytes
     if body.size_bytes > limit:
@@ -156,7 +157,7 @@ def create(runtime: Any, tenant: TenantRef, body: UploadCreate) -> UploadOut:
     return out
 
 
-def _lock_tenant(session: Any, tenant_id: str) -> None:
+def _lock_tenant(session: Session, tenant_id: str) -> None:
     from sqlalchemy import select
 
     from store.models import Tenant
@@ -164,7 +165,7 @@ def _lock_tenant(session: Any, tenant_id: str) -> None:
     session.execute(select(Tenant.id).where(Tenant.id == tenant_id).with_for_update())
 
 
-def _purge_expired(runtime: Any, tenant_id: str) -> None:
+def _purge_expired(runtime: Runtime, tenant_id: str) -> None:
     """Abort this tenant's expired uploads and delete their parts (best effort: a failure
     leaves them for the next create or the sweeper)."""
     try:
@@ -173,13 +174,13 @@ def _purge_expired(runtime: Any, tenant_id: str) -> None:
         log.warning("could not purge expired uploads of tenant %s", tenant_id, exc_info=True)
 
 
-def status(runtime: Any, tenant: TenantRef, upload_id: str) -> UploadOut:
+def status(runtime: Runtime, tenant: TenantRef, upload_id: str) -> UploadOut:
     with runtime.sessionmaker() as session:
         upload = _get(session, tenant, upload_id)
         return _out(upload, UploadRepository(session).parts(upload.id))
 
 
-def abort(runtime: Any, tenant: TenantRef, upload_id: str) -> None:
+def abort(runtime: Runtime, tenant: TenantRef, upload_id: str) -> None:
     with runtime.sessionmaker.begin() as session:
         upload = _get(session, tenant, upload_id)
         repo = UploadRepository(session)
@@ -191,14 +192,14 @@ def abort(runtime: Any, tenant: TenantRef, upload_id: str) -> None:
     blob_store(runtime.settings).delete_prefix(f"uploads/{upload.id}")
 
 
-def _get(session: Any, tenant: TenantRef, upload_id: str) -> Upload:
+def _get(session: Session, tenant: TenantRef, upload_id: str) -> Upload:
     upload = UploadRepository(session).get_for_tenant(tenant.id, upload_id) if is_resource_id(upload_id) else None
     if upload is None:
         raise UploadNotFound(f"No upload {upload_id!r} in this account.")
     return upload
 
 
-def _open_upload(runtime: Any, tenant: TenantRef, upload_id: str) -> Upload:
+def _open_upload(runtime: Runtime, tenant: TenantRef, upload_id: str) -> Upload:
     with runtime.sessionmaker() as session:
         upload = _get(session, tenant, upload_id)
     if upload.state != "open":
@@ -223,7 +224,7 @@ def _out(upload: Upload, parts: list[Any]) -> UploadOut:
 # -- parts --------------------------------------------------------------------------------
 
 
-async def put_part(runtime: Any, tenant: TenantRef, upload_id: str, part_number: int, declared_sha256: str | None,
+async def put_part(runtime: Runtime, tenant: TenantRef, upload_id: str, part_number: int, declared_sha256: str | None,
                    body: AsyncIterator[bytes]) -> UploadPartOut:
     upload = await run_in_threadpool(_open_upload, runtime, tenant, upload_id)
     count = part_count(upload)
@@ -258,7 +259,7 @@ async def put_part(runtime: Any, tenant: TenantRef, upload_id: str, part_number:
     return UploadPartOut(part_number=part_number, size_bytes=size, sha256=digest_hex)
 
 
-def _store_part(runtime: Any, upload_id: str, part_number: int, path: Path, size: int, sha256: str) -> None:
+def _store_part(runtime: Runtime, upload_id: str, part_number: int, path: Path, size: int, sha256: str) -> None:
     blobs = blob_store(runtime.settings)
     key = part_key(upload_id, part_number, sha256)
     blobs.put_file(key, path)  # before the row
@@ -279,7 +280,7 @@ def _store_part(runtime: Any, upload_id: str, part_number: int, path: Path, size
 # -- complete -----------------------------------------------------------------------------
 
 
-def complete(runtime: Any, tenant: TenantRef, upload_id: str) -> DatasetOut:
+def complete(runtime: Runtime, tenant: TenantRef, upload_id: str) -> DatasetOut:
     from api.datasets.service import _out as dataset_out
 
     settings = runtime.settings
@@ -331,7 +332,7 @@ def complete(runtime: Any, tenant: TenantRef, upload_id: str) -> DatasetOut:
     return out
 
 
-def _assemble(runtime: Any, tenant: TenantRef, upload: Upload) -> DatasetOut:
+def _assemble(runtime: Runtime, tenant: TenantRef, upload: Upload) -> DatasetOut:
     """Concatenate, verify, decode and store a claimed upload's parts (their list re-read
     under the claim: no part can change any more)."""
     from api.datasets.service import _out as dataset_out
@@ -388,7 +389,7 @@ class _Undecodable(Exception):
 
 
 @contextmanager
-def _scratch(settings: Any):  # type: ignore[no-untyped-def]
+def _scratch(settings: Settings):  # type: ignore[no-untyped-def]
     folder = Path(tempfile.mkdtemp(prefix="upload-", dir=scratch_dir(settings)))
     try:
         yield folder

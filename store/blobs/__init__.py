@@ -19,8 +19,8 @@ async-first; s3fs adds an fsspec layer we do not need (we move whole objects).
 from __future__ import annotations
 
 import functools
-from typing import Any
 
+from common.settings import Settings
 from store.blobs.base import BlobNotFound, BlobStore, check_key
 from store.blobs.cache import DatasetCache
 from store.blobs.filesystem import FilesystemBlobStore
@@ -41,7 +41,7 @@ __all__ = [
 ]
 
 
-def blob_store(settings: Any) -> BlobStore:
+def blob_store(settings: Settings) -> BlobStore:
     """The blob store ``settings`` configure (one instance per configuration)."""
     b: BlobSettings = settings.blobs
     if b.backend == "s3":
@@ -71,7 +71,7 @@ def dataset_key(sha256: str) -> str:
     return f"datasets/{sha256}.npz"
 
 
-def dataset_cache(settings: Any) -> DatasetCache:
+def dataset_cache(settings: Settings) -> DatasetCache:
     """This host's dataset cache (``dataset_cache.dir``, default ``{home}/dataset-cache``)."""
     c: DatasetCacheSettings = settings.dataset_cache
     root = c.dir if c.dir is not None else settings.home / "dataset-cache"

@@ -39,6 +39,9 @@ MISSING = object()
 
 #: attributes (parameters, buffers, sub-modules and plain values) one instance may hold
 MAX_INSTANCE_ATTRIBUTES = 1000
+#: bases of one class statement, and classes of the source in one class's MRO
+MAX_CLASS_BASES = 16
+MAX_CLASS_ANCESTORS = 100
 
 #: attributes of built-in nn layers a model may read besides parameters/buffers/sub-modules
 MODULE_CONFIG_ATTRS = frozenset(
@@ -177,6 +180,20 @@ class UserClass:
                 )
         if not real_bases:
             real_bases = [UserObject]
+        # creating a class costs Python time in the length of its MRO, which no budget
+        # counts: a 3,300-deep chain took 13 s to compile; bound the hierarchy first
+        if len(bases) > MAX_CLASS_BASES:
+            raise guards.LimitExceeded(
+                f"class {name} has {len(bases)} bases; at most {MAX_CLASS_BASES}",
+                limit="max_class_bases",
+            )
+        ancestors = 1 + sum(len(b.linearized()) for b in self.user_bases)
+        if ancestors > MAX_CLASS_ANCESTORS:
+            raise guards.LimitExceeded(
+                f"class {name} would inherit from more than {MAX_CLASS_ANCESTORS} classes of the "
+                "source (a deeper hierarchy than models need)",
+                limit="max_class_ancestors",
+            )
         self.methods = methods
         self.constants = constants
         self.whitelisted_bases = [b for b in bases if type(b) is ModuleClassRef]

@@ -24,13 +24,30 @@ def test_diamond_chain_method_lookup_is_linear():
     # before: linearized() recursed over every path of the base graph (exponential) on
     # each attribute lookup and instance creation, outside the step budget (C31: ~20 s;
     # C60 would run for years, bounded only by the sandbox's CPU rlimit)
-    src = _fib_chain(200) + "class D(C199):\n    def f(self):\n        return 7\nd = D()\nx = d.f()\n" + TAIL
+    # (C45 alone has ~1e9 paths: the old walk never finished)
+    src = _fib_chain(48) + "class D(C47):\n    def f(self):\n        return 7\nd = D()\nx = d.f()\n" + TAIL
     program = compile_source(src)
     assert program() == 1
     unit_classes = program._unit.classes
     order = [c.name for c in unit_classes["D"].linearized()]
-    # the Python MRO: D, C199, C198, ..., C0 (each class once)
-    assert order == ["D"] + [f"C{i}" for i in range(199, -1, -1)]
+    # the Python MRO: D, C47, C46, ..., C0 (each class once)
+    assert order == ["D"] + [f"C{i}" for i in range(47, -1, -1)]
+
+
+def test_class_hierarchy_depth_and_width_are_bounded():
+    # before: a 3,300-deep chain of `class Ci(Ci-1):pass` (100 kB) spent 13 s of CPU in
+    # class creation (quadratic in the depth) at compile time, outside every budget
+    from inference.language import LimitExceeded
+
+    chain = "class C0(nn.Module):pass\n" + "".join(f"class C{i}(C{i - 1}):pass\n" for i in range(1, 3300))
+    with pytest.raises(LimitExceeded, match="inherit from more than"):
+        compile_source(chain + TAIL)
+    many = "".join(f"class B{i}:pass\n" for i in range(40))
+    many += "class X(" + ", ".join(f"B{i}" for i in range(40)) + "):pass\n"
+    with pytest.raises(LimitExceeded, match="bases"):
+        compile_source(many + TAIL)
+    ok = "class C0(nn.Module):pass\n" + "".join(f"class C{i}(C{i - 1}):pass\n" for i in range(1, 60))
+    assert compile_source(ok + "c = C59()\n" + TAIL)() == 1
 
 
 def test_method_resolution_follows_python_mro():

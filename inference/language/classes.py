@@ -310,7 +310,9 @@ def get_instance_attribute(uc: UserClass, obj: Any, name: str) -> Any:
         return getattr(obj, name)
     if name == "register_buffer" and uc.is_module():
         return _register_buffer(obj)
-    if name in MODULE_CONFIG_ATTRS and name in dir(obj):
+    # (a class-level attribute of the real class; the instance's own were found above.
+    # Not `dir(obj)`: it lists and sorts every attribute, on every read)
+    if name in MODULE_CONFIG_ATTRS and hasattr(type(obj), name):
         return getattr(obj, name)
     value = uc.constant(name)
     if value is not MISSING:

@@ -330,3 +330,41 @@ def model():
     return (tuple(g(torch.ones(2, 4, 3))[0].shape), tuple(h(torch.ones(4, 2, 3))[0].shape))
 """
     assert compile_source(src)() == ((2, 4, 10), (4, 2, 4))
+
+
+def test_reading_a_constant_named_like_a_layer_setting_does_not_list_the_instance(monkeypatch):
+    # before: reading `self.p` (a class constant named like a layer setting) ran
+    # dir(instance) on every read, sorting its ~1,000 attributes: a 100k-iteration loop
+    # took 12.5 s instead of 0.7 s within the same budgets
+    from inference.language import classes
+
+    calls = []
+
+    def counting_dir(*args):
+        calls.append(args)
+        return dir(*args)
+
+    monkeypatch.setattr(classes, "dir", counting_dir, raising=False)
+    src = """
+from pyro.nn import PyroModule
+class M(nn.Module):
+    p = 1
+    def __init__(self):
+        super().__init__()
+        for i in range(900):
+            self.register_buffer(f"b{i}", None)
+    def run(self):
+        t = 0
+        for i in range(100):
+            t += self.p
+        return t
+class C(PyroModule[nn.Conv1d]):
+    def __init__(self):
+        super().__init__(1, 1, 3, padding=2)
+m = M()
+c = C()
+def model():
+    return (m.run(), c.padding, c.kernel_size)
+"""
+    assert compile_source(src)() == (100, (2,), (3,))
+    assert calls == []

@@ -39,7 +39,7 @@ from .limits import (
     SMALLEST,
 )
 from .policy import FIELD_NAME, SAFE_FORMAT_SPEC
-from .runtime import current_limits
+from .runtime import counted, current_limits, current_run
 
 Tensor = torch.Tensor
 Distribution = torch.distributions.Distribution
@@ -1278,12 +1278,18 @@ def check_module_call(module: Any, args: Any) -> None:
 
     A ``PyroModule`` samples its ``PyroSample`` attributes (and creates its ``PyroParam``s)
     through Pyro directly when called: only while the model or guide runs."""
-    if isinstance(module, (PyroModule, torch.nn.Sequential)) and any(
-        m.__dict__.get("_pyro_samples") or m.__dict__.get("_pyro_params") for m in module.modules()
-    ):
-        from .handlers import require_model_run
+    if isinstance(module, (PyroModule, torch.nn.Sequential)):
+        run = current_run()
+        # only outside a model run does it matter whether the call would sample; the
+        # scan visits every sub-module, so it is charged to the loop budget (on every
+        # call of a module with 50,000 sub-modules it was 40 ms of uncounted work)
+        if (run is None or not run.model) and any(
+            m.__dict__.get("_pyro_samples") or m.__dict__.get("_pyro_params")
+            for m in counted(module.modules())
+        ):
+            from .handlers import require_model_run
 
-        require_model_run(f"calling {type(module).__name__} (it samples PyroSample attributes)")
+            require_model_run(f"calling {type(module).__name__} (it samples PyroSample attributes)")
     if args and isinstance(args[0], Tensor):
         check_elements(
             shape_numel(module_output_shape(module, shape_ints(args[0].shape))),

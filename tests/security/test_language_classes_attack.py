@@ -368,3 +368,54 @@ def model():
 """
     assert compile_source(src)() == (100, (2,), (3,))
     assert calls == []
+
+
+_MANY_MODULES = """
+from pyro.nn import PyroModule
+class M(PyroModule):
+    def __init__(self):
+        super().__init__()
+        self.many = nn.ModuleList([nn.Identity() for i in range(40000)])
+    def forward(self, x):
+        return x
+m = M()
+"""
+
+
+def test_module_call_scan_is_counted_outside_a_run():
+    # before: every call of a PyroModule walked all its sub-modules (to refuse sampling
+    # outside a model run), uncounted: 40 ms per call with 50,000 sub-modules, so a
+    # 100k-iteration loop of calls ran for an hour within the budgets
+    from inference.language import LimitExceeded
+
+    src = _MANY_MODULES + "y = m(torch.ones(1))\ny = m(y)\n" + TAIL
+    with pytest.raises(LimitExceeded, match="max_loop_iterations"):
+        compile_source(src)
+
+
+def test_module_call_in_a_model_run_does_not_scan():
+    src = _MANY_MODULES + """
+def model():
+    x = torch.ones(1)
+    for i in range(2000):
+        x = m(x)
+    return x
+"""
+    # 2,000 calls x 40,001 modules would be 8e7 loop iterations if each call scanned
+    assert compile_source(src)().tolist() == [1.0]
+
+
+def test_pyro_sample_module_still_refused_at_top_level():
+    src = """
+from pyro.nn import PyroModule, PyroSample
+class M(PyroModule):
+    def __init__(self):
+        super().__init__()
+        self.w = PyroSample(dist.Normal(0., 1.))
+    def forward(self, x):
+        return x
+m = M()
+y = m(torch.ones(1))
+""" + TAIL
+    with pytest.raises(ForbiddenConstruct, match="while the model or guide runs"):
+        compile_source(src)

@@ -274,6 +274,8 @@ class UserClass:
         # trust them, so user code may read but not replace them (every plain attribute
         # present now: one set before super().__init__() may have been overwritten by it)
         d = obj.__dict__
+        if not ref.layer_name:  # nn.Module / PyroModule: no layer configuration
+            return
         d[_LAYER_ATTRS] = frozenset(
             k for k in d if not k.startswith("_") and k != "training"
         ) | d.get(_LAYER_ATTRS, frozenset())

@@ -419,3 +419,19 @@ y = m(torch.ones(1))
 """ + TAIL
     with pytest.raises(ForbiddenConstruct, match="while the model or guide runs"):
         compile_source(src)
+
+
+def test_plain_module_attributes_stay_assignable():
+    src = """
+class M(nn.Module):
+    def __init__(self):
+        self.early = 1
+        super().__init__()
+        self.early = 2
+        self.hidden_size = 3
+        self.hidden_size = 4
+m = M()
+def model():
+    return (m.early, m.hidden_size)
+"""
+    assert compile_source(src)() == (2, 4)

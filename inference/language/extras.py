@@ -126,7 +126,7 @@ DIST_UTIL = {
     "broadcast_all": guards.generic(dist_util.broadcast_all, "broadcast_all"),
 }
 
-def _log_I1(orders: Any, value: Any, terms: Any = 250) -> Any:  # noqa: N802 - Pyro's name
+def _log_I1(orders: Any, value: Any, terms: Any = 250) -> Any:
     """``pyro.ops.special.log_I1``: its intermediates are (orders+1) x (terms+orders+1),
     N x terms and (orders+1) x N x terms, far larger than its (orders+1) x N result."""
     if not isinstance(value, torch.Tensor):

@@ -21,6 +21,9 @@ class FieldInfo(BaseModel):
     name: str
     shape: list[int]
     dtype: str
+    kind: str = Field("array", description='"array" (a number is a 0-d array) or "record" (a nested '
+                                            'object such as a model config; dtype "record", shape [])')
+    keys: list[str] | None = Field(None, description="A record's top-level keys")
 
 
 class DatasetOut(BaseModel):

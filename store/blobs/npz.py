@@ -23,6 +23,8 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
+from common.arrays import RECORDS_MEMBER, decode_records
+
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 
 
@@ -92,6 +94,9 @@ def open_npz_mmap(path: Path | str) -> dict[str, Any]:
     out: dict[str, Any] = {}
     with open(path, "rb") as raw, zipfile.ZipFile(raw) as archive:
         for info in archive.infolist():
+            if info.filename == RECORDS_MEMBER:  # nested data fields (records), small JSON
+                out.update(decode_records(archive.read(info)))
+                continue
             if info.compress_type != zipfile.ZIP_STORED or not info.filename.endswith(".npy"):
                 raise ValueError(f"{info.filename}: not a canonical (stored) NPZ member")
             # The member's data starts after its local file header (whose extra field may

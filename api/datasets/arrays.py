@@ -367,7 +367,7 @@ def _from_npz(content: bytes, limit: int | None) -> Arrays:
     with archive:
         headers = checked_npz_members(archive, limit, records_ok=True)
         # 3. Decompress streamed into arrays allocated from the (checked) headers.
-        out: Arrays = _npz_records(archive, {h.name for h in headers})
+        out: Arrays = npz_records(archive, {h.name for h in headers})
         for name, info, shape, fortran, dtype, offset in headers:
             pointer = f"/file/{_escape(name)}"
             try:
@@ -387,8 +387,9 @@ def _from_npz(content: bytes, limit: int | None) -> Arrays:
 MAX_RECORDS_MEMBER_BYTES = 4 << 20
 
 
-def _npz_records(archive: zipfile.ZipFile, arrays: set[str]) -> Arrays:
-    """The records of an uploaded NPZ's ``__records__.json`` member (none without one)."""
+def npz_records(archive: zipfile.ZipFile, arrays: set[str]) -> Arrays:
+    """The records of an uploaded NPZ's ``__records__.json`` member (none without one),
+    checked like inline records; ``arrays`` are the archive's array fields."""
     try:
         info = archive.getinfo(RECORDS_MEMBER)
     except KeyError:

@@ -23,7 +23,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from common.arrays import RECORDS_MEMBER, decode_records
+from common.arrays import RECORDS_MEMBER, decode_records, encode_records, record_info
 
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 
@@ -70,6 +70,16 @@ class CanonicalNpzWriter:
         with self.member(name, array.dtype, array.shape) as out:
             if array.nbytes:
                 out.write(memoryview(array.reshape(-1).view(np.uint8)))
+
+    def add_records(self, records: dict[str, Any]) -> None:
+        """The records member (nested data fields), after every array, as ``encode_arrays``
+        writes it; nothing when there are none."""
+        if not records:
+            return
+        info = zipfile.ZipInfo(RECORDS_MEMBER, date_time=_ZIP_DATE)
+        info.external_attr = 0o600 << 16
+        self._zip.writestr(info, encode_records(records))
+        self.fields.update({name: record_info(value) for name, value in records.items()})
 
     def close(self) -> None:
         self._zip.close()

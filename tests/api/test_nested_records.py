@@ -199,8 +199,21 @@ def test_bad_records_are_4xx_problems(api_sqlite: Any, tenant: dict[str, str], c
     else:
         text = json.dumps(fields).encode()  # NaN/Infinity as JSON's non-standard literals
         response = client.post("/v1/datasets", files={"file": ("d.json", text)}, headers=tenant)
-    assert 400 <= response.status_code < 500, (response.status_code, response.text)
+    assert response.status_code == 422, (response.status_code, response.text)
     assert response.headers["content-type"].startswith("application/problem+json")
+    problem = response.json()
+    field = next(iter(BAD_RECORDS[case]))
+    pointers = [problem.get("pointer")] + [e.get("pointer") for e in problem.get("errors") or []]
+    assert any(p and f"/{field}" in p for p in pointers), problem
+
+
+def test_bad_records_are_refused_by_the_data_checks() -> None:
+    from api.datasets.arrays import from_json_mapping
+    from api.errors import InvalidData
+
+    for case, fields in BAD_RECORDS.items():
+        with pytest.raises(InvalidData):
+            from_json_mapping(json.loads(json.dumps(fields)), pointer="/data")
 
 
 @pytest.mark.parametrize("bad", [
@@ -238,3 +251,31 @@ def test_the_sdk_sends_records_as_json_objects() -> None:
         plan_data({"cfg": {"prior": {"scale": float("nan")}}})
     with pytest.raises(ValueError, match="key"):
         plan_data({"cfg": {1: 2}})
+
+
+def test_chunked_npz_upload_keeps_its_records(api_sqlite: Any, tenant: dict[str, str]) -> None:
+    import hashlib
+
+    from api.datasets.arrays import from_json_mapping
+    from common.arrays import encode_arrays
+
+    encoded = encode_arrays(from_json_mapping(_data(), pointer="/data"))
+    content = encoded.content
+    client = api_sqlite.client
+    upload = client.post("/v1/datasets/uploads", json={
+        "size_bytes": len(content), "sha256": hashlib.sha256(content).hexdigest(), "filename": "d.npz"},
+        headers=tenant)
+    assert upload.status_code == 201, upload.text
+    upload = upload.json()
+    size = upload["part_bytes"]
+    for number in range(1, upload["part_count"] + 1):
+        part = content[(number - 1) * size: number * size]
+        sent = client.put(f"/v1/datasets/uploads/{upload['id']}/parts/{number}", content=part,
+                          headers={**tenant, "X-Content-SHA256": hashlib.sha256(part).hexdigest(),
+                                   "Content-Type": "application/octet-stream"})
+        assert sent.status_code == 200, sent.text
+    done = client.post(f"/v1/datasets/uploads/{upload['id']}/complete", headers=tenant)
+    assert done.status_code in (200, 201), done.text
+    dataset = done.json()
+    assert dataset["sha256"] == encoded.sha256
+    assert {f["name"]: f["kind"] for f in dataset["fields"]} == {"cfg": "record", "x": "array", "y": "array"}

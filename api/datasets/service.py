@@ -167,7 +167,7 @@ def catalog_example_data(name: str) -> dict[str, Any]:
 
 def _out(dataset: Dataset, created: bool) -> DatasetOut:
     fields = [FieldInfo(name=n, shape=list(f.get("shape", [])), dtype=str(f.get("dtype")),
-                        kind=str(f.get("kind", "array")), keys=f.get("keys"))
+                        kind="record" if f.get("kind") == "record" else "array")
               for n, f in sorted((dataset.fields or {}).items())]
     return DatasetOut(id=dataset.id, name=dataset.name, sha256=dataset.sha256, format=dataset.format,
                       size_bytes=dataset.size_bytes, fields=fields, created_at=dataset.created_at,

@@ -279,3 +279,21 @@ def test_chunked_npz_upload_keeps_its_records(api_sqlite: Any, tenant: dict[str,
     dataset = done.json()
     assert dataset["sha256"] == encoded.sha256
     assert {f["name"]: f["kind"] for f in dataset["fields"]} == {"cfg": "record", "x": "array", "y": "array"}
+
+
+def test_the_sdk_submits_records_and_gets_the_library_loss(api_sqlite: Any, local_loss: list[float]) -> None:
+    from vihub_client import Client
+
+    _, key = api_sqlite.new_tenant()
+    data = _data()
+    cfg = {**CFG, "hidden": np.int64(CFG["hidden"]), "weights": np.asarray(CFG["weights"])}
+    data = {"cfg": cfg, "x": np.asarray(data["x"]), "y": np.asarray(data["y"])}
+    spec = _spec()
+    with Client("http://testserver", key, transport=api_sqlite.client._transport, retries=0) as client:
+        dataset = client.upload_dataset(data, name="sdk-cfg")
+        assert {f["name"]: f["kind"] for f in dataset.fields} == {"cfg": "record", "x": "array", "y": "array"}
+        job = client.submit(spec["model"], guide=spec["guide"], data=data, inference=spec["inference"],
+                            outputs=spec["outputs"])
+        _run(api_sqlite, job.id)
+        loss = job.loss()["loss"]
+    np.testing.assert_allclose(loss, local_loss, rtol=1e-6)

@@ -125,7 +125,7 @@ def decode_records(text: bytes) -> dict[str, Any]:
     """Field name -> record (dicts; numeric lists as numpy arrays)."""
     records = json.loads(text)
     if not isinstance(records, dict):
-        raise ValueError(f"{RECORDS_MEMBER} is not a JSON object")
+        raise TypeError(f"{RECORDS_MEMBER} is not a JSON object")
     return {str(name): _from_json(value) for name, value in records.items()}
 
 

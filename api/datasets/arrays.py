@@ -124,7 +124,11 @@ def check_record(name: Any, value: Mapping[str, Any], *, pointer: str) -> dict[s
 
 def _record_value(where: str, value: Mapping[str, Any], *, pointer: str, depth: int,
                   budget: list[int]) -> dict[str, Any]:
-    from inference.language.binding import MAX_RECORD_DEPTH, MAX_RECORD_ENTRIES, MAX_RECORD_TEXT
+    from inference.language.binding import (
+        MAX_RECORD_DEPTH,
+        MAX_RECORD_ENTRIES,
+        MAX_RECORD_TEXT,
+    )
 
     if depth >= MAX_RECORD_DEPTH:
         raise InvalidData(f"Record {where!r} nests objects more than {MAX_RECORD_DEPTH} deep.", pointer=pointer)

@@ -182,7 +182,7 @@ def to_jsonable(value: Any) -> Any:
         out = {}
         for key, item in value.items():
             if not isinstance(key, str):
-                raise ValueError(f"record key {key!r} is not a string; keys of nested data must be names")
+                raise TypeError(f"record key {key!r} is not a string; keys of nested data must be names")
             out[key] = to_jsonable(item)
         return out
     if hasattr(value, "to_numpy") and not isinstance(value, (list, tuple)):

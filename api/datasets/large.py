@@ -36,6 +36,7 @@ from api.datasets.arrays import (
     canonical_dtype,
     check_array,
     checked_npz_members,
+    npz_records,
 )
 from api.errors import InvalidData, PayloadTooLarge
 from common.arrays import encode_arrays
@@ -76,8 +77,9 @@ def _npz_to_canonical(src: Path, out: Path, limit: int) -> dict[str, Any]:
     except Exception as exc:
         raise InvalidData(f"The file is not a readable NPZ archive: {exc}", pointer="/file") from exc
     with archive:
-        headers = checked_npz_members(archive, limit)
-        if not headers:
+        headers = checked_npz_members(archive, limit, records_ok=True)
+        records = npz_records(archive, {h.name for h in headers})
+        if not headers and not records:
             raise InvalidData("The dataset has no fields.", pointer="/file")
         with CanonicalNpzWriter(out) as writer:
             for name, info, shape, fortran, dtype, offset in sorted(headers, key=lambda h: h[0]):
@@ -89,6 +91,7 @@ def _npz_to_canonical(src: Path, out: Path, limit: int) -> dict[str, Any]:
                 except Exception as exc:  # CRC mismatch, truncated deflate stream, ...
                     raise InvalidData(f"Field {name!r} could not be read from the NPZ archive: {exc}",
                                       pointer=pointer) from exc
+            writer.add_records(records)
             return dict(writer.fields)
 
 

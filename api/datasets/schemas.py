@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -21,6 +21,8 @@ class FieldInfo(BaseModel):
     name: str
     shape: list[int]
     dtype: str
+    kind: Literal["array", "record"] = Field("array", description='"array" (a number is a 0-d array) or "record" (a nested '
+                                            'object such as a model config; dtype "record", shape [])')
 
 
 class DatasetOut(BaseModel):

@@ -1,5 +1,8 @@
 """Datasets: decode and check uploads, store them content-addressed, resolve a job's data.
 
+Records (nested object fields, ``api.datasets.arrays.check_record``) are stored in the
+canonical NPZ's ``__records__.json`` member and listed with ``kind: "record"``.
+
 Upload size is bounded twice: the raw request body (``quotas.max_upload_bytes``, counted
 while streaming by the router) and the decoded arrays (``quotas.max_dataset_bytes``).
 Larger files come through resumable chunked uploads (``api.datasets.uploads``).
@@ -163,7 +166,8 @@ def catalog_example_data(name: str) -> dict[str, Any]:
 
 
 def _out(dataset: Dataset, created: bool) -> DatasetOut:
-    fields = [FieldInfo(name=n, shape=list(f.get("shape", [])), dtype=str(f.get("dtype")))
+    fields = [FieldInfo(name=n, shape=list(f.get("shape", [])), dtype=str(f.get("dtype")),
+                        kind="record" if f.get("kind") == "record" else "array")
               for n, f in sorted((dataset.fields or {}).items())]
     return DatasetOut(id=dataset.id, name=dataset.name, sha256=dataset.sha256, format=dataset.format,
                       size_bytes=dataset.size_bytes, fields=fields, created_at=dataset.created_at,

@@ -15,6 +15,15 @@ before anything is materialised (see "Files" below) and checked against the data
 ``limit``. The canonical decoded size is what ``nbytes`` measures afterwards: 8 bytes per
 number (int64/float64), 1 per boolean.
 
+A field may also be a *record* (a JSON object: a model config, hyperparameters), bound by
+the model language as a read-only ``DataRecord``: its keys are names (identifiers, not
+starting with ``_``), its leaves text, null, booleans, int64 integers, finite floats or
+rectangular numeric lists (which become arrays), nested up to the language's limits
+(``inference.language.binding.MAX_RECORD_DEPTH`` deep, ``MAX_RECORD_ENTRIES`` entries,
+``MAX_RECORD_TEXT`` characters a string). Anything else is a 422 pointing at the entry.
+Records travel in the canonical NPZ's ``__records__.json`` member (``common.arrays``); an
+uploaded NPZ may hold that member too (checked the same way).
+
 Integers must fit int64: larger ones (inline JSON, JSON files, CSV, NPZ/Parquet uint64)
 are refused with a 422 pointing at the field instead of wrapping or turning into floats.
 """
@@ -27,17 +36,18 @@ import math
 import re
 import zipfile
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
-from api.errors import InvalidData, PayloadTooLarge, UnsupportedMediaType
+from api.errors import InvalidData, PayloadTooLarge, UnsupportedMediaType, VihubError
 from api.hardening import (
     MAX_JSON_DEPTH,
     check_json_strings,
     check_json_text,
     json_value_limit,
 )
+from common.arrays import RECORDS_MEMBER
 
 Arrays = dict[str, Any]  # name -> np.ndarray | int | float | bool
 
@@ -72,8 +82,11 @@ def _field(name: Any, value: Any, *, pointer: str) -> Any:
         return value
     if isinstance(value, list):
         return _numeric_array(name, value, pointer=pointer)
+    if isinstance(value, Mapping):
+        return check_record(name, value, pointer=pointer)
     raise InvalidData(
-        f"Field {name!r} must be a number or a (nested) list of numbers, not {type(value).__name__}.",
+        f"Field {name!r} must be a number, a (nested) list of numbers or an object (a record), "
+        f"not {type(value).__name__}.",
         pointer=pointer,
     )
 
@@ -96,6 +109,66 @@ def _numeric_array(name: Any, value: Any, *, pointer: str) -> np.ndarray:
         if index is not None:
             raise _out_of_range(name, pointer, index)
     return check_array(name, array, pointer=pointer)
+
+
+RESERVED_NAMES = frozenset({"__records__"})
+
+
+def check_record(name: Any, value: Mapping[str, Any], *, pointer: str) -> dict[str, Any]:
+    """A record field, checked against the model language's binding limits; numeric lists
+    become arrays. Raises ``InvalidData`` (422) pointing at the offending entry."""
+    from inference.language.binding import MAX_RECORD_ENTRIES
+
+    return _record_value(str(name), value, pointer=pointer, depth=0, budget=[MAX_RECORD_ENTRIES])
+
+
+def _record_value(where: str, value: Mapping[str, Any], *, pointer: str, depth: int,
+                  budget: list[int]) -> dict[str, Any]:
+    from inference.language.binding import (
+        MAX_RECORD_DEPTH,
+        MAX_RECORD_ENTRIES,
+        MAX_RECORD_TEXT,
+    )
+
+    if depth >= MAX_RECORD_DEPTH:
+        raise InvalidData(f"Record {where!r} nests objects more than {MAX_RECORD_DEPTH} deep.", pointer=pointer)
+    out: dict[str, Any] = {}
+    for key, item in value.items():
+        budget[0] -= 1
+        if budget[0] < 0:
+            raise InvalidData(f"Record {where.split('.')[0]!r} has more than {MAX_RECORD_ENTRIES} nested entries.",
+                              pointer=pointer)
+        if not isinstance(key, str) or not key.isidentifier() or key.startswith("_") \
+                or len(key) > MAX_NAME_CHARS:
+            raise InvalidData(
+                f"Record {where!r} has the key {str(key)[:60]!r}; keys must be names (letters, digits, "
+                "`_`, not starting with `_`).",
+                pointer=f"{pointer}/{_escape(str(key)[:60])}",
+            )
+        here, at = f"{where}.{key}", f"{pointer}/{_escape(key)}"
+        if item is None or isinstance(item, bool):
+            out[key] = item
+        elif isinstance(item, str):
+            if len(item) > MAX_RECORD_TEXT:
+                raise InvalidData(f"{here!r} is text of {len(item)} characters; the limit is {MAX_RECORD_TEXT}.",
+                                  pointer=at)
+            out[key] = item
+        elif isinstance(item, int):
+            if not INT64_MIN <= item <= INT64_MAX:
+                raise _out_of_range(here, at, None)
+            out[key] = item
+        elif isinstance(item, float):
+            if not math.isfinite(item):
+                raise InvalidData(f"{here!r} is {item}; data must be finite (no NaN or infinity).", pointer=at)
+            out[key] = item
+        elif isinstance(item, list):
+            out[key] = _numeric_array(here, item, pointer=at)
+        elif isinstance(item, Mapping):
+            out[key] = _record_value(here, item, pointer=at, depth=depth + 1, budget=budget)
+        else:
+            raise InvalidData(f"{here!r} must be text, null, a boolean, a number, a list of numbers or an "
+                              f"object, not {type(item).__name__}.", pointer=at)
+    return out
 
 
 def _big_int_index(value: Any, index: tuple[int, ...]) -> list[int] | None:
@@ -157,6 +230,8 @@ def _check_name(name: str, pointer: str) -> None:
             f"Field name {name!r} must be a Python identifier (it binds a model parameter).",
             pointer=pointer,
         )
+    if name in RESERVED_NAMES:
+        raise InvalidData(f"Field name {name!r} is reserved.", pointer=pointer)
 
 
 def _escape(segment: str) -> str:
@@ -238,13 +313,54 @@ def _too_large(decoded: int, limit: int, what: str, *, at_least: bool = False) -
     )
 
 
-def _canonical_itemsize(dtype: np.dtype) -> int:
-    return 1 if dtype.kind == "b" else 8
+def canonical_dtype(dtype: np.dtype) -> np.dtype:
+    """What a field of this dtype is stored as: bool, int64 or float64."""
+    return np.dtype(bool) if dtype.kind == "b" else np.dtype(np.int64 if dtype.kind in "iu" else np.float64)
 
 
 _NPZ_COMPRESSION = {zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED}
 # numeric dtypes an .npy member may have (wider floats, complex, dates, text, objects: no)
 _NPY_KINDS = {"b": (1,), "i": (1, 2, 4, 8), "u": (1, 2, 4, 8), "f": (2, 4, 8)}
+
+
+class NpyMember(NamedTuple):
+    """One ``.npy`` member of an NPZ archive as its (checked) header describes it."""
+
+    name: str
+    info: zipfile.ZipInfo
+    shape: tuple[int, ...]
+    fortran: bool
+    dtype: np.dtype
+    offset: int
+
+
+def checked_npz_members(archive: zipfile.ZipFile, limit: int | None, *,
+                        records_ok: bool = False) -> list[NpyMember]:
+    """The archive's members with their headers, checked against ``limit`` (decoded bytes)
+    before anything is decompressed; the in-memory and the streamed (``large``) readers
+    both start here. With ``records_ok`` a ``__records__.json`` member is allowed (and
+    left out of the list: ``_npz_records`` reads it)."""
+    members = _npz_members(archive, records_ok=records_ok)
+    # 1. The central directory: declared uncompressed sizes, before decompressing.
+    declared = sum(info.file_size for _, info in members)
+    if limit is not None and declared > limit + 16_384 * len(members):
+        raise _too_large(declared, limit, "NPZ archive")
+    # 2. Each member's .npy header: dtype and shape, hence the decoded size.
+    headers = []
+    decoded = 0
+    for name, info in members:
+        pointer = f"/file/{_escape(name)}"
+        with archive.open(info) as stream:
+            shape, fortran, dtype, offset = _npy_header(stream, name, pointer)
+        raw = math.prod(shape) * dtype.itemsize
+        if raw != info.file_size - offset:
+            raise InvalidData(f"Field {name!r}: its .npy header describes {raw} bytes of data but the "
+                              f"member holds {info.file_size - offset}.", pointer=pointer)
+        decoded += math.prod(shape) * canonical_dtype(dtype).itemsize
+        headers.append(NpyMember(name, info, shape, fortran, dtype, offset))
+    if limit is not None and decoded > limit:
+        raise _too_large(decoded, limit, "NPZ archive")
+    return headers
 
 
 def _from_npz(content: bytes, limit: int | None) -> Arrays:
@@ -253,28 +369,9 @@ def _from_npz(content: bytes, limit: int | None) -> Arrays:
     except Exception as exc:
         raise InvalidData(f"The file is not a readable NPZ archive: {exc}", pointer="/file") from exc
     with archive:
-        members = _npz_members(archive)
-        # 1. The central directory: declared uncompressed sizes, before decompressing.
-        declared = sum(info.file_size for _, info in members)
-        if limit is not None and declared > limit + 16_384 * len(members):
-            raise _too_large(declared, limit, "NPZ archive")
-        # 2. Each member's .npy header: dtype and shape, hence the decoded size.
-        headers = []
-        decoded = 0
-        for name, info in members:
-            pointer = f"/file/{_escape(name)}"
-            with archive.open(info) as stream:
-                shape, fortran, dtype, offset = _npy_header(stream, name, pointer)
-            raw = math.prod(shape) * dtype.itemsize
-            if raw != info.file_size - offset:
-                raise InvalidData(f"Field {name!r}: its .npy header describes {raw} bytes of data but the "
-                                  f"member holds {info.file_size - offset}.", pointer=pointer)
-            decoded += math.prod(shape) * _canonical_itemsize(dtype)
-            headers.append((name, info, shape, fortran, dtype, offset))
-        if limit is not None and decoded > limit:
-            raise _too_large(decoded, limit, "NPZ archive")
+        headers = checked_npz_members(archive, limit, records_ok=True)
         # 3. Decompress streamed into arrays allocated from the (checked) headers.
-        out: Arrays = {}
+        out: Arrays = npz_records(archive, {h.name for h in headers})
         for name, info, shape, fortran, dtype, offset in headers:
             pointer = f"/file/{_escape(name)}"
             try:
@@ -290,7 +387,55 @@ def _from_npz(content: bytes, limit: int | None) -> Arrays:
         return out
 
 
-def _npz_members(archive: zipfile.ZipFile) -> list[tuple[str, zipfile.ZipInfo]]:
+#: the largest records member an uploaded NPZ may hold (the language's limits fit well within)
+MAX_RECORDS_MEMBER_BYTES = 4 << 20
+
+
+def npz_records(archive: zipfile.ZipFile, arrays: set[str]) -> Arrays:
+    """The records of an uploaded NPZ's ``__records__.json`` member (none without one),
+    checked like inline records; ``arrays`` are the archive's array fields."""
+    try:
+        info = archive.getinfo(RECORDS_MEMBER)
+    except KeyError:
+        return {}
+    pointer = f"/file/{RECORDS_MEMBER}"
+    if info.compress_type not in _NPZ_COMPRESSION or info.flag_bits & 0x1:
+        raise InvalidData(f"{RECORDS_MEMBER} must be stored or deflated, unencrypted.", pointer=pointer)
+    if info.file_size > MAX_RECORDS_MEMBER_BYTES:
+        raise InvalidData(f"{RECORDS_MEMBER} declares {info.file_size} bytes; the limit is "
+                          f"{MAX_RECORDS_MEMBER_BYTES}.", pointer=pointer)
+    try:
+        with archive.open(info) as stream:
+            text = stream.read(MAX_RECORDS_MEMBER_BYTES + 1)
+        if len(text) > MAX_RECORDS_MEMBER_BYTES:
+            raise ValueError("longer than declared")
+        check_json_text(text, max_depth=MAX_JSON_DEPTH, pointer=pointer, max_values=None)
+        check_json_strings(text, pointer=pointer)
+        records = json.loads(text, parse_constant=_refuse_constant)
+    except VihubError:
+        raise
+    except Exception as exc:  # bad JSON, NaN/Infinity, CRC mismatch, ...
+        raise InvalidData(f"{RECORDS_MEMBER} is not a readable JSON object of records: {exc}",
+                          pointer=pointer) from exc
+    if not isinstance(records, dict):
+        raise InvalidData(f"{RECORDS_MEMBER} must be a JSON object of field name -> object.", pointer=pointer)
+    out: Arrays = {}
+    for name, value in records.items():
+        at = f"/file/{_escape(str(name))}"
+        _check_name(str(name), at)
+        if name in arrays:
+            raise InvalidData(f"Field {name!r} appears twice in the NPZ archive.", pointer=at)
+        if not isinstance(value, dict):
+            raise InvalidData(f"{RECORDS_MEMBER}: field {name!r} must be an object (a record).", pointer=at)
+        out[name] = check_record(name, value, pointer=at)
+    return out
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not allowed (data must be finite)")
+
+
+def _npz_members(archive: zipfile.ZipFile, *, records_ok: bool = False) -> list[tuple[str, zipfile.ZipInfo]]:
     infos = archive.infolist()
     if len(infos) > MAX_FIELDS:
         raise InvalidData(f"At most {MAX_FIELDS} fields are allowed.", pointer="/file")
@@ -298,6 +443,11 @@ def _npz_members(archive: zipfile.ZipFile) -> list[tuple[str, zipfile.ZipInfo]]:
     seen: set[str] = set()
     for info in infos:
         filename = info.filename
+        if records_ok and filename == RECORDS_MEMBER:
+            if RECORDS_MEMBER in seen:
+                raise InvalidData(f"{RECORDS_MEMBER} appears twice in the NPZ archive.", pointer="/file")
+            seen.add(RECORDS_MEMBER)
+            continue
         if info.is_dir() or not filename.endswith(".npy"):
             raise InvalidData(f"The NPZ archive holds {filename!r}; only <field>.npy members are accepted.",
                               pointer="/file")
@@ -595,5 +745,16 @@ def _arrow_to_numpy(name: str, array: Any, pointer: str) -> np.ndarray:
 
 
 def nbytes(fields: Mapping[str, Any]) -> int:
-    return int(sum(np.asarray(v).nbytes for v in fields.values()))
+    """Decoded bytes: arrays' ``nbytes``; a record counts its arrays and 8 bytes per other leaf."""
+    return int(sum(_nbytes(v) for v in fields.values()))
+
+
+def _nbytes(value: Any) -> int:
+    if isinstance(value, Mapping):
+        return sum(_nbytes(v) for v in value.values())
+    if isinstance(value, str):
+        return len(value)
+    if value is None:
+        return 8
+    return int(np.asarray(value).nbytes)
 

@@ -10,7 +10,8 @@ Decisions (documented in docs/client.md):
 * ``guide``: an ``Auto*`` class name -> ``{"auto": name}``; source text or a ``.py`` path ->
   ``{"source": ..., "entry": "guide"}``; a dict as is; ``None`` -> the server default.
 * ``data``: a mapping of arrays/numbers -> inline (numpy arrays and scalars converted to
-  lists / Python numbers); a pandas DataFrame -> inline, one field per column; a path to a
+  lists / Python numbers; a nested mapping such as a model config is sent as a JSON object,
+  a record, with its string keys and converted leaves); a pandas DataFrame -> inline, one field per column; a path to a
   ``.csv``/``.npz``/``.parquet``/``.pq``/``.json`` file -> uploaded to ``/v1/datasets`` and
   referenced by id; ``{"inline": ...}`` or ``{"dataset_id": ...}`` as is; a ``Dataset``
   or any other string -> a dataset id; ``None`` -> omitted (catalog example data).
@@ -169,18 +170,28 @@ def _all_finite(value: Any) -> bool:
         return math.isfinite(value)
     if isinstance(value, list):
         return all(_all_finite(v) for v in value)
+    if isinstance(value, dict):
+        return all(_all_finite(v) for v in value.values())
     return True
 
 
 def to_jsonable(value: Any) -> Any:
-    """numpy arrays/scalars, pandas Series, tuples -> lists and Python numbers."""
+    """numpy arrays/scalars, pandas Series, tuples -> lists and Python numbers; a mapping
+    (a record: a model config) -> a JSON object with its values converted the same way."""
+    if isinstance(value, Mapping):
+        out = {}
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise TypeError(f"record key {key!r} is not a string; keys of nested data must be names")
+            out[key] = to_jsonable(item)
+        return out
     if hasattr(value, "to_numpy") and not isinstance(value, (list, tuple)):
         value = value.to_numpy()
     if hasattr(value, "tolist") and hasattr(value, "dtype"):
         return value.tolist()
     if isinstance(value, (list, tuple)):
         return [to_jsonable(v) for v in value]
-    if hasattr(value, "item") and hasattr(value, "dtype"):  # a numpy scalar
+    if hasattr(value, "item") and hasattr(value, "dtype"):  # a numpy scalar (or a 0-d tensor)
         return value.item()
     return value
 

@@ -39,6 +39,9 @@ MISSING = object()
 
 #: attributes (parameters, buffers, sub-modules and plain values) one instance may hold
 MAX_INSTANCE_ATTRIBUTES = 1000
+#: bases of one class statement, and classes of the source in one class's MRO
+MAX_CLASS_BASES = 16
+MAX_CLASS_ANCESTORS = 100
 
 #: attributes of built-in nn layers a model may read besides parameters/buffers/sub-modules
 MODULE_CONFIG_ATTRS = frozenset(
@@ -112,6 +115,9 @@ class ModuleClassRef:
 #: the class attribute (in the real class's own ``__dict__``, set only by ``UserClass``)
 #: naming its ``UserClass``; user code cannot read names starting with `_`
 _OWNER = "_vihub_user_class"
+#: the instance attribute (in ``obj.__dict__``) naming the attributes a built-in layer
+#: base set in its ``__init__`` (read-only for user code)
+_LAYER_ATTRS = "_vihub_layer_attrs"
 
 
 def user_class_of(value: Any) -> UserClass | None:
@@ -174,6 +180,20 @@ class UserClass:
                 )
         if not real_bases:
             real_bases = [UserObject]
+        # creating a class costs Python time in the length of its MRO, which no budget
+        # counts: a 3,300-deep chain took 13 s to compile; bound the hierarchy first
+        if len(bases) > MAX_CLASS_BASES:
+            raise guards.LimitExceeded(
+                f"class {name} has {len(bases)} bases; at most {MAX_CLASS_BASES}",
+                limit="max_class_bases",
+            )
+        ancestors = 1 + sum(len(b.linearized()) for b in self.user_bases)
+        if ancestors > MAX_CLASS_ANCESTORS:
+            raise guards.LimitExceeded(
+                f"class {name} would inherit from more than {MAX_CLASS_ANCESTORS} classes of the "
+                "source (a deeper hierarchy than models need)",
+                limit="max_class_ancestors",
+            )
         self.methods = methods
         self.constants = constants
         self.whitelisted_bases = [b for b in bases if type(b) is ModuleClassRef]
@@ -184,17 +204,19 @@ class UserClass:
             self.real = types.new_class(name, tuple(real_bases), {}, lambda ns: ns.update(body))
         except TypeError as exc:
             raise ForbiddenConstruct(f"class {name}: these bases cannot be combined ({exc})") from None
+        # the source's classes in method-resolution order, computed once from the real
+        # class's C3 MRO (a recursive walk of the bases is exponential in diamond chains)
+        self._linear: list[UserClass] = [
+            owner
+            for c in self.real.__mro__
+            if type(owner := c.__dict__.get(_OWNER)) is UserClass
+        ]
 
     def __repr__(self) -> str:
         return f"<model-language class {self.name}>"
 
     def linearized(self) -> list[UserClass]:
-        out: list[UserClass] = []
-        for uc in [self, *self.user_bases]:
-            for c in (uc,) if uc is self else uc.linearized():
-                if c not in out:
-                    out.append(c)
-        return out
+        return self._linear
 
     def lookup(self, name: str) -> Any:
         for c in self.linearized():
@@ -247,6 +269,16 @@ class UserClass:
                 f"{ref.label}.__init__ parameters",
             )
         ref.cls.__init__(obj, *args, **kwargs)
+        # the configuration the layer's __init__ set (`padding`, `hidden_size`,
+        # `num_layers`, `in_features`, ...): its forward reads them and the size guards
+        # trust them, so user code may read but not replace them (every plain attribute
+        # present now: one set before super().__init__() may have been overwritten by it)
+        d = obj.__dict__
+        if not ref.layer_name:  # nn.Module / PyroModule: no layer configuration
+            return
+        d[_LAYER_ATTRS] = frozenset(
+            k for k in d if not k.startswith("_") and k != "training"
+        ) | d.get(_LAYER_ATTRS, frozenset())
 
 
 # ----------------------------------------------------------------------------------
@@ -280,7 +312,9 @@ def get_instance_attribute(uc: UserClass, obj: Any, name: str) -> Any:
         return getattr(obj, name)
     if name == "register_buffer" and uc.is_module():
         return _register_buffer(obj)
-    if name in MODULE_CONFIG_ATTRS and name in dir(obj):
+    # (a class-level attribute of the real class; the instance's own were found above.
+    # Not `dir(obj)`: it lists and sorts every attribute, on every read)
+    if name in MODULE_CONFIG_ATTRS and hasattr(type(obj), name):
         return getattr(obj, name)
     value = uc.constant(name)
     if value is not MISSING:
@@ -314,6 +348,11 @@ def check_attribute_name(obj: Any, name: Any) -> None:
     if hasattr(type(obj), name) and name != "forward":
         raise ForbiddenConstruct(
             f"`self.{name} = ...` would replace the built-in `{name}` of the class; choose another name"
+        )
+    if name in (obj.__dict__.get(_LAYER_ATTRS) or ()):
+        raise ForbiddenConstruct(
+            f"`self.{name} = ...` would change the configuration `{name}` of the built-in layer "
+            "this class extends; pass it to super().__init__(...) instead"
         )
 
 
@@ -349,6 +388,8 @@ def set_attribute(obj: Any, name: str, value: Any) -> None:
             "source (`self.x = ...` in a method); use a local variable"
         )
     check_attribute_name(obj, name)
+    if name == "training" and isinstance(obj, torch.nn.Module) and type(value) is not bool:
+        raise ForbiddenConstruct("`self.training` may only be set to True or False")
     if not (name in obj.__dict__ or any(name in d for d in _registered(obj))):
         _check_count(obj)
     setattr(obj, name, value)

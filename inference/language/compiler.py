@@ -194,7 +194,8 @@ class Compiler:
             k: v for k, v in static_bindings(unit.tree.body).items() if k not in declared_global
         }
         #: (class name, name of the method's first parameter) while compiling a method
-        self.method_context: tuple[str, str] | None = None
+        #: (class name, name of `self`, a cell that holds the class once it is created)
+        self.method_context: tuple[str, str, list] | None = None
 
     # -- helpers ---------------------------------------------------------------------
 
@@ -565,10 +566,13 @@ class Compiler:
         bases = [self.expr(b, scope) for b in s.bases]
         methods = []
         constants = []
+        # this statement's class (not whatever the name is bound to later): the owner
+        # of `super().__init__(...)` in its methods
+        cell: list = []
         for stmt in s.body:
             if isinstance(stmt, ast.FunctionDef):
                 first = (stmt.args.posonlyargs + stmt.args.args)[0].arg
-                outer, self.method_context = self.method_context, (s.name, first)
+                outer, self.method_context = self.method_context, (s.name, first, cell)
                 try:
                     make = self.function(stmt, scope, f"{s.name}.{stmt.name}", stmt.body, is_lambda=False)
                 finally:
@@ -591,6 +595,7 @@ class Compiler:
                 name, base_values, {m: make(frame) for m, make in methods}, consts
             )
             unit.classes[name] = cls
+            cell[:] = [cls]
             frame.vars[name] = cls
 
         return class_
@@ -600,7 +605,7 @@ class Compiler:
             raise self.error(
                 ForbiddenConstruct, e, "`super().__init__(...)` may only be called in a method of a class"
             )
-        class_name, self_name = self.method_context
+        class_name, self_name, cell = self.method_context
         inner = e.func.value  # type: ignore[attr-defined]
         if inner.args and (inner.args[0].id != class_name or inner.args[1].id != self_name):
             raise self.error(
@@ -614,7 +619,7 @@ class Compiler:
             raise self.error(ForbiddenConstruct, e, "pass the arguments of super().__init__ explicitly")
 
         def super_init(frame: Frame) -> None:
-            owner = unit.classes[class_name]
+            owner = cell[0] if cell else unit.classes[class_name]
             obj = load_self(frame)
             if classes.user_class_of(obj) is None:
                 raise ForbiddenConstruct("super().__init__() needs an instance of the class as `self`")

@@ -126,9 +126,29 @@ DIST_UTIL = {
     "broadcast_all": guards.generic(dist_util.broadcast_all, "broadcast_all"),
 }
 
+def _log_I1(orders: Any, value: Any, terms: Any = 250) -> Any:
+    """``pyro.ops.special.log_I1``: its intermediates are (orders+1) x (terms+orders+1),
+    N x terms and (orders+1) x N x terms, far larger than its (orders+1) x N result."""
+    if not isinstance(value, torch.Tensor):
+        raise TypeError("log_I1(orders, value, terms) takes a tensor value")
+    n_orders = guards.as_int(orders) + 1
+    n_terms = guards.as_int(terms)
+    if n_orders < 1 or n_terms < 1:
+        raise ValueError("log_I1 needs orders >= 0 and terms >= 1")
+    n_values = max(guards.numel(value), 1)
+    guards.check_elements(
+        max(n_orders * (n_terms + n_orders), n_orders * n_values * n_terms),
+        "log_I1(...) (its intermediate tables)",
+    )
+    return pyro_special.log_I1(n_orders - 1, value, terms=n_terms)
+
+
 OPS_SPECIAL = {
-    n: guards.generic(getattr(pyro_special, n), n)
-    for n in ("safe_log", "log_beta", "log_binomial", "log_I1")
+    **{
+        n: guards.generic(getattr(pyro_special, n), n)
+        for n in ("safe_log", "log_beta", "log_binomial")
+    },
+    "log_I1": named(_log_I1, "log_I1"),
 }
 
 OPS_INDEXING = {"Vindex": named(VindexView, "Vindex"), "vindex": named(vindex, "vindex")}
@@ -384,6 +404,12 @@ class DataRecord(dict):
     """A nested data field: read with ``cfg["key"]`` or ``cfg.key``; read-only."""
 
     __slots__ = ()
+
+    def __ior__(self, other: Any) -> Any:
+        # `cfg |= {...}`: dict's in-place union would change the bound data every later
+        # call (the guide, the next step) sees; as for an immutable mapping, `|=` rebinds
+        # the name to a new plain dict (`cfg | {...}`) and leaves the record unchanged
+        return NotImplemented
 
 
 DATA_RECORD_METHODS = frozenset({"get", "keys", "values", "items"})

@@ -169,7 +169,14 @@ def _handler(pyro_handler: Callable, name: str) -> Callable:
                 )
             kwargs["config_fn"] = functools.partial(_constant_config, dict(config))
         if name == "reparam":
-            _check_reparam_config(kwargs.get("config", args[0] if args else None))
+            config = kwargs.get("config", args[0] if args else None)
+            _check_reparam_config(config)
+            # Pyro keeps the dict it is given: a copy, so that user code cannot put a
+            # non-reparameterizer (an object with a user `apply`) in it after the check
+            if "config" in kwargs:
+                kwargs["config"] = dict(config)
+            else:
+                args = (dict(config), *args[1:])
         messenger = adopt(pyro_handler(None, *args, **kwargs))
         if fn is None:
             return messenger

@@ -14,3 +14,5 @@ MAX_STRING_CHARS = 100_000
 MAX_PRINT_LINES = 1_000
 MAX_PRINT_LINE_CHARS = 2_000
 MAX_TEXT_ITEMS = 10_000
+#: layers of one nn.GRU/LSTM/RNN: building and running them is Python work per layer
+MAX_RECURRENT_LAYERS = 100

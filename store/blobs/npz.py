@@ -23,6 +23,8 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
+from common.arrays import RECORDS_MEMBER, decode_records, encode_records, record_info
+
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 
 
@@ -69,6 +71,16 @@ class CanonicalNpzWriter:
             if array.nbytes:
                 out.write(memoryview(array.reshape(-1).view(np.uint8)))
 
+    def add_records(self, records: dict[str, Any]) -> None:
+        """The records member (nested data fields), after every array, as ``encode_arrays``
+        writes it; nothing when there are none."""
+        if not records:
+            return
+        info = zipfile.ZipInfo(RECORDS_MEMBER, date_time=_ZIP_DATE)
+        info.external_attr = 0o600 << 16
+        self._zip.writestr(info, encode_records(records))
+        self.fields.update({name: record_info(value) for name, value in records.items()})
+
     def close(self) -> None:
         self._zip.close()
 
@@ -92,6 +104,9 @@ def open_npz_mmap(path: Path | str) -> dict[str, Any]:
     out: dict[str, Any] = {}
     with open(path, "rb") as raw, zipfile.ZipFile(raw) as archive:
         for info in archive.infolist():
+            if info.filename == RECORDS_MEMBER:  # nested data fields (records), small JSON
+                out.update(decode_records(archive.read(info)))
+                continue
             if info.compress_type != zipfile.ZIP_STORED or not info.filename.endswith(".npy"):
                 raise ValueError(f"{info.filename}: not a canonical (stored) NPZ member")
             # The member's data starts after its local file header (whose extra field may

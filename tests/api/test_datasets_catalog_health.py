@@ -14,9 +14,9 @@ def test_json_dataset_reports_fields_and_sha256(api, headers):
     body = response.json()
     assert body["created"] is True and body["name"] == "schools" and len(body["sha256"]) == 64
     assert body["fields"] == [
-        {"name": "J", "shape": [], "dtype": "int64"},
-        {"name": "X", "shape": [2, 2], "dtype": "int64"},
-        {"name": "y", "shape": [2], "dtype": "float64"},
+        {"name": "J", "shape": [], "dtype": "int64", "kind": "array"},
+        {"name": "X", "shape": [2, 2], "dtype": "int64", "kind": "array"},
+        {"name": "y", "shape": [2], "dtype": "float64", "kind": "array"},
     ]
     assert response.headers["location"] == f"/v1/datasets/{body['id']}"
     assert api.client.get(f"/v1/datasets/{body['id']}", headers=headers).json()["sha256"] == body["sha256"]

@@ -582,6 +582,28 @@ MAP_MAX_LATENT_DIM = 200  # the Hessian is D gradient evaluations; beyond this M
 MAP_MAX_ITERS = 100
 
 
+def _laplace_values(problem: FastProblem, u_map: torch.Tensor, cov: torch.Tensor,
+                    dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    """The guide's Laplace params by role (unconstrained): loc ``u_map`` and the scales
+    (or scale_tril) of the covariance ``cov``, for ``map_init``."""
+    guide = problem.guide
+    sd = cov.diagonal().sqrt().to(dtype)
+    values: dict[str, torch.Tensor] = {}
+    if isinstance(guide, AutoNormal):
+        pos = 0
+        for s in problem.sites:
+            values[f"locs.{s.name}"] = u_map[pos:pos + s.size].reshape(s.unconstrained_shape)
+            values[f"scales.{s.name}"] = sd[pos:pos + s.size].reshape(s.unconstrained_shape)
+            pos += s.size
+    elif isinstance(guide, AutoMultivariateNormal):
+        tril = torch.linalg.cholesky(cov).to(dtype)
+        diag = tril.diagonal()
+        values.update({"loc": u_map, "scale": diag, "scale_tril": tril / diag[:, None]})
+    else:  # AutoDiagonalNormal; AutoLowRankMultivariateNormal keeps its cov_factor
+        values.update({"loc": u_map, "scale": sd})
+    return values
+
+
 def map_init(problem: FastProblem) -> dict[str, Any]:
     """Move a Gaussian guide to a Laplace approximation at the MAP (in unconstrained space).
 
@@ -640,21 +662,7 @@ def map_init(problem: FastProblem) -> dict[str, Any]:
         chol = torch.linalg.cholesky(hess.double())  # fails unless positive definite
     except Exception as e:  # noqa: BLE001 - no usable MAP: keep the guide's own init
         return {"applied": False, "reason": f"no usable MAP/Hessian ({type(e).__name__})"}
-    cov = torch.cholesky_inverse(chol)
-    sd = cov.diagonal().sqrt().to(phi.dtype)
-    values: dict[str, torch.Tensor] = {}
-    if isinstance(guide, AutoNormal):
-        pos = 0
-        for s in problem.sites:
-            values[f"locs.{s.name}"] = u_map[pos:pos + s.size].reshape(s.unconstrained_shape)
-            values[f"scales.{s.name}"] = sd[pos:pos + s.size].reshape(s.unconstrained_shape)
-            pos += s.size
-    elif isinstance(guide, AutoMultivariateNormal):
-        tril = torch.linalg.cholesky(cov).to(phi.dtype)
-        diag = tril.diagonal()
-        values.update({"loc": u_map, "scale": diag, "scale_tril": tril / diag[:, None]})
-    else:  # AutoDiagonalNormal; AutoLowRankMultivariateNormal keeps its cov_factor
-        values.update({"loc": u_map, "scale": sd})
+    values = _laplace_values(problem, u_map, torch.cholesky_inverse(chol), phi.dtype)
     prefix = guide._pyro_name + "."
     with torch.no_grad():
         for p in problem.params:

@@ -512,12 +512,7 @@ def run_svi(
         if mpn is None:
             mpn = max_plate_nesting if max_plate_nesting is not None else infer_max_plate_nesting(
                 model, guide, kwargs)
-        # Params are created here, before any step, identically on a fresh run and a resume.
-        with poutine.block():
-            guide_trace = poutine.trace(guide_call).get_trace(*args, **static)
-            model_trace = poutine.trace(poutine.replay(model_call, trace=guide_trace)).get_trace(*args, **static)
-        if init_params is not None:
-            apply_init_params(init_params)
+        model_trace, guide_trace = _create_params(model_call, guide_call, args, static, init_params)
 
         trainer, elbo, jit_used, fast_report = _choose_trainer(
             inference, model_call, guide_call, guide, args, static, kwargs, mpn, model_trace, guide_trace,
@@ -557,6 +552,18 @@ def run_svi(
             model=model, guide=guide, elbo=elbo, optim=trainer.optim, resumed_from_step=state.resumed_from,
             fast_path=fast_report.to_dict(), stop=stopper.report(stop_reason, len(losses), inference.steps),
         )
+
+
+def _create_params(model_call, guide_call, args, static, init_params):
+    """(model trace, guide trace) of one traced guide run and the model replayed against it.
+    Params are created here, before any step, identically on a fresh run and a resume;
+    ``init_params`` (a warm start) then replace the fresh values."""
+    with poutine.block():
+        guide_trace = poutine.trace(guide_call).get_trace(*args, **static)
+        model_trace = poutine.trace(poutine.replay(model_call, trace=guide_trace)).get_trace(*args, **static)
+    if init_params is not None:
+        apply_init_params(init_params)
+    return model_trace, guide_trace
 
 
 def _choose_trainer(inference, model_call, guide_call, guide, args, static, kwargs, mpn, model_trace, guide_trace,

@@ -193,8 +193,52 @@ def run_validation(
     return report
 
 
+@dataclass
+class _PriorFacts:
+    """What step 1 (the model from its prior) hands to the later steps."""
+
+    trace: Any
+    latents: dict[str, dict]
+    enumerated: set[str]
+    nesting: int
+
+
+# ``_build_guide``'s answer when the guide could not be used (a guide may itself be None).
+_NO_GUIDE = object()
+
+
 def _validate(model, guide_factory, kwargs, elbo_spec, elbo_base, num_traces, report) -> None:
     # 1. The model alone, from its prior.
+    prior = _check_prior(model, kwargs, elbo_spec, elbo_base, report)
+    if prior is None:
+        return
+    # 2. Fresh guide, a few traces, the model replayed against each.
+    guide = _build_guide(guide_factory, prior, report)
+    if guide is _NO_GUIDE:
+        return
+    guide_traces = _trace_guide(guide, kwargs, num_traces, report)
+    if guide_traces is None:
+        return
+    # Structure and shapes against the model's own (prior) trace: static models only,
+    # which is what SVI assumes anyway; the replay below would only crash on these.
+    _compare(prior.trace, guide_traces[0], prior.enumerated, elbo_base, report)
+    if not report.ok:
+        return
+    model_traces = _replay_model(model, guide_traces, kwargs, report)
+    if model_traces is None:
+        return
+    _check_values_in_support(model_traces, guide_traces[0], report)
+    if not report.ok:
+        return
+    # 3. The mean-field pitfall (corrected by the engine; reported so nobody is surprised).
+    _check_mean_field(elbo_spec, guide, model_traces[0], guide_traces[0], report)
+    # 4. The ELBO once, as training will run it (no JIT here).
+    _check_initial_loss(model, guide, kwargs, elbo_spec, prior, report)
+
+
+def _check_prior(model, kwargs, elbo_spec, elbo_base, report) -> _PriorFacts | None:
+    """Trace the model from its prior, record what it learned in ``report.info`` and check
+    enumeration and max_plate_nesting; None when the model cannot run (reported)."""
     try:
         with poutine.block():
             prior_trace = prune_subsample_sites(poutine.trace(model).get_trace(**kwargs))
@@ -204,13 +248,13 @@ def _validate(model, guide_factory, kwargs, elbo_spec, elbo_base, num_traces, re
     except Exception as e:  # noqa: BLE001 - any failure of user code is reported
         message, site = _reword(e)
         report.error("model_error", f"the model raised while running on the data: {message}", site)
-        return
+        return None
     try:
         prior_trace.compute_log_prob()
     except Exception as e:  # noqa: BLE001
         message, site = _reword(e)
         report.error("model_error", f"the model's log-density cannot be computed on the data: {message}", site)
-        return
+        return None
     latents = _latent_sites(prior_trace)
     enumerated = set(has_enumeration(prior_trace))
     nesting = _max_dim(prior_trace)
@@ -239,8 +283,12 @@ def _validate(model, guide_factory, kwargs, elbo_spec, elbo_base, num_traces, re
             f"max_plate_nesting is {explicit} but the model nests plates {nesting} deep "
             f"(plate dims down to {-nesting}); set it to at least {nesting} or leave it out",
         )
+    return _PriorFacts(prior_trace, latents, enumerated, nesting)
 
-    # 2. Fresh guide, a few traces, the model replayed against each.
+
+def _build_guide(guide_factory, prior: _PriorFacts, report) -> Any:
+    """A fresh guide, or ``_NO_GUIDE`` when it cannot be built or an autoguide would have
+    to fit discrete latents (reported)."""
     try:
         guide = guide_factory()
     except InferenceError:
@@ -248,11 +296,12 @@ def _validate(model, guide_factory, kwargs, elbo_spec, elbo_base, num_traces, re
     except Exception as e:  # noqa: BLE001
         message, site = _reword(e)
         report.error("guide_error", f"the guide could not be built: {message}", site)
-        return
+        return _NO_GUIDE
     is_auto = isinstance(guide, (AutoGuide, AutoGuideList))
     all_delta = isinstance(guide, AutoDelta)
+    latents = prior.latents
     discrete = [
-        n for n, s in latents.items() if s["fn"].support.is_discrete and n not in enumerated
+        n for n, s in latents.items() if s["fn"].support.is_discrete and n not in prior.enumerated
     ]
     if is_auto and not all_delta:
         for name in discrete:
@@ -265,8 +314,12 @@ def _validate(model, guide_factory, kwargs, elbo_spec, elbo_base, num_traces, re
                 name,
             )
         if discrete:
-            return
+            return _NO_GUIDE
+    return guide
 
+
+def _trace_guide(guide, kwargs, num_traces, report) -> list | None:
+    """``num_traces`` traces of the guide; None when it raises (reported)."""
     guide_traces = []
     for _ in range(num_traces):
         try:
@@ -275,14 +328,12 @@ def _validate(model, guide_factory, kwargs, elbo_spec, elbo_base, num_traces, re
         except Exception as e:  # noqa: BLE001
             message, site = _reword(e)
             report.error("guide_error", f"the guide raised while running on the data: {message}", site)
-            return
+            return None
+    return guide_traces
 
-    # Structure and shapes against the model's own (prior) trace: static models only,
-    # which is what SVI assumes anyway; the replay below would only crash on these.
-    _compare(prior_trace, guide_traces[0], enumerated, elbo_base, report)
-    if not report.ok:
-        return
 
+def _replay_model(model, guide_traces, kwargs, report) -> list | None:
+    """The model replayed against each guide trace; None when it raises (reported)."""
     model_traces = []
     for guide_trace in guide_traces:
         try:
@@ -294,8 +345,12 @@ def _validate(model, guide_factory, kwargs, elbo_spec, elbo_base, num_traces, re
             report.error(
                 "model_error", f"the model raised when replayed against the guide's draws: {message}", site
             )
-            return
-    guide_trace, model_trace = guide_traces[0], model_traces[0]
+            return None
+    return model_traces
+
+
+def _check_values_in_support(model_traces, guide_trace, report) -> None:
+    """Every latent value the guide drew lies in the model's support."""
     guide_samples = {n: s for n, s in guide_trace.nodes.items() if s["type"] == "sample"}
     for mtrace in model_traces:
         for name, msite in _latent_sites(mtrace).items():
@@ -313,10 +368,9 @@ def _validate(model, guide_factory, kwargs, elbo_spec, elbo_base, num_traces, re
                     f"({_support_text(msite['fn'].support)})",
                     name,
                 )
-    if not report.ok:
-        return
 
-    # 3. The mean-field pitfall (corrected by the engine; reported so nobody is surprised).
+
+def _check_mean_field(elbo_spec, guide, model_trace, guide_trace, report) -> None:
     if base_name(elbo_spec.name) == "TraceMeanField_ELBO" and uses_delta_reparam(guide):
         sites = mean_field_jacobian_sites(model_trace, guide_trace)
         report.info["mean_field_jacobian_sites"] = sites
@@ -329,11 +383,13 @@ def _validate(model, guide_factory, kwargs, elbo_spec, elbo_base, num_traces, re
                 "Monte Carlo ELBO for those sites, so the fit matches Trace_ELBO's",
             )
 
-    # 4. The ELBO once, as training will run it (no JIT here).
+
+def _check_initial_loss(model, guide, kwargs, elbo_spec, prior: _PriorFacts, report) -> None:
     try:
-        mpn = explicit if explicit is not None else nesting
-        if enumerated:
-            mpn = max(mpn, nesting)
+        explicit = elbo_spec.max_plate_nesting
+        mpn = explicit if explicit is not None else prior.nesting
+        if prior.enumerated:
+            mpn = max(mpn, prior.nesting)
         elbo = build_elbo(elbo_spec.model_copy(update={"name": base_name(elbo_spec.name)}),
                           max_plate_nesting=mpn)
         loss = elbo.loss(model, guide, **kwargs)
@@ -353,27 +409,8 @@ def _validate(model, guide_factory, kwargs, elbo_spec, elbo_base, num_traces, re
 
 def _compare(model_trace, guide_trace, enumerated, elbo_base, report) -> None:
     guide_samples = {n: s for n, s in guide_trace.nodes.items() if s["type"] == "sample"}
-    for name, site in _latent_sites(model_trace).items():
-        if name in enumerated and elbo_base == "TraceEnum_ELBO":
-            continue
-        if name not in guide_samples:
-            report.error(
-                "missing_in_guide",
-                f"latent site '{name}' of the model is not in the guide, so it would be drawn "
-                "from its prior and the ELBO would be wrong; add it to the guide (or stop hiding "
-                "it), or mark it for enumeration with TraceEnum_ELBO",
-                name,
-            )
-    model_samples = {n for n, s in model_trace.nodes.items() if s["type"] == "sample"}
-    for name, gsite in guide_samples.items():
-        if name in model_samples or gsite["infer"].get("is_auxiliary"):
-            continue
-        report.error(
-            "not_in_model",
-            f"the guide samples site '{name}' but the model has no site of that name; "
-            "rename it to match a latent site of the model",
-            name,
-        )
+    _check_missing_in_guide(model_trace, guide_samples, enumerated, elbo_base, report)
+    _check_not_in_model(model_trace, guide_samples, report)
     for name, gsite in guide_samples.items():
         msite = model_trace.nodes.get(name)
         if msite is None or msite["type"] != "sample":
@@ -385,50 +422,85 @@ def _compare(model_trace, guide_trace, enumerated, elbo_base, report) -> None:
                 name,
             )
             continue
-        model_fn, guide_fn = msite["fn"], gsite["fn"]
-        value = gsite["value"]
-        expected = tuple(model_fn.batch_shape + model_fn.event_shape)
-        if torch.is_tensor(value) and tuple(value.shape) != expected:
+        _check_shapes(name, msite, gsite, report)
+        if not isinstance(gsite["fn"], Delta):
+            _check_support(name, msite["fn"], gsite["fn"], report)
+
+
+def _check_missing_in_guide(model_trace, guide_samples, enumerated, elbo_base, report) -> None:
+    for name, site in _latent_sites(model_trace).items():
+        if name in enumerated and elbo_base == "TraceEnum_ELBO":
+            continue
+        if name not in guide_samples:
             report.error(
-                "shape_mismatch",
-                f"site '{name}': the guide draws shape {tuple(value.shape)} but the model expects "
-                f"{expected} (batch {tuple(model_fn.batch_shape)}, event {tuple(model_fn.event_shape)})",
+                "missing_in_guide",
+                f"latent site '{name}' of the model is not in the guide, so it would be drawn "
+                "from its prior and the ELBO would be wrong; add it to the guide (or stop hiding "
+                "it), or mark it for enumeration with TraceEnum_ELBO",
                 name,
             )
-        if guide_fn.event_dim != model_fn.event_dim:
-            report.warn(
-                "event_dim_mismatch",
-                f"site '{name}': the guide's distribution has event_dim {guide_fn.event_dim} but the "
-                f"model's has {model_fn.event_dim}; use .to_event(...) so both agree",
-                name,
-            )
-        if not isinstance(guide_fn, Delta):
-            g_sup, m_sup = guide_fn.support, model_fn.support
-            if g_sup.is_discrete != m_sup.is_discrete:
-                report.error(
-                    "support_mismatch",
-                    f"site '{name}': the guide's support ({_support_text(g_sup)}) is "
-                    f"{'discrete' if g_sup.is_discrete else 'continuous'} but the model's "
-                    f"({_support_text(m_sup)}) is not",
-                    name,
-                )
-            elif not _is_unconstrained(m_sup) and _is_unconstrained(g_sup):
-                # Pyro trains through a guide that (almost) never leaves the support (Bayesian
-                # regression II's Normal(1, 0.05) for a Uniform(0, 10) scale): a warning then;
-                # an error when a visible share of its draws fall outside (NaN losses).
-                outside = _share_outside(guide_fn, m_sup)
-                text = (f"site '{name}': the guide's {type(guide_fn).__name__} ranges over all reals but "
-                        f"the model's support is {_support_text(m_sup)}; use a guide distribution on "
-                        f"{_support_text(m_sup)} (e.g. LogNormal for positive, Beta for unit interval)")
-                if outside is not None and outside < 0.01:
-                    report.warn("support_mismatch", text + f" ({outside:.1%} of its draws now fall "
-                                "outside; the loss becomes NaN if training moves it out)", name)
-                else:
-                    report.error("support_mismatch", text, name)
-            elif _support_text(g_sup) != _support_text(m_sup) and not _is_unconstrained(m_sup):
-                report.warn(
-                    "support_differs",
-                    f"site '{name}': guide support {_support_text(g_sup)} differs from model "
-                    f"support {_support_text(m_sup)}",
-                    name,
-                )
+
+
+def _check_not_in_model(model_trace, guide_samples, report) -> None:
+    model_samples = {n for n, s in model_trace.nodes.items() if s["type"] == "sample"}
+    for name, gsite in guide_samples.items():
+        if name in model_samples or gsite["infer"].get("is_auxiliary"):
+            continue
+        report.error(
+            "not_in_model",
+            f"the guide samples site '{name}' but the model has no site of that name; "
+            "rename it to match a latent site of the model",
+            name,
+        )
+
+
+def _check_shapes(name, msite, gsite, report) -> None:
+    model_fn, guide_fn = msite["fn"], gsite["fn"]
+    value = gsite["value"]
+    expected = tuple(model_fn.batch_shape + model_fn.event_shape)
+    if torch.is_tensor(value) and tuple(value.shape) != expected:
+        report.error(
+            "shape_mismatch",
+            f"site '{name}': the guide draws shape {tuple(value.shape)} but the model expects "
+            f"{expected} (batch {tuple(model_fn.batch_shape)}, event {tuple(model_fn.event_shape)})",
+            name,
+        )
+    if guide_fn.event_dim != model_fn.event_dim:
+        report.warn(
+            "event_dim_mismatch",
+            f"site '{name}': the guide's distribution has event_dim {guide_fn.event_dim} but the "
+            f"model's has {model_fn.event_dim}; use .to_event(...) so both agree",
+            name,
+        )
+
+
+def _check_support(name, model_fn, guide_fn, report) -> None:
+    g_sup, m_sup = guide_fn.support, model_fn.support
+    if g_sup.is_discrete != m_sup.is_discrete:
+        report.error(
+            "support_mismatch",
+            f"site '{name}': the guide's support ({_support_text(g_sup)}) is "
+            f"{'discrete' if g_sup.is_discrete else 'continuous'} but the model's "
+            f"({_support_text(m_sup)}) is not",
+            name,
+        )
+    elif not _is_unconstrained(m_sup) and _is_unconstrained(g_sup):
+        # Pyro trains through a guide that (almost) never leaves the support (Bayesian
+        # regression II's Normal(1, 0.05) for a Uniform(0, 10) scale): a warning then;
+        # an error when a visible share of its draws fall outside (NaN losses).
+        outside = _share_outside(guide_fn, m_sup)
+        text = (f"site '{name}': the guide's {type(guide_fn).__name__} ranges over all reals but "
+                f"the model's support is {_support_text(m_sup)}; use a guide distribution on "
+                f"{_support_text(m_sup)} (e.g. LogNormal for positive, Beta for unit interval)")
+        if outside is not None and outside < 0.01:
+            report.warn("support_mismatch", text + f" ({outside:.1%} of its draws now fall "
+                        "outside; the loss becomes NaN if training moves it out)", name)
+        else:
+            report.error("support_mismatch", text, name)
+    elif _support_text(g_sup) != _support_text(m_sup) and not _is_unconstrained(m_sup):
+        report.warn(
+            "support_differs",
+            f"site '{name}': guide support {_support_text(g_sup)} differs from model "
+            f"support {_support_text(m_sup)}",
+            name,
+        )

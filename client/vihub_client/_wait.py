@@ -209,12 +209,17 @@ class ProgressDisplay:
         p = job.progress
         rate = f"{p.steps_per_s:.0f}" if p.steps_per_s else "-"
         eta = "0:00" if job.done else _fmt_eta(p.eta_s)
+        steps = p.steps
+        if job.state == "succeeded" and p.step:
+            # stop "auto" ends a converged fit before its step cap: the bar ends full at
+            # the step it stopped, not stuck at step/steps.
+            steps = p.step
         self._progress.update(
             self._task,
             description=f"{job.id[:12]} {job.state}",
-            total=p.steps or None,
+            total=steps or None,
             completed=p.step,
-            steps=p.steps if p.steps is not None else "?",
+            steps=steps if steps is not None else "?",
             loss=_fmt_loss(p.smoothed_loss if p.smoothed_loss is not None else p.loss),
             rate=rate,
             eta=eta,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -19,5 +20,6 @@ def test_eight_schools_example(live, api_key, tmp_path: Path) -> None:
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:] + live.logs()
     assert "  mu: mean" in result.stdout and "k-hat:" in result.stdout
-    assert "3000/3000" in result.stderr  # the progress bar
+    # The progress bar ends full: at the step cap, or where stop "auto" ended the fit.
+    assert re.search(r"\b(\d+)/\1\b", result.stderr), result.stderr[-500:]
     assert (tmp_path / "eight_schools_results" / "samples.npz").is_file()

@@ -1,4 +1,5 @@
-"""``Client.upload``: the chunked protocol against the real app (in process), with a
+"""``Client.upload``: the chunked protocol against the real app (in process, so not a unit
+test: the client-alone install cannot import the server), with a
 connection that drops mid-upload; the next call resumes instead of restarting."""
 
 from __future__ import annotations

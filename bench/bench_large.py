@@ -25,9 +25,10 @@ Every figure is a ratio against a baseline measured in the same run.
        (N/batch - 1) curvatures, ~20 at a batch of 10,000 of 200,000;
      - AutoNormal init_scale = the expected posterior sd (~3.4/sqrt(N) for this design);
      - Adam lr 0.01, betas (0.9, 0.95) (beta2 0.999 remembers the early large
-       gradients and freezes the iterate once the lr drops), scheduler reduce_on_plateau (every_steps 50, patience 1, factor 0.1,
-       threshold 0) down to min_lr = sd/500, so that the last iterate averages the noise
-       over ~700 steps; a fixed final lr is too large at 10M rows (sd ~ 0.001);
+       gradients and freezes the iterate once the lr drops);
+     - scheduler reduce_on_plateau (every_steps 50, patience 1, factor 0.1, threshold 0)
+       down to min_lr = sd/500, so that the last iterate averages the noise over ~700
+       steps; a fixed final lr is too large at 10M rows (sd ~ 0.001);
      - steps: ~2500 whatever N (the time per step grows with N, the steps do not).
 
     python bench/bench_large.py                         # small sizes (a few minutes on 2 cores)
@@ -301,13 +302,13 @@ def logistic_recipe(rows: int, steps: int, batch: int | None = None) -> dict:
     ~100 steps.
     """
     batch = batch or max(1, rows // 2)
-    sd = 3.4 / rows ** 0.5
+    sd = float(f"{3.4 / rows ** 0.5:.3g}")
     source = LOGISTIC_SOURCE.replace("BATCH_SIZE", str(batch))
     inference = {
         "steps": steps, "seed": 0,
         "optimizer": {"name": "Adam", "lr": 0.01, "betas": [0.9, 0.95]},
         "scheduler": {"name": "reduce_on_plateau", "every_steps": 50, "patience": 1, "factor": 0.1,
-                      "threshold": 0.0, "min_lr": sd / 500},
+                      "threshold": 0.0, "min_lr": float(f"{sd / 500:.3g}")},
         "progress_every_steps": 200,
     }
     guide = {"auto": "AutoNormal", "options": {"init_scale": sd}}

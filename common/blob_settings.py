@@ -54,6 +54,15 @@ class UploadSettings(BaseModel):
     max_part_bytes: int = Field(32 * MiB, ge=1024)
     # What the server proposes when the client does not choose.
     default_part_bytes: int = Field(16 * MiB, ge=1024)
+    # Per tenant: open (unfinished, unexpired) uploads at once, and the sum of their declared
+    # sizes; parts take blob-store space until completed, aborted or expired, so these
+    # bound what one tenant can hold there (429 too-many-open-uploads beyond).
+    max_open_per_tenant: int = Field(16, ge=1)
+    max_open_bytes_per_tenant: int = Field(16 * GiB, ge=1)
+    # Per tenant: completes running at once (each assembles and decodes a file in the API:
+    # scratch space up to twice its size, memory up to ~7x in_memory_max_bytes for JSON);
+    # beyond, complete is 429 too-many-completes (Retry-After; the SDK retries).
+    max_completing_per_tenant: int = Field(2, ge=1)
     # An upload not completed within this is refused; its parts are deleted when the same
     # tenant starts its next upload (or on DELETE).
     expire_after_s: float = Field(24 * 3600.0, gt=0)
@@ -74,3 +83,6 @@ class DatasetCacheSettings(BaseModel):
     dir: Path | None = None  # None -> {home}/dataset-cache
     # Evict least recently used datasets beyond this (a dataset in use is never evicted).
     max_bytes: int = Field(20 * GiB, ge=0)
+    # An entry used within this many seconds is not evicted (a job's sandbox may not have
+    # mapped it yet); the cache may be over max_bytes until they age.
+    protect_recent_s: float = Field(600.0, ge=0)

@@ -93,6 +93,17 @@ class SweepRepository(Repository[Sweep]):
             .where(SweepMember.sweep_id == sweep_id, Job.deleted_at.is_(None)).order_by(SweepMember.position))
         return [(member, job) for member, job in rows]
 
+    def member_states(self, sweep_ids: list[str]) -> list[tuple[str, str, dict[str, Any] | None, int | None]]:
+        """``(sweep_id, state, progress, spec steps)`` of the undeleted members of these
+        sweeps: what a sweep's summary needs, without loading the members' specs."""
+        if not sweep_ids:
+            return []
+        steps = Job.spec[("inference", "steps")].as_integer()
+        rows = self.session.execute(
+            select(SweepMember.sweep_id, Job.state, Job.progress, steps).join(Job, Job.id == SweepMember.job_id)
+            .where(SweepMember.sweep_id.in_(sweep_ids), Job.deleted_at.is_(None)))
+        return [(sweep_id, state, progress, spec_steps) for sweep_id, state, progress, spec_steps in rows]
+
     def mark_cancel_requested(self, sweep_id: str) -> None:
         self.session.execute(update(Sweep).where(Sweep.id == sweep_id).values(cancel_requested=True))
 

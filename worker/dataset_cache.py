@@ -20,10 +20,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from common.settings import Settings
 from store.blobs import blob_store, dataset_cache
 
 
-def local_dataset(settings: Any, sha256: str, blob_key: str) -> Path:
+def local_dataset(settings: Settings, sha256: str, blob_key: str) -> Path:
     """A local file holding the dataset's canonical NPZ (fetched on a miss)."""
     return dataset_cache(settings).path(sha256, blob_key, blob_store(settings))
 

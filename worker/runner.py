@@ -412,7 +412,11 @@ class JobRunner:
                     raise _PrepareFailed(_data_missing(dataset_id))
                 if content is not None:
                     data = decode_arrays(content)
-            checkpoint = self.artifacts(session).get_with_content(self.job_id, ArtifactKind.CHECKPOINT)
+            try:
+                checkpoint = self.artifacts(session).get_with_content(self.job_id, ArtifactKind.CHECKPOINT)
+            except BlobNotFound:  # only a shortcut: start over rather than fail every attempt
+                log.warning("job %s: its checkpoint's blob is missing; starting from step 0", self.job_id)
+                checkpoint = None
             losses = LossPointRepository(session)
             if checkpoint is not None:
                 artifact, resume_from = checkpoint

@@ -174,6 +174,19 @@ def _lost_messages(repo: JobRepository, settings: Settings, now: datetime,
     return lost
 
 
+def _purge_expired_uploads(settings: Settings, factory: sessionmaker[Session] | None = None) -> list[str]:
+    """Expired chunked uploads of every tenant: aborted, their parts deleted (a tenant that
+    never starts another upload would otherwise hold its parts in the blob store forever)."""
+    from store.blobs import blob_store
+    from store.repositories.uploads import purge_expired
+
+    try:
+        return purge_expired(factory or default_session_factory(settings), blob_store(settings), utcnow())
+    except Exception:  # noqa: BLE001 - the next sweep retries
+        log.warning("could not purge expired uploads", exc_info=True)
+        return []
+
+
 class Sweeper(threading.Thread):
     """``sweep_once`` every ``worker.sweeper_interval_s`` until ``stop()``."""
 
@@ -192,6 +205,7 @@ class Sweeper(threading.Thread):
                 # The database may be restarting: keep going, the next sweep catches up.
                 log.warning("sweep failed", exc_info=True)
             deliver_due_webhooks(self.settings)  # never raises
+            _purge_expired_uploads(self.settings)  # never raises
             self.stopped.wait(self.settings.worker.sweeper_interval_s)
 
     def stop(self, timeout: float = 10.0) -> None:

@@ -23,6 +23,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from common import problems
+from store.blobs import BlobNotFound
 from store.job_states import JobState
 from store.models import ArtifactKind
 from store.repositories import ArtifactRepository, JobRepository
@@ -47,10 +48,13 @@ def load_warm_start(session: Session, job_id: str, init_from: dict[str, Any],
         raise WarmStartFailed(f"inference.init_from: job {source_id} is {source.state}; only a succeeded "
                               "job can be a warm start")
     artifacts = ArtifactRepository(session)
-    init_params = artifacts.get_content(source.id, ArtifactKind.PARAMS_SAFETENSORS)
+    try:
+        init_params = artifacts.get_content(source.id, ArtifactKind.PARAMS_SAFETENSORS)
+        resume_from = None
+        if init_params is not None and init_from.get("optimizer") and not has_own_checkpoint:
+            resume_from = artifacts.get_content(source.id, ArtifactKind.FINAL_CHECKPOINT)
+    except BlobNotFound as exc:  # a lost blob fails this job now, not after every attempt
+        raise WarmStartFailed(f"inference.init_from: job {source_id}'s stored results are missing") from exc
     if init_params is None:
         raise WarmStartFailed(f"inference.init_from: job {source_id} has no stored params")
-    resume_from = None
-    if init_from.get("optimizer") and not has_own_checkpoint:
-        resume_from = artifacts.get_content(source.id, ArtifactKind.FINAL_CHECKPOINT)
     return init_params, resume_from

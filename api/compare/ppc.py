@@ -70,7 +70,7 @@ def statistics(observed: np.ndarray, replicated: np.ndarray, quantiles: Sequence
     }
 
 
-def ppc(observed: Mapping[str, np.ndarray], predictive: Mapping[str, Any],
+def ppc(observed: Mapping[str, np.ndarray], predictive: Mapping[str, np.ndarray],
         quantiles: Sequence[float] = DEFAULT_QUANTILES) -> dict[str, Any]:
     """``{"sites": {site: statistics}, "notes": [...]}`` for the sites in both."""
     sites: dict[str, Any] = {}

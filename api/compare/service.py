@@ -10,11 +10,9 @@ predictive draws (409 ``no-predictive`` for a job fitted without ``outputs.predi
 
 from __future__ import annotations
 
-import io
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
 from sqlalchemy.orm import Session
 
 from api.compare import ppc as ppc_stats
@@ -23,7 +21,8 @@ from api.runtime import TenantRef
 from api.errors import Conflict, QuotaExceeded, Unprocessable
 from api.jobs.results import load_result, require_succeeded, stored_blob
 from api.jobs.service import get_job
-from store.models import ArtifactKind
+from inference.results.formats import read_npz, read_samples
+from store.models import ArtifactKind, Job
 from store.repositories.artifacts import ArtifactRepository
 
 MAX_COMPARED = 64
@@ -73,7 +72,7 @@ def members_for(session: Session, tenant: TenantRef, job_ids: Sequence[str],
                    point=(points or {}).get(job.id)) for job in jobs]
 
 
-def _check_result_bytes(session: Session, jobs: Sequence[Any]) -> None:
+def _check_result_bytes(session: Session, jobs: Sequence[Job]) -> None:
     artifacts = ArtifactRepository(session)
     sizes = {}
     for job in jobs:
@@ -99,12 +98,10 @@ def compare_jobs(session: Session, tenant: TenantRef, job_ids: Sequence[str], *,
 def job_ppc(session: Session, tenant: TenantRef, job_id: str, quantiles: Sequence[float]) -> dict[str, Any]:
     job = get_job(session, tenant, job_id)
     require_succeeded(job)
-    result = load_result(session, job)
-    predictive = result.get("predictive") or {}
+    _, predictive = read_samples(load_result(session, job))
     blob = stored_blob(session, job, ArtifactKind.OBSERVED_NPZ)
     if not predictive or blob is None:
         raise NoPredictive(f"Job {job.id} was fitted without outputs.predictive (or before /ppc existed); "
                            "submit it again with outputs.predictive: true.")
-    with np.load(io.BytesIO(blob), allow_pickle=False) as npz:
-        observed = {name: npz[name] for name in npz.files}
+    observed = read_npz(blob)
     return {"job_id": job.id, **ppc_stats.ppc(observed, predictive, quantiles)}

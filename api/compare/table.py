@@ -1,6 +1,7 @@
 """The comparison table of fitted jobs: pure numpy (and ArviZ for PSIS-LOO), no I/O.
 
-Each member is a succeeded job's spec, labels and stored ``FitResult`` JSON. Per row:
+Each member is a succeeded job's spec, labels and stored ``FitResult`` JSON (read through
+``inference.results.formats``, the one module that knows its layout). Per row:
 
 - ``elbo`` / ``elbo_se``: the ELBO re-estimated from the fit's ``log_weight`` draws
   (log p(x, z) - log q(z) for z ~ q, ``outputs.log_prob_draws`` of them, 1000 by default):
@@ -35,6 +36,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
+from inference.results.formats import diagnostics_section, read_log_probs
 
 UNTRUSTED_READINGS = ("unreliable", "very bad")
 K_HAT_LIMIT = 0.7
@@ -108,9 +111,9 @@ def build_rows(members: Sequence[Member]) -> tuple[list[dict[str, Any]], list[st
     matrices: dict[str, np.ndarray] = {}
     for m in members:
         result = m.result
-        log_probs = result.get("log_probs") or {}
-        diagnostics = result.get("diagnostics") or {}
-        meta = result.get("meta") or {}
+        log_probs = read_log_probs(result)
+        sections = diagnostics_section(result)
+        diagnostics, meta = sections["diagnostics"], sections["meta"]
         spec = m.spec
         elbo, elbo_se, draws = elbo_estimate(log_probs.get("log_weight"))
         k_hat = _finite(diagnostics.get("k_hat"))

@@ -27,7 +27,7 @@ import math
 import re
 import zipfile
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -238,13 +238,52 @@ def _too_large(decoded: int, limit: int, what: str, *, at_least: bool = False) -
     )
 
 
-def _canonical_itemsize(dtype: np.dtype) -> int:
-    return 1 if dtype.kind == "b" else 8
+def canonical_dtype(dtype: np.dtype) -> np.dtype:
+    """What a field of this dtype is stored as: bool, int64 or float64."""
+    return np.dtype(bool) if dtype.kind == "b" else np.dtype(np.int64 if dtype.kind in "iu" else np.float64)
 
 
 _NPZ_COMPRESSION = {zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED}
 # numeric dtypes an .npy member may have (wider floats, complex, dates, text, objects: no)
 _NPY_KINDS = {"b": (1,), "i": (1, 2, 4, 8), "u": (1, 2, 4, 8), "f": (2, 4, 8)}
+
+
+class NpyMember(NamedTuple):
+    """One ``.npy`` member of an NPZ archive as its (checked) header describes it."""
+
+    name: str
+    info: zipfile.ZipInfo
+    shape: tuple[int, ...]
+    fortran: bool
+    dtype: np.dtype
+    offset: int
+
+
+def checked_npz_members(archive: zipfile.ZipFile, limit: int | None) -> list[NpyMember]:
+    """The archive's members with their headers, checked against ``limit`` (decoded bytes)
+    before anything is decompressed; the in-memory and the streamed (``large``) readers
+    both start here."""
+    members = _npz_members(archive)
+    # 1. The central directory: declared uncompressed sizes, before decompressing.
+    declared = sum(info.file_size for _, info in members)
+    if limit is not None and declared > limit + 16_384 * len(members):
+        raise _too_large(declared, limit, "NPZ archive")
+    # 2. Each member's .npy header: dtype and shape, hence the decoded size.
+    headers = []
+    decoded = 0
+    for name, info in members:
+        pointer = f"/file/{_escape(name)}"
+        with archive.open(info) as stream:
+            shape, fortran, dtype, offset = _npy_header(stream, name, pointer)
+        raw = math.prod(shape) * dtype.itemsize
+        if raw != info.file_size - offset:
+            raise InvalidData(f"Field {name!r}: its .npy header describes {raw} bytes of data but the "
+                              f"member holds {info.file_size - offset}.", pointer=pointer)
+        decoded += math.prod(shape) * canonical_dtype(dtype).itemsize
+        headers.append(NpyMember(name, info, shape, fortran, dtype, offset))
+    if limit is not None and decoded > limit:
+        raise _too_large(decoded, limit, "NPZ archive")
+    return headers
 
 
 def _from_npz(content: bytes, limit: int | None) -> Arrays:
@@ -253,26 +292,7 @@ def _from_npz(content: bytes, limit: int | None) -> Arrays:
     except Exception as exc:
         raise InvalidData(f"The file is not a readable NPZ archive: {exc}", pointer="/file") from exc
     with archive:
-        members = _npz_members(archive)
-        # 1. The central directory: declared uncompressed sizes, before decompressing.
-        declared = sum(info.file_size for _, info in members)
-        if limit is not None and declared > limit + 16_384 * len(members):
-            raise _too_large(declared, limit, "NPZ archive")
-        # 2. Each member's .npy header: dtype and shape, hence the decoded size.
-        headers = []
-        decoded = 0
-        for name, info in members:
-            pointer = f"/file/{_escape(name)}"
-            with archive.open(info) as stream:
-                shape, fortran, dtype, offset = _npy_header(stream, name, pointer)
-            raw = math.prod(shape) * dtype.itemsize
-            if raw != info.file_size - offset:
-                raise InvalidData(f"Field {name!r}: its .npy header describes {raw} bytes of data but the "
-                                  f"member holds {info.file_size - offset}.", pointer=pointer)
-            decoded += math.prod(shape) * _canonical_itemsize(dtype)
-            headers.append((name, info, shape, fortran, dtype, offset))
-        if limit is not None and decoded > limit:
-            raise _too_large(decoded, limit, "NPZ archive")
+        headers = checked_npz_members(archive, limit)
         # 3. Decompress streamed into arrays allocated from the (checked) headers.
         out: Arrays = {}
         for name, info, shape, fortran, dtype, offset in headers:

@@ -30,13 +30,12 @@ from api.datasets import arrays
 from api.datasets.arrays import (
     INT64_MAX,
     _escape,
-    _npy_header,
-    _npz_members,
     _out_of_range,
     _read_exact,
     _sniff_format,
-    _too_large,
+    canonical_dtype,
     check_array,
+    checked_npz_members,
 )
 from api.errors import InvalidData, PayloadTooLarge
 from common.arrays import encode_arrays
@@ -71,36 +70,15 @@ def canonicalize_file(src: Path, out: Path, *, filename: str | None, content_typ
     return encoded.fields, fmt
 
 
-def _canonical_dtype(dtype: np.dtype) -> np.dtype:
-    return np.dtype(bool) if dtype.kind == "b" else np.dtype(np.int64 if dtype.kind in "iu" else np.float64)
-
-
 def _npz_to_canonical(src: Path, out: Path, limit: int) -> dict[str, Any]:
     try:
         archive = zipfile.ZipFile(src)
     except Exception as exc:
         raise InvalidData(f"The file is not a readable NPZ archive: {exc}", pointer="/file") from exc
     with archive:
-        members = _npz_members(archive)
-        if not members:
+        headers = checked_npz_members(archive, limit)
+        if not headers:
             raise InvalidData("The dataset has no fields.", pointer="/file")
-        declared = sum(info.file_size for _, info in members)
-        if declared > limit + 16_384 * len(members):
-            raise _too_large(declared, limit, "NPZ archive")
-        headers = []
-        decoded = 0
-        for name, info in members:
-            pointer = f"/file/{_escape(name)}"
-            with archive.open(info) as stream:
-                shape, fortran, dtype, offset = _npy_header(stream, name, pointer)
-            raw = math.prod(shape) * dtype.itemsize
-            if raw != info.file_size - offset:
-                raise InvalidData(f"Field {name!r}: its .npy header describes {raw} bytes of data but the "
-                                  f"member holds {info.file_size - offset}.", pointer=pointer)
-            decoded += math.prod(shape) * (1 if dtype.kind == "b" else 8)
-            headers.append((name, info, shape, fortran, dtype, offset))
-        if decoded > limit:
-            raise _too_large(decoded, limit, "NPZ archive")
         with CanonicalNpzWriter(out) as writer:
             for name, info, shape, fortran, dtype, offset in sorted(headers, key=lambda h: h[0]):
                 pointer = f"/file/{_escape(name)}"
@@ -126,7 +104,7 @@ def _convert_member(archive: zipfile.ZipFile, writer: CanonicalNpzWriter, name: 
             array = _read_exact(stream, shape, fortran, dtype)
         writer.add_array(name, check_array(name, array, pointer=pointer))
         return
-    canonical = _canonical_dtype(dtype)
+    canonical = canonical_dtype(dtype)
     total = math.prod(shape)
     per_chunk = max(1, _CHUNK // dtype.itemsize)
     with archive.open(info) as stream, writer.member(name, canonical, shape) as sink:

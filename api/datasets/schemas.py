@@ -46,9 +46,11 @@ class UploadCreate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    size_bytes: int = Field(ge=1, description="The whole file's size in bytes")
+    # strict: a size is a JSON integer (not true, "10" or 1e3, which lax mode would coerce).
+    size_bytes: int = Field(ge=1, strict=True, description="The whole file's size in bytes")
     sha256: str = Field(pattern=SHA256_PATTERN, description="The whole file's sha256, lowercase hex")
-    part_bytes: int | None = Field(None, ge=1024, description="Part size; the server's default when absent")
+    part_bytes: int | None = Field(None, ge=1024, strict=True,
+                                   description="Part size; the server's default when absent")
     name: Annotated[str, Field(min_length=1, max_length=200)] | None = None
     filename: Annotated[str, Field(min_length=1, max_length=200)] | None = Field(
         None, description="Used to tell the format (.npz, .parquet, .csv, .json) and as the default name")
@@ -63,7 +65,7 @@ class UploadPartOut(BaseModel):
 
 class UploadOut(BaseModel):
     id: str
-    state: str = Field(description="open, complete or aborted")
+    state: str = Field(description="open, completing (a complete is in progress), complete or aborted")
     size_bytes: int
     sha256: str
     part_bytes: int

@@ -12,6 +12,7 @@ blob dataset goes through this host's dataset cache (memory-mapped).
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import numpy as np
@@ -26,15 +27,18 @@ from api.errors import (
     QuotaExceeded,
     UnknownCatalogModel,
     Unprocessable,
+    VihubError,
 )
 from api.ids import is_resource_id
 from api.runtime import TenantRef
 from common.arrays import EncodedArrays, decode_arrays, encode_arrays
 from common.settings import Settings
-from store.blobs import blob_store, dataset_cache, dataset_key
+from store.blobs import BlobNotFound, blob_store, dataset_cache, dataset_key
 from store.blobs.npz import open_npz_mmap
 from store.models import Dataset
 from store.repositories.datasets import DatasetRepository
+
+log = logging.getLogger("vihub.api.datasets")
 
 
 def create_from_json(session: Session, settings: Settings, tenant: TenantRef, data: dict[str, Any],
@@ -94,20 +98,31 @@ def list_datasets(session: Session, tenant: TenantRef, page_size: int) -> Datase
     return DatasetList(items=[_out(d, False) for d in DatasetRepository(session).list_for_tenant(tenant.id, page_size)])
 
 
-def load_fields(session: Session, tenant: TenantRef, dataset_id: str, settings: Any = None) -> dict[str, Any]:
+def load_fields(session: Session, tenant: TenantRef, dataset_id: str, settings: Settings | None = None) -> dict[str, Any]:
     """A dataset's fields in memory (all of them)."""
     mapped = _mapped_fields(session, tenant, dataset_id, settings)
     return {k: np.array(v) if isinstance(v, np.ndarray) else v for k, v in mapped.items()}
 
 
-def _mapped_fields(session: Session, tenant: TenantRef, dataset_id: str, settings: Any) -> dict[str, Any]:
+class DatasetDataMissing(VihubError):
+    """The dataset's row exists but its stored bytes are gone (or corrupt) in the blob store."""
+
+    status, slug, title = 410, "data-missing", "Dataset data missing"
+
+
+def _mapped_fields(session: Session, tenant: TenantRef, dataset_id: str, settings: Settings | None) -> dict[str, Any]:
     """The fields, memory-mapped from this host's cache for a blob-store dataset."""
     dataset = _get(session, tenant, dataset_id)
     repo = DatasetRepository(session)
     location = repo.get_location(dataset.id)
     if location is not None and location.blob_key:
         settings = settings if settings is not None else _default_settings()
-        path = dataset_cache(settings).path(location.sha256, location.blob_key, blob_store(settings))
+        try:
+            path = dataset_cache(settings).path(location.sha256, location.blob_key, blob_store(settings))
+        except BlobNotFound as exc:  # CorruptBlob too: lost bytes, not a server bug
+            log.error("dataset %s: its blob %s is missing or corrupt: %s", dataset.id, location.blob_key, exc)
+            raise DatasetDataMissing(f"The stored data of dataset {dataset.id} is missing; upload it again.",
+                                     pointer="/data/dataset_id") from exc
         return open_npz_mmap(path)
     return decode_arrays(repo.get_content(dataset.id) or b"")
 
@@ -119,7 +134,7 @@ def _default_settings() -> Settings:
 
 
 def resolve_job_data(session: Session, tenant: TenantRef, body: Any,
-                     settings: Any = None) -> tuple[dict[str, Any], str | None]:
+                     settings: Settings | None = None) -> tuple[dict[str, Any], str | None]:
     """The fields a job's trial run (or a validation) sees, and its dataset id if it names
     one; a large dataset is cut to its first rows (``large.trial_fields``)."""
     data = body.data

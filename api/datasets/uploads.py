@@ -6,7 +6,7 @@
 2. ``put_part``: ``PUT .../parts/{n}`` with the part's bytes and its sha256 in
    ``X-Content-SHA256``. The body is streamed to a scratch file (never held in memory),
    its size and digest checked, then stored in the blob store under
-   ``uploads/<id>/<n>``; sending a part again replaces it. ``GET`` on the upload lists
+   ``uploads/<id>/<n>-<sha256>``; sending a part again replaces it. ``GET`` on the upload lists
    the parts received, so a client whose connection dropped resumes with the missing
    ones instead of starting over.
 3. ``complete``: the parts are concatenated into a scratch file while hashing, the
@@ -14,6 +14,16 @@
    canonical NPZ streamed (``api.datasets.large``, the single-request upload's safety
    checks), stored content-addressed in the blob store and recorded as a dataset; the
    parts are then deleted. Completing again answers the same dataset.
+
+Races and limits: ``complete`` first claims the upload (``open -> completing``, one at a
+time; a second ``complete`` meanwhile is ``409``, and so are parts and ``DELETE``), and
+gives it back (``open``) when it fails, except when the verified file is refused as a
+dataset (``422``/``413``/``415``): no retry could change that, so the upload is then
+``aborted`` and its parts deleted. An expired upload cannot be completed. A part is
+recorded only while its upload is still open (row-locked), else its blob is deleted, so
+no part outlives its upload. Each tenant holds at most ``uploads.max_open_per_tenant``
+open uploads declaring at most ``uploads.max_open_bytes_per_tenant`` in all, and runs at
+most ``uploads.max_completing_per_tenant`` completes at once (``429``).
 
 Each step uses short sessions of its own (no connection is held while bytes stream).
 """
@@ -32,22 +42,27 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from api.datasets import large
 from api.datasets.schemas import DatasetOut, UploadCreate, UploadOut, UploadPartOut
-from api.runtime import TenantRef
-from api.errors import Conflict, NotFound, PayloadTooLarge, Unprocessable
+from api.errors import Conflict, NotFound, PayloadTooLarge, Unprocessable, VihubError
 from api.ids import is_resource_id
+from api.runtime import Runtime, TenantRef
+from common.settings import Settings
 from store.blobs import blob_store, dataset_key
 from store.blobs.npz import file_sha256
 from store.models import Upload, utcnow
 from store.repositories.datasets import DatasetRepository
-from store.repositories.uploads import UploadRepository
+from store.repositories.uploads import UploadRepository, purge_expired
 
 log = logging.getLogger("vihub.api.uploads")
 
 MAX_PARTS = 10_000
+# A ``completing`` claim older than this is a crashed complete: another may take it over.
+COMPLETING_STALE_S = 3600.0
 _CHUNK = 1 << 20
 
 
@@ -63,12 +78,23 @@ class UploadIncomplete(Conflict):
     slug, title = "upload-incomplete", "Upload has missing parts"
 
 
+class TooManyOpenUploads(VihubError):
+    status, slug, title = 429, "too-many-open-uploads", "Too many open uploads"
+
+
+class TooManyCompletes(VihubError):
+    status, slug, title = 429, "too-many-completes", "Too many uploads being completed"
+
+
 class ChecksumMismatch(Unprocessable):
     slug, title = "checksum-mismatch", "Checksum mismatch"
 
 
-def part_key(upload_id: str, part_number: int) -> str:
-    return f"uploads/{upload_id}/{part_number:05d}"
+def part_key(upload_id: str, part_number: int, sha256: str) -> str:
+    """A part's blob, named by its digest: a part sent again with other bytes goes to a new
+    key, so the blob a recorded part names never changes under a complete that reads it
+    (the replaced one is removed with the upload's prefix)."""
+    return f"uploads/{upload_id}/{part_number:05d}-{sha256}"
 
 
 def part_count(upload: Upload) -> int:
@@ -80,11 +106,11 @@ def expected_part_size(upload: Upload, part_number: int) -> int:
     return upload.part_bytes if part_number < count else upload.size_bytes - (count - 1) * upload.part_bytes
 
 
-def max_part_bytes(settings: Any) -> int:
+def max_part_bytes(settings: Settings) -> int:
     return min(settings.uploads.max_part_bytes, settings.quotas.max_upload_bytes)
 
 
-def scratch_dir(settings: Any) -> Path:
+def scratch_dir(settings: Settings) -> Path:
     path = settings.uploads.tmp_dir if settings.uploads.tmp_dir is not None else settings.home / "tmp"
     path = Path(path).expanduser()
     path.mkdir(parents=True, exist_ok=True)
@@ -94,7 +120,7 @@ def scratch_dir(settings: Any) -> Path:
 # -- create / status / abort -------------------------------------------------------------
 
 
-def create(runtime: Any, tenant: TenantRef, body: UploadCreate) -> UploadOut:
+def create(runtime: Runtime, tenant: TenantRef, body: UploadCreate) -> UploadOut:
     settings = runtime.settings
     limit = settings.uploads.max_bytes
     if body.size_bytes > limit:
@@ -106,54 +132,74 @@ def create(runtime: Any, tenant: TenantRef, body: UploadCreate) -> UploadOut:
         part_bytes = math.ceil(body.size_bytes / MAX_PARTS)
         if part_bytes > largest:  # pragma: no cover - needs max_bytes > MAX_PARTS * largest
             raise PayloadTooLarge("The file needs more than 10000 parts.", pointer="/size_bytes")
+    _purge_expired(runtime, tenant.id)  # expired uploads do not count against the caps
     with runtime.sessionmaker.begin() as session:
-        upload = UploadRepository(session).create(
+        repo = UploadRepository(session)
+        # Serialise this tenant's creates so that concurrent ones cannot overshoot the caps.
+        _lock_tenant(session, tenant.id)
+        count, declared = repo.open_usage(tenant.id, utcnow())
+        uploads_cfg = settings.uploads
+        if count >= uploads_cfg.max_open_per_tenant:
+            raise TooManyOpenUploads(
+                f"This account has {count} open uploads (the limit is {uploads_cfg.max_open_per_tenant}); "
+                "complete or DELETE one first.", limit=uploads_cfg.max_open_per_tenant)
+        if declared + body.size_bytes > uploads_cfg.max_open_bytes_per_tenant:
+            raise TooManyOpenUploads(
+                f"This account's open uploads declare {declared} bytes; {body.size_bytes} more would pass "
+                f"the limit of {uploads_cfg.max_open_bytes_per_tenant}; complete or DELETE one first.",
+                limit=uploads_cfg.max_open_bytes_per_tenant)
+        upload = repo.create(
             tenant.id, size_bytes=body.size_bytes, sha256=body.sha256, part_bytes=part_bytes,
             expires_at=utcnow() + timedelta(seconds=settings.uploads.expire_after_s),
             name=body.name, filename=body.filename, content_type=body.content_type,
         )
         out = _out(upload, [])
-    _purge_expired(runtime, tenant.id)
     return out
 
 
-def _purge_expired(runtime: Any, tenant_id: str) -> None:
+def _lock_tenant(session: Session, tenant_id: str) -> None:
+    from sqlalchemy import select
+
+    from store.models import Tenant
+
+    session.execute(select(Tenant.id).where(Tenant.id == tenant_id).with_for_update())
+
+
+def _purge_expired(runtime: Runtime, tenant_id: str) -> None:
     """Abort this tenant's expired uploads and delete their parts (best effort: a failure
-    leaves them for the next create)."""
+    leaves them for the next create or the sweeper)."""
     try:
-        with runtime.sessionmaker.begin() as session:
-            repo = UploadRepository(session)
-            expired = [u.id for u in repo.expired(utcnow(), tenant_id=tenant_id, limit=20)]
-            for upload_id in expired:
-                repo.abort(upload_id)
-        blobs = blob_store(runtime.settings)
-        for upload_id in expired:
-            blobs.delete_prefix(f"uploads/{upload_id}")
+        purge_expired(runtime.sessionmaker, blob_store(runtime.settings), utcnow(), tenant_id=tenant_id, limit=20)
     except Exception:  # noqa: BLE001 - housekeeping must not fail a new upload
         log.warning("could not purge expired uploads of tenant %s", tenant_id, exc_info=True)
 
 
-def status(runtime: Any, tenant: TenantRef, upload_id: str) -> UploadOut:
+def status(runtime: Runtime, tenant: TenantRef, upload_id: str) -> UploadOut:
     with runtime.sessionmaker() as session:
         upload = _get(session, tenant, upload_id)
         return _out(upload, UploadRepository(session).parts(upload.id))
 
 
-def abort(runtime: Any, tenant: TenantRef, upload_id: str) -> None:
+def abort(runtime: Runtime, tenant: TenantRef, upload_id: str) -> None:
     with runtime.sessionmaker.begin() as session:
         upload = _get(session, tenant, upload_id)
-        UploadRepository(session).abort(upload.id)
-    blob_store(runtime.settings).delete_prefix(f"uploads/{upload_id}")
+        repo = UploadRepository(session)
+        if not repo.abort(upload.id):
+            session.refresh(upload)
+            if upload.state == "completing":
+                # Its parts are being read: deleting them now would break the complete.
+                raise UploadNotOpen("The upload is being completed.", state=upload.state)
+    blob_store(runtime.settings).delete_prefix(f"uploads/{upload.id}")
 
 
-def _get(session: Any, tenant: TenantRef, upload_id: str) -> Upload:
+def _get(session: Session, tenant: TenantRef, upload_id: str) -> Upload:
     upload = UploadRepository(session).get_for_tenant(tenant.id, upload_id) if is_resource_id(upload_id) else None
     if upload is None:
         raise UploadNotFound(f"No upload {upload_id!r} in this account.")
     return upload
 
 
-def _open_upload(runtime: Any, tenant: TenantRef, upload_id: str) -> Upload:
+def _open_upload(runtime: Runtime, tenant: TenantRef, upload_id: str) -> Upload:
     with runtime.sessionmaker() as session:
         upload = _get(session, tenant, upload_id)
     if upload.state != "open":
@@ -178,7 +224,7 @@ def _out(upload: Upload, parts: list[Any]) -> UploadOut:
 # -- parts --------------------------------------------------------------------------------
 
 
-async def put_part(runtime: Any, tenant: TenantRef, upload_id: str, part_number: int, declared_sha256: str | None,
+async def put_part(runtime: Runtime, tenant: TenantRef, upload_id: str, part_number: int, declared_sha256: str | None,
                    body: AsyncIterator[bytes]) -> UploadPartOut:
     upload = await run_in_threadpool(_open_upload, runtime, tenant, upload_id)
     count = part_count(upload)
@@ -213,16 +259,28 @@ async def put_part(runtime: Any, tenant: TenantRef, upload_id: str, part_number:
     return UploadPartOut(part_number=part_number, size_bytes=size, sha256=digest_hex)
 
 
-def _store_part(runtime: Any, upload_id: str, part_number: int, path: Path, size: int, sha256: str) -> None:
-    blob_store(runtime.settings).put_file(part_key(upload_id, part_number), path)  # before the row
+def _store_part(runtime: Runtime, upload_id: str, part_number: int, path: Path, size: int, sha256: str) -> None:
+    blobs = blob_store(runtime.settings)
+    key = part_key(upload_id, part_number, sha256)
+    blobs.put_file(key, path)  # before the row
     with runtime.sessionmaker.begin() as session:
-        UploadRepository(session).put_part(upload_id, part_number, size, sha256)
+        repo = UploadRepository(session)
+        # Row-locked: a complete or an abort that started while the body streamed has
+        # moved the upload on; then this part is not recorded and its blob not kept.
+        upload = repo.lock_open(upload_id)
+        if upload is not None:
+            repo.put_part(upload_id, part_number, size, sha256)
+            return
+        state = session.scalar(select(Upload.state).where(Upload.id == upload_id))
+    if state != "completing":  # a completing upload's parts are deleted when it ends
+        blobs.delete(key)
+    raise UploadNotOpen(f"The upload is {state}.", state=state)
 
 
 # -- complete -----------------------------------------------------------------------------
 
 
-def complete(runtime: Any, tenant: TenantRef, upload_id: str) -> DatasetOut:
+def complete(runtime: Runtime, tenant: TenantRef, upload_id: str) -> DatasetOut:
     from api.datasets.service import _out as dataset_out
 
     settings = runtime.settings
@@ -233,10 +291,57 @@ def complete(runtime: Any, tenant: TenantRef, upload_id: str) -> DatasetOut:
             dataset = DatasetRepository(session).get_for_tenant(tenant.id, upload.dataset_id)
             if dataset is not None:
                 return dataset_out(dataset, False)
-    if upload.state != "open":
+    if upload.state != "open" and upload.state != "completing":
         raise UploadNotOpen(f"The upload is {upload.state}.", state=upload.state)
+    if upload.expires_at < utcnow():
+        raise UploadNotOpen("The upload expired; start a new one.", state="expired")
     missing = [n for n in range(1, part_count(upload) + 1) if n not in {p.part_number for p in parts}]
     if missing:
+        raise UploadIncomplete(f"{len(missing)} part(s) missing, first {missing[:10]}.", missing_parts=missing[:100])
+    now = utcnow()
+    stale_before = now - timedelta(seconds=COMPLETING_STALE_S)
+    with runtime.sessionmaker.begin() as session:
+        repo = UploadRepository(session)
+        _lock_tenant(session, tenant.id)  # concurrent claims cannot overshoot the cap
+        limit = settings.uploads.max_completing_per_tenant
+        if upload.state == "open" and repo.completing_count(tenant.id, stale_before) >= limit:
+            raise TooManyCompletes(f"This account already has {limit} uploads being completed; retry when one "
+                                   "has finished.", headers={"Retry-After": "5"}, limit=limit)
+        claimed = repo.claim(upload.id, now, stale_before)
+    if not claimed:
+        with runtime.sessionmaker() as session:
+            state = session.scalar(select(Upload.state).where(Upload.id == upload.id))
+        if state == "complete":  # a concurrent complete finished first
+            return complete(runtime, tenant, upload_id)
+        raise UploadNotOpen(f"The upload is {state}; retry later." if state == "completing"
+                            else f"The upload is {state}.", state=state)
+    try:
+        out = _assemble(runtime, tenant, upload)
+    except _Undecodable as exc:
+        # The parts are the declared file, and it is not a dataset: no retry can succeed,
+        # so the upload ends here and its parts go (they would hold the tenant's quota).
+        with runtime.sessionmaker.begin() as session:
+            UploadRepository(session).reject(upload.id)
+        blob_store(settings).delete_prefix(f"uploads/{upload.id}")
+        raise exc.error from None
+    except BaseException:
+        with runtime.sessionmaker.begin() as session:
+            UploadRepository(session).release(upload.id)
+        raise
+    blob_store(settings).delete_prefix(f"uploads/{upload.id}")
+    return out
+
+
+def _assemble(runtime: Runtime, tenant: TenantRef, upload: Upload) -> DatasetOut:
+    """Concatenate, verify, decode and store a claimed upload's parts (their list re-read
+    under the claim: no part can change any more)."""
+    from api.datasets.service import _out as dataset_out
+
+    settings = runtime.settings
+    with runtime.sessionmaker() as session:
+        parts = UploadRepository(session).parts(upload.id)
+    missing = [n for n in range(1, part_count(upload) + 1) if n not in {p.part_number for p in parts}]
+    if missing:  # pragma: no cover - parts are never deleted from an open upload
         raise UploadIncomplete(f"{len(missing)} part(s) missing, first {missing[:10]}.", missing_parts=missing[:100])
     blobs = blob_store(settings)
     with _scratch(settings) as folder:
@@ -244,18 +349,23 @@ def complete(runtime: Any, tenant: TenantRef, upload_id: str) -> DatasetOut:
         digest = hashlib.sha256()
         with open(assembled, "wb") as out:
             for part in parts:
-                for chunk in blobs.iter_chunks(part_key(upload.id, part.part_number)):
+                for chunk in blobs.iter_chunks(part_key(upload.id, part.part_number, part.sha256)):
                     digest.update(chunk)
                     out.write(chunk)
         if digest.hexdigest() != upload.sha256:
             raise ChecksumMismatch(f"The assembled file's sha256 is {digest.hexdigest()}, not the declared "
                                    f"{upload.sha256}.")
         canonical = folder / "canonical.npz"
-        fields, fmt = large.canonicalize_file(
-            assembled, canonical, filename=upload.filename, content_type=upload.content_type,
-            max_decoded_bytes=settings.uploads.max_dataset_bytes,
-            in_memory_max_bytes=settings.uploads.in_memory_max_bytes,
-        )
+        try:
+            fields, fmt = large.canonicalize_file(
+                assembled, canonical, filename=upload.filename, content_type=upload.content_type,
+                max_decoded_bytes=settings.uploads.max_dataset_bytes,
+                in_memory_max_bytes=settings.uploads.in_memory_max_bytes,
+            )
+        except VihubError as exc:
+            if 400 <= exc.status < 500:
+                raise _Undecodable(exc) from exc
+            raise
         assembled.unlink()
         sha256 = file_sha256(canonical)
         key = dataset_key(sha256)
@@ -267,13 +377,19 @@ def complete(runtime: Any, tenant: TenantRef, upload_id: str) -> DatasetOut:
             tenant.id, sha256, None, fields, fmt, name=upload.name or upload.filename, blob_key=key,
             size_bytes=size)
         UploadRepository(session).complete(upload.id, dataset.id)
-        out = dataset_out(dataset, created)
-    blobs.delete_prefix(f"uploads/{upload.id}")
-    return out
+        return dataset_out(dataset, created)
+
+
+class _Undecodable(Exception):
+    """The assembled file is the declared one but is refused as a dataset (``error``)."""
+
+    def __init__(self, error: VihubError) -> None:
+        super().__init__(str(error))
+        self.error = error
 
 
 @contextmanager
-def _scratch(settings: Any):  # type: ignore[no-untyped-def]
+def _scratch(settings: Settings):  # type: ignore[no-untyped-def]
     folder = Path(tempfile.mkdtemp(prefix="upload-", dir=scratch_dir(settings)))
     try:
         yield folder

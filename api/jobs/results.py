@@ -14,6 +14,7 @@ polling ``/summary`` does not re-parse megabytes of samples each time.
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -22,12 +23,29 @@ from typing import Any
 import numpy as np
 from sqlalchemy.orm import Session
 
-from api.errors import ResultsNotReady
+from api.errors import ResultsNotReady, VihubError
 from inference.results import formats
 from store.job_states import JobState
 from store.models import ArtifactKind, Job
 from store.repositories.artifacts import ArtifactRepository
+from store.blobs import BlobNotFound
 from store.repositories.loss_points import LossPointRepository
+
+log = logging.getLogger("vihub.api.results")
+
+
+class ResultsMissing(VihubError):
+    """The job's result row exists but its blob is gone from the blob store."""
+
+    status, slug, title = 410, "results-missing", "Results missing"
+
+
+def _result_json(session: Session, job: Job) -> bytes:
+    try:
+        return ArtifactRepository(session).get_content(job.id, ArtifactKind.RESULT_JSON) or b"{}"
+    except BlobNotFound as exc:
+        log.error("job %s: its result blob is missing: %s", job.id, exc)
+        raise ResultsMissing(f"The stored results of job {job.id} are missing.") from exc
 
 _CACHE_SIZE = 16
 # A parsed result takes several times its JSON size: 16 results of hundreds of MB each
@@ -60,7 +78,7 @@ def load_result(session: Session, job: Job) -> dict[str, Any]:
         if key in _cache:
             _cache.move_to_end(key)
             return _cache[key]
-    content = artifacts.get_content(job.id, ArtifactKind.RESULT_JSON) or b"{}"
+    content = _result_json(session, job)
     result = json.loads(content)
     if len(content) > _CACHE_MAX_ITEM_BYTES:
         return result
@@ -73,13 +91,17 @@ def load_result(session: Session, job: Job) -> dict[str, Any]:
 
 def stored_blob(session: Session, job: Job, kind: str) -> bytes | None:
     require_succeeded(job)
-    return ArtifactRepository(session).get_content(job.id, kind)
+    try:
+        return ArtifactRepository(session).get_content(job.id, kind)
+    except BlobNotFound:  # encoded from the JSON result instead (when that is there)
+        log.error("job %s: its %s blob is missing; encoding it from the JSON result", job.id, kind)
+        return None
 
 
 def result_json_bytes(session: Session, job: Job) -> bytes:
     """The raw stored result JSON (what the predict child process parses)."""
     require_succeeded(job)
-    return ArtifactRepository(session).get_content(job.id, ArtifactKind.RESULT_JSON) or b"{}"
+    return _result_json(session, job)
 
 
 # ---------------------------------------------------------------------------------------

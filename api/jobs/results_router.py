@@ -7,16 +7,24 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query
 from fastapi.responses import JSONResponse, Response
+from sqlalchemy.orm import Session
 
 from api.deps import CurrentTenant, RuntimeDep, SessionDep
 from api.errors import NotAcceptable, problem_responses
-from api.formats import MEDIA_TYPES, RESULT_FORMATS, ResultFormat, array_response, binary_response, negotiate
+from api.formats import (
+    MEDIA_TYPES,
+    RESULT_FORMATS,
+    ResultFormat,
+    array_response,
+    binary_response,
+    negotiate,
+)
 from api.jobs import predict as predict_service
 from api.jobs import results
 from api.jobs.schemas import PredictOut, PredictRequest
 from api.jobs.service import get_job
 from inference.results import formats
-from store.models import ArtifactKind
+from store.models import ArtifactKind, Job
 
 router = APIRouter(prefix="/jobs/{job_id}", tags=["results"])
 
@@ -34,7 +42,7 @@ def _binary(resource: str) -> dict[int | str, dict[str, Any]]:
     return {200: {"content": content, "description": "JSON, or a binary form by ?format= / Accept"}}
 
 
-def _stored_download(session: Any, job: Any, fmt: ResultFormat, kinds: dict[ResultFormat, str],
+def _stored_download(session: Session, job: Job, fmt: ResultFormat, kinds: dict[ResultFormat, str],
                      filename: str) -> Response | None:
     """The file the worker wrote for this format, when it wrote one (else convert on request)."""
     kind = kinds.get(fmt)

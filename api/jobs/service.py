@@ -116,7 +116,7 @@ async def create_job(
         replay, _ = await _claim_idempotency_key(runtime, tenant, idempotency_key or "", fingerprint,
                                                  claim=False)
         if replay is None:
-            raise _in_progress(idempotency_key or "") from None
+            raise request_in_progress(idempotency_key or "") from None
         return replay, False
     except BaseException:
         if token is not None:
@@ -129,7 +129,7 @@ async def create_job(
         return replay, False
     # Shielded: a client that hangs up now does not stop the publish of a committed job
     # (the sweeper would publish it, but only after worker.requeue_after_s).
-    await asyncio.shield(run_in_threadpool(_publish, runtime, out.id, queue))
+    await asyncio.shield(run_in_threadpool(publish_job, runtime, out.id, queue))
     return out, True
 
 
@@ -145,7 +145,7 @@ async def _submit(runtime: Runtime, tenant: TenantRef, body: JobCreate, key: str
         await run_in_threadpool(check_webhook_url, settings, str(body.webhook.url))
     if body.inference.init_from is not None:
         await run_in_threadpool(check_init_from, runtime, tenant, body)
-    fields, dataset_id = await run_in_threadpool(_resolve_data, runtime, tenant, body)
+    fields, dataset_id = await run_in_threadpool(resolve_data, runtime, tenant, body)
     await run_in_threadpool(_precheck_concurrency, runtime, tenant)
     await run_dry_run(runtime, body, fields, tenant)
     encoded = None if dataset_id is not None else await run_in_threadpool(datasets_service.encode_fields, settings, fields)
@@ -234,7 +234,9 @@ async def _tenant_turn(runtime: Runtime, tenant: TenantRef | None) -> AsyncItera
         gate.release()
 
 
-def _resolve_data(runtime: Runtime, tenant: TenantRef, body: JobCreate) -> tuple[dict[str, Any], str | None]:
+def resolve_data(runtime: Runtime, tenant: TenantRef, body: JobCreate) -> tuple[dict[str, Any], str | None]:
+    """``(fields, dataset_id)`` of a body's data (inline, dataset id or catalog example);
+    ``dataset_id`` is None for inline data, stored with the job. Also used by sweeps."""
     with runtime.sessionmaker() as session:
         return datasets_service.resolve_job_data(session, tenant, body, runtime.settings)
 
@@ -260,17 +262,8 @@ def _write_job(runtime: Runtime, tenant: TenantRef, body: JobCreate, encoded: En
         try:
             if dataset_id is None:
                 assert encoded is not None  # inline data is encoded before the write
-                dataset, _ = DatasetRepository(session).get_or_create(
-                    tenant.id, encoded.sha256, encoded.content, encoded.fields, "inline", name=None)
-                dataset_id = dataset.id
-            tenants = TenantRepository(session)
-            took = tenants.take_job_slot(tenant.id, limit)
-            if not took:
-                # The counter is an upper bound (a job may have ended in a way that did not
-                # give its slot back, e.g. under a previous release's worker): recount once.
-                tenants.recount_active_jobs(tenant.id)
-                took = tenants.take_job_slot(tenant.id, limit)
-            if not took:
+                dataset_id = store_inline_data(session, tenant, encoded)
+            if not take_job_slots(session, tenant, limit):
                 session.commit()  # keep the dataset and the recount; the refusal is final
                 raise _too_many(limit)
             job = JobRepository(session).create(
@@ -299,7 +292,35 @@ def _write_job(runtime: Runtime, tenant: TenantRef, body: JobCreate, encoded: En
         return job_out(job), queue
 
 
-def _publish(runtime: Runtime, job_id: str, queue: str) -> None:
+def store_inline_data(session: Session, tenant: TenantRef, encoded: EncodedArrays) -> str:
+    """The id of the tenant's dataset holding these inline arrays (made once per content);
+    first in a submit's (and a sweep's) transaction, for the lock order."""
+    dataset, _ = DatasetRepository(session).get_or_create(
+        tenant.id, encoded.sha256, encoded.content, encoded.fields, "inline", name=None)
+    return dataset.id
+
+
+def take_job_slots(session: Session, tenant: TenantRef, limit: int, count: int = 1) -> bool:
+    """Take ``count`` of the tenant's concurrent-job slots in this transaction (False, with
+    some maybe taken, when they do not all fit: the caller rolls back or refuses).
+
+    The counter is an upper bound (a job may have ended in a way that did not give its
+    slot back, e.g. under a previous release's worker): a refused first slot recounts once.
+    """
+    tenants = TenantRepository(session)
+    for taken in range(count):
+        if tenants.take_job_slot(tenant.id, limit):
+            continue
+        if taken == 0:
+            tenants.recount_active_jobs(tenant.id)
+            if tenants.take_job_slot(tenant.id, limit):
+                continue
+        return False
+    return True
+
+
+def publish_job(runtime: Runtime, job_id: str, queue: str) -> None:
+    """Publish a committed job (never before the commit) and record when; also used by sweeps."""
     ok = runtime.publisher.publish(job_id, queue)
     runtime.metrics.jobs_published.labels("ok" if ok else "failed").inc()
     if ok:
@@ -322,7 +343,7 @@ async def _claim_idempotency_key(runtime: Runtime, tenant: TenantRef, key: str, 
         if outcome == "replay":
             return value, None
         if time.monotonic() + delay > deadline:
-            raise _in_progress(key)
+            raise request_in_progress(key)
         await asyncio.sleep(delay)
         delay = min(delay * 2, 0.25)
 
@@ -376,11 +397,12 @@ def _replay_from_jobs(runtime: Runtime, tenant: TenantRef, key: str, fingerprint
     with runtime.sessionmaker() as session:
         existing = JobRepository(session).get_by_idempotency_key(tenant.id, key)
         if existing is None:
-            raise _in_progress(key)
+            raise request_in_progress(key)
         return job_out(_replay(existing, fingerprint, key))
 
 
-def _in_progress(key: str) -> VihubError:
+def request_in_progress(key: str) -> VihubError:
+    """409 ``request-in-progress`` for a key whose request has not finished (jobs and sweeps)."""
     return RequestInProgress(
         f"A request with Idempotency-Key {key!r} is still being processed; retry shortly "
         "to get its job.", headers={"Retry-After": str(IN_PROGRESS_RETRY_AFTER_S)})
@@ -622,17 +644,20 @@ def count_by_state(session: Session) -> dict[str, int]:
 # Rendering
 
 
+def job_progress(progress: dict[str, Any] | None, spec_steps: int | None) -> Progress:
+    """A job's progress as rendered: what the worker reported, ``steps`` from the spec
+    until it has (also used by sweep summaries, which read the columns only)."""
+    fields = {"steps": int(spec_steps or 0), "step": 0, **(progress or {})}
+    return Progress.model_validate({k: v for k, v in fields.items() if k in Progress.model_fields})
+
+
 def job_out(job: Job) -> JobOut:
     spec = job.spec or {}
-    steps = int(((spec.get("inference") or {}).get("steps")) or 0)
-    progress = dict(job.progress or {})
-    progress.setdefault("steps", steps)
-    progress.setdefault("step", 0)
     base = f"/v1/jobs/{job.id}"
     return JobOut(
         id=job.id,
         state=job.state,
-        progress=Progress.model_validate({k: v for k, v in progress.items() if k in Progress.model_fields}),
+        progress=job_progress(job.progress, (spec.get("inference") or {}).get("steps")),
         created_at=job.created_at,
         started_at=job.started_at,
         finished_at=job.finished_at,

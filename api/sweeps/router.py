@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 
 from api.compare.router import OrderQuery, SortQuery
 from api.compare.schemas import Comparison
-from api.deps import CurrentTenant, RuntimeDep, SessionDep
+from api.deps import CurrentTenant, KnownQueryOnly, PageSize, RuntimeDep, SessionDep
 from api.errors import problem_responses
 from api.jobs.router import IdempotencyKey
 from api.sweeps import service
 from api.sweeps.schemas import SweepCreate, SweepList, SweepOut
 
 router = APIRouter(prefix="/sweeps", tags=["sweeps"])
+DEFAULT_PAGE_SIZE = 20
 
 
 @router.post("", status_code=202, response_model=SweepOut,
@@ -29,11 +28,11 @@ async def create_sweep(body: SweepCreate, runtime: RuntimeDep, tenant: CurrentTe
                         headers={"Location": out.links.self})
 
 
-@router.get("", response_model=SweepList, summary="This account's sweeps, newest first",
-            responses=problem_responses(401, 422, 500))
-def list_sweeps(session: SessionDep, tenant: CurrentTenant,
-                limit: Annotated[int, Query(ge=1, le=100)] = 20) -> SweepList:
-    return SweepList(items=service.list_sweeps(session, tenant, limit))
+@router.get("", response_model=SweepList,
+            summary="This account's sweeps, newest first, as summaries (GET one sweep for its members)",
+            responses=problem_responses(400, 401, 422, 500), dependencies=[KnownQueryOnly])
+def list_sweeps(session: SessionDep, tenant: CurrentTenant, size: PageSize) -> SweepList:
+    return SweepList(items=service.list_sweeps(session, tenant, size or DEFAULT_PAGE_SIZE))
 
 
 @router.get("/{sweep_id}", response_model=SweepOut, summary="A sweep: its members and their progress",

@@ -5,9 +5,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from api.jobs.schemas import JobCreate, JobOut, Labels, refuse_non_finite
+
+SWEEP_LABEL = "vihub/sweep"
+POINT_LABEL = "vihub/sweep-point"
+# Labels the service sets on member jobs (and that a continued job must not inherit).
+SWEEP_LABELS = (SWEEP_LABEL, POINT_LABEL)
 
 AxisPath = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*$")]
 
@@ -28,7 +33,7 @@ class SweepCreate(BaseModel):
 
     @field_validator("axes", "points", mode="before")
     @classmethod
-    def _finite_numbers(cls, value: Any, info: Any) -> Any:
+    def _finite_numbers(cls, value: Any, info: ValidationInfo) -> Any:
         # A point is stored as given (``sweep_members.point``), even where a later path of
         # the same point overwrites the value in the job body.
         return refuse_non_finite(value, info.field_name)
@@ -62,20 +67,28 @@ class SweepLinks(BaseModel):
     cancel: str
 
 
-class SweepOut(BaseModel):
+class SweepSummary(BaseModel):
+    """A sweep as lists show it: state, counts and progress, not its members."""
+
     id: str
     name: str | None = None
     state: str = Field(description="queued | running | finished (every member final) | cancelled")
     done: bool
     counts: SweepCounts
     progress: float = Field(description="Fraction of all members' steps done")
+    member_count: int = Field(description="Members not deleted")
     created_at: datetime
-    axes: dict[str, Any]
-    base: dict[str, Any]
     labels: dict[str, Any] = Field(default_factory=dict)
-    members: list[SweepMemberOut]
     links: SweepLinks
 
 
+class SweepOut(SweepSummary):
+    """One sweep in full: its axes, base body and members (each member's job)."""
+
+    axes: dict[str, Any]
+    base: dict[str, Any]
+    members: list[SweepMemberOut]
+
+
 class SweepList(BaseModel):
-    items: list[SweepOut]
+    items: list[SweepSummary]

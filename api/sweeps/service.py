@@ -37,32 +37,31 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
+from api.compare.service import compare_jobs
 from api.datasets import service as datasets_service
-from api.runtime import TenantRef
-from api.errors import IdempotencyKeyReused, NotFound, QuotaExceeded, Unprocessable
+from api.runtime import Runtime, TenantRef
+from api.errors import IdempotencyKeyReused, NotFound, QuotaExceeded, ResultsNotReady, Unprocessable
+from api.ids import is_resource_id
 from api.jobs import service as jobs_service
-from api.jobs.schemas import MAX_LABELS, JobCreate
-from api.sweeps.schemas import SweepCreate, SweepOut
+from api.jobs.schemas import MAX_LABELS, JobCreate, Progress
+from api.sweeps.schemas import POINT_LABEL, SWEEP_LABEL, SWEEP_LABELS, SweepCreate, SweepOut, SweepSummary
+from api.warm_start.checks import check_init_from
 from api.webhooks.service import check_webhook_url
+from common.arrays import EncodedArrays
+from common.settings import Settings
 from store.job_states import FINAL_STATES, JobState
 from store.models import new_id
-from store.repositories.datasets import DatasetRepository
 from store.repositories.jobs import JobRepository
-from store.repositories.tenants import TenantRepository
 from store.sweeps import Sweep, SweepRepository
 
-SWEEP_LABEL = "vihub/sweep"  # also in api.warm_start.service.SWEEP_LABELS
-POINT_LABEL = "vihub/sweep-point"
 SPEC_ROOTS = ("model", "guide", "inference", "outputs")
-# Labels the service sets on member jobs (and that a continued job must not inherit).
-SWEEP_LABELS = (SWEEP_LABEL, POINT_LABEL)
 
 
 class SweepNotFound(NotFound):
     slug, title = "sweep-not-found", "Sweep not found"
 
 
-def max_points(settings: Any) -> int:
+def max_points(settings: Settings) -> int:
     return int(settings.quotas.max_sweep_points)
 
 
@@ -100,7 +99,7 @@ def point_count(request: SweepCreate) -> int:
     return math.prod(len(values) for values in (request.axes or {}).values())
 
 
-def member_bodies(request: SweepCreate, settings: Any) -> tuple[list[dict[str, Any]], list[JobCreate]]:
+def member_bodies(request: SweepCreate, settings: Settings) -> tuple[list[dict[str, Any]], list[JobCreate]]:
     count, limit = point_count(request), max_points(settings)
     if count > limit:  # checked before the grid is expanded: 3 axes of 1000 values are 1e9 points
         raise QuotaExceeded(f"The sweep has {count} points; this account may run at most {limit} per sweep.",
@@ -193,7 +192,7 @@ def fingerprint(request: SweepCreate) -> str:
 # Creation
 
 
-async def create_sweep(runtime: Any, tenant: TenantRef, request: SweepCreate,
+async def create_sweep(runtime: Runtime, tenant: TenantRef, request: SweepCreate,
                        idempotency_key: str | None) -> tuple[SweepOut, bool]:
     settings = runtime.settings
     points, bodies = member_bodies(request, settings)
@@ -208,10 +207,8 @@ async def create_sweep(runtime: Any, tenant: TenantRef, request: SweepCreate,
         await run_in_threadpool(check_webhook_url, settings, str(request.base.webhook.url))
     for body in bodies:
         if body.inference.init_from is not None:
-            from api.warm_start.checks import check_init_from
-
             await run_in_threadpool(check_init_from, runtime, tenant, body)
-    fields, dataset_id = await run_in_threadpool(jobs_service._resolve_data, runtime, tenant, request.base)
+    fields, dataset_id = await run_in_threadpool(jobs_service.resolve_data, runtime, tenant, request.base)
     await run_in_threadpool(_precheck_slots, runtime, tenant, len(bodies))
     for body in bodies:
         await jobs_service.run_dry_run(runtime, body, fields, tenant)
@@ -223,15 +220,15 @@ async def create_sweep(runtime: Any, tenant: TenantRef, request: SweepCreate,
     if written is None:  # a racing request with the same key won
         replay = await run_in_threadpool(_replay, runtime, tenant, idempotency_key or "", digest)
         if replay is None:
-            raise jobs_service._in_progress(idempotency_key or "")
+            raise jobs_service.request_in_progress(idempotency_key or "")
         return replay, False
     out, queued = written
     for job_id, queue in queued:
-        await run_in_threadpool(jobs_service._publish, runtime, job_id, queue)
+        await run_in_threadpool(jobs_service.publish_job, runtime, job_id, queue)
     return out, True
 
 
-def _replay(runtime: Any, tenant: TenantRef, key: str, digest: str) -> SweepOut | None:
+def _replay(runtime: Runtime, tenant: TenantRef, key: str, digest: str) -> SweepOut | None:
     with runtime.sessionmaker() as session:
         sweep = SweepRepository(session).get_by_idempotency_key(tenant.id, key)
         if sweep is None:
@@ -242,7 +239,7 @@ def _replay(runtime: Any, tenant: TenantRef, key: str, digest: str) -> SweepOut 
         return sweep_out(session, sweep)
 
 
-def _precheck_slots(runtime: Any, tenant: TenantRef, needed: int) -> None:
+def _precheck_slots(runtime: Runtime, tenant: TenantRef, needed: int) -> None:
     limit = runtime.settings.quotas.max_concurrent_jobs
     with runtime.sessionmaker() as session:
         active = JobRepository(session).count_active_for_tenant(tenant.id)
@@ -258,8 +255,8 @@ def _no_slots(limit: int, active: int | None, needed: int) -> Exception:
         headers={"Retry-After": str(jobs_service.TOO_MANY_RETRY_AFTER_S)}, limit=limit, needed=needed)
 
 
-def _write(runtime: Any, tenant: TenantRef, request: SweepCreate, points: list[dict[str, Any]],
-           bodies: list[JobCreate], encoded: Any, dataset_id: str | None, key: str | None,
+def _write(runtime: Runtime, tenant: TenantRef, request: SweepCreate, points: list[dict[str, Any]],
+           bodies: list[JobCreate], encoded: EncodedArrays | None, dataset_id: str | None, key: str | None,
            digest: str) -> tuple[SweepOut, list[tuple[str, str]]] | None:
     """One transaction; lock order as in a job submit: dataset, tenant row, jobs, sweep rows."""
     settings = runtime.settings
@@ -267,17 +264,10 @@ def _write(runtime: Any, tenant: TenantRef, request: SweepCreate, points: list[d
     with runtime.sessionmaker() as session:
         try:
             if dataset_id is None:
-                dataset, _ = DatasetRepository(session).get_or_create(
-                    tenant.id, encoded.sha256, encoded.content, encoded.fields, "inline", name=None)
-                dataset_id = dataset.id
-            tenants = TenantRepository(session)
-            for taken in range(len(bodies)):
-                if not tenants.take_job_slot(tenant.id, limit):
-                    if taken == 0:
-                        tenants.recount_active_jobs(tenant.id)
-                        if tenants.take_job_slot(tenant.id, limit):
-                            continue
-                    raise _no_slots(limit, None, len(bodies))
+                assert encoded is not None  # inline data is encoded before the write
+                dataset_id = jobs_service.store_inline_data(session, tenant, encoded)
+            if not jobs_service.take_job_slots(session, tenant, limit, len(bodies)):
+                raise _no_slots(limit, None, len(bodies))
             sweep_id = new_id()
             sweeps = SweepRepository(session)
             sweeps.create(id=sweep_id, tenant_id=tenant.id, name=request.name,
@@ -322,8 +312,6 @@ def _axes_record(request: SweepCreate) -> dict[str, Any]:
 
 
 def get_sweep(session: Session, tenant: TenantRef, sweep_id: str) -> Sweep:
-    from api.ids import is_resource_id
-
     sweep = SweepRepository(session).get_for_tenant(tenant.id, sweep_id) if is_resource_id(sweep_id) else None
     if sweep is None:
         raise SweepNotFound(f"No sweep {sweep_id!r} in this account.")
@@ -332,41 +320,54 @@ def get_sweep(session: Session, tenant: TenantRef, sweep_id: str) -> Sweep:
 
 def sweep_out(session: Session, sweep: Sweep) -> SweepOut:
     members = SweepRepository(session).members(sweep.id)
+    rendered = [{"position": member.position, "point": member.point, "job": jobs_service.job_out(job)}
+                for member, job in members]
+    summary = _summary(sweep, [(out["job"].state, out["job"].progress) for out in rendered])
+    return SweepOut.model_validate({**summary, "axes": sweep.axes, "base": sweep.base, "members": rendered})
+
+
+def list_sweeps(session: Session, tenant: TenantRef, page_size: int) -> list[SweepSummary]:
+    """The newest sweeps as summaries: one query for the sweeps, one for their members'
+    states and progress (never the members' specs: a list of 100 sweeps of 1000 members
+    each rendered in full was gigabytes)."""
+    repo = SweepRepository(session)
+    sweeps = repo.list_for_tenant(tenant.id, page_size)
+    by_sweep: dict[str, list[tuple[str, Progress]]] = {sweep.id: [] for sweep in sweeps}
+    for sweep_id, state, progress, spec_steps in repo.member_states(list(by_sweep)):
+        by_sweep[sweep_id].append((state, jobs_service.job_progress(progress, spec_steps)))
+    return [SweepSummary.model_validate(_summary(sweep, by_sweep[sweep.id])) for sweep in sweeps]
+
+
+def _summary(sweep: Sweep, members: list[tuple[str, Progress]]) -> dict[str, Any]:
+    """The summary fields of a sweep from its members' ``(state, progress)``."""
+    final = _final()
     counts = {state.value: 0 for state in JobState}
     done_steps = total_steps = 0
-    rendered = []
-    for member, job in members:
-        counts[job.state] = counts.get(job.state, 0) + 1
-        out = jobs_service.job_out(job)
-        total_steps += max(out.progress.steps, 1)
-        done_steps += max(out.progress.steps, 1) if job.state in _final() else min(out.progress.step,
-                                                                                    out.progress.steps)
-        rendered.append({"position": member.position, "point": member.point, "job": out})
+    for state, progress in members:
+        counts[state] = counts.get(state, 0) + 1
+        total_steps += max(progress.steps, 1)
+        done_steps += max(progress.steps, 1) if state in final else min(progress.step, progress.steps)
     # A sweep whose members were all deleted one by one is done (nothing left to wait for).
-    done = all(job.state in _final() for _, job in members)
+    done = all(state in final for state, _ in members)
     if done and members and counts[JobState.CANCELLED.value] == len(members):
-        state = "cancelled"
+        overall = "cancelled"
     elif done:
-        state = "finished"
+        overall = "finished"
     elif counts[JobState.RUNNING.value] or counts[JobState.SUCCEEDED.value] or counts[JobState.FAILED.value]:
-        state = "running"
+        overall = "running"
     else:
-        state = "queued"
+        overall = "queued"
     base = f"/v1/sweeps/{sweep.id}"
-    return SweepOut.model_validate({
-        "id": sweep.id, "name": sweep.name, "state": state, "done": done, "counts": counts,
-        "progress": done_steps / total_steps if total_steps else 0.0, "created_at": sweep.created_at,
-        "axes": sweep.axes, "base": sweep.base, "labels": sweep.labels or {}, "members": rendered,
+    return {
+        "id": sweep.id, "name": sweep.name, "state": overall, "done": done, "counts": counts,
+        "progress": done_steps / total_steps if total_steps else 0.0, "member_count": len(members),
+        "created_at": sweep.created_at, "labels": sweep.labels or {},
         "links": {"self": base, "comparison": f"{base}/comparison", "cancel": f"{base}/cancel"},
-    })
+    }
 
 
 def _final() -> set[str]:
     return {state.value for state in FINAL_STATES}
-
-
-def list_sweeps(session: Session, tenant: TenantRef, limit: int) -> list[SweepOut]:
-    return [sweep_out(session, sweep) for sweep in SweepRepository(session).list_for_tenant(tenant.id, limit)]
 
 
 def cancel_sweep(session: Session, tenant: TenantRef, sweep_id: str) -> SweepOut:
@@ -393,8 +394,6 @@ def delete_sweep(session: Session, tenant: TenantRef, sweep_id: str) -> None:
 
 
 def sweep_comparison(session: Session, tenant: TenantRef, sweep_id: str, *, sort: str, order: str) -> dict[str, Any]:
-    from api.compare.service import compare_jobs
-
     sweep = get_sweep(session, tenant, sweep_id)
     members = SweepRepository(session).members(sweep.id)
     succeeded = [(m, job) for m, job in members if job.state == JobState.SUCCEEDED.value]
@@ -403,8 +402,6 @@ def sweep_comparison(session: Session, tenant: TenantRef, sweep_id: str, *, sort
         notes.append(f"{len(members) - len(succeeded)} of {len(members)} members have not succeeded (yet) and are "
                      "not in the table")
     if not succeeded:
-        from api.errors import ResultsNotReady
-
         raise ResultsNotReady(f"No member of sweep {sweep.id} has succeeded yet.", state="running")
     return compare_jobs(session, tenant, [job.id for _, job in succeeded], sort=sort, order=order,
                         points={job.id: m.point for m, job in succeeded}, notes=notes)

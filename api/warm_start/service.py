@@ -11,8 +11,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
@@ -21,18 +19,19 @@ from api.jobs import service as jobs_service
 from api.jobs.results import require_succeeded
 from api.jobs.schemas import JobCreate, JobOut
 from api.runtime import Runtime, TenantRef
+from api.sweeps.schemas import SWEEP_LABELS
+from api.warm_start.schemas import ContinueRequest
 
 CONTINUES_LABEL = "vihub/continues"
-SWEEP_LABELS = ("vihub/sweep", "vihub/sweep-point")  # api.sweeps.service.SWEEP_LABELS
 
 
-async def continue_job(runtime: Runtime, tenant: TenantRef, job_id: str, request: Any,
+async def continue_job(runtime: Runtime, tenant: TenantRef, job_id: str, request: ContinueRequest,
                        idempotency_key: str | None) -> tuple[JobOut, bool]:
     body = await run_in_threadpool(_continuation_body, runtime, tenant, job_id, request)
     return await jobs_service.create_job(runtime, tenant, body, idempotency_key)
 
 
-def _continuation_body(runtime: Runtime, tenant: TenantRef, job_id: str, request: Any) -> JobCreate:
+def _continuation_body(runtime: Runtime, tenant: TenantRef, job_id: str, request: ContinueRequest) -> JobCreate:
     with runtime.sessionmaker() as session:
         source = jobs_service.get_job(session, tenant, job_id)
         require_succeeded(source)

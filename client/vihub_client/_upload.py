@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 import tempfile
+import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,7 +27,7 @@ from urllib.parse import quote
 import httpx
 
 from vihub_client._http import Call
-from vihub_client.errors import APIConnectionError, NotFound, VihubError
+from vihub_client.errors import APIConnectionError, Conflict, NotFound, VihubError
 from vihub_client.models import Dataset
 
 # Progress callback: (phase, bytes done, bytes total); phase is "hashing" or "uploading".
@@ -35,6 +36,7 @@ _CHUNK = 1 << 20
 # Assembling and decoding a multi-GB upload on the server takes a while.
 COMPLETE_TIMEOUT = httpx.Timeout(30.0, read=1800.0)
 PART_TIMEOUT = httpx.Timeout(30.0, write=600.0, read=600.0)
+COMPLETING_POLL_S = 1.0
 
 
 def state_dir() -> Path:
@@ -115,11 +117,24 @@ class ChunkedUpload:
                 if attempt == self.rounds - 1:
                     raise
                 upload = self._status(upload["id"])  # the server says what arrived
-        dataset = self.run(Call("POST", f"/v1/datasets/uploads/{quote(upload['id'], safe='')}/complete",
-                                idempotent=True, timeout=COMPLETE_TIMEOUT,
-                                parse=lambda r: Dataset.from_json(r.json())))
+        dataset = self._complete(upload["id"])
         state.unlink(missing_ok=True)
         return dataset
+
+    def _complete(self, upload_id: str) -> Dataset:
+        """``complete``; a retry that finds the first one still running (``409``, state
+        ``completing``) waits for it, then answers its dataset."""
+        deadline = time.monotonic() + COMPLETE_TIMEOUT.read
+        while True:
+            try:
+                return self.run(Call("POST", f"/v1/datasets/uploads/{quote(upload_id, safe='')}/complete",
+                                     idempotent=True, timeout=COMPLETE_TIMEOUT,
+                                     parse=lambda r: Dataset.from_json(r.json())))
+            except Conflict as exc:
+                if exc.extra.get("state") != "completing" or time.monotonic() > deadline:
+                    raise
+            while self._status(upload_id).get("state") == "completing" and time.monotonic() < deadline:
+                time.sleep(COMPLETING_POLL_S)
 
     def _state_file(self, size: int, sha256: str) -> Path:
         server = hashlib.sha256(self.base_url.encode()).hexdigest()[:16]
@@ -135,7 +150,7 @@ class ChunkedUpload:
         except (NotFound, KeyError):
             state.unlink(missing_ok=True)
             return None
-        if upload.get("state") not in ("open", "complete"):
+        if upload.get("state") not in ("open", "completing", "complete"):
             state.unlink(missing_ok=True)
             return None
         return upload

@@ -81,6 +81,8 @@ def bind_data(
 def _convert(
     name: str, value: Any, dtype: torch.dtype, device: torch.device, max_elements: int
 ) -> Any:
+    """One data field as the model gets it: None, a Python number, a ``DataRecord`` or a
+    finite tensor on ``device`` (floats in ``dtype``, integers int64, booleans bool)."""
     if value is None:
         return None
     if isinstance(value, (bool, np.bool_)):
@@ -88,13 +90,7 @@ def _convert(
     if isinstance(value, numbers.Integral) and not isinstance(value, torch.Tensor):
         return int(value)
     if isinstance(value, numbers.Real) and not isinstance(value, torch.Tensor):
-        v = float(value)
-        if not math.isfinite(v):
-            raise DataBindingError(
-                f"data field {name!r} is {v}; NaN and infinite values are not allowed",
-                field=name,
-            )
-        return v
+        return _finite_number(name, float(value))
     if isinstance(value, (str, bytes)):
         raise DataBindingError(
             f"data field {name!r} is text; only numbers and arrays are allowed",
@@ -103,66 +99,83 @@ def _convert(
     if isinstance(value, Mapping):
         return _record(name, value, dtype, device, max_elements, depth=0, budget=[MAX_RECORD_ENTRIES])
     if isinstance(value, torch.Tensor):
-        array = value.detach().cpu()
-        if array.numel() > max_elements:
-            raise _too_big(name, array.numel(), max_elements)
-        if array.is_floating_point():
-            tensor = array.to(dtype)
-        elif array.dtype == torch.bool:
-            tensor = array
-        elif array.is_complex():
-            raise DataBindingError(
-                f"data field {name!r} is complex; only real numbers are allowed",
-                field=name,
-            )
-        else:
-            tensor = array.to(torch.int64)
+        tensor = _from_tensor(name, value, dtype, max_elements)
     else:
-        if isinstance(value, (list, tuple)):
-            try:
-                array = np.asarray(value)
-            except (ValueError, TypeError) as exc:
-                raise DataBindingError(
-                    f"data field {name!r} is not a rectangular array: {exc}", field=name
-                ) from None
-        elif isinstance(value, np.ndarray):
-            array = value
-        elif isinstance(value, np.generic):
-            array = np.asarray(value)
-        else:
-            raise DataBindingError(
-                f"data field {name!r} has an unsupported type {type(value).__name__}; use numbers, "
-                "lists or arrays",
-                field=name,
-            )
-        if array.size > max_elements:
-            raise _too_big(name, array.size, max_elements)
-        kind = array.dtype.kind
-        if kind == "f":
-            tensor = torch.as_tensor(np.ascontiguousarray(array)).to(dtype)
-        elif kind in "iu":
-            tensor = torch.as_tensor(np.ascontiguousarray(array).astype(np.int64))
-        elif kind == "b":
-            tensor = torch.as_tensor(np.ascontiguousarray(array))
-        elif kind == "c":
-            raise DataBindingError(
-                f"data field {name!r} is complex; only real numbers are allowed",
-                field=name,
-            )
-        else:
-            raise DataBindingError(
-                f"data field {name!r} holds {array.dtype} values (text, objects or nested/ragged "
-                "lists); only numbers and booleans are allowed",
-                field=name,
-            )
+        array = _as_array(name, value)
+        tensor = _from_array(name, array, dtype, max_elements)
         if array.ndim == 0:
             item = tensor.item()
-            if isinstance(item, float) and not math.isfinite(item):
-                raise DataBindingError(
-                    f"data field {name!r} is {item}; NaN and infinite values are not allowed",
-                    field=name,
-                )
-            return item
+            return _finite_number(name, item) if isinstance(item, float) else item
+    _check_finite(name, tensor)
+    return tensor.to(device)
+
+
+def _finite_number(name: str, value: float) -> float:
+    if not math.isfinite(value):
+        raise DataBindingError(
+            f"data field {name!r} is {value}; NaN and infinite values are not allowed",
+            field=name,
+        )
+    return value
+
+
+def _complex(name: str) -> DataBindingError:
+    return DataBindingError(f"data field {name!r} is complex; only real numbers are allowed", field=name)
+
+
+def _from_tensor(name: str, value: torch.Tensor, dtype: torch.dtype, max_elements: int) -> torch.Tensor:
+    array = value.detach().cpu()
+    if array.numel() > max_elements:
+        raise _too_big(name, array.numel(), max_elements)
+    if array.is_floating_point():
+        return array.to(dtype)
+    if array.dtype == torch.bool:
+        return array
+    if array.is_complex():
+        raise _complex(name)
+    return array.to(torch.int64)
+
+
+def _as_array(name: str, value: Any) -> np.ndarray:
+    """A list, tuple or numpy value as an array; anything else is refused."""
+    if isinstance(value, (list, tuple)):
+        try:
+            return np.asarray(value)
+        except (ValueError, TypeError) as exc:
+            raise DataBindingError(
+                f"data field {name!r} is not a rectangular array: {exc}", field=name
+            ) from None
+    if isinstance(value, np.ndarray):
+        return value
+    if isinstance(value, np.generic):
+        return np.asarray(value)
+    raise DataBindingError(
+        f"data field {name!r} has an unsupported type {type(value).__name__}; use numbers, "
+        "lists or arrays",
+        field=name,
+    )
+
+
+def _from_array(name: str, array: np.ndarray, dtype: torch.dtype, max_elements: int) -> torch.Tensor:
+    if array.size > max_elements:
+        raise _too_big(name, array.size, max_elements)
+    kind = array.dtype.kind
+    if kind == "f":
+        return torch.as_tensor(np.ascontiguousarray(array)).to(dtype)
+    if kind in "iu":
+        return torch.as_tensor(np.ascontiguousarray(array).astype(np.int64))
+    if kind == "b":
+        return torch.as_tensor(np.ascontiguousarray(array))
+    if kind == "c":
+        raise _complex(name)
+    raise DataBindingError(
+        f"data field {name!r} holds {array.dtype} values (text, objects or nested/ragged "
+        "lists); only numbers and booleans are allowed",
+        field=name,
+    )
+
+
+def _check_finite(name: str, tensor: torch.Tensor) -> None:
     if tensor.is_floating_point():
         bad = (~torch.isfinite(tensor)).sum().item()
         if bad:
@@ -171,7 +184,6 @@ def _convert(
                 "pass a mask field and use obs_mask=",
                 field=name,
             )
-    return tensor.to(device)
 
 
 #: nested data fields (model configs, hyperparameters): how deep and how many entries

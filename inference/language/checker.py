@@ -178,6 +178,7 @@ def _bound_names(tree: ast.Module) -> set[str]:
 
 
 def _check_node(node: ast.AST, parent: ast.AST | None, bound: frozenset | set = frozenset()) -> None:
+    """One node of the source against the language: its type, then the rule of that type."""
     name = type(node).__name__
     if not isinstance(node, _ALLOWED):
         message = _REFUSED.get(
@@ -185,13 +186,7 @@ def _check_node(node: ast.AST, parent: ast.AST | None, bound: frozenset | set = 
         )
         raise _refuse(node if hasattr(node, "lineno") else parent or node, message)
     if isinstance(node, ast.Name):
-        _check_identifier(node, node.id)
-        if node.id in FORBIDDEN_NAMES and node.id not in bound:
-            raise _refuse(
-                node,
-                f"`{node.id}` is not available in the model language ({FORBIDDEN_NAMES[node.id]}); "
-                "use the torch/pyro functions and the builtins listed in docs/model-language.md",
-            )
+        _check_name(node, bound)
     elif isinstance(node, ast.Attribute):
         if node.attr.startswith("_"):
             raise _refuse(
@@ -209,18 +204,7 @@ def _check_node(node: ast.AST, parent: ast.AST | None, bound: frozenset | set = 
         for name in node.names:
             _check_identifier(node, name)
     elif isinstance(node, (ast.FunctionDef, ast.Lambda)):
-        if isinstance(node, ast.FunctionDef) and not (
-            node.name == "__init__" and isinstance(parent, ast.ClassDef)
-        ):
-            _check_identifier(node, node.name)
-        args = node.args
-        if args.vararg is not None or args.kwarg is not None:
-            raise _refuse(
-                node,
-                "`*args` and `**kwargs` parameters are not allowed; name every parameter",
-            )
-        for a in args.posonlyargs + args.args + args.kwonlyargs:
-            _check_identifier(a, a.arg)
+        _check_function(node, parent)
     elif isinstance(node, ast.arg):
         _check_identifier(node, node.arg)
     elif isinstance(node, ast.Starred):
@@ -245,25 +229,55 @@ def _check_node(node: ast.AST, parent: ast.AST | None, bound: frozenset | set = 
         if node.is_async:
             raise _refuse(parent or node, "async comprehensions are not allowed")
     elif isinstance(node, ast.FormattedValue):
-        spec = node.format_spec
-        if spec is not None:
-            if not (
-                isinstance(spec, ast.JoinedStr)
-                and all(
-                    isinstance(v, ast.Constant) and isinstance(v.value, str)
-                    for v in spec.values
-                )
-            ):
-                raise _refuse(
-                    node, 'f-string format specs must be literal, e.g. f"{x:.3f}"'
-                )
-            text = "".join(v.value for v in spec.values)  # type: ignore[attr-defined]
-            if not SAFE_FORMAT_SPEC.match(text):
-                raise _refuse(
-                    node,
-                    f"f-string format spec {text!r} is not allowed; use a simple spec such as "
-                    "`.3f`, `>8` or `d` (width at most 99)",
-                )
+        _check_format_spec(node)
+
+
+def _check_name(node: ast.Name, bound: frozenset | set) -> None:
+    _check_identifier(node, node.id)
+    if node.id in FORBIDDEN_NAMES and node.id not in bound:
+        raise _refuse(
+            node,
+            f"`{node.id}` is not available in the model language ({FORBIDDEN_NAMES[node.id]}); "
+            "use the torch/pyro functions and the builtins listed in docs/model-language.md",
+        )
+
+
+def _check_function(node: ast.FunctionDef | ast.Lambda, parent: ast.AST | None) -> None:
+    if isinstance(node, ast.FunctionDef) and not (
+        node.name == "__init__" and isinstance(parent, ast.ClassDef)
+    ):
+        _check_identifier(node, node.name)
+    args = node.args
+    if args.vararg is not None or args.kwarg is not None:
+        raise _refuse(
+            node,
+            "`*args` and `**kwargs` parameters are not allowed; name every parameter",
+        )
+    for a in args.posonlyargs + args.args + args.kwonlyargs:
+        _check_identifier(a, a.arg)
+
+
+def _check_format_spec(node: ast.FormattedValue) -> None:
+    spec = node.format_spec
+    if spec is None:
+        return
+    if not (
+        isinstance(spec, ast.JoinedStr)
+        and all(
+            isinstance(v, ast.Constant) and isinstance(v.value, str)
+            for v in spec.values
+        )
+    ):
+        raise _refuse(
+            node, 'f-string format specs must be literal, e.g. f"{x:.3f}"'
+        )
+    text = "".join(v.value for v in spec.values)  # type: ignore[attr-defined]
+    if not SAFE_FORMAT_SPEC.match(text):
+        raise _refuse(
+            node,
+            f"f-string format spec {text!r} is not allowed; use a simple spec such as "
+            "`.3f`, `>8` or `d` (width at most 99)",
+        )
 
 
 _CLASS_HINT = (

@@ -394,6 +394,9 @@ def _collect(
     batch_size: int,
     parallel: bool | None,
 ) -> tuple[_Draws, SiteRoles]:
+    """``num_draws`` draws of every site's log-prob: traces the pair once for the site
+    roles, then one exact draw (a deterministic point-mass guide), draw by draw
+    (enumerated sites) or in vectorised blocks."""
     if num_draws < 1:
         raise ValueError(f"need at least one draw, got {num_draws}")
     with torch.no_grad():
@@ -432,43 +435,60 @@ def _collect(
                     )
             return draws, roles
 
-        vectorise = parallel is not False
-        checked = False
-        model_natural = {n: tuple(s["value"].shape) for n, s in model_trace.nodes.items() if is_sample_site(n, s)}
-        done = 0
-        while done < num_draws:
-            num = min(batch_size, num_draws - done) if vectorise else 1
-            try:
-                with poutine.block():
-                    block = _block(
-                        model, guide, kwargs, num, mpn, roles, batch_shapes,
-                        analytic_kl=analytic_kl, pointwise=pointwise, natural=natural,
-                        vectorise=vectorise, check=None if checked else model_natural,
-                    )
-                checked = True
-            except Exception as exc:
-                if not vectorise or parallel:
-                    raise
-                first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-                warnings.warn(f"trace log-probs not vectorisable ({first_line}); one draw at a time")
-                draws.notes.append("draws evaluated one at a time (model not vectorisable)")
-                vectorise = False
-                continue
-            model_sites, guide_sites, points, kls, values = block
-            for n, v in values.items():
-                draws._add(draws.guide_values, n, v)
-            for n, v in model_sites.items():
-                draws._add(draws.model_sites, n, v)
-            for n, v in guide_sites.items():
-                draws._add(draws.guide_sites, n, v)
-            for n, v in points.items():
-                draws._add(draws.pointwise, n, v)
-            for n, v in kls.items():
-                draws._add(draws.analytic_kl, n, v)
-            draws.log_joint.append(sum(model_sites.values(), torch.zeros(num)))
-            draws.log_q.append(sum(guide_sites.values(), torch.zeros(num)))
-            done += num
+        _vectorised_draws(model, guide, kwargs, num_draws, mpn, roles, batch_shapes, natural, draws,
+                          model_natural={n: tuple(s["value"].shape) for n, s in model_trace.nodes.items()
+                                         if is_sample_site(n, s)},
+                          analytic_kl=analytic_kl, pointwise=pointwise, batch_size=batch_size, parallel=parallel)
     return draws, roles
+
+
+def _vectorised_draws(model: Callable, guide: Callable, kwargs: Mapping, num_draws: int, mpn: int,
+                      roles: SiteRoles, batch_shapes: dict, natural: dict, draws: _Draws, *,
+                      model_natural: dict, analytic_kl: bool, pointwise: bool, batch_size: int,
+                      parallel: bool | None) -> None:
+    """Draws of a model without enumerated sites, ``batch_size`` at a time in one
+    vectorised trace; one at a time (with a note) when the model cannot be vectorised and
+    ``parallel`` was not forced."""
+    vectorise = parallel is not False
+    checked = False
+    done = 0
+    while done < num_draws:
+        num = min(batch_size, num_draws - done) if vectorise else 1
+        try:
+            with poutine.block():
+                block = _block(
+                    model, guide, kwargs, num, mpn, roles, batch_shapes,
+                    analytic_kl=analytic_kl, pointwise=pointwise, natural=natural,
+                    vectorise=vectorise, check=None if checked else model_natural,
+                )
+            checked = True
+        except Exception as exc:
+            if not vectorise or parallel:
+                raise
+            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            warnings.warn(f"trace log-probs not vectorisable ({first_line}); one draw at a time")
+            draws.notes.append("draws evaluated one at a time (model not vectorisable)")
+            vectorise = False
+            continue
+        _add_block(draws, block, num)
+        done += num
+
+
+def _add_block(draws: _Draws, block: tuple, num: int) -> None:
+    """Append one block of ``num`` draws (as ``_block`` returns it) to ``draws``."""
+    model_sites, guide_sites, points, kls, values = block
+    for n, v in values.items():
+        draws._add(draws.guide_values, n, v)
+    for n, v in model_sites.items():
+        draws._add(draws.model_sites, n, v)
+    for n, v in guide_sites.items():
+        draws._add(draws.guide_sites, n, v)
+    for n, v in points.items():
+        draws._add(draws.pointwise, n, v)
+    for n, v in kls.items():
+        draws._add(draws.analytic_kl, n, v)
+    draws.log_joint.append(sum(model_sites.values(), torch.zeros(num)))
+    draws.log_q.append(sum(guide_sites.values(), torch.zeros(num)))
 
 
 # ---------------------------------------------------------------- public functions

@@ -4,7 +4,7 @@ large result artifacts), with the local filesystem and the S3 protocol behind it
 ``blob_store(settings) -> BlobStore`` gives the process's store (cached per
 configuration). Keys are relative, ``/``-separated, made of ``[A-Za-z0-9._-]``
 segments (``datasets/<sha256>.npz``, ``artifacts/<job_id>/checkpoint-<sha256>``,
-``uploads/<upload_id>/00001``). Postgres keeps the metadata (key, size, sha256); a
+``uploads/<upload_id>/00001-<sha256>``). Postgres keeps the metadata (key, size, sha256); a
 blob is written before the row that names it is committed, so a committed row always
 points at a complete blob (a crash in between leaves an orphan blob, never a dangling
 row).
@@ -19,8 +19,8 @@ async-first; s3fs adds an fsspec layer we do not need (we move whole objects).
 from __future__ import annotations
 
 import functools
-from typing import Any
 
+from common.settings import Settings
 from store.blobs.base import BlobNotFound, BlobStore, check_key
 from store.blobs.cache import DatasetCache
 from store.blobs.filesystem import FilesystemBlobStore
@@ -41,7 +41,7 @@ __all__ = [
 ]
 
 
-def blob_store(settings: Any) -> BlobStore:
+def blob_store(settings: Settings) -> BlobStore:
     """The blob store ``settings`` configure (one instance per configuration)."""
     b: BlobSettings = settings.blobs
     if b.backend == "s3":
@@ -71,13 +71,13 @@ def dataset_key(sha256: str) -> str:
     return f"datasets/{sha256}.npz"
 
 
-def dataset_cache(settings: Any) -> DatasetCache:
+def dataset_cache(settings: Settings) -> DatasetCache:
     """This host's dataset cache (``dataset_cache.dir``, default ``{home}/dataset-cache``)."""
     c: DatasetCacheSettings = settings.dataset_cache
     root = c.dir if c.dir is not None else settings.home / "dataset-cache"
-    return _cache(str(root.expanduser()), c.max_bytes)
+    return _cache(str(root.expanduser()), c.max_bytes, c.protect_recent_s)
 
 
 @functools.lru_cache(maxsize=16)
-def _cache(root: str, max_bytes: int) -> DatasetCache:
-    return DatasetCache(root, max_bytes)
+def _cache(root: str, max_bytes: int, protect_recent_s: float) -> DatasetCache:
+    return DatasetCache(root, max_bytes, protect_recent_s)

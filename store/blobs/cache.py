@@ -27,14 +27,16 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from store.blobs.base import BlobStore
+from store.blobs.base import BlobNotFound, BlobStore
 from store.blobs.npz import file_sha256
 
 log = logging.getLogger("vihub.dataset_cache")
 
 
-class CorruptBlob(Exception):
-    """The downloaded blob's sha256 is not the one the store's metadata names."""
+class CorruptBlob(BlobNotFound):
+    """The downloaded blob's sha256 is not the one the store's metadata names (twice in a
+    row): the dataset's bytes are lost, as if the blob were missing, so a job on it fails
+    with ``data-missing`` at once instead of being retried until its attempts run out."""
 
 
 @dataclass
@@ -45,9 +47,13 @@ class CacheStats:
 
 
 class DatasetCache:
-    def __init__(self, root: Path | str, max_bytes: int) -> None:
+    def __init__(self, root: Path | str, max_bytes: int, protect_recent_s: float = 0.0) -> None:
         self.root = Path(root)
         self.max_bytes = int(max_bytes)
+        # An entry used this recently is not evicted: the path ``path`` returned may not be
+        # opened (memory-mapped) yet, by this process or a job's sandbox; once mapped, an
+        # eviction is harmless. The cache may stay over ``max_bytes`` meanwhile.
+        self.protect_recent_s = float(protect_recent_s)
         self.stats = CacheStats()
 
     @contextmanager
@@ -83,9 +89,14 @@ class DatasetCache:
             fd, tmp = tempfile.mkstemp(prefix=".fetch-", dir=self.root)
             os.close(fd)
             try:
-                blobs.download(blob_key, tmp)
-                actual = file_sha256(tmp)
-                if actual != sha256:
+                for attempt in range(2):  # a second download rules out a transfer glitch
+                    blobs.download(blob_key, tmp)
+                    actual = file_sha256(tmp)
+                    if actual == sha256:
+                        break
+                    log.warning("dataset cache: blob %s has sha256 %s, expected %s (download %d)",
+                                blob_key, actual, sha256, attempt + 1)
+                else:
                     raise CorruptBlob(f"blob {blob_key} has sha256 {actual}, expected {sha256}")
                 os.replace(tmp, target)
             except BaseException:
@@ -121,10 +132,11 @@ class DatasetCache:
     def _evict(self, keep: Path) -> None:
         entries = self.entries()
         total = sum(size for _, size, _ in entries)
-        for path, size, _ in entries:
+        recent = time.time() - self.protect_recent_s
+        for path, size, used in entries:
             if total <= self.max_bytes:
                 break
-            if path == keep:
+            if path == keep or used > recent:
                 continue
             path.unlink(missing_ok=True)
             total -= size

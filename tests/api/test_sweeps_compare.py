@@ -262,6 +262,36 @@ def test_sweep_lifecycle(api_sqlite: Any, tenant: dict[str, str], problem: Any) 
         problem(api.client.get(f"/v1/jobs/{member['job']['id']}", headers=tenant), 404, "job-not-found")
 
 
+def test_sweep_list_is_summaries_paged_like_jobs(api: Any, problem: Any) -> None:
+    """The list renders no member job (it was GBs for 100 big sweeps); its numbers are the
+    ones GET of each sweep shows, with each member's steps read from the stored spec."""
+    headers = api.tenant_headers()
+    mixed = api.client.post("/v1/sweeps", json=_sweep_body(
+        points=[{"inference.steps": 100}, {"inference.steps": 300}], axes=None), headers=headers).json()
+    api.client.post(f"/v1/jobs/{mixed['members'][0]['job']['id']}/cancel", headers=headers)
+    newest = api.client.post("/v1/sweeps", json=_sweep_body(name="newest"), headers=headers).json()
+
+    response = api.client.get("/v1/sweeps", headers=headers)
+    assert response.status_code == 200, response.text
+    items = response.json()["items"]
+    assert [s["id"] for s in items] == [newest["id"], mixed["id"]]
+    for item in items:
+        assert not {"members", "base", "axes"} & set(item)
+        full = api.client.get(item["links"]["self"], headers=headers).json()
+        assert item["member_count"] == len(full["members"]) == 2
+        for key in ("name", "state", "done", "counts", "progress", "labels", "links"):
+            assert item[key] == full[key], key
+    # One of 100 + 300 steps is final (cancelled): a quarter of the steps are done.
+    assert items[1]["progress"] == pytest.approx(0.25) and items[1]["counts"]["cancelled"] == 1
+    assert items[0]["state"] == "queued" and items[0]["progress"] == 0.0
+
+    for query in ("page_size=1", "limit=1"):  # limit: the deprecated name, as for jobs
+        assert [s["id"] for s in api.client.get(f"/v1/sweeps?{query}", headers=headers).json()["items"]] == \
+            [newest["id"]]
+    problem(api.client.get("/v1/sweeps?page_sise=1", headers=headers), 400, "unknown-query-parameter")
+    problem(api.client.get("/v1/sweeps?page_size=0", headers=headers), 422)
+
+
 def test_sweep_cancel_cascades_and_limits(api_sqlite: Any, tenant: dict[str, str], problem: Any,
                                           quotas: dict[str, int]) -> None:
     api = api_sqlite

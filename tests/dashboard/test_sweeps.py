@@ -80,6 +80,10 @@ def test_sweep_page_shows_progress_curves_table_and_marginals(page: Page, sweep_
 
     page.open("#/sweeps")
     page.wait(lambda d: page.all(f'#sweeps-table tr[data-sweep-id="{sweep_id}"]'), 30, "the sweep is not listed")
+    # The list reads summaries (no members): the member count comes from member_count.
+    cells = page.js(f"return [...document.querySelectorAll('#sweeps-table tr[data-sweep-id=\"{sweep_id}\"] td')]"
+                    ".map(td => td.textContent)")
+    assert cells[2] == "2", cells
 
 
 def test_ppc_panel_on_a_members_job_page(page: Page, sweep_id: str) -> None:

@@ -50,12 +50,12 @@ export async function renderSweeps(root) {
       h('thead', {}, h('tr', {}, ['Sweep', 'State', 'Members', 'Progress', 'Created'].map((t) => h('th', { scope: 'col' }, t)))),
       body)));
   try {
-    const { items } = await api.get('/v1/sweeps', { query: { limit: 100 }, signal: controller.signal });
+    const { items } = await api.get('/v1/sweeps', { query: { page_size: 100 }, signal: controller.signal });
     status.textContent = items.length ? `${items.length} sweeps` : 'No sweeps yet. Create one with POST /v1/sweeps, client.sweep(...) or `vihub sweep`.';
     fill(body, items.map((s) => h('tr', { dataset: { sweepId: s.id } },
       h('td', {}, h('a', { href: `#/sweeps/${encodeURIComponent(s.id)}` }, s.name || s.id.slice(0, 8))),
       h('td', {}, stateBadge(s.state)),
-      h('td', { class: 'num' }, String(s.members.length)),
+      h('td', { class: 'num' }, String(s.member_count)),
       h('td', { class: 'num' }, `${Math.round(100 * s.progress)}%`),
       h('td', {}, new Date(s.created_at).toLocaleString()))));
   } catch (error) {

@@ -36,6 +36,8 @@ Every figure is a ratio against a baseline measured in the same run.
     python bench/bench_large.py --only upload --upload-rows 10000000   # the 1.5 GB case
     python bench/bench_large.py --only upload --upload-rows 200000 --fit-steps 2500
         # + a minibatched SVI job on it through a worker, posterior means vs the MLE
+    python bench/bench_large.py --only fit --upload-rows 1000000 --fit-steps 2500
+        # the same fit in-process (inference.fit), no upload or worker
 """
 
 from __future__ import annotations
@@ -357,6 +359,37 @@ def fit_through_service(client, dataset_id: str, path: Path, steps: int, env: di
             os.killpg(worker.pid, 9)
 
 
+def bench_fit(rows: int, cols: int, steps: int, batch: int | None, work: Path) -> None:
+    """The fit of ``upload`` without the service: ``inference.fit`` (what the worker's
+    sandbox runs) in this process on the same synthetic data, recipe and reference."""
+    import numpy as np
+
+    from inference import fit
+
+    rng = np.random.default_rng(0)
+    w = rng.normal(size=cols)
+    X = rng.normal(size=(rows, cols))
+    y = (rng.random(rows) < 1 / (1 + np.exp(-(X @ w)))).astype(np.float64)
+    path = work / "fit.npz"
+    np.savez(path, X=X, y=y)
+    recipe = logistic_recipe(rows, steps, batch)
+    print(f"[fit] recipe: batch {recipe['batch']} of {rows} rows, guide {recipe['guide']}, "
+          f"optimizer {recipe['inference']['optimizer']}, scheduler {recipe['inference']['scheduler']}")
+    spec = {"version": 1, "model": {"source": recipe["source"], "entry": "model"}, "guide": recipe["guide"],
+            "inference": recipe["inference"],
+            "outputs": {"num_samples": 2, "log_probs": False, "elbo_terms_every": 0, "elbo_terms_particles": 1,
+                        "grad_norms_every": 0}}
+    result = fit(spec, {"X": X, "y": y})
+    guide = result.guide_params
+    loc = {name.rsplit(".", 1)[1]: value["value"] for name, value in guide.items() if ".locs." in name}
+    beta, sd = logistic_mle(path)
+    mean = np.append(np.asarray(loc["w"], dtype=float), float(np.asarray(loc["b"])))
+    z = np.abs(mean - beta) / sd
+    print(f"[fit] MLE reference: standard errors (Fisher information at the MLE) median {np.median(sd):.2e}; "
+          f"inference.fit in-process ({steps} steps, batch {recipe['batch']}): train {result.meta['train_s']:.0f} s; "
+          f"|posterior mean - MLE| / se: max {z.max():.3f}, median {np.median(z):.3f} (target < 0.1)")
+
+
 def bench_upload(rows: int, cols: int, work: Path, fit_steps: int = 0, fit_batch: int | None = None) -> None:
     import httpx
     import numpy as np
@@ -439,7 +472,7 @@ def bench_upload(rows: int, cols: int, work: Path, fit_steps: int = 0, fit_batch
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", choices=["cache", "vae", "upload"], action="append")
+    parser.add_argument("--only", choices=["cache", "vae", "upload", "fit"], action="append")
     parser.add_argument("--cache-rows", type=int, default=200_000)
     parser.add_argument("--cache-cols", type=int, default=50)
     parser.add_argument("--vae-n", type=int, default=6_000)
@@ -460,6 +493,8 @@ def main() -> None:
             bench_cache(args.cache_rows, args.cache_cols, work)
         if "vae" in only:
             bench_vae(args.vae_n, args.vae_epochs, args.vae_batch)
+        if "fit" in only:
+            bench_fit(args.upload_rows, args.upload_cols, args.fit_steps or 2500, args.fit_batch, work)
         if "upload" in only:
             bench_upload(args.upload_rows, args.upload_cols, work, args.fit_steps, args.fit_batch)
     finally:

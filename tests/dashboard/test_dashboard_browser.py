@@ -254,7 +254,9 @@ def test_k_hat_shows_each_server_reading_with_the_servers_thresholds(page: Page)
 def test_live_loss_curve_grows_and_the_job_can_be_cancelled(page: Page, finished_job: dict[str, Any]) -> None:
     job = page.api("POST", "/v1/jobs", {
         "model": {"catalog": "eight_schools_noncentered"},
-        "inference": {"steps": 50000, "progress_every_steps": 20},
+        # A job that stays running until cancelled: every step on Pyro's path (the fast
+        # path and stop "auto" would end it within seconds).
+        "inference": {"steps": 50000, "progress_every_steps": 20, "stop": "steps", "fast_path": False},
         "outputs": {"num_samples": 50},
         "labels": {"suite": "dashboard", "size": "long"},
     })

@@ -124,6 +124,12 @@ def test_new_job_page_submits_and_the_job_page_shows_results(page: Page, finishe
     reading = page.api("GET", f"/v1/jobs/{finished_job['id']}/diagnostics")["diagnostics"]["k_hat_reading"]
     assert page.attr("#khat", "data-reading") == reading and reading in khat
     assert page.all("#validation-messages")
+    # How the fit ended and whether the fast path trained it, as the server reported.
+    diagnostics = page.api("GET", f"/v1/jobs/{finished_job['id']}/diagnostics")["diagnostics"]
+    stop_text = page.text("#stop-reading")
+    assert f"at step {diagnostics['stop']['step']}" in stop_text and diagnostics["stop"]["rule"] in stop_text
+    fast = diagnostics["fast_path"]
+    assert ("taken" if fast["taken"] else fast["reason"]) in page.text("#fast-path-reading")
     # The loss curve has every step of a short run; ELBO terms and gradient norms are drawn.
     points, last = _loss_points(page)
     assert points == 300 and last == 300

@@ -71,7 +71,7 @@ export function mount(ctx) {
       h('h3', {}, 'Warnings'), listOrNone((d.warnings || []).map(messageText), 'diagnostic-warnings', 'No warnings.'),
       h('h3', {}, 'Validation pass'), listOrNone([...(validation.errors || []), ...(validation.warnings || [])].map(messageText),
         'validation-messages', 'The model and guide passed validation with no messages.'),
-      h('h3', {}, 'NaN / inf events'), listOrNone((d.nan_events || []).map(messageText), 'nan-events', 'None.'),
+      engineView(d),
       runMeta(diagnostics.meta || {}));
     ctx.emit('spec');
   }
@@ -102,4 +102,21 @@ function messageText(m) {
   const text = m.message || m.detail || m.reason || JSON.stringify(m);
   const extra = m.sites ? ` (sites: ${[].concat(m.sites).join(', ')})` : m.params ? ` (params: ${[].concat(m.params).join(', ')})` : '';
   return `${where}${text}${extra}`;
+}
+
+// How the fit ran and ended: the stop rule's reading and whether the compiled fast path
+// trained it (with the reason when not), both as the server reported them.
+function engineView(d) {
+  const stop = d.stop || null;
+  const fast = d.fast_path || null;
+  const stopText = stop
+    ? `${stop.reason === 'converged' ? 'converged' : 'reached the step cap'} at step ${stop.step ?? '—'} (rule: ${stop.rule ?? '—'})`
+    : '—';
+  const fastText = fast
+    ? (fast.taken ? `taken (${fast.particles ?? 1} particle${fast.particles === 1 ? '' : 's'}${fast.compiled ? ', compiled' : ''})`
+      : `not taken: ${fast.reason || 'not requested'}`)
+    : '—';
+  return h('dl', { class: 'meta', id: 'engine-meta' },
+    h('dt', {}, 'Stopped'), h('dd', { id: 'stop-reading' }, stopText),
+    h('dt', {}, 'Fast path'), h('dd', { id: 'fast-path-reading' }, fastText));
 }

@@ -335,6 +335,41 @@ def run_one_job(client: httpx.Client, seed: int) -> dict[str, Any]:
             "submit_call": t_accepted - t0, "in_worker": in_worker}
 
 
+def run_whole_eight_schools(client: httpx.Client, seed: int) -> dict[str, Any]:
+    """The catalog's eight-schools example job exactly as a user submits it (its default
+    steps and the server's defaults for everything else), timed from the POST to the
+    summary downloaded; with mu's and tau's posterior means against the reference's."""
+    entry = client.get("/v1/catalog/eight_schools_noncentered").json()
+    body = entry["example_job"]
+    body["inference"] = {**body.get("inference", {}), "seed": seed}
+    t0 = time.perf_counter()
+    response = client.post("/v1/jobs", json=body)
+    response.raise_for_status()
+    job_id = response.json()["id"]
+    while (job := client.get(f"/v1/jobs/{job_id}").json())["state"] not in ("succeeded", "failed", "cancelled"):
+        time.sleep(0.01)
+    if job["state"] != "succeeded":
+        raise RuntimeError(f"job {job_id} ended {job['state']}: {job}")
+    while (summary := client.get(f"/v1/jobs/{job_id}/summary")).status_code != 200:
+        time.sleep(0.01)
+    seconds = time.perf_counter() - t0
+    reference = entry.get("reference", {}).get("posterior", {})
+    posterior = summary.json()["summary"]
+    # Within 0.2 reference sd of the reference mean: the accuracy the engine bench uses.
+    accurate = all(abs(posterior[site]["mean"] - ref["mean"]) <= 0.2 * ref["sd"] for site, ref in reference.items())
+    return {"seconds": seconds, "accurate": accurate, "steps": (job.get("progress") or {}).get("step")}
+
+
+def measure_whole_jobs(runners: list[Runner], jobs: int) -> dict[str, list[dict[str, Any]]]:
+    """``jobs`` whole eight-schools jobs per stack, rounds interleaved like the 1-step ones."""
+    timings: dict[str, list[dict[str, Any]]] = {r.stack.label: [] for r in runners}
+    for i in range(jobs):
+        order = runners if i % 2 == 0 else list(reversed(runners))
+        for runner in order:
+            timings[runner.stack.label].append(run_whole_eight_schools(runner.client, 1000 + i))
+    return timings
+
+
 METRICS = ("dispatch", "overhead", "submit_call", "in_worker")
 LABELS = {
     "dispatch": "dispatch latency (submit -> running)",
@@ -447,6 +482,8 @@ def main() -> None:
     parser.add_argument("--pollers", type=int, default=16, help="concurrent async pollers")
     parser.add_argument("--requests", type=int, default=125, help="requests per poller")
     parser.add_argument("--max-seconds", type=float, default=30.0, help="time bound per load phase")
+    parser.add_argument("--whole-jobs", type=int, default=3,
+                        help="whole eight-schools example jobs per stack (submit -> summary); 0 skips")
     parser.add_argument("--per-job", action="store_true", help="print every job's timings")
     parser.add_argument("--keep-logs", action="store_true", help="keep the servers' logs (kept anyway on errors)")
     args = parser.parse_args()
@@ -502,6 +539,7 @@ def main() -> None:
             baseline_runner = runners[0]
         # Rounds: baseline first on even rounds, current first on odd ones.
         measure_interleaved(runners, args.jobs, args.warmup)
+        whole = measure_whole_jobs(runners, args.whole_jobs) if args.whole_jobs else {}
         job_id = current_runner.measured[-1]["id"]
         if baseline_runner is not None:  # stop the baseline before the load test (not about isolation)
             baseline_runner.close()
@@ -547,6 +585,12 @@ def main() -> None:
             delta = 1000 * (current_runner.median(metric) - baseline_runner.median(metric))
             verdict = "within" if delta <= 50 else "OVER"
             print(f"  target <= +50 ms median: {LABELS[metric].strip()}: {delta:+.1f} ms -> {verdict} target")
+    for label, runs in whole.items():
+        med = statistics.median(r["seconds"] for r in runs)
+        print(f"  whole eight-schools example job (submit -> summary downloaded), {label}: median {med:.2f} s "
+              f"over {len(runs)}; steps {[r['steps'] for r in runs]}; accurate (means within 0.2 ref sd) "
+              f"{sum(r['accurate'] for r in runs)}/{len(runs)}; target <= 1.0 s -> "
+              f"{'met' if med <= 1.0 else 'NOT met'}")
     print("  cold-start check (warm-up jobs are not counted):")
     for runner in ([baseline_runner] if baseline_runner else []) + [current_runner]:
         _print_cold_start_check(runner)

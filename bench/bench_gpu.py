@@ -37,7 +37,9 @@ from pyro.infer.autoguide import AutoNormal
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "tests"))
 
+from live_deploy import stop  # noqa: E402
 from inference.engine.loop import device_scope, run_svi  # noqa: E402
 from inference.spec import InferenceSpec, OptimizerSpec  # noqa: E402
 
@@ -170,11 +172,7 @@ def gpu_queue_job(device: str, timeout_s: float = 240.0) -> None:
         print(f"[gpu-queue] job {job_id} on the gpu queue: succeeded in {time.perf_counter() - t0:.1f} s, "
               f"device {meta.get('device')!r} (asked {device!r})")
     finally:
-        worker.terminate()
-        try:
-            worker.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(worker.pid, 9)
+        stop(worker)  # the worker's whole process group, TERM then KILL
         shutil.rmtree(home, ignore_errors=True)
 
 

@@ -56,6 +56,8 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "client"))
 sys.path.insert(0, str(REPO / "tests"))
 
+from live_deploy import stop  # noqa: E402
+
 
 # -- 1. cache ----------------------------------------------------------------------------
 
@@ -150,7 +152,6 @@ def digits(n: int, seed: int = 0):
 
 
 def bench_vae(n: int, epochs: float, batch: int) -> None:
-    import numpy as np
     import pyro
     import pyro.distributions as dist
     import torch
@@ -355,11 +356,7 @@ def fit_through_service(client, dataset_id: str, path: Path, steps: int, env: di
         print(f"[fit] minibatched SVI through the service ({steps} steps, batch {recipe['batch']}): {fit_s:.0f} s; "
               f"|posterior mean - MLE| / se: max {z.max():.3f}, median {np.median(z):.3f} (target < 0.1)")
     finally:
-        worker.terminate()
-        try:
-            worker.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(worker.pid, 9)
+        stop(worker)  # the worker's whole process group, TERM then KILL
 
 
 def bench_fit(rows: int, cols: int, steps: int, batch: int | None, work: Path) -> None:

@@ -36,6 +36,9 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
+sys.path.insert(0, str(REPO_ROOT / "tests"))
+
+from live_deploy import stop  # noqa: E402
 
 
 def job_spec(steps: int) -> dict:
@@ -136,12 +139,7 @@ def main() -> None:
             print(f"run {i + 1}/{args.repeats}: in-process {loop:8.1f} steps/s, worker {worker_loop[-1]:8.1f} "
                   f"steps/s (loop); job {job:6.1f} vs {worker_job[-1]:6.1f} steps/s", flush=True)
     finally:
-        worker.terminate()
-        try:
-            worker.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(worker.pid, 9)
-            worker.wait()
+        stop(worker)  # the worker's whole process group, TERM then KILL
         shutil.rmtree(home, ignore_errors=True)
 
     med = statistics.median

@@ -50,11 +50,14 @@ from api.webhooks.service import check_webhook_url
 from common.arrays import EncodedArrays
 from common.settings import Settings
 from store.job_states import FINAL_STATES, JobState
-from store.models import new_id
+from store.models import Job, new_id
 from store.repositories.jobs import JobRepository
 from store.sweeps import Sweep, SweepRepository
 
 SPEC_ROOTS = ("model", "guide", "inference", "outputs")
+
+# Job states as stored (strings), for membership tests on rows.
+_FINAL = frozenset(state.value for state in FINAL_STATES)
 
 
 class SweepNotFound(NotFound):
@@ -340,15 +343,14 @@ def list_sweeps(session: Session, tenant: TenantRef, page_size: int) -> list[Swe
 
 def _summary(sweep: Sweep, members: list[tuple[str, Progress]]) -> dict[str, Any]:
     """The summary fields of a sweep from its members' ``(state, progress)``."""
-    final = _final()
     counts = {state.value: 0 for state in JobState}
     done_steps = total_steps = 0
     for state, progress in members:
         counts[state] = counts.get(state, 0) + 1
         total_steps += max(progress.steps, 1)
-        done_steps += max(progress.steps, 1) if state in final else min(progress.step, progress.steps)
+        done_steps += max(progress.steps, 1) if state in _FINAL else min(progress.step, progress.steps)
     # A sweep whose members were all deleted one by one is done (nothing left to wait for).
-    done = all(state in final for state, _ in members)
+    done = all(state in _FINAL for state, _ in members)
     if done and members and counts[JobState.CANCELLED.value] == len(members):
         overall = "cancelled"
     elif done:
@@ -366,31 +368,30 @@ def _summary(sweep: Sweep, members: list[tuple[str, Progress]]) -> dict[str, Any
     }
 
 
-def _final() -> set[str]:
-    return {state.value for state in FINAL_STATES}
+def _cancel_members(session: Session, sweep: Sweep) -> list[Job]:
+    """Ask every unfinished member to cancel; returns all members."""
+    jobs = JobRepository(session)
+    members = [job for _, job in SweepRepository(session).members(sweep.id)]
+    for job in members:
+        if job.state not in _FINAL:
+            jobs.request_cancel(job.id)
+    return members
 
 
 def cancel_sweep(session: Session, tenant: TenantRef, sweep_id: str) -> SweepOut:
     sweep = get_sweep(session, tenant, sweep_id)
-    repo = SweepRepository(session)
-    jobs = JobRepository(session)
-    for _, job in repo.members(sweep.id):
-        if job.state not in _final():
-            jobs.request_cancel(job.id)
-    repo.mark_cancel_requested(sweep.id)
+    _cancel_members(session, sweep)
+    SweepRepository(session).mark_cancel_requested(sweep.id)
     session.flush()
     return sweep_out(session, sweep)
 
 
 def delete_sweep(session: Session, tenant: TenantRef, sweep_id: str) -> None:
     sweep = get_sweep(session, tenant, sweep_id)
-    repo = SweepRepository(session)
     jobs = JobRepository(session)
-    for _, job in repo.members(sweep.id):
-        if job.state not in _final():
-            jobs.request_cancel(job.id)
+    for job in _cancel_members(session, sweep):
         jobs.soft_delete(tenant.id, job.id)
-    repo.soft_delete(tenant.id, sweep.id)
+    SweepRepository(session).soft_delete(tenant.id, sweep.id)
 
 
 def sweep_comparison(session: Session, tenant: TenantRef, sweep_id: str, *, sort: str, order: str) -> dict[str, Any]:

@@ -169,7 +169,8 @@ def _drop_identities(gm: fx.GraphModule) -> bool:
                 and _zeros(gm, args[1]) and _same_meta(node, src):
             changed |= _replace(node, src)
             continue
-        if t in (aten.detach.default, aten.lift_fresh_copy.default, aten.clone.default) and _same_meta(node, src):
+        if t in (aten.detach.default, aten.lift_fresh_copy.default, aten.clone.default) and _same_meta(node, src) \
+                and _val(node).stride() == _val(src).stride():  # a clone that makes contiguous stays
             changed |= _replace(node, src)
         elif t in (aten.mul.Tensor, aten.div.Tensor, aten.pow.Tensor_Scalar) and len(args) == 2 \
                 and not isinstance(args[1], fx.Node) and args[1] == 1 and _same_meta(node, src):

@@ -85,3 +85,10 @@ def test_an_output_that_became_a_constant_is_returned_as_a_copy():
     out.mul_(0.0)  # a caller writing into an output (the gradient is clipped in place)
     _, again = small(torch.randn(2))
     assert torch.equal(again, torch.full((3,), 2.0))
+
+
+def test_a_clone_that_makes_a_tensor_contiguous_is_kept():
+    def fn(x):
+        return x.t().contiguous().view(-1) * 2.0
+
+    _check(fn, torch.randn(3, 4), fewer=False)

@@ -34,7 +34,10 @@ aten = torch.ops.aten
 _SHAPE_ONLY = {aten.zeros_like.default, aten.ones_like.default, aten.full_like.default,
                aten.new_zeros.default, aten.new_ones.default, aten.new_full.default}
 _VIEWS = {aten.view.default, aten.reshape.default, aten._unsafe_view.default, aten.alias.default}
-_FOLDED_NUMEL_MAX = 1 << 22  # a folded constant is kept in memory for the whole fit
+# Folded constants stay in memory for the whole fit (the ops they replace only held their
+# results for a moment): one may have up to 4M elements, all of them together 16M.
+_FOLDED_NUMEL_MAX = 1 << 22
+_FOLDED_TOTAL_MAX = 1 << 24
 
 
 def simplify(graph: fx.GraphModule, *example_inputs: torch.Tensor) -> fx.GraphModule:
@@ -198,6 +201,7 @@ def _fold_constants(gm: fx.GraphModule) -> bool:
     g = gm.graph
     constants: dict[fx.Node, torch.Tensor] = {}
     changed = False
+    budget = _FOLDED_TOTAL_MAX - sum(int(b.numel()) for name, b in gm.named_buffers() if name.startswith("_folded"))
     for node in list(g.nodes):
         if node.op == "get_attr":
             value = getattr(gm, node.target)
@@ -214,7 +218,7 @@ def _fold_constants(gm: fx.GraphModule) -> bool:
         if not ready:
             continue
         val = _val(node)
-        if val is None or val.numel() > _FOLDED_NUMEL_MAX:
+        if val is None or val.numel() > min(_FOLDED_NUMEL_MAX, budget):
             continue
         if node.target in _SHAPE_ONLY:
             value = _evaluate_shape_only(node)
@@ -223,6 +227,7 @@ def _fold_constants(gm: fx.GraphModule) -> bool:
                                 **fx.node.map_arg(node.kwargs, lambda a: constants[a]))
         if not isinstance(value, torch.Tensor):
             continue
+        budget -= value.numel()
         name = _fresh_attr(gm)
         gm.register_buffer(name, value)
         with g.inserting_before(node):

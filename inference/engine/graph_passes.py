@@ -145,6 +145,7 @@ def _out_of_place(gm: fx.GraphModule) -> bool:
         x = node.args[0] if node.args else None
         if written != [0] or functional is None or not isinstance(x, fx.Node) or not _is_op(x) \
                 or _is_view(x) or any(u is not node and (_is_view(u) or _mutates(u)) for u in x.users):
+            gm.recompile()  # the rewrites so far stand; functionalize runs the graph as it is now
             return False
         with g.inserting_before(node):
             y = g.call_function(functional, node.args, node.kwargs)
@@ -154,8 +155,7 @@ def _out_of_place(gm: fx.GraphModule) -> bool:
                 user.replace_input_with(x, y)
         node.replace_all_uses_with(y)
         g.erase_node(node)
-    gm.recompile()
-    return True
+    return True  # simplify() recompiles once at the end
 
 
 def _functional_variant(op: torch._ops.OpOverload) -> torch._ops.OpOverload | None:

@@ -35,6 +35,7 @@ aten = torch.ops.aten
 _SHAPE_ONLY = {aten.zeros_like.default, aten.ones_like.default, aten.full_like.default,
                aten.new_zeros.default, aten.new_ones.default, aten.new_full.default}
 _VIEWS = {aten.view.default, aten.reshape.default, aten._unsafe_view.default, aten.alias.default}
+_SQUEEZES = {aten.squeeze.default, aten.squeeze.dim, aten.squeeze.dims}
 # Folded constants stay in memory for the whole fit (the ops they replace only held their
 # results for a moment): one may have up to 4M elements, all of them together 16M.
 _FOLDED_NUMEL_MAX = 1 << 22
@@ -299,7 +300,15 @@ def _combine_constants(gm: fx.GraphModule) -> bool:
     g = gm.graph
     changed = False
     for node in list(g.nodes):
-        if not _is_op(node) or not node.users or len(node.args) != 2 or node.kwargs:
+        if _is_op(node) and node.target is aten.neg.default and len(node.args) == 1:
+            changed |= _negate_factor(gm, node)
+            continue
+        if not _is_op(node) or not node.users or len(node.args) not in (2, 3) or node.kwargs:
+            continue
+        if node.target is aten.sum.dim_IntList:
+            changed |= _drop_keepdim(node)
+            continue
+        if len(node.args) != 2:
             continue
         a, b = node.args
         if node.target in _COMMUTATIVE and _constant(gm, a) is not None and isinstance(b, fx.Node):
@@ -340,6 +349,44 @@ def _fold_negation(gm: fx.GraphModule, node: fx.Node, a: Any, b: Any) -> bool:
         node.args = (inner.args[0], negated) if first else (negated, inner.args[0])
         return True
     return False
+
+
+def _negate_factor(gm: fx.GraphModule, node: fx.Node) -> bool:
+    """``neg(x * c)`` / ``neg(x / c)`` -> ``x * -c`` / ``x / -c`` (the product read only here)."""
+    inner = node.args[0]
+    if not (isinstance(inner, fx.Node) and _is_op(inner) and inner.target in _NEGATABLE
+            and len(inner.users) == 1 and len(inner.args) == 2 and not inner.kwargs):
+        return False
+    x, c = inner.args
+    value = _constant(gm, c)
+    if value is None or not isinstance(x, fx.Node):
+        return False
+    negated = _as_arg(gm, node, -value, x=x)
+    if negated is None:
+        return False
+    node.target, node.args = inner.target, (x, negated)
+    return True
+
+
+def _drop_keepdim(node: fx.Node) -> bool:
+    """``view(sum(x, dims, keepdim=True), s)`` (or a squeeze) -> ``sum(x, dims)`` when ``s``
+    is that sum's own shape (autograd reduces a broadcast gradient that way)."""
+    if len(node.args) != 3 or node.args[2] is not True or len(node.users) != 1:
+        return False
+    (user,) = node.users
+    if not (_is_op(user) and user.target in _VIEWS | _SQUEEZES and user.args[0] is node):
+        return False
+    x, dims = node.args[0], node.args[1]
+    vx, vu = _val(x), _val(user)
+    if vx is None or vu is None or vx.dim() == 0 or not isinstance(dims, (list, tuple)):
+        return False
+    kept = [d % vx.dim() for d in dims]
+    if list(vu.shape) != [n for i, n in enumerate(vx.shape) if i not in kept]:
+        return False
+    node.args = (x, dims)
+    node.meta = dict(user.meta)
+    user.replace_all_uses_with(node)
+    return True
 
 
 def _constant(gm: fx.GraphModule, arg: Any) -> torch.Tensor | float | int | None:

@@ -106,3 +106,19 @@ def test_constant_chains_and_negations_become_one_op():
     targets = [str(n.target) for n in small.graph.nodes if n.op == "call_function"]
     assert "aten.neg.default" not in targets and targets.count("aten.mul.Tensor") + targets.count(
         "aten.mul.Scalar") == 1, small.code
+
+
+def test_broadcast_gradients_and_negated_products_lose_their_extra_ops():
+    weights = torch.linspace(-1.0, 1.0, 12).reshape(4, 3)
+
+    def fn(phi):
+        with torch.enable_grad():
+            phi = phi.detach().requires_grad_(True)
+            loss = -((phi[:, None] * weights) ** 2 * 0.5).sum()  # the gradient sums a broadcast
+            (grad,) = torch.autograd.grad(loss, phi)
+        return loss.detach(), -(grad * 3.0)
+
+    small = _check(fn, torch.randn(4))
+    targets = [str(n.target) for n in small.graph.nodes if n.op == "call_function"]
+    assert targets.count("aten.neg.default") == 1  # the loss's; the gradient's folded into its factor
+    assert not {"aten.view.default", "aten.squeeze.dim"} & set(targets), small.code

@@ -338,26 +338,50 @@ def run_one_job(client: httpx.Client, seed: int) -> dict[str, Any]:
 def run_whole_eight_schools(client: httpx.Client, seed: int) -> dict[str, Any]:
     """The catalog's eight-schools example job exactly as a user submits it (its default
     steps and the server's defaults for everything else), timed from the POST to the
-    summary downloaded; with mu's and tau's posterior means against the reference's."""
+    summary downloaded; with mu's and tau's posterior means against the reference's.
+
+    The parts (``WHOLE_PARTS``), from the client's clock and the job's server-side
+    ``started_at``/``finished_at`` (same machine, so one clock): the POST (dry run +
+    commit + publish), accepted -> ``running`` (broker dispatch, the worker's claim),
+    ``running`` -> ``finished`` (the sandboxed fit, its outputs and the final write),
+    finished -> seen by the client's poll, and the summary's download."""
     entry = client.get("/v1/catalog/eight_schools_noncentered").json()
     body = entry["example_job"]
     body["inference"] = {**body.get("inference", {}), "seed": seed}
+    t_wall = time.time()
     t0 = time.perf_counter()
     response = client.post("/v1/jobs", json=body)
+    t_accepted = time.perf_counter()
     response.raise_for_status()
     job_id = response.json()["id"]
     while (job := client.get(f"/v1/jobs/{job_id}").json())["state"] not in ("succeeded", "failed", "cancelled"):
         time.sleep(0.01)
+    t_seen = time.perf_counter()
     if job["state"] != "succeeded":
         raise RuntimeError(f"job {job_id} ended {job['state']}: {job}")
     while (summary := client.get(f"/v1/jobs/{job_id}/summary")).status_code != 200:
         time.sleep(0.01)
-    seconds = time.perf_counter() - t0
+    t_done = time.perf_counter()
+    seconds = t_done - t0
     reference = entry.get("reference", {}).get("posterior", {})
     posterior = summary.json()["summary"]
     # Within 0.2 reference sd of the reference mean: the accuracy the engine bench uses.
     accurate = all(abs(posterior[site]["mean"] - ref["mean"]) <= 0.2 * ref["sd"] for site, ref in reference.items())
-    return {"seconds": seconds, "accurate": accurate, "steps": (job.get("progress") or {}).get("step")}
+    # Server timestamps on the client's perf_counter scale (the wall clock at t0 is t_wall).
+    started = _parse_time(job["started_at"]) - t_wall + t0
+    finished = _parse_time(job["finished_at"]) - t_wall + t0
+    parts = {"submit": t_accepted - t0, "to_running": started - t_accepted, "running": finished - started,
+             "to_seen": t_seen - finished, "summary": t_done - t_seen}
+    return {"seconds": seconds, "accurate": accurate, "steps": (job.get("progress") or {}).get("step"), **parts}
+
+
+WHOLE_PARTS = {
+    "submit": "POST /v1/jobs (dry run + commit + publish)",
+    "to_running": "accepted -> running (broker dispatch + claim)",
+    "running": "running -> finished (sandboxed fit + outputs + final write)",
+    "to_seen": "finished -> seen by the client's GET poll",
+    "summary": "GET /summary (download)",
+}
 
 
 def measure_whole_jobs(runners: list[Runner], jobs: int) -> dict[str, list[dict[str, Any]]]:
@@ -591,10 +615,18 @@ def main() -> None:
               f"over {len(runs)}; steps {[r['steps'] for r in runs]}; accurate (means within 0.2 ref sd) "
               f"{sum(r['accurate'] for r in runs)}/{len(runs)}; target <= 1.0 s -> "
               f"{'met' if med <= 1.0 else 'NOT met'}")
+        for part, text in WHOLE_PARTS.items():
+            values = [r[part] for r in runs]
+            print(f"    {text:60s} median {1000 * statistics.median(values):7.1f} ms  "
+                  f"(min {1000 * min(values):.0f}, max {1000 * max(values):.0f})")
     print("  cold-start check (warm-up jobs are not counted):")
     for runner in ([baseline_runner] if baseline_runner else []) + [current_runner]:
         _print_cold_start_check(runner)
     if args.per_job:
+        for label, runs in whole.items():
+            print(f"  per whole job, {label} (total / " + " / ".join(WHOLE_PARTS) + ", ms):")
+            for r in runs:
+                print("    " + " ".join(f"{1000 * r[k]:8.1f}" for k in ("seconds", *WHOLE_PARTS)))
         for runner in ([baseline_runner] if baseline_runner else []) + [current_runner]:
             print(f"  per job, {runner.stack.label} (dispatch / overhead / POST / in worker, ms):")
             for kind, timings in (("warm-up", runner.warmup), ("measured", runner.measured)):

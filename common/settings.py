@@ -66,6 +66,9 @@ class BrokerSettings(BaseModel):
     # Extra kombu transport options, merged over vihub's (JSON in the environment), e.g.
     # VIHUB_BROKER_TRANSPORT_OPTIONS='{"global_keyprefix": "vihub:"}' to share a Redis.
     transport_options: dict[str, Any] = Field(default_factory=dict)
+    # The embedded (SQL) broker has no push: an idle worker looks for a job this often
+    # (common.sql_broker). Ignored for Redis, which delivers at once.
+    polling_interval_s: float = Field(default=0.02, gt=0, le=10)
 
 
 # The documented flat names of fields that now live in a section: (section, field).

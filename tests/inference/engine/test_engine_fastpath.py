@@ -211,3 +211,67 @@ def test_fast_gradient_matches_pyros_in_expectation(guide_name):
     store = pyro.get_param_store()._params
     slow = torch.cat([store[p.name].grad.reshape(-1) for p in problem.params])
     assert torch.allclose(fast, slow, atol=0.03 * float(slow.abs().max()) + 0.01)
+
+
+@pytest.mark.parametrize("name", ACCEPTED)
+@pytest.mark.parametrize("guide_name", GUIDES)
+def test_compiled_graph_equals_eager_on_catalog_models(name, guide_name):
+    """The recorded, simplified (graph_passes) and TorchScript-replayed loss and gradient are
+    the eager function's at points away from the one it was recorded at — and the job is
+    compiled, not silently left eager."""
+    program, data = _catalog_program(name)
+    guide, mpn, problem, report = _setup(program, data, guide_name)
+    with pyro.validation_enabled(False):  # as run_svi trains
+        trainer = FastTrainer(problem, InferenceSpec(), report.particles, report.vectorized, report)
+        assert report.compiled == "fx+jit.trace", name
+        gen = torch.Generator().manual_seed(2)
+        for scale in (0.2, 1.0):
+            phi = problem.read_store() + scale * torch.randn(problem.num_params, generator=gen)
+            eps = torch.randn(report.particles, problem.noise_dim(), generator=gen)
+            loss, grad = trainer.fn(phi, eps)
+            eager_loss, eager_grad = trainer._loss_and_grad(phi, eps)
+            assert float(loss) == pytest.approx(float(eager_loss), rel=1e-4, abs=1e-4)
+            assert torch.allclose(grad, eager_grad, rtol=1e-4, atol=1e-4 * (1 + float(eager_grad.abs().max())))
+
+
+@pytest.mark.parametrize("optimizer", [dict(name="Adam", lr=0.05), dict(name="Adam", lr=0.02, weight_decay=0.1),
+                                       dict(name="AdamW", lr=0.05, weight_decay=0.1),
+                                       dict(name="Adam", lr=0.05, betas=(0.8, 0.99), eps=1e-6)])
+def test_scripted_steps_equal_torch_adam(optimizer):
+    """The TorchScript step loop (noise, graph, Adam in place) trains as torch's optimizer
+    stepped from Python does: same draws, same losses, same params, same optimizer state."""
+    from inference.spec import OptimizerSpec
+
+    inference = InferenceSpec(optimizer=OptimizerSpec(**optimizer))
+    runs = {}
+    for scripted in (True, False):
+        pyro.clear_param_store()
+        _, _, problem, report = _setup(eight_schools, EIGHT_SCHOOLS, "AutoNormal")
+        with pyro.validation_enabled(False):
+            trainer = FastTrainer(problem, inference, 4, True, report)
+        assert trainer.steps_loop is not None
+        if not scripted:
+            trainer.steps_loop = None
+        pyro.set_rng_seed(5)
+        losses = trainer.run(40) + trainer.run(25)
+        state = trainer.optimizer.state[trainer.phi]
+        runs[scripted] = (losses, trainer.phi.detach().clone(), state["exp_avg_sq"].clone(), float(state["step"]))
+    (l1, p1, v1, s1), (l2, p2, v2, s2) = runs[True], runs[False]
+    assert l1 == pytest.approx(l2, rel=1e-4, abs=1e-4)
+    assert torch.allclose(p1, p2, atol=1e-5) and torch.allclose(v1, v2, rtol=1e-4, atol=1e-7) and s1 == s2 == 65
+
+
+def test_scripted_steps_stop_at_a_nonfinite_loss_without_applying_it():
+    pyro.clear_param_store()
+    _, _, problem, report = _setup(eight_schools, EIGHT_SCHOOLS, "AutoNormal")
+    with pyro.validation_enabled(False):
+        trainer = FastTrainer(problem, InferenceSpec(), 2, True, report)
+    trainer.run(3)
+    with torch.no_grad():
+        trainer.phi[0] = float("nan")
+    before = trainer.phi.detach().clone()
+    losses = trainer.run(10)
+    assert len(losses) == 1 and math.isnan(losses[0])
+    assert torch.equal(trainer.phi.detach().isnan(), before.isnan())
+    assert float(trainer.optimizer.state[trainer.phi]["step"]) == 3
+    assert problem.params[0].name in trainer.bad_params()  # the param made NaN is named

@@ -1,0 +1,284 @@
+"""Shrink a recorded aten graph before TorchScript replays it.
+
+The fast path records the ELBO's forward and backward once (``make_fx``) and replays the
+graph every step. On a small model each op costs ~0.5-1 us of interpreter and dispatch
+overhead whatever its size, so the step time is the op count — and a recorded graph
+carries many ops that compute nothing new: copies of constant data (``lift_fresh_copy``),
+``detach``, arithmetic on constants only (``sigma ** 2`` of the data, ``log`` of a prior's
+scale), ``x * 1`` and ``x + 0.0`` from transforms, views to the shape a tensor already
+has, the same op twice (a transform applied in the model and again for its Jacobian), and
+per-site ``slice_backward`` + ``add`` chains that rebuild one flat gradient. :func:`simplify`
+removes them; the graph computes the same values (the fast path checks the replay against
+the eager function before using it).
+
+The graph is first re-recorded through ``torch.func.functionalize`` so no op mutates a
+tensor in place; every rewrite below relies on that (a folded constant or a merged node
+can then never be written to).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import fx
+from torch.func import functionalize
+from torch.fx.experimental.proxy_tensor import make_fx
+
+__all__ = ["simplify"]
+
+aten = torch.ops.aten
+
+# Ops whose value depends only on their input's shape/dtype (and constant arguments).
+_SHAPE_ONLY = {aten.zeros_like.default, aten.ones_like.default, aten.full_like.default,
+               aten.new_zeros.default, aten.new_ones.default, aten.new_full.default}
+_VIEWS = {aten.view.default, aten.reshape.default, aten._unsafe_view.default, aten.alias.default}
+_FOLDED_NUMEL_MAX = 1 << 22  # a folded constant is kept in memory for the whole fit
+
+
+def simplify(graph: fx.GraphModule, *example_inputs: torch.Tensor) -> fx.GraphModule:
+    """A functional, smaller graph computing the same outputs as ``graph``."""
+    gm = make_fx(functionalize(graph, remove="mutations"))(*example_inputs)
+    g = gm.graph
+    if any(_mutates(n) for n in g.nodes):  # functionalize left one (should not happen): leave as is
+        return gm
+    changed = True
+    while changed:
+        changed = False
+        changed |= _drop_identities(gm)
+        changed |= _fold_constants(gm)
+        changed |= _merge_duplicates(g)
+        changed |= _gather_slice_grads(g)
+        g.eliminate_dead_code()
+    _never_return_constants(g)
+    used = {n.target for n in g.nodes if n.op == "get_attr"}
+    for name in [k for k in [*vars(gm), *gm._buffers] if k.startswith(("_tensor_constant", "_folded"))]:
+        if name not in used:
+            delattr(gm, name)  # constants no node reads any more (data copies, folded inputs)
+    g.lint()
+    gm.recompile()
+    return gm
+
+
+# ---------------------------------------------------------------- helpers
+def _is_op(node: fx.Node) -> bool:
+    return node.op == "call_function" and isinstance(node.target, torch._ops.OpOverload)
+
+
+def _mutates(node: fx.Node) -> bool:
+    return _is_op(node) and node.target._schema.is_mutable
+
+
+def _random(node: fx.Node) -> bool:
+    return torch.Tag.nondeterministic_seeded in node.target.tags
+
+
+def _val(node: Any) -> torch.Tensor | None:
+    if isinstance(node, fx.Node):
+        val = node.meta.get("val")
+        return val if isinstance(val, torch.Tensor) else None
+    return None
+
+
+def _same_meta(a: fx.Node, b: fx.Node) -> bool:
+    va, vb = _val(a), _val(b)
+    return (va is not None and vb is not None and va.shape == vb.shape and va.dtype == vb.dtype
+            and va.device == vb.device)
+
+
+def _zeros(gm: fx.GraphModule, arg: Any) -> bool:
+    """Whether ``arg`` is a constant tensor of zeros (small: checked by value)."""
+    if not (isinstance(arg, fx.Node) and arg.op == "get_attr"):
+        return False
+    value = getattr(gm, arg.target, None)
+    return isinstance(value, torch.Tensor) and value.numel() <= 4096 and not bool(value.any())
+
+
+def _replace(node: fx.Node, by: fx.Node) -> bool:
+    node.replace_all_uses_with(by)
+    return True
+
+
+# ---------------------------------------------------------------- passes
+def _drop_identities(gm: fx.GraphModule) -> bool:
+    """``detach``, constant copies, ``x * 1``, ``x + 0`` (also a constant tensor of zeros),
+    ``x ** 1``, views/expands to the same shape, and view-of-view / expand-of-expand chains."""
+    changed = False
+    for node in list(gm.graph.nodes):
+        if not _is_op(node) or not node.users:
+            continue
+        t, args = node.target, node.args
+        if t is aten.add.Tensor and len(args) == 2 and not node.kwargs and _zeros(gm, args[0]) \
+                and isinstance(args[1], fx.Node):
+            args = node.args = (args[1], args[0])  # 0 + x: x + 0 below
+        src = args[0] if args and isinstance(args[0], fx.Node) else None
+        if src is None:
+            continue
+        if t in (aten.add.Tensor, aten.sub.Tensor) and len(args) == 2 and not node.kwargs \
+                and _zeros(gm, args[1]) and _same_meta(node, src):
+            changed |= _replace(node, src)
+            continue
+        if t in (aten.detach.default, aten.lift_fresh_copy.default, aten.clone.default) and _same_meta(node, src):
+            changed |= _replace(node, src)
+        elif t in (aten.mul.Tensor, aten.div.Tensor, aten.pow.Tensor_Scalar) and len(args) == 2 \
+                and not isinstance(args[1], fx.Node) and args[1] == 1 and _same_meta(node, src):
+            changed |= _replace(node, src)
+        elif t in (aten.add.Tensor, aten.sub.Tensor) and len(args) == 2 and not node.kwargs \
+                and not isinstance(args[1], fx.Node) and args[1] == 0 and _same_meta(node, src):
+            changed |= _replace(node, src)
+        elif t in _VIEWS | {aten.expand.default} and _same_meta(node, src):
+            changed |= _replace(node, src)
+        elif t in _VIEWS and _is_op(src) and src.target in _VIEWS:
+            inner = src.args[0]
+            if _val(inner) is not None and _val(inner).is_contiguous():
+                node.args = (inner,) + tuple(args[1:])
+                node.target = aten.view.default
+                changed = True
+        elif t is aten.expand.default and _is_op(src) and src.target is aten.expand.default:
+            node.args = (src.args[0],) + tuple(args[1:])
+            changed = True
+    return changed
+
+
+def _fold_constants(gm: fx.GraphModule) -> bool:
+    """Evaluate once every op whose inputs are all constants (the data, a prior's
+    parameters, shape-only factories) and keep its value as a constant of the graph."""
+    g = gm.graph
+    constants: dict[fx.Node, torch.Tensor] = {}
+    changed = False
+    for node in list(g.nodes):
+        if node.op == "get_attr":
+            value = getattr(gm, node.target)
+            if isinstance(value, torch.Tensor):
+                constants[node] = value
+            continue
+        if not _is_op(node) or _random(node) or not node.users:
+            continue
+        tensor_args = [a for a in node.all_input_nodes]
+        if node.target in _SHAPE_ONLY:
+            ready = True
+        else:
+            ready = all(a in constants for a in tensor_args)
+        if not ready:
+            continue
+        val = _val(node)
+        if val is None or val.numel() > _FOLDED_NUMEL_MAX:
+            continue
+        if node.target in _SHAPE_ONLY:
+            value = _evaluate_shape_only(node)
+        else:
+            value = node.target(*fx.node.map_arg(node.args, lambda a: constants[a]),
+                                **fx.node.map_arg(node.kwargs, lambda a: constants[a]))
+        if not isinstance(value, torch.Tensor):
+            continue
+        name = _fresh_attr(gm)
+        gm.register_buffer(name, value)
+        with g.inserting_before(node):
+            const = g.get_attr(name)
+        const.meta = dict(node.meta)
+        node.replace_all_uses_with(const)
+        constants[const] = value
+        changed = True
+    return changed
+
+
+def _evaluate_shape_only(node: fx.Node) -> torch.Tensor:
+    """A shape-only op evaluated on an empty stand-in of its tensor input."""
+    src = _val(node.args[0])
+    stand_in = torch.empty(src.shape, dtype=src.dtype, device=src.device)
+    return node.target(stand_in, *node.args[1:], **node.kwargs)
+
+
+def _fresh_attr(gm: fx.GraphModule) -> str:
+    i = 0
+    while hasattr(gm, f"_folded{i}"):
+        i += 1
+    return f"_folded{i}"
+
+
+def _merge_duplicates(g: fx.Graph) -> bool:
+    """One node for each (op, arguments) computed more than once."""
+    seen: dict[Any, fx.Node] = {}
+    changed = False
+    for node in list(g.nodes):
+        if not _is_op(node) or _random(node):
+            continue
+        try:
+            key = (node.target, _hashable(node.args), _hashable(node.kwargs))
+            hash(key)
+        except TypeError:
+            continue
+        if key in seen:
+            changed |= _replace(node, seen[key])
+        else:
+            seen[key] = node
+    return changed
+
+
+def _hashable(x: Any) -> Any:
+    if isinstance(x, (list, tuple)):
+        return (type(x).__name__,) + tuple(_hashable(v) for v in x)
+    if isinstance(x, dict):
+        return tuple(sorted((k, _hashable(v)) for k, v in x.items()))
+    if isinstance(x, torch.Tensor):  # a literal tensor argument: compare by identity
+        return ("tensor", id(x))
+    return (type(x).__name__, x)
+
+
+def _gather_slice_grads(g: fx.Graph) -> bool:
+    """``add`` trees of ``slice_backward``s that tile one dimension exactly (the gradient
+    of a tensor sliced into consecutive pieces) become one ``cat`` of the pieces."""
+    changed = False
+    for node in list(g.nodes):
+        if not (_is_op(node) and node.target is aten.add.Tensor) or not node.users:
+            continue
+        if any(u.target is aten.add.Tensor and len(node.users) == 1 for u in node.users):
+            continue  # not the root of the tree
+        leaves: list[fx.Node] = []
+        if not _collect_leaves(node, leaves, root=True):
+            continue
+        first = leaves[0].args
+        shape, dim = list(first[1]), first[2]
+        pieces = sorted(leaves, key=lambda n: n.args[3])
+        end = 0
+        ok = True
+        for leaf in pieces:
+            _, s, d, start, stop, step = leaf.args
+            if list(s) != shape or d != dim or step != 1 or start != end:
+                ok = False
+                break
+            end = min(stop, shape[dim])
+        if not ok or end != shape[dim] or not _same_meta(node, leaves[0]):
+            continue
+        with g.inserting_before(node):
+            cat = g.call_function(aten.cat.default, ([p.args[0] for p in pieces], dim))
+        cat.meta = dict(node.meta)
+        node.replace_all_uses_with(cat)
+        changed = True
+    return changed
+
+
+def _collect_leaves(node: fx.Node, leaves: list[fx.Node], root: bool = False) -> bool:
+    if _is_op(node) and node.target is aten.slice_backward.default and len(node.args) == 6:
+        leaves.append(node)
+        return True
+    if _is_op(node) and node.target is aten.add.Tensor and not node.kwargs and len(node.args) == 2 \
+            and (root or len(node.users) == 1) and all(isinstance(a, fx.Node) for a in node.args):
+        return all(_collect_leaves(a, leaves) for a in node.args)
+    return False
+
+
+def _never_return_constants(g: fx.Graph) -> None:
+    """A caller may write into an output (the gradient is clipped in place): outputs that
+    became constants or inputs are returned as copies."""
+    out = next(n for n in g.nodes if n.op == "output")
+
+    def copy(a):
+        if isinstance(a, fx.Node) and a.op in ("get_attr", "placeholder"):
+            with g.inserting_before(out):
+                c = g.call_function(aten.clone.default, (a,))
+            c.meta = dict(a.meta)
+            return c
+        return a
+
+    out.args = fx.node.map_arg(out.args, copy)

@@ -23,6 +23,8 @@ builds its Celery configuration there for a SQL broker URL has it.
 
 from __future__ import annotations
 
+import time
+from queue import Empty
 from typing import Any
 
 from kombu.transport import TRANSPORT_ALIASES
@@ -32,6 +34,8 @@ from sqlalchemy import create_engine
 TRANSPORT_ALIAS = "vihub-sqla"
 SQL_URL_PREFIXES = ("sqla+", "sqlalchemy+")
 DEFAULT_POLLING_INTERVAL_S = 0.02
+# On SQLite a queue seen empty is re-read only when the file changed, or after this.
+FULL_POLL_EVERY_S = 1.0
 
 # Transport options that are kombu's, not create_engine's (kombu's own list, plus ours).
 _NOT_ENGINE_OPTIONS = frozenset({
@@ -41,10 +45,77 @@ _NOT_ENGINE_OPTIONS = frozenset({
 
 
 class Channel(kombu_sql.Channel):
+    """kombu's SQL channel; on SQLite a poll of a queue last seen empty first asks the
+    file whether anything was committed since (``PRAGMA data_version``, on a connection
+    of the channel's own), and reads the queue only then, or after
+    ``FULL_POLL_EVERY_S`` in any case.
+
+    A poll of kombu's channel is four statements through the ORM (~0.4 ms of CPU, more
+    with the worker's control queue polled too); at a 0.02 s interval an idle worker
+    spent ~8% of a core on them. ``data_version`` changes whenever another connection
+    commits to the file — a publish, or this channel's own session taking a message —
+    so the shortcut can delay a message only by missing nothing: an unchanged version
+    means no new row. The full poll every ``FULL_POLL_EVERY_S`` is a backstop.
+    """
+
+    def __init__(self, connection: Any, **kwargs: Any) -> None:
+        super().__init__(connection, **kwargs)
+        self._version_conn: Any = None
+        self._empty_at: dict[str, tuple[int, float]] = {}  # queue -> (data_version, when)
+
     def _engine_from_config(self) -> Any:
         conninfo = self.connection.client
         options = {k: v for k, v in conninfo.transport_options.items() if k not in _NOT_ENGINE_OPTIONS}
         return create_engine(conninfo.hostname, **options)
+
+    def _data_version(self) -> int | None:
+        """SQLite's change counter as seen by this channel's own connection; None when
+        it is not SQLite or the question failed (then the queue is read)."""
+        try:
+            if self._version_conn is None:
+                engine = self.session.bind
+                if engine.dialect.name != "sqlite" or engine.url.database in (None, "", ":memory:"):
+                    return None  # an in-memory database shares one connection: no "other" commits
+                self._version_conn = engine.raw_connection()
+            cursor = self._version_conn.cursor()
+            try:
+                cursor.execute("PRAGMA data_version")
+                return int(cursor.fetchone()[0])
+            finally:
+                cursor.close()
+        except Exception:  # noqa: BLE001 - a locked file, a closed connection: read the queue
+            self._drop_version_conn()
+            return None
+
+    def _get(self, queue: str) -> Any:
+        version = self._data_version()
+        seen = self._empty_at.get(queue)
+        now = time.monotonic()
+        if version is not None and seen is not None and seen[0] == version and now - seen[1] < FULL_POLL_EVERY_S:
+            raise Empty()
+        try:
+            return super()._get(queue)
+        except Empty:
+            if version is not None:
+                self._empty_at[queue] = (version, now)
+            raise
+
+    def _put(self, queue: str, payload: Any, **kwargs: Any) -> None:
+        super()._put(queue, payload, **kwargs)
+        # Insurance: the next poll of this queue reads it, whatever the version says.
+        self._empty_at.pop(queue, None)
+
+    def _drop_version_conn(self) -> None:
+        conn, self._version_conn = self._version_conn, None
+        if conn is not None:
+            try:
+                conn.close()
+            except Exception:  # noqa: BLE001
+                pass
+
+    def close(self) -> None:
+        self._drop_version_conn()
+        super().close()
 
 
 class Transport(kombu_sql.Transport):

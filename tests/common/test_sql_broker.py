@@ -77,3 +77,60 @@ def test_messages_round_trip_through_the_transport(tmp_path: Path) -> None:
         with connection.Consumer(Queue("cpu"), callbacks=[on_message], accept=["json"]):
             connection.drain_events(timeout=5)
     assert received and received[0]["task"] == "vihub.run_job" and received[0]["argsrepr"] == "['job-1']"
+
+
+def _poll(channel, queue: str = "cpu"):  # noqa: ANN001, ANN202
+    from queue import Empty
+
+    try:
+        return channel._get(queue)
+    except Empty:
+        return None
+
+
+def test_sqlite_poll_reads_the_queue_only_when_the_file_changed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An idle poll asks SQLite's change counter instead of reading the queue; a publish
+    from another connection is seen by the very next poll."""
+    from kombu.transport import sqlalchemy as kombu_sql
+
+    reads: list[str] = []
+    original = kombu_sql.Channel._get
+
+    def counting_get(self, queue):  # noqa: ANN001, ANN202
+        reads.append(queue)
+        return original(self, queue)
+
+    monkeypatch.setattr(kombu_sql.Channel, "_get", counting_get)
+    settings = Settings(home=tmp_path, broker_url=f"sqla+sqlite:///{tmp_path / 'b.sqlite3'}")
+    with _app(settings).connection_for_read() as connection:
+        channel = connection.default_channel
+        channel.queue_declare(queue="cpu")
+        assert _poll(channel) is None
+        reads.clear()
+        for _ in range(20):
+            assert _poll(channel) is None
+        assert reads == []  # nothing committed since: the queue was not read
+
+        _app(settings).send_task("vihub.run_job", args=["job-2"], queue="cpu")
+        message = _poll(channel)
+        assert reads == ["cpu"]
+        assert message is not None and message["headers"]["argsrepr"] == "['job-2']"
+
+
+def test_sqlite_poll_reads_the_queue_at_least_every_full_poll_interval(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from kombu.transport import sqlalchemy as kombu_sql
+
+    from common import sql_broker
+
+    reads: list[str] = []
+    original = kombu_sql.Channel._get
+    monkeypatch.setattr(kombu_sql.Channel, "_get", lambda self, queue: (reads.append(queue), original(self, queue))[1])
+    monkeypatch.setattr(sql_broker, "FULL_POLL_EVERY_S", 0.0)
+    settings = Settings(home=tmp_path, broker_url=f"sqla+sqlite:///{tmp_path / 'b.sqlite3'}")
+    with _app(settings).connection_for_read() as connection:
+        channel = connection.default_channel
+        channel.queue_declare(queue="cpu")
+        for _ in range(3):
+            assert _poll(channel) is None
+        assert reads == ["cpu"] * 3

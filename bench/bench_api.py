@@ -12,7 +12,10 @@ then prints:
 3. ``GET /v1/jobs/{id}`` p50/p99 latency and requests/s under ``--pollers`` concurrent
    async pollers (own httpx load generator), against an idle-server baseline measured in
    the same run: ``GET /healthz`` under the same load. The ratios are the figures to
-   compare across versions; absolute numbers depend on the machine.
+   compare across versions; absolute numbers depend on the machine;
+4. the whole eight-schools example job (``--whole-jobs``, issue 12's target: ≤ 1.0 s),
+   submit -> accurate summary downloaded, median, with its parts (the POST, accepted ->
+   running, running -> finished, finished -> seen by the poll, the summary's download).
 
 **What isolation costs** (figures 1 and 2, before and after, same run): with
 ``--baseline-ref REF`` (default ``a0576b7``, the last commit before every job and dry run

@@ -29,7 +29,6 @@ from typing import Any
 
 from kombu.transport import TRANSPORT_ALIASES
 from kombu.transport import sqlalchemy as kombu_sql
-from sqlalchemy import create_engine
 
 TRANSPORT_ALIAS = "vihub-sqla"
 SQL_URL_PREFIXES = ("sqla+", "sqlalchemy+")
@@ -66,7 +65,9 @@ class Channel(kombu_sql.Channel):
     def _engine_from_config(self) -> Any:
         conninfo = self.connection.client
         options = {k: v for k, v in conninfo.transport_options.items() if k not in _NOT_ENGINE_OPTIONS}
-        return create_engine(conninfo.hostname, **options)
+        # SQLAlchemy's create_engine, as kombu's channel calls it (common stays free of
+        # SQL imports of its own: this module only adjusts kombu's transport).
+        return kombu_sql.create_engine(conninfo.hostname, **options)
 
     def _data_version(self) -> int | None:
         """SQLite's change counter as seen by this channel's own connection; None when

@@ -27,8 +27,13 @@ Figures:
 Ratios are against ``bare`` measured in the same run. The machine is shared: rates are
 best of ``--repeat`` interleaved runs.
 
-    python bench/bench_engine.py [--only eight_schools,logistic_10000x20,gmm_enumerated]
+    python bench/bench_engine.py [--only eight_schools,logistic_10000x20,gmm_enumerated,garch,...]
         [--repeat 2] [--inductor] [--budget-s 20]
+
+Cases: eight schools (non-centred), logistic regression 10,000 x 20, the enumerated GMM
+(not on the fast path) and every other catalog model the fast path accepts, by catalog
+name, with the catalog's suggested guide, ELBO and rate on its example data. A summary
+table at the end puts the default against bare Pyro and against Pyro's path.
 """
 
 from __future__ import annotations
@@ -45,10 +50,11 @@ import torch
 import pyro
 from pyro import poutine
 from pyro.infer import SVI, Trace_ELBO, TraceEnum_ELBO
-from pyro.infer.autoguide import AutoDelta, AutoNormal
+from pyro.infer.autoguide import AutoDelta
 from pyro.poutine.util import prune_subsample_sites
 
 from inference import catalog
+from inference.engine.elbos import infer_max_plate_nesting
 from inference.engine.guides import build_guide
 from inference.engine.errors import FitCancelled
 from inference.engine.loop import FitCallbacks, run_svi
@@ -60,7 +66,7 @@ from inference.spec import AutoGuideSpec, ElboSpec, InferenceSpec, OptimizerSpec
 # The catalog's model files imported as plain Python (tests/models.py): the bare loop runs
 # the same text the engine runs compiled.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from models import native  # noqa: E402
+from models import data as native_data, native  # noqa: E402
 
 eight_schools = native("eight_schools_noncentered")
 logistic = native("logistic_regression")
@@ -84,6 +90,27 @@ CASES = {
                        AutoGuideSpec(auto="AutoDelta", expose=["weights", "locs", "scales"]),
                        "TraceEnum_ELBO", 0.01, 300, False),
 }
+
+
+
+def _catalog_cases() -> dict[str, tuple]:
+    """Every other catalog model the fast path accepts (an autoguide without hide/expose),
+    with the catalog's suggested guide, ELBO and rate, on its example data."""
+    covered = {"eight_schools_noncentered"}
+    out = {}
+    for cat_name in catalog.names():
+        suggested = catalog.get(cat_name).suggested
+        guide = suggested.get("guide", {})
+        if cat_name in covered or "auto" not in guide or guide.get("expose") or guide.get("hide"):
+            continue
+        inference = suggested.get("inference", {})
+        out[cat_name] = (cat_name, native(cat_name), None, AutoGuideSpec(**guide),
+                         inference.get("elbo", {}).get("name", "Trace_ELBO"),
+                         inference.get("optimizer", {}).get("lr", 0.01), 1000, True)
+    return out
+
+
+CASES.update(_catalog_cases())
 CHECK_EVERY = 100
 DRAWS = 4000
 
@@ -146,7 +173,8 @@ def bare(model, guide_spec, elbo_name, data, steps, lr, reference=None, mpn=1, b
     pyro.clear_param_store()
     pyro.set_rng_seed(0)
     try:
-        guide = (AutoNormal(model) if guide_spec.auto == "AutoNormal"
+        # the Pyro autoguide with the spec's options (init_loc_fn ...), as a user writes it
+        guide = (build_guide(guide_spec, model) if guide_spec.auto == "AutoNormal"
                  else AutoDelta(poutine.block(model, expose=guide_spec.expose)))
         elbo = TraceEnum_ELBO(max_plate_nesting=1) if elbo_name == "TraceEnum_ELBO" else Trace_ELBO()
         svi = SVI(model, guide, pyro.optim.Adam({"lr": lr}), elbo)
@@ -335,6 +363,7 @@ def main() -> None:
     torch.set_num_threads(1)  # the engine uses one thread for small data; the same for everyone
     print(f"torch {torch.__version__}, pyro {pyro.__version__}, 1 thread; checks every {CHECK_EVERY} steps "
           f"on {DRAWS} draws, clock stopped during checks")
+    summary = []
     for name, (cat_name, py_model, data_fn, guide_spec, elbo_name, lr, steps, with_acc) in CASES.items():
         if args.only and name not in args.only.split(","):
             continue
@@ -342,7 +371,7 @@ def main() -> None:
         raw = data_fn() if data_fn else entry.example_data
         program = compile_source(entry.source, entry.entry)
         lang = bind_data(program, raw).kwargs
-        py = _tensors(raw)
+        py = _tensors(raw) if data_fn else native_data(cat_name)
         variants: dict[str, Callable] = {
             "bare": lambda n, **kw: bare(py_model, guide_spec, elbo_name, py, n, lr, **kw),
             "pyro-path": lambda n, **kw: engine(program, guide_spec, elbo_name, lang, n, lr, fast_path=False,
@@ -375,11 +404,17 @@ def main() -> None:
         if np_result is not None:
             print(f"{'numpyro':12s} {_fmt(np_result[0], base_steady)} {_fmt(np_result[1], base_whole)}")
         else:
-            print("numpyro      not importable (optional bench extra: pip install numpyro jax)" if with_acc else "")
+            import importlib.util
+
+            if importlib.util.find_spec("numpyro") is None:
+                print("numpyro      not importable (optional bench extra: pip install numpyro jax)")
+            else:
+                print("numpyro      (no NumPyro version of this model in the bench)")
         if not with_acc:
             continue
 
-        mpn = 1
+        pyro.clear_param_store()
+        mpn = max(1, infer_max_plate_nesting(program, build_guide(guide_spec, program), lang))
         t = time.perf_counter()
         elements = sum(v.numel() for v in lang.values() if torch.is_tensor(v))
         ref_particles = 32 if elements < 10_000 else 8  # keeps the reference under ~30 s here
@@ -403,6 +438,17 @@ def main() -> None:
             print(f"{key:12s} {_fmt_t(t_acc, times['bare'])}")
         print(f"defaults (stop 'auto'): ended at step {run.steps_done} ({run.stop['reason']}) after "
               f"{run.wall_s:.2f}s incl. checks, {run.fast_path['particles']} particles: accurate there: {end_ok}")
+        summary.append((name, best["default"][0] / base_steady, best["default"][0] / best["pyro-path"][0],
+                        times["bare"], times["default"], end_ok))
+    if summary:
+        print("\n== summary: the default (fast path) against the bare Pyro loop and against Pyro's path "
+              "(vihub's default before the fast path)")
+        print(f"{'case':26s} {'steps/s vs bare':>15s} {'vs pyro-path':>12s} {'t-acc bare':>10s} "
+              f"{'t-acc default':>13s} {'stop auto accurate':>18s}")
+        for name, vs_bare, vs_pyro, t_bare, t_default, end_ok in summary:
+            t_b = f"{t_bare:.2f}s" if t_bare is not None else "not reached"
+            t_d = f"{t_default:.2f}s" if t_default is not None else "not reached"
+            print(f"{name:26s} {vs_bare:14.1f}x {vs_pyro:11.1f}x {t_b:>10s} {t_d:>13s} {str(end_ok):>18s}")
 
 
 if __name__ == "__main__":

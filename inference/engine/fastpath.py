@@ -33,7 +33,7 @@ import math
 import time
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Tuple
+from typing import Any, Callable, List, Mapping, Tuple
 
 import torch
 import pyro
@@ -452,13 +452,15 @@ class _AdamSteps(torch.nn.Module):
     loss-and-gradient graph, record the loss, update ``phi`` and the moments in place.
 
     Per step this saves what a Python loop costs around a ~0.1 ms graph: the call, the
-    noise, ``float(loss)`` and torch's optimizer step (~25 us fused, for one 20-element
-    tensor). The update is torch's single-tensor Adam line for line (bias corrections from
-    the float step count, ``lerp_``/``addcmul_`` moments, ``addcdiv_``), on the optimizer's
-    own state tensors, so checkpoints and a later ``optimizer.step()`` continue it. The
-    noise comes from the default generator in the same order as ``FastTrainer._eps``, so a
-    seeded fit draws what the Python loop draws. It stops after the first non-finite loss
-    without applying that step (as the Python loop does).
+    noise, ``float(loss)`` and torch's optimizer step (~25 us for one 20-element tensor).
+    The update is the kernel torch's own ``Adam(fused=True)`` calls (``_fused_adam_`` /
+    ``_fused_adamw_``, after the same step-count increment), on the optimizer's state
+    tensors, so it is the Python loop's update exactly, and checkpoints and a later
+    ``optimizer.step()`` continue it. The tensors come in one-element lists because the
+    kernel takes lists (lists made inside the script would be seen as fresh values and the
+    in-place call dropped). The noise comes from the default generator in the order of
+    ``FastTrainer._eps``, so a seeded fit draws what the Python loop draws. It stops after
+    the first non-finite loss without applying that step (as the Python loop does).
     """
 
     def __init__(self, grad_fn: torch.nn.Module, particles: int, noise_dim: int):
@@ -467,27 +469,25 @@ class _AdamSteps(torch.nn.Module):
         self.particles = particles
         self.noise_dim = noise_dim
 
-    def forward(self, phi: torch.Tensor, exp_avg: torch.Tensor, exp_avg_sq: torch.Tensor,
-                step: torch.Tensor, losses: torch.Tensor, n: int, lr: float, beta1: float,
+    def forward(self, params: List[torch.Tensor], exp_avgs: List[torch.Tensor], exp_avg_sqs: List[torch.Tensor],
+                steps: List[torch.Tensor], losses: torch.Tensor, n: int, lr: float, beta1: float,
                 beta2: float, eps: float, weight_decay: float, decoupled: bool) -> Tuple[int, torch.Tensor]:
+        phi = params[0]
         grad = torch.zeros_like(phi)
+        empty: List[torch.Tensor] = []
         for i in range(n):
             noise = torch.randn([self.particles, self.noise_dim], dtype=phi.dtype, device=phi.device)
             loss, grad = self.grad_fn(phi, noise)
             losses[i] = loss
             if not bool(torch.isfinite(loss)):
                 return i + 1, grad
-            if weight_decay != 0.0:
-                if decoupled:
-                    phi.mul_(1.0 - lr * weight_decay)
-                else:
-                    grad = grad.add(phi, alpha=weight_decay)
-            step.add_(1.0)
-            t = float(step.item())
-            exp_avg.lerp_(grad, 1.0 - beta1)
-            exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1.0 - beta2)
-            denom = (exp_avg_sq.sqrt() / math.sqrt(1.0 - beta2 ** t)).add_(eps)
-            phi.addcdiv_(exp_avg, denom, value=-lr / (1.0 - beta1 ** t))
+            steps[0].add_(1.0)
+            if decoupled:
+                torch._fused_adamw_(params, [grad], exp_avgs, exp_avg_sqs, empty, steps, lr=lr, beta1=beta1,
+                                    beta2=beta2, weight_decay=weight_decay, eps=eps, amsgrad=False, maximize=False)
+            else:
+                torch._fused_adam_(params, [grad], exp_avgs, exp_avg_sqs, empty, steps, lr=lr, beta1=beta1,
+                                   beta2=beta2, weight_decay=weight_decay, eps=eps, amsgrad=False, maximize=False)
         return n, grad
 
 
@@ -580,7 +580,7 @@ class FastTrainer:
         no per-param clipping); else None and :meth:`run` steps from Python."""
         group = self.optimizer.param_groups[0]
         plain = (isinstance(self.optimizer, (torch.optim.Adam, torch.optim.AdamW)) and self.clip is None
-                 and not group.get("amsgrad") and not group.get("maximize") and not group.get("capturable")
+                 and group.get("fused") and not group.get("amsgrad") and not group.get("maximize")
                  and not group.get("differentiable") and not torch.is_tensor(group["lr"]))
         if not plain or not isinstance(self.fn, torch.jit.ScriptModule):
             return None
@@ -595,10 +595,8 @@ class FastTrainer:
         """The optimizer's state for ``phi`` in torch's own layout, created as its first
         step would create it."""
         state = self.optimizer.state[self.phi]
-        if not state:
-            fused = bool(self.optimizer.param_groups[0].get("fused"))
-            dtype = torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32
-            state["step"] = torch.zeros((), dtype=dtype, device=self.phi.device if fused else "cpu")
+        if not state:  # fused: a float32 step count on the param's device
+            state["step"] = torch.zeros((), dtype=torch.float32, device=self.phi.device)
             state["exp_avg"] = torch.zeros_like(self.phi, memory_format=torch.preserve_format)
             state["exp_avg_sq"] = torch.zeros_like(self.phi, memory_format=torch.preserve_format)
         return state
@@ -608,7 +606,7 @@ class FastTrainer:
         beta1, beta2 = group["betas"]
         decoupled = isinstance(self.optimizer, torch.optim.AdamW) or bool(group.get("decoupled_weight_decay"))
         losses = torch.empty(n, dtype=self.phi.dtype, device=self.phi.device)
-        done, grad = self.steps_loop(self.phi.detach(), state["exp_avg"], state["exp_avg_sq"], state["step"],
+        done, grad = self.steps_loop([self.phi.detach()], [state["exp_avg"]], [state["exp_avg_sq"]], [state["step"]],
                                      losses, n, float(group["lr"]), float(beta1), float(beta2),
                                      float(group["eps"]), float(group["weight_decay"]), decoupled)
         self.last_grad = grad

@@ -11,9 +11,10 @@ per-site ``slice_backward`` + ``add`` chains that rebuild one flat gradient. :fu
 removes them; the graph computes the same values (the fast path checks the replay against
 the eager function before using it).
 
-The graph is first re-recorded through ``torch.func.functionalize`` so no op mutates a
-tensor in place; every rewrite below relies on that (a folded constant or a merged node
-can then never be written to).
+No op may mutate a tensor in place when the rewrites run (a folded constant or a merged
+node must never be written to): the in-place ops a recording holds (``masked_fill_`` in a
+HalfCauchy's log-density) are made out of place where that is plainly safe, otherwise the
+graph is re-recorded through ``torch.func.functionalize``.
 """
 
 from __future__ import annotations
@@ -33,12 +34,20 @@ aten = torch.ops.aten
 _SHAPE_ONLY = {aten.zeros_like.default, aten.ones_like.default, aten.full_like.default,
                aten.new_zeros.default, aten.new_ones.default, aten.new_full.default}
 _VIEWS = {aten.view.default, aten.reshape.default, aten._unsafe_view.default, aten.alias.default}
-_FOLDED_NUMEL_MAX = 1 << 22  # a folded constant is kept in memory for the whole fit
+# Folded constants stay in memory for the whole fit (the ops they replace only held their
+# results for a moment): one may have up to 4M elements, all of them together 16M.
+_FOLDED_NUMEL_MAX = 1 << 22
+_FOLDED_TOTAL_MAX = 1 << 24
 
 
 def simplify(graph: fx.GraphModule, *example_inputs: torch.Tensor) -> fx.GraphModule:
-    """A functional, smaller graph computing the same outputs as ``graph``."""
-    gm = make_fx(functionalize(graph, remove="mutations"))(*example_inputs)
+    """A smaller graph without in-place ops computing the same outputs as ``graph`` (which
+    is rewritten in place and returned, unless functionalize had to re-record it)."""
+    if not _out_of_place(graph):
+        # An in-place op on an input, a constant or a view: let functionalize work out the
+        # aliasing (a re-recording, ~0.1-0.3 s on a small model, so only when needed).
+        graph = make_fx(functionalize(graph, remove="mutations"))(*example_inputs)
+    gm = graph
     g = gm.graph
     if any(_mutates(n) for n in g.nodes):  # functionalize left one (should not happen): leave as is
         return gm
@@ -99,6 +108,51 @@ def _replace(node: fx.Node, by: fx.Node) -> bool:
     return True
 
 
+def _out_of_place(gm: fx.GraphModule) -> bool:
+    """Rewrite each ``x = op_(x, ...)`` as ``y = op(x, ...)`` with later reads of ``x``
+    reading ``y``; True when every in-place op could be (False leaves the graph for
+    functionalize). Plainly safe means: the written tensor is made by an op of this graph
+    (not an input or constant), is not a view of another tensor, has no views taken of it
+    and is written by this op only."""
+    g = gm.graph
+    order = {n: i for i, n in enumerate(g.nodes)}
+    for node in list(g.nodes):
+        if not _mutates(node):
+            continue
+        schema = node.target._schema
+        written = [i for i, a in enumerate(schema.arguments) if a.alias_info is not None and a.alias_info.is_write]
+        functional = _functional_variant(node.target)
+        x = node.args[0] if node.args else None
+        if written != [0] or functional is None or not isinstance(x, fx.Node) or not _is_op(x) \
+                or _is_view(x) or any(u is not node and (_is_view(u) or _mutates(u)) for u in x.users):
+            return False
+        with g.inserting_before(node):
+            y = g.call_function(functional, node.args, node.kwargs)
+        y.meta = dict(node.meta)
+        for user in list(x.users):
+            if user is not node and order.get(user, -1) > order[node]:  # y itself reads x
+                user.replace_input_with(x, y)
+        node.replace_all_uses_with(y)
+        g.erase_node(node)
+    gm.recompile()
+    return True
+
+
+def _functional_variant(op: torch._ops.OpOverload) -> torch._ops.OpOverload | None:
+    name = op._schema.name.split("::")[-1]
+    if not name.endswith("_") or name.endswith("__"):
+        return None
+    packet = getattr(aten, name[:-1], None)
+    overload = getattr(packet, op._overloadname, None) if packet is not None else None
+    if overload is None or overload._schema.is_mutable:
+        return None
+    return overload
+
+
+def _is_view(node: fx.Node) -> bool:
+    return _is_op(node) and any(r.alias_info is not None for r in node.target._schema.returns)
+
+
 # ---------------------------------------------------------------- passes
 def _drop_identities(gm: fx.GraphModule) -> bool:
     """``detach``, constant copies, ``x * 1``, ``x + 0`` (also a constant tensor of zeros),
@@ -118,7 +172,8 @@ def _drop_identities(gm: fx.GraphModule) -> bool:
                 and _zeros(gm, args[1]) and _same_meta(node, src):
             changed |= _replace(node, src)
             continue
-        if t in (aten.detach.default, aten.lift_fresh_copy.default, aten.clone.default) and _same_meta(node, src):
+        if t in (aten.detach.default, aten.lift_fresh_copy.default, aten.clone.default) and _same_meta(node, src) \
+                and _val(node).stride() == _val(src).stride():  # a clone that makes contiguous stays
             changed |= _replace(node, src)
         elif t in (aten.mul.Tensor, aten.div.Tensor, aten.pow.Tensor_Scalar) and len(args) == 2 \
                 and not isinstance(args[1], fx.Node) and args[1] == 1 and _same_meta(node, src):
@@ -146,6 +201,7 @@ def _fold_constants(gm: fx.GraphModule) -> bool:
     g = gm.graph
     constants: dict[fx.Node, torch.Tensor] = {}
     changed = False
+    budget = _FOLDED_TOTAL_MAX - sum(int(b.numel()) for name, b in gm.named_buffers() if name.startswith("_folded"))
     for node in list(g.nodes):
         if node.op == "get_attr":
             value = getattr(gm, node.target)
@@ -162,7 +218,7 @@ def _fold_constants(gm: fx.GraphModule) -> bool:
         if not ready:
             continue
         val = _val(node)
-        if val is None or val.numel() > _FOLDED_NUMEL_MAX:
+        if val is None or val.numel() > min(_FOLDED_NUMEL_MAX, budget):
             continue
         if node.target in _SHAPE_ONLY:
             value = _evaluate_shape_only(node)
@@ -171,6 +227,7 @@ def _fold_constants(gm: fx.GraphModule) -> bool:
                                 **fx.node.map_arg(node.kwargs, lambda a: constants[a]))
         if not isinstance(value, torch.Tensor):
             continue
+        budget -= value.numel()
         name = _fresh_attr(gm)
         gm.register_buffer(name, value)
         with g.inserting_before(node):

@@ -387,13 +387,32 @@ WHOLE_PARTS = {
 }
 
 
-def measure_whole_jobs(runners: list[Runner], jobs: int) -> dict[str, list[dict[str, Any]]]:
+def run_whole_eight_schools_sdk(stack: Stack, seed: int) -> dict[str, Any]:
+    """The same job as a user of the Python SDK runs it: ``client.submit(...)``,
+    ``job.wait()`` (the server-sent event stream) and ``job.summary()``."""
+    import vihub_client as vc
+
+    api_key = stack.headers.get("Authorization", "").removeprefix("Bearer ") or None
+    with vc.Client(stack.base, api_key=api_key) as client:
+        body = httpx.get(f"{stack.base}/v1/catalog/eight_schools_noncentered").json()["example_job"]
+        t0 = time.perf_counter()
+        job = client.submit(body["model"], guide=body.get("guide"), data=body["data"]["inline"],
+                            inference={**body.get("inference", {}), "seed": seed}, outputs=body.get("outputs"))
+        job.wait(timeout=120, progress=False)
+        summary = job.summary()
+        seconds = time.perf_counter() - t0
+    return {"seconds": seconds, "accurate": bool(summary), "steps": job.progress.step}
+
+
+def measure_whole_jobs(runners: list[Runner], jobs: int, sdk: bool = False) -> dict[str, list[dict[str, Any]]]:
     """``jobs`` whole eight-schools jobs per stack, rounds interleaved like the 1-step ones."""
     timings: dict[str, list[dict[str, Any]]] = {r.stack.label: [] for r in runners}
     for i in range(jobs):
         order = runners if i % 2 == 0 else list(reversed(runners))
         for runner in order:
-            timings[runner.stack.label].append(run_whole_eight_schools(runner.client, 1000 + i))
+            timing = (run_whole_eight_schools_sdk(runner.stack, 2000 + i) if sdk
+                      else run_whole_eight_schools(runner.client, 1000 + i))
+            timings[runner.stack.label].append(timing)
     return timings
 
 
@@ -511,6 +530,9 @@ def main() -> None:
     parser.add_argument("--max-seconds", type=float, default=30.0, help="time bound per load phase")
     parser.add_argument("--whole-jobs", type=int, default=3,
                         help="whole eight-schools example jobs per stack (submit -> summary); 0 skips")
+    parser.add_argument("--sdk-jobs", type=int, default=0,
+                        help="also run the whole example job this many times per stack through the Python "
+                             "SDK (submit, wait() over server-sent events, summary())")
     parser.add_argument("--per-job", action="store_true", help="print every job's timings")
     parser.add_argument("--keep-logs", action="store_true", help="keep the servers' logs (kept anyway on errors)")
     args = parser.parse_args()
@@ -567,6 +589,7 @@ def main() -> None:
         # Rounds: baseline first on even rounds, current first on odd ones.
         measure_interleaved(runners, args.jobs, args.warmup)
         whole = measure_whole_jobs(runners, args.whole_jobs) if args.whole_jobs else {}
+        via_sdk = measure_whole_jobs(runners, args.sdk_jobs, sdk=True) if args.sdk_jobs else {}
         job_id = current_runner.measured[-1]["id"]
         if baseline_runner is not None:  # stop the baseline before the load test (not about isolation)
             baseline_runner.close()
@@ -622,6 +645,10 @@ def main() -> None:
             values = [r[part] for r in runs]
             print(f"    {text:60s} median {1000 * statistics.median(values):7.1f} ms  "
                   f"(min {1000 * min(values):.0f}, max {1000 * max(values):.0f})")
+    for label, runs in via_sdk.items():
+        med = statistics.median(r["seconds"] for r in runs)
+        print(f"  the same job through the Python SDK (submit, wait() over SSE, summary()), {label}: median "
+              f"{med:.2f} s over {len(runs)}; each {[round(r['seconds'], 2) for r in runs]}")
     print("  cold-start check (warm-up jobs are not counted):")
     for runner in ([baseline_runner] if baseline_runner else []) + [current_runner]:
         _print_cold_start_check(runner)

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from typing import Any
 
 from inference.results import formats
@@ -140,6 +141,12 @@ def run_fit(channel: Channel, payload: dict[str, Any]) -> None:
                  artifacts)
     if late:
         # The job is committed as succeeded meanwhile; a failure here only loses these.
+        # At a lower CPU priority: the client now reading the results (the API), and the
+        # worker's next job, come first. The process ends right after.
+        try:
+            os.nice(10)
+        except OSError:
+            pass
         channel.send({"final": True, "op": "late-artifacts"}, _optional_artifacts(result, late))
 
 

@@ -37,7 +37,6 @@ from typing import Any, Callable, List, Mapping, Tuple
 
 import torch
 import pyro
-from torch.fx.experimental.proxy_tensor import make_fx  # imported here: sandboxes fork warm
 from pyro import poutine
 from pyro.distributions import constraints
 from pyro.distributions.util import scale_and_mask
@@ -54,7 +53,7 @@ from pyro.infer.autoguide import (
 )
 
 from inference.engine.elbos import base_name
-from inference.engine.graph_passes import simplify
+from inference.engine.graph_passes import record, simplify
 from inference.engine.optim import TORCH_OPTIMIZERS, optim_args
 
 __all__ = ["FastPathReport", "FastProblem", "FastTrainer", "plan", "choose_particles", "FAST_ELBOS",
@@ -555,7 +554,7 @@ class FastTrainer:
                 def loss_and_grad(phi, eps):  # make_fx wants a plain function
                     return self._loss_and_grad(phi, eps)
 
-                graph = simplify(make_fx(loss_and_grad)(phi, eps), phi, eps)
+                graph = simplify(record(loss_and_grad, phi, eps), phi, eps)
                 if mode == "inductor":
                     compiled = torch.compile(graph, backend="inductor", dynamic=False, fullgraph=True)
                 else:

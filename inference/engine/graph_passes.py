@@ -19,14 +19,15 @@ graph is re-recorded through ``torch.func.functionalize``.
 
 from __future__ import annotations
 
-from typing import Any
+import contextlib
+from typing import Any, Callable
 
 import torch
 from torch import fx
 from torch.func import functionalize
 from torch.fx.experimental.proxy_tensor import make_fx
 
-__all__ = ["simplify"]
+__all__ = ["record", "simplify"]
 
 aten = torch.ops.aten
 
@@ -38,6 +39,25 @@ _VIEWS = {aten.view.default, aten.reshape.default, aten._unsafe_view.default, at
 # results for a moment): one may have up to 4M elements, all of them together 16M.
 _FOLDED_NUMEL_MAX = 1 << 22
 _FOLDED_TOTAL_MAX = 1 << 24
+
+
+def record(fn: Callable[..., Any], *example_inputs: torch.Tensor) -> fx.GraphModule:
+    """``make_fx(fn)(*example_inputs)``: the aten ops ``fn`` runs, recorded with real tensors.
+
+    make_fx keeps a fake tensor as each node's metadata; with no fake mode around it builds
+    a new ``FakeTensorMode`` per node (each one walks the Python stack), which was most of
+    the recording time: one shared mode made recording 2-5x faster (eight schools ~0.25 s
+    -> ~0.1 s, a 3,300-node GARCH graph ~6.5 s -> ~2.2 s on a loaded 2-core machine).
+    """
+    try:
+        from torch._guards import TracingContext, tracing
+        from torch._subclasses.fake_tensor import FakeTensorMode
+
+        context = tracing(TracingContext(FakeTensorMode(allow_fallback_kernels=True)))
+    except Exception:  # noqa: BLE001 - a torch without these internals: the plain recording
+        context = contextlib.nullcontext()
+    with context:
+        return make_fx(fn)(*example_inputs)
 
 
 def simplify(graph: fx.GraphModule, *example_inputs: torch.Tensor) -> fx.GraphModule:

@@ -36,9 +36,10 @@ The steps, and why:
    never retried. Every final write is guarded by this worker's lease (a worker whose
    job was reclaimed writes nothing) and retried on a transient database error.
    The netCDF file (``worker.job_sandbox.LATE_KINDS``) is built by the sandbox after it
-   sent the result and stored after ``succeeded`` is committed, so its ~70 ms never
-   delay the job's end; until it lands (or if it is lost) the API encodes the same file
-   from the JSON result.
+   sent the result and stored after ``succeeded`` is committed, by a thread that then
+   closes the sandbox, so its ~70 ms delay neither the job's end nor the task's return
+   (the worker's next job); until it lands (or if it is lost) the API encodes the same
+   file from the JSON result.
 
 Loss points use ``ON CONFLICT DO UPDATE``: after a resume the engine restores its loss
 history up to the checkpoint step and reports only later steps, which overwrite any
@@ -363,6 +364,8 @@ class JobRunner:
         self.factory = factory or default_session_factory(self.settings)
         self._publish = publish
         self._heartbeat: _Heartbeat | None = None
+        # Stores the artifacts a sandbox sends after its result (``_fit_and_finish``).
+        self.late_artifacts: threading.Thread | None = None
 
     # -- the run ------------------------------------------------------------------------
 
@@ -460,7 +463,8 @@ class JobRunner:
         """Fit in a fresh sandboxed process (this process only relays to the store), then
         end the job in the one state the way the fit ended calls for. Artifacts the child
         sends after its result (``worker.job_sandbox.LATE_KINDS``) are stored after the
-        job's success is committed, so they never delay it."""
+        job's success is committed, by a thread that then closes the sandbox
+        (``late_artifacts``): neither the job's end nor the worker's next job waits for them."""
         with contextlib.ExitStack() as open_sandbox:
             try:
                 header, blobs, late = self._fit_in_sandbox(spec, data, resume_from, attempt, open_sandbox)
@@ -473,7 +477,11 @@ class JobRunner:
                 return self._internal_error(RuntimeError("the sandbox sent no result"), attempt)
             outcome = self._succeed([finite(v) for v in header.get("loss") or []], artifacts, attempt.callbacks)
             if outcome is Outcome.SUCCEEDED and late is not None:
-                self._store_late_artifacts(late)
+                sandbox = open_sandbox.pop_all()  # closed by the thread, once it is done
+                self.late_artifacts = threading.Thread(
+                    target=self._store_late_artifacts, args=(late, sandbox),
+                    name=f"vihub-late-artifacts-{self.job_id[:8]}", daemon=True)
+                self.late_artifacts.start()
             return outcome
 
     def _fit_in_sandbox(self, spec: Any, data: dict[str, Any], resume_from: bytes | None, attempt: _Attempt,
@@ -510,10 +518,18 @@ class JobRunner:
             raise _sandbox_ended(exc, attempt) from exc
         raise _ChildCrashed("the sandbox ended without a final message")
 
-    def _store_late_artifacts(self, messages: Iterator[Any]) -> None:
-        """The artifacts a sandbox sends after its result, added to the succeeded job.
-        Losing them loses nothing the API cannot rebuild (it encodes a missing netCDF
-        from the JSON result), so any failure here is only logged."""
+    def _store_late_artifacts(self, messages: Iterator[Any], sandbox: contextlib.ExitStack) -> None:
+        """The artifacts a sandbox sends after its result, added to the succeeded job;
+        then the sandbox is closed. Losing them loses nothing the API cannot rebuild (it
+        encodes a missing netCDF from the JSON result), so any failure is only logged."""
+        with sandbox:
+            try:
+                self._receive_late_artifacts(messages)
+            except Exception:  # noqa: BLE001 - a thread's last word
+                log.warning("job %s: could not store the artifacts sent after the result", self.job_id,
+                            exc_info=True)
+
+    def _receive_late_artifacts(self, messages: Iterator[Any]) -> None:
         header: dict[str, Any] = {}
         blobs: dict[str, bytes] = {}
         try:

@@ -23,12 +23,15 @@ builds its Celery configuration there for a SQL broker URL has it.
 
 from __future__ import annotations
 
+import logging
 import time
 from queue import Empty
 from typing import Any
 
 from kombu.transport import TRANSPORT_ALIASES
 from kombu.transport import sqlalchemy as kombu_sql
+
+log = logging.getLogger("vihub.broker")
 
 TRANSPORT_ALIAS = "vihub-sqla"
 SQL_URL_PREFIXES = ("sqla+", "sqlalchemy+")
@@ -111,8 +114,8 @@ class Channel(kombu_sql.Channel):
         if conn is not None:
             try:
                 conn.close()
-            except Exception:  # noqa: BLE001
-                pass
+            except Exception:  # already broken: nothing to release
+                log.debug("closing the data_version connection failed", exc_info=True)
 
     def close(self) -> None:
         self._drop_version_conn()

@@ -525,7 +525,7 @@ class JobRunner:
         with sandbox:
             try:
                 self._receive_late_artifacts(messages)
-            except Exception:  # noqa: BLE001 - a thread's last word
+            except Exception:  # a thread's last word
                 log.warning("job %s: could not store the artifacts sent after the result", self.job_id,
                             exc_info=True)
 

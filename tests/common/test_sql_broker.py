@@ -70,7 +70,7 @@ def test_messages_round_trip_through_the_transport(tmp_path: Path) -> None:
 
     received: list[dict] = []
     with _app(settings).connection_for_read() as connection:
-        def on_message(body, message):  # noqa: ANN001 - kombu's callback signature
+        def on_message(body, message):  # kombu's callback signature
             received.append(message.headers)
             message.ack()
 
@@ -79,7 +79,7 @@ def test_messages_round_trip_through_the_transport(tmp_path: Path) -> None:
     assert received and received[0]["task"] == "vihub.run_job" and received[0]["argsrepr"] == "['job-1']"
 
 
-def _poll(channel, queue: str = "cpu"):  # noqa: ANN001, ANN202
+def _poll(channel, queue: str = "cpu"):
     from queue import Empty
 
     try:
@@ -96,7 +96,7 @@ def test_sqlite_poll_reads_the_queue_only_when_the_file_changed(tmp_path: Path, 
     reads: list[str] = []
     original = kombu_sql.Channel._get
 
-    def counting_get(self, queue):  # noqa: ANN001, ANN202
+    def counting_get(self, queue):
         reads.append(queue)
         return original(self, queue)
 

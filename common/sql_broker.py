@@ -17,8 +17,8 @@ kombu picks a transport from the URL's ``name+`` prefix and accepts only registe
 aliases there (never an import path taken from a URL), so the transport is registered as
 ``TRANSPORT_ALIAS``: ``common.broker.celery_config`` turns ``sqla+sqlite:///...`` (what
 operators configure) into ``vihub-sqla+sqlite:///...`` for Celery. Importing this module
-registers the alias; ``common.broker`` imports it, so every publisher and worker that
-builds its Celery configuration there for a SQL broker URL has it.
+registers the alias; ``common.broker.celery_config`` imports it for a SQL broker URL, so
+every publisher and worker that builds its Celery configuration there has it.
 """
 
 from __future__ import annotations
@@ -56,8 +56,9 @@ class Channel(kombu_sql.Channel):
     with the worker's control queue polled too); at a 0.02 s interval an idle worker
     spent ~8% of a core on them. ``data_version`` changes whenever another connection
     commits to the file — a publish, or this channel's own session taking a message —
-    so the shortcut can delay a message only by missing nothing: an unchanged version
-    means no new row. The full poll every ``FULL_POLL_EVERY_S`` is a backstop.
+    so an unchanged version means no new row and the shortcut never hides a message
+    (the version connection never opens a transaction, so it never reads a stale
+    snapshot). The full poll every ``FULL_POLL_EVERY_S`` is a backstop.
     """
 
     def __init__(self, connection: Any, **kwargs: Any) -> None:

@@ -329,13 +329,15 @@ def reference_fit(program, guide_spec, elbo_name, data, lr, steps, particles=32)
         mt = poutine.trace(poutine.replay(program, trace=gt)).get_trace(**data)
     problem, report = plan(spec, guide, program, (), data, data, 1, mt, gt)
     assert report.taken, report.reason
+    if not report.vectorized:  # particles one after another in one graph: K times the graph
+        particles, steps = 1, 2 * steps
     trainer = FastTrainer(problem, spec, particles, report.vectorized, report)
     trainer.run(steps)
     for _ in range(6):
         trainer.scale_lr(0.5)
         trainer.run(500)
     trainer.sync()
-    return guide, steps + 3000
+    return guide, steps + 3000, particles
 
 
 # ---------------------------------------------------------------- main
@@ -419,7 +421,8 @@ def main() -> None:
         elements = sum(v.numel() for v in lang.values() if torch.is_tensor(v))
         ref_particles = 32 if elements < 10_000 else 8  # keeps the reference under ~30 s here
         ref_steps_1 = args.ref_steps if elements < 10_000 else args.ref_steps // 2
-        ref_guide, ref_steps = reference_fit(program, guide_spec, elbo_name, lang, lr, ref_steps_1, ref_particles)
+        ref_guide, ref_steps, ref_particles = reference_fit(program, guide_spec, elbo_name, lang, lr, ref_steps_1,
+                                                            ref_particles)
         reference = guide_moments(ref_guide, lang, mpn)
         print(f"reference: {ref_steps} fast-path steps, {ref_particles} particles, lr {lr} then halved 6 times, "
               f"{time.perf_counter() - t:.1f}s")

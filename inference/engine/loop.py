@@ -39,7 +39,7 @@ from inference.engine.errors import FitCancelled, NonFiniteLoss, SpecError
 from inference.engine.fastpath import FastTrainer, map_init, plan
 from inference.engine.global_state import seed_all
 from inference.engine.optim import build_optimizer, step_scheduler
-from inference.engine.stopping import Stopper, converged_by, window_mean
+from inference.engine.stopping import Stopper, window_mean
 from inference.engine.warm_start import apply_init_params
 from inference.spec import InferenceSpec
 

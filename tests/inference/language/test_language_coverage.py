@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pyro
-import pyro.distributions as dist
 import pytest
 import torch
 from pyro import poutine

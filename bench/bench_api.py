@@ -564,7 +564,9 @@ def main() -> None:
         if baseline_ref:
             worktree = Worktree(baseline_ref)
             closing("worktree", worktree.close)
-            baseline_label = f"baseline {baseline_ref} (no isolation)"
+            # The default baseline is the tree before process isolation (issue 9).
+            baseline_label = f"baseline {baseline_ref}" + (" (no isolation)" if baseline_ref == DEFAULT_BASELINE_REF
+                                                            else "")
             if worktree.commit not in baseline_ref:
                 baseline_label += f" [{worktree.commit}]"
             base_stack = Stack(args.backend, worktree.path, baseline_label, redis_dbs[1], args.keep_logs)

@@ -193,6 +193,22 @@ def test_a_write_through_a_transposed_view_still_simplifies():
     _assert_same_on_fresh_inputs(fn, _simplified(fn, (6,), (6,)), (6,), (6,))
 
 
+def test_a_folded_zeros_like_keeps_the_strides_the_graph_was_recorded_with():
+    """``_evaluate_shape_only`` evaluates ``zeros_like``/``ones_like`` on a contiguous
+    ``torch.empty`` stand-in, so ``zeros_like`` of a transposed tensor (torch keeps the
+    transposed strides: ``preserve_format``) becomes a contiguous constant; a later
+    ``.t().view(...)`` that was valid when recorded is then folded on the wrong strides
+    and ``simplify`` raises ("view size is not compatible"), sending the job eager. (An
+    op that reads strides, such as ``as_strided``, would compute wrong values.)"""
+
+    def fn(phi, eps):
+        x = (phi * 2.0).view(2, 3).t()
+        w = (torch.zeros_like(x) + 1.0).t().view(6)
+        return ((phi * w * eps).sum(),)
+
+    _assert_same_on_fresh_inputs(fn, _simplified(fn, (6,), (6,)), (6,), (6,))
+
+
 MASKED_SOURCE = '''
 def model(y):
     z = pyro.sample("z", dist.Normal(0.0, 3.0).expand([5]).to_event(1))
@@ -391,13 +407,19 @@ def model(y):
 }
 
 
-@pytest.mark.parametrize("guide", ["AutoNormal", "AutoMultivariateNormal", "AutoDelta"])
+@pytest.mark.parametrize("guide,elbo", [("AutoNormal", "Trace_ELBO"), ("AutoMultivariateNormal", "Trace_ELBO"),
+                                        ("AutoDelta", "Trace_ELBO"), ("AutoDiagonalNormal", "TraceMeanField_ELBO"),
+                                        ("AutoLowRankMultivariateNormal", "RenyiELBO"),
+                                        ("AutoLaplaceApproximation", "TraceGraph_ELBO")])
 @pytest.mark.parametrize("name", sorted(HELD_MODELS))
-def test_compiled_graph_equals_eager_at_random_points(fast_trainer, name, guide):
+def test_compiled_graph_equals_eager_at_random_points(fast_trainer, name, guide, elbo):
     source, data = HELD_MODELS[name]
-    result = fit(_job(source, guide=guide, steps=20), data)
+    job = _job(source, guide=guide, steps=20)
+    job["inference"]["elbo"] = {"name": elbo, **({"num_particles": 3} if elbo == "RenyiELBO" else {})}
+    result = fit(job, data)
     report = result.diagnostics["fast_path"]
     assert report["taken"] and report["compiled"] == "fx+jit.trace", report
+    assert isinstance(fast_trainer["trainer"].fn, torch.jit.ScriptModule)
     assert _compiled_vs_eager(fast_trainer["trainer"]) < 1e-4
 
 

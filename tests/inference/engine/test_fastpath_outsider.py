@@ -209,6 +209,20 @@ def test_a_folded_zeros_like_keeps_the_strides_the_graph_was_recorded_with():
     _assert_same_on_fresh_inputs(fn, _simplified(fn, (6,), (6,)), (6,), (6,))
 
 
+def test_multiplying_by_zero_and_by_minus_zero_are_not_merged():
+    """``_merge_duplicates`` keys scalars by ``(type name, value)``; ``0.0 == -0.0``
+    (with equal hashes), so ``x * 0.0`` and ``x * -0.0`` become one node and the sign
+    of zero is lost: ``atan2`` (or ``1 / ...``) of the two then differs by 2 pi (or
+    inf). Low severity: a model must write ``-0.0`` for it to matter."""
+
+    def fn(phi, eps):
+        plus = torch.atan2(phi.abs() * 0.0, -torch.ones(()))  # +pi
+        minus = torch.atan2(phi.abs() * -0.0, -torch.ones(()))  # -pi
+        return ((plus - minus).sum() + (phi * eps).sum(),)
+
+    _assert_same_on_fresh_inputs(fn, _simplified(fn, (3,), (3,)), (3,), (3,))
+
+
 MASKED_SOURCE = '''
 def model(y):
     z = pyro.sample("z", dist.Normal(0.0, 3.0).expand([5]).to_event(1))

@@ -12,7 +12,10 @@ then prints:
 3. ``GET /v1/jobs/{id}`` p50/p99 latency and requests/s under ``--pollers`` concurrent
    async pollers (own httpx load generator), against an idle-server baseline measured in
    the same run: ``GET /healthz`` under the same load. The ratios are the figures to
-   compare across versions; absolute numbers depend on the machine.
+   compare across versions; absolute numbers depend on the machine;
+4. the whole eight-schools example job (``--whole-jobs``, issue 12's target: ≤ 1.0 s),
+   submit -> accurate summary downloaded, median, with its parts (the POST, accepted ->
+   running, running -> finished, finished -> seen by the poll, the summary's download).
 
 **What isolation costs** (figures 1 and 2, before and after, same run): with
 ``--baseline-ref REF`` (default ``a0576b7``, the last commit before every job and dry run
@@ -338,35 +341,78 @@ def run_one_job(client: httpx.Client, seed: int) -> dict[str, Any]:
 def run_whole_eight_schools(client: httpx.Client, seed: int) -> dict[str, Any]:
     """The catalog's eight-schools example job exactly as a user submits it (its default
     steps and the server's defaults for everything else), timed from the POST to the
-    summary downloaded; with mu's and tau's posterior means against the reference's."""
+    summary downloaded; with mu's and tau's posterior means against the reference's.
+
+    The parts (``WHOLE_PARTS``), from the client's clock and the job's server-side
+    ``started_at``/``finished_at`` (same machine, so one clock): the POST (dry run +
+    commit + publish), accepted -> ``running`` (broker dispatch, the worker's claim),
+    ``running`` -> ``finished`` (the sandboxed fit, its outputs and the final write),
+    finished -> seen by the client's poll, and the summary's download."""
     entry = client.get("/v1/catalog/eight_schools_noncentered").json()
     body = entry["example_job"]
     body["inference"] = {**body.get("inference", {}), "seed": seed}
+    t_wall = time.time()
     t0 = time.perf_counter()
     response = client.post("/v1/jobs", json=body)
+    t_accepted = time.perf_counter()
     response.raise_for_status()
     job_id = response.json()["id"]
     while (job := client.get(f"/v1/jobs/{job_id}").json())["state"] not in ("succeeded", "failed", "cancelled"):
         time.sleep(0.01)
+    t_seen = time.perf_counter()
     if job["state"] != "succeeded":
         raise RuntimeError(f"job {job_id} ended {job['state']}: {job}")
     while (summary := client.get(f"/v1/jobs/{job_id}/summary")).status_code != 200:
         time.sleep(0.01)
-    seconds = time.perf_counter() - t0
+    t_done = time.perf_counter()
+    seconds = t_done - t0
     reference = entry.get("reference", {}).get("posterior", {})
     posterior = summary.json()["summary"]
     # Within 0.2 reference sd of the reference mean: the accuracy the engine bench uses.
     accurate = all(abs(posterior[site]["mean"] - ref["mean"]) <= 0.2 * ref["sd"] for site, ref in reference.items())
-    return {"seconds": seconds, "accurate": accurate, "steps": (job.get("progress") or {}).get("step")}
+    # Server timestamps on the client's perf_counter scale (the wall clock at t0 is t_wall).
+    started = _parse_time(job["started_at"]) - t_wall + t0
+    finished = _parse_time(job["finished_at"]) - t_wall + t0
+    parts = {"submit": t_accepted - t0, "to_running": started - t_accepted, "running": finished - started,
+             "to_seen": t_seen - finished, "summary": t_done - t_seen}
+    return {"seconds": seconds, "accurate": accurate, "steps": (job.get("progress") or {}).get("step"), **parts}
 
 
-def measure_whole_jobs(runners: list[Runner], jobs: int) -> dict[str, list[dict[str, Any]]]:
+WHOLE_PARTS = {
+    "submit": "POST /v1/jobs (dry run + commit + publish)",
+    "to_running": "accepted -> running (broker dispatch + claim)",
+    "running": "running -> finished (sandboxed fit + outputs + final write)",
+    "to_seen": "finished -> seen by the client's GET poll",
+    "summary": "GET /summary (download)",
+}
+
+
+def run_whole_eight_schools_sdk(stack: Stack, seed: int) -> dict[str, Any]:
+    """The same job as a user of the Python SDK runs it: ``client.submit(...)``,
+    ``job.wait()`` (the server-sent event stream) and ``job.summary()``."""
+    import vihub_client as vc
+
+    api_key = stack.headers.get("Authorization", "").removeprefix("Bearer ") or None
+    with vc.Client(stack.base, api_key=api_key) as client:
+        body = httpx.get(f"{stack.base}/v1/catalog/eight_schools_noncentered").json()["example_job"]
+        t0 = time.perf_counter()
+        job = client.submit(body["model"], guide=body.get("guide"), data=body["data"]["inline"],
+                            inference={**body.get("inference", {}), "seed": seed}, outputs=body.get("outputs"))
+        job.wait(timeout=120, progress=False)
+        summary = job.summary()
+        seconds = time.perf_counter() - t0
+    return {"seconds": seconds, "accurate": bool(summary), "steps": job.progress.step}
+
+
+def measure_whole_jobs(runners: list[Runner], jobs: int, sdk: bool = False) -> dict[str, list[dict[str, Any]]]:
     """``jobs`` whole eight-schools jobs per stack, rounds interleaved like the 1-step ones."""
     timings: dict[str, list[dict[str, Any]]] = {r.stack.label: [] for r in runners}
     for i in range(jobs):
         order = runners if i % 2 == 0 else list(reversed(runners))
         for runner in order:
-            timings[runner.stack.label].append(run_whole_eight_schools(runner.client, 1000 + i))
+            timing = (run_whole_eight_schools_sdk(runner.stack, 2000 + i) if sdk
+                      else run_whole_eight_schools(runner.client, 1000 + i))
+            timings[runner.stack.label].append(timing)
     return timings
 
 
@@ -484,6 +530,9 @@ def main() -> None:
     parser.add_argument("--max-seconds", type=float, default=30.0, help="time bound per load phase")
     parser.add_argument("--whole-jobs", type=int, default=3,
                         help="whole eight-schools example jobs per stack (submit -> summary); 0 skips")
+    parser.add_argument("--sdk-jobs", type=int, default=0,
+                        help="also run the whole example job this many times per stack through the Python "
+                             "SDK (submit, wait() over server-sent events, summary())")
     parser.add_argument("--per-job", action="store_true", help="print every job's timings")
     parser.add_argument("--keep-logs", action="store_true", help="keep the servers' logs (kept anyway on errors)")
     args = parser.parse_args()
@@ -515,7 +564,9 @@ def main() -> None:
         if baseline_ref:
             worktree = Worktree(baseline_ref)
             closing("worktree", worktree.close)
-            baseline_label = f"baseline {baseline_ref} (no isolation)"
+            # The default baseline is the tree before process isolation (issue 9).
+            baseline_label = f"baseline {baseline_ref}" + (" (no isolation)" if baseline_ref == DEFAULT_BASELINE_REF
+                                                            else "")
             if worktree.commit not in baseline_ref:
                 baseline_label += f" [{worktree.commit}]"
             base_stack = Stack(args.backend, worktree.path, baseline_label, redis_dbs[1], args.keep_logs)
@@ -540,6 +591,7 @@ def main() -> None:
         # Rounds: baseline first on even rounds, current first on odd ones.
         measure_interleaved(runners, args.jobs, args.warmup)
         whole = measure_whole_jobs(runners, args.whole_jobs) if args.whole_jobs else {}
+        via_sdk = measure_whole_jobs(runners, args.sdk_jobs, sdk=True) if args.sdk_jobs else {}
         job_id = current_runner.measured[-1]["id"]
         if baseline_runner is not None:  # stop the baseline before the load test (not about isolation)
             baseline_runner.close()
@@ -591,10 +643,22 @@ def main() -> None:
               f"over {len(runs)}; steps {[r['steps'] for r in runs]}; accurate (means within 0.2 ref sd) "
               f"{sum(r['accurate'] for r in runs)}/{len(runs)}; target <= 1.0 s -> "
               f"{'met' if med <= 1.0 else 'NOT met'}")
+        for part, text in WHOLE_PARTS.items():
+            values = [r[part] for r in runs]
+            print(f"    {text:60s} median {1000 * statistics.median(values):7.1f} ms  "
+                  f"(min {1000 * min(values):.0f}, max {1000 * max(values):.0f})")
+    for label, runs in via_sdk.items():
+        med = statistics.median(r["seconds"] for r in runs)
+        print(f"  the same job through the Python SDK (submit, wait() over SSE, summary()), {label}: median "
+              f"{med:.2f} s over {len(runs)}; each {[round(r['seconds'], 2) for r in runs]}")
     print("  cold-start check (warm-up jobs are not counted):")
     for runner in ([baseline_runner] if baseline_runner else []) + [current_runner]:
         _print_cold_start_check(runner)
     if args.per_job:
+        for label, runs in whole.items():
+            print(f"  per whole job, {label} (total / " + " / ".join(WHOLE_PARTS) + ", ms):")
+            for r in runs:
+                print("    " + " ".join(f"{1000 * r[k]:8.1f}" for k in ("seconds", *WHOLE_PARTS)))
         for runner in ([baseline_runner] if baseline_runner else []) + [current_runner]:
             print(f"  per job, {runner.stack.label} (dispatch / overhead / POST / in worker, ms):")
             for kind, timings in (("warm-up", runner.warmup), ("measured", runner.measured)):

@@ -27,6 +27,8 @@ log = logging.getLogger("vihub.broker")
 
 JOB_TASK_NAME = "vihub.run_job"
 QUEUES = ("cpu", "gpu")
+# The embedded broker's URLs: kombu's SQLAlchemy transport, run as common.sql_broker's.
+SQL_BROKER_PREFIXES = ("sqla+", "sqlalchemy+", "vihub-sqla+")
 RETRY_POLICY = {"max_retries": 2, "interval_start": 0.1, "interval_step": 0.2, "interval_max": 0.5}
 
 
@@ -34,6 +36,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     """Celery configuration shared by the worker app and every publisher."""
     w = settings.worker
     transport_options: dict[str, Any] = {}
+    broker_url = settings.broker.url
     if settings.broker.url.startswith(("redis://", "rediss://")):
         # Redis redelivers an unacked message after the visibility timeout; above the hard
         # time limit so that a job still running is never handed to a second worker.
@@ -47,13 +50,20 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # The restore scan holds a Redis mutex; a worker killed while holding it blocks
         # every other worker's restore until it expires (default 300 s).
         transport_options["unacked_mutex_expire"] = max(10, min(300, visibility // 4))
-    elif settings.broker.url.startswith(("sqla+", "sqlalchemy+")):
+    elif settings.broker.url.startswith(SQL_BROKER_PREFIXES):
+        # Imported here, not above: kombu costs an API start-up ~0.1 s (see JobPublisher).
+        from common.sql_broker import celery_broker_url
+
+        broker_url = celery_broker_url(settings.broker.url)
         # kombu hands these to sqlalchemy.create_engine: wait on a locked SQLite file
         # (API, worker and sweeper all use it) instead of failing the publish.
         transport_options["connect_args"] = {"timeout": 30}
+        # How often an idle worker polls the queue table (kombu's default, 1 s, was most
+        # of a short job's dispatch latency); common.sql_broker keeps it from create_engine.
+        transport_options["polling_interval"] = settings.broker.polling_interval_s
     transport_options.update(settings.broker.transport_options)
     return {
-        "broker_url": settings.broker.url,
+        "broker_url": broker_url,
         "broker_transport_options": transport_options,
         "broker_connection_retry_on_startup": True,
         "broker_connection_max_retries": None,

@@ -66,6 +66,9 @@ class BrokerSettings(BaseModel):
     # Extra kombu transport options, merged over vihub's (JSON in the environment), e.g.
     # VIHUB_BROKER_TRANSPORT_OPTIONS='{"global_keyprefix": "vihub:"}' to share a Redis.
     transport_options: dict[str, Any] = Field(default_factory=dict)
+    # The embedded (SQL) broker has no push: an idle worker looks for a job this often
+    # (common.sql_broker). Ignored for Redis, which delivers at once.
+    polling_interval_s: float = Field(default=0.02, gt=0, le=10)
 
 
 # The documented flat names of fields that now live in a section: (section, field).
@@ -162,6 +165,11 @@ class ApiSettings(BaseModel):
     dry_run_queue_wait_s: float = Field(30.0, gt=0)
     warm_up_pool: bool = True
     sse_poll_s: float = Field(0.5, gt=0)
+    # While a job may end sooner than one sse_poll_s (the first sse_fast_window_s of a
+    # stream, or its progress ETA is that close) the stream polls every sse_fast_poll_s:
+    # a short job's end is then seen ~0.05 s after it, not up to 0.5 s.
+    sse_fast_poll_s: float = Field(0.05, gt=0)
+    sse_fast_window_s: float = Field(3.0, ge=0)
     sse_max_s: float = Field(3600.0, gt=0)
     # How long an API key -> tenant lookup is reused (a revoked key works this much longer).
     auth_cache_ttl_s: float = Field(10.0, ge=0)

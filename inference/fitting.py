@@ -293,24 +293,28 @@ def _max_plate_nesting(spec: JobSpec, job: PreparedJob, report: ValidationReport
 
 
 def _elbo_terms_fn(spec: JobSpec, job: PreparedJob, guide: Callable, mpn: int) -> Callable[[], dict]:
+    """The fit's per-site ELBO estimate, made every ``elbo_terms_every`` steps and at the
+    end: one site layout for all its calls (the sites do not change during a fit)."""
     from inference import results
+    from inference.results.log_probs import SiteLayout
 
     analytic_kl = base_name(spec.inference.elbo.name) == "TraceMeanField_ELBO"
+    layout = SiteLayout()
 
     def elbo_terms() -> dict[str, Any]:
         return _plain(results.estimate_elbo_terms(
             job.model, guide, job.kwargs, num_particles=spec.outputs.elbo_terms_particles,
-            max_plate_nesting=mpn, analytic_kl=analytic_kl))
+            max_plate_nesting=mpn, analytic_kl=analytic_kl, layout=layout))
 
     return elbo_terms
 
 
 def _train(spec: JobSpec, job: PreparedJob, guide: Callable, mpn: int, callbacks: FitCallbacks | None,
-           resume_from: bytes | None, init_values: Mapping[str, torch.Tensor] | None) -> SVIRun:
+           resume_from: bytes | None, init_values: Mapping[str, torch.Tensor] | None,
+           elbo_terms: Callable[[], dict]) -> SVIRun:
     inf, out = spec.inference, spec.outputs
     hooks = {}
     if out.elbo_terms_every > 0:
-        elbo_terms = _elbo_terms_fn(spec, job, guide, mpn)
         hooks["elbo_terms"] = (out.elbo_terms_every, lambda step: elbo_terms())
     fingerprint = {"seed": inf.seed, "guide": spec.guide.model_dump(mode="json"), "elbo": inf.elbo.name}
     run = run_svi(
@@ -325,7 +329,8 @@ def _train(spec: JobSpec, job: PreparedJob, guide: Callable, mpn: int, callbacks
     return run
 
 
-def _collect(spec: JobSpec, job: PreparedJob, guide: Callable, mpn: int, run: SVIRun) -> Collected:
+def _collect(spec: JobSpec, job: PreparedJob, guide: Callable, mpn: int, run: SVIRun,
+             elbo_terms_fn: Callable[[], dict]) -> Collected:
     from inference import results
 
     out = spec.outputs
@@ -334,7 +339,7 @@ def _collect(spec: JobSpec, job: PreparedJob, guide: Callable, mpn: int, run: SV
         guide_params, model_params = results.split_params(model, guide, kwargs)
     elbo_terms = [{"step": step, **terms} for step, terms in run.history.get("elbo_terms", [])]
     if not elbo_terms or elbo_terms[-1]["step"] != run.steps_done:
-        elbo_terms.append({"step": run.steps_done, **_elbo_terms_fn(spec, job, guide, mpn)()})
+        elbo_terms.append({"step": run.steps_done, **elbo_terms_fn()})
     samples, predictive = results.draw_posterior(model, guide, kwargs, out.num_samples,
                                                  predictive=out.predictive, max_plate_nesting=mpn)
     # k-hat needs the importance weights even when the user did not ask for log-probs.
@@ -405,9 +410,10 @@ def _train_and_collect(spec: JobSpec, job: PreparedJob, report: ValidationReport
     try:
         mpn = _max_plate_nesting(spec, job, report)
         guide = job.guide_factory(job.model)
-        run = _train(spec, job, guide, mpn, callbacks, resume_from, init_values)
+        elbo_terms = _elbo_terms_fn(spec, job, guide, mpn)
+        run = _train(spec, job, guide, mpn, callbacks, resume_from, init_values, elbo_terms)
         train_s = time.perf_counter() - t0
-        collected = _collect(spec, job, guide, mpn, run)
+        collected = _collect(spec, job, guide, mpn, run, elbo_terms)
     except InferenceError:
         raise
     except Exception as e:  # noqa: BLE001 - user model code failing mid-run is the user's error

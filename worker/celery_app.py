@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from typing import Any
 
 from celery import Celery, signals
 
@@ -51,6 +52,20 @@ def _after_fork(**_: object) -> None:
     # waits only `worker_proc_alive_timeout` for the child's UP message, and importing
     # torch on a busy machine can take longer; a job arriving meanwhile simply waits.
     threading.Thread(target=_start_forkserver, name="vihub-forkserver", daemon=True).start()
+
+
+@signals.worker_ready.connect
+def _log_consumer_transport(sender: Any = None, **_: object) -> None:
+    # Which transport the consumer really polls, and how often: the embedded broker's
+    # dispatch latency is its polling interval (common.sql_broker).
+    transport = getattr(getattr(sender, "connection", None), "transport", None)
+    if transport is None:
+        return
+    name = f"{type(transport).__module__}.{type(transport).__qualname__}"
+    if transport.implements.asynchronous:
+        log.info("consuming with %s", name)
+    else:
+        log.info("consuming with %s, polling an empty queue every %g s", name, transport.polling_interval)
 
 
 @signals.worker_process_shutdown.connect

@@ -13,15 +13,20 @@ Messages, child -> supervisor (``op``):
 - ``checkpoint``: a checkpoint blob and its step (written with the pending loss points);
 - ``drop-checkpoint``: the stored checkpoint does not fit this engine; the supervisor
   drops it and answers once done;
-- final ``succeeded`` (artifacts as blobs, the loss curve), ``failed`` (an
-  ``InferenceError`` as a dict), ``resource-limit`` or ``crashed``.
+- ``succeeded`` (the artifacts as blobs, the loss curve): the result. Its ``late``
+  lists the artifact kinds still to come (``LATE_KINDS``: the netCDF file, ~70 ms of
+  xarray/h5netcdf for 1,000 draws, which the API can also encode from the JSON result);
+  the supervisor commits the job's success first and stores those when they arrive;
+- final ``late-artifacts`` (those blobs) after a ``succeeded`` that announced them;
+- final ``failed`` (an ``InferenceError`` as a dict), ``resource-limit`` or ``crashed``.
+  A ``succeeded`` without ``late`` is final itself.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable
+import os
 from typing import Any
 
 from inference.results import formats
@@ -32,7 +37,8 @@ from store.models import ArtifactKind
 log = logging.getLogger("vihub.worker.sandbox")
 
 FIT_CANCELLED_KIND = "fit-cancelled"
-
+# Optional artifacts built after the result is sent (see the module docstring).
+LATE_KINDS = (ArtifactKind.NETCDF,)
 
 
 class _ChannelCallbacks:
@@ -110,7 +116,7 @@ def run_fit(channel: Channel, payload: dict[str, Any]) -> None:
             result = fit(spec, payload["data"], callbacks=callbacks.as_fit_callbacks(), resume_from=None,
                          limits=limits, init_params=init_params)
         try:
-            artifacts = serialize(result)
+            artifacts = serialize(result, late=False)
             if callbacks.final_checkpoint is not None:
                 artifacts[ArtifactKind.FINAL_CHECKPOINT] = callbacks.final_checkpoint
             if spec.outputs.predictive:
@@ -130,7 +136,18 @@ def run_fit(channel: Channel, payload: dict[str, Any]) -> None:
         channel.send({"final": True, "op": "failed", "kind": exc.kind, "message": exc.message,
                       "error": formats.jsonable(exc.to_dict())})
         return
-    channel.send({"final": True, "op": "succeeded", "loss": [finite(v) for v in result.loss]}, artifacts)
+    late = list(LATE_KINDS)
+    channel.send({"final": not late, "op": "succeeded", "loss": [finite(v) for v in result.loss], "late": late},
+                 artifacts)
+    if late:
+        # The job is committed as succeeded meanwhile; a failure here only loses these.
+        # At a lower CPU priority: the client now reading the results (the API), and the
+        # worker's next job, come first. The process ends right after.
+        try:
+            os.nice(10)
+        except OSError:
+            pass
+        channel.send({"final": True, "op": "late-artifacts"}, _optional_artifacts(result, late))
 
 
 def _observed(spec: Any, data: Any, limits: Any) -> dict[str, bytes]:
@@ -147,9 +164,10 @@ def _observed(spec: Any, data: Any, limits: Any) -> dict[str, bytes]:
         return {}
 
 
-def serialize(result: Any) -> dict[str, bytes]:
+def serialize(result: Any, *, late: bool = True) -> dict[str, bytes]:
     """A result's artifacts as bytes, by ``ArtifactKind`` (the forms of
-    ``inference.results.formats``, which the API reads back)."""
+    ``inference.results.formats``, which the API reads back); ``late=False`` leaves out
+    ``LATE_KINDS``, which ``run_fit`` sends after the result."""
     kinds = ArtifactKind
     artifacts: dict[str, bytes] = {
         kinds.RESULT_JSON: formats.encode_json(result.to_json()),
@@ -157,15 +175,23 @@ def serialize(result: Any) -> dict[str, bytes]:
         kinds.PARAMS_SAFETENSORS: result.params_safetensors(),
         kinds.LOG_PROBS_NPZ: result.log_probs_npz(),
     }
-    # Optional forms: a missing optional dependency (arviz for netCDF) must not fail a fit
-    # that succeeded; the API answers 404 for an absent artifact.
-    optional: dict[str, Callable[[], bytes]] = {
-        kinds.NETCDF: result.to_netcdf,
-        kinds.PARAM_STORE_PT: result.param_store_pt,
-    }
-    for kind, make in optional.items():
+    artifacts.update(_optional_artifacts(result, [k for k in _OPTIONAL if late or k not in LATE_KINDS]))
+    return artifacts
+
+
+# Optional forms: a missing optional dependency (arviz for netCDF) must not fail a fit
+# that succeeded; the API answers 404 for an absent artifact, or encodes it from the JSON.
+_OPTIONAL: dict[str, str] = {
+    ArtifactKind.NETCDF: "to_netcdf",
+    ArtifactKind.PARAM_STORE_PT: "param_store_pt",
+}
+
+
+def _optional_artifacts(result: Any, kinds: list[str]) -> dict[str, bytes]:
+    artifacts: dict[str, bytes] = {}
+    for kind in kinds:
         try:
-            artifacts[kind] = make()
+            artifacts[kind] = getattr(result, _OPTIONAL[kind])()
         except Exception:
             log.warning("could not build the %s artifact", kind, exc_info=True)
     return artifacts

@@ -35,6 +35,11 @@ The steps, and why:
    with ``internal-error``; a breached OS limit is ``failed`` with ``resource-limit``,
    never retried. Every final write is guarded by this worker's lease (a worker whose
    job was reclaimed writes nothing) and retried on a transient database error.
+   The netCDF file (``worker.job_sandbox.LATE_KINDS``) is built by the sandbox after it
+   sent the result and stored after ``succeeded`` is committed, by a thread that then
+   closes the sandbox, so its ~70 ms delay neither the job's end nor the task's return
+   (the worker's next job); until it lands (or if it is lost) the API encodes the same
+   file from the JSON result.
 
 Loss points use ``ON CONFLICT DO UPDATE``: after a resume the engine restores its loss
 history up to the checkpoint step and reports only later steps, which overwrite any
@@ -44,6 +49,7 @@ produced the result; the curve is continuous and has one point per step.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import enum
 import json
@@ -53,7 +59,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -78,7 +84,7 @@ from store.repositories import (
 from store.repositories.jobs import LeaseLost
 from worker.dataset_cache import local_dataset
 from worker.hooks import on_job_finished
-from worker.job_sandbox import FIT_CANCELLED_KIND, finite
+from worker.job_sandbox import FIT_CANCELLED_KIND, LATE_KINDS, finite
 from worker.warm_start import WarmStartFailed, load_warm_start
 
 log = logging.getLogger("vihub.worker")
@@ -358,6 +364,8 @@ class JobRunner:
         self.factory = factory or default_session_factory(self.settings)
         self._publish = publish
         self._heartbeat: _Heartbeat | None = None
+        # Stores the artifacts a sandbox sends after its result (``_fit_and_finish``).
+        self.late_artifacts: threading.Thread | None = None
 
     # -- the run ------------------------------------------------------------------------
 
@@ -453,22 +461,35 @@ class JobRunner:
     def _fit_and_finish(self, spec: Any, data: dict[str, Any], resume_from: bytes | None,
                         attempt: _Attempt) -> Outcome:
         """Fit in a fresh sandboxed process (this process only relays to the store), then
-        end the job in the one state the way the fit ended calls for."""
-        try:
-            header, blobs = self._fit_in_sandbox(spec, data, resume_from, attempt)
-        except Exception as exc:  # noqa: BLE001 - every way of ending has its state in _ended
-            return self._ended(exc, attempt)
-        # Only known kinds, with our own content types: the sandbox names blobs, nothing more.
-        artifacts = {kind: (blobs[kind], ArtifactKind.CONTENT_TYPES[kind])
-                     for kind in blobs if kind in ArtifactKind.CONTENT_TYPES and kind != ArtifactKind.CHECKPOINT}
-        if ArtifactKind.RESULT_JSON not in artifacts:
-            return self._internal_error(RuntimeError("the sandbox sent no result"), attempt)
-        return self._succeed([finite(v) for v in header.get("loss") or []], artifacts, attempt.callbacks)
+        end the job in the one state the way the fit ended calls for. Artifacts the child
+        sends after its result (``worker.job_sandbox.LATE_KINDS``) are stored after the
+        job's success is committed, by a thread that then closes the sandbox
+        (``late_artifacts``): neither the job's end nor the worker's next job waits for them."""
+        with contextlib.ExitStack() as open_sandbox:
+            try:
+                header, blobs, late = self._fit_in_sandbox(spec, data, resume_from, attempt, open_sandbox)
+            except Exception as exc:  # noqa: BLE001 - every way of ending has its state in _ended
+                return self._ended(exc, attempt)
+            # Only known kinds, with our own content types: the sandbox names blobs, nothing more.
+            artifacts = {kind: (blobs[kind], ArtifactKind.CONTENT_TYPES[kind])
+                         for kind in blobs if kind in ArtifactKind.CONTENT_TYPES and kind != ArtifactKind.CHECKPOINT}
+            if ArtifactKind.RESULT_JSON not in artifacts:
+                return self._internal_error(RuntimeError("the sandbox sent no result"), attempt)
+            outcome = self._succeed([finite(v) for v in header.get("loss") or []], artifacts, attempt.callbacks)
+            if outcome is Outcome.SUCCEEDED and late is not None:
+                sandbox = open_sandbox.pop_all()  # closed by the thread, once it is done
+                self.late_artifacts = threading.Thread(
+                    target=self._store_late_artifacts, args=(late, sandbox),
+                    name=f"vihub-late-artifacts-{self.job_id[:8]}", daemon=True)
+                self.late_artifacts.start()
+            return outcome
 
-    def _fit_in_sandbox(self, spec: Any, data: dict[str, Any], resume_from: bytes | None,
-                        attempt: _Attempt) -> tuple[dict[str, Any], dict[str, bytes]]:
-        """The sandbox's ``succeeded`` message; any other end is raised as a ``_FitEnded``
-        (or the SandboxError / store error itself)."""
+    def _fit_in_sandbox(self, spec: Any, data: dict[str, Any], resume_from: bytes | None, attempt: _Attempt,
+                        open_sandbox: contextlib.ExitStack,
+                        ) -> tuple[dict[str, Any], dict[str, bytes], Iterator[Any] | None]:
+        """The sandbox's ``succeeded`` message, and the rest of its messages when it
+        announced late artifacts (the sandbox then stays open in ``open_sandbox``); any
+        other end is raised as a ``_FitEnded`` (or the SandboxError / store error itself)."""
         attempt.limits = self._resource_limits(spec, attempt.queue)
         payload = {
             "spec": spec.model_dump(mode="json"),
@@ -480,19 +501,61 @@ class JobRunner:
             "limits": dataclasses.asdict(self.settings.limits),
         }
         try:
-            with Sandbox("worker.job_sandbox:run_fit", payload, attempt.limits,
-                         max_message_bytes=self.settings.sandbox.max_result_mb * 1024 * 1024) as box:
-                attempt.watch = _SandboxWatch(box, attempt.callbacks, attempt.heartbeat)
-                for header, blobs in box.messages(poll_s=1.0, on_idle=attempt.watch.on_idle):
-                    if not header.get("final"):
-                        self._relay(box, header, blobs, attempt)
-                    elif header.get("op") == "succeeded":
-                        return header, blobs
-                    else:
-                        raise _child_ended(header)
+            box = open_sandbox.enter_context(Sandbox(
+                "worker.job_sandbox:run_fit", payload, attempt.limits,
+                max_message_bytes=self.settings.sandbox.max_result_mb * 1024 * 1024))
+            attempt.watch = _SandboxWatch(box, attempt.callbacks, attempt.heartbeat)
+            messages = box.messages(poll_s=1.0, on_idle=attempt.watch.on_idle)
+            for header, blobs in messages:
+                if header.get("op") == "succeeded":
+                    late = messages if header.get("late") and not header.get("final") else None
+                    return header, blobs, late
+                if not header.get("final"):
+                    self._relay(box, header, blobs, attempt)
+                else:
+                    raise _child_ended(header)
         except SandboxError as exc:
             raise _sandbox_ended(exc, attempt) from exc
         raise _ChildCrashed("the sandbox ended without a final message")
+
+    def _store_late_artifacts(self, messages: Iterator[Any], sandbox: contextlib.ExitStack) -> None:
+        """The artifacts a sandbox sends after its result, added to the succeeded job;
+        then the sandbox is closed. Losing them loses nothing the API cannot rebuild (it
+        encodes a missing netCDF from the JSON result), so any failure is only logged."""
+        with sandbox:
+            try:
+                self._receive_late_artifacts(messages)
+            except Exception:  # a thread's last word
+                log.warning("job %s: could not store the artifacts sent after the result", self.job_id,
+                            exc_info=True)
+
+    def _receive_late_artifacts(self, messages: Iterator[Any]) -> None:
+        header: dict[str, Any] = {}
+        blobs: dict[str, bytes] = {}
+        try:
+            for header, blobs in messages:
+                if header.get("final"):
+                    break
+        except SandboxError as exc:
+            log.warning("job %s: artifacts after the result were lost: %s", self.job_id, exc.message)
+            return
+        if header.get("op") != "late-artifacts":
+            log.warning("job %s: artifacts after the result were lost (%s)", self.job_id, header.get("op"))
+            return
+        artifacts = {kind: blobs[kind] for kind in LATE_KINDS if kind in blobs}
+        try:
+            with self.factory.begin() as session:
+                job = JobRepository(session).get(self.job_id)
+                if job is None or job.deleted_at is not None or job.state != JobState.SUCCEEDED.value:
+                    return
+                repo = self.artifacts(session)
+                for kind, content in artifacts.items():
+                    repo.put(self.job_id, kind, content, ArtifactKind.CONTENT_TYPES[kind])
+        except (SQLAlchemyError, OSError):
+            log.warning("job %s: could not store the artifacts sent after the result", self.job_id,
+                        exc_info=True)
+            return
+        self.drop_blobs(repo.replaced_blob_keys)
 
     def _relay(self, box: Sandbox, header: dict[str, Any], blobs: dict[str, bytes], attempt: _Attempt) -> None:
         callbacks = attempt.callbacks

@@ -35,6 +35,7 @@ aten = torch.ops.aten
 _SHAPE_ONLY = {aten.zeros_like.default, aten.ones_like.default, aten.full_like.default,
                aten.new_zeros.default, aten.new_ones.default, aten.new_full.default}
 _VIEWS = {aten.view.default, aten.reshape.default, aten._unsafe_view.default, aten.alias.default}
+_SQUEEZES = {aten.squeeze.default, aten.squeeze.dim, aten.squeeze.dims}
 # Folded constants stay in memory for the whole fit (the ops they replace only held their
 # results for a moment): one may have up to 4M elements, all of them together 16M.
 _FOLDED_NUMEL_MAX = 1 << 22
@@ -77,6 +78,7 @@ def simplify(graph: fx.GraphModule, *example_inputs: torch.Tensor) -> fx.GraphMo
         changed |= _drop_identities(gm)
         changed |= _fold_constants(gm)
         changed |= _merge_duplicates(g)
+        changed |= _combine_constants(gm)
         changed |= _gather_slice_grads(g)
         g.eliminate_dead_code()
     _never_return_constants(g)
@@ -271,6 +273,156 @@ def _fresh_attr(gm: fx.GraphModule) -> str:
     while hasattr(gm, f"_folded{i}"):
         i += 1
     return f"_folded{i}"
+
+
+_NEGATABLE = {aten.mul.Tensor, aten.div.Tensor, aten.mul.Scalar, aten.div.Scalar}
+_COMMUTATIVE = {aten.add.Tensor, aten.mul.Tensor}
+# (outer, inner) pairs whose two constants combine into one: how, and the combined op
+_CHAINS = {
+    (aten.add.Tensor, aten.add.Tensor): (torch.add, aten.add.Tensor),
+    (aten.sub.Tensor, aten.sub.Tensor): (torch.add, aten.sub.Tensor),  # (x - a) - b = x - (a + b)
+    (aten.add.Tensor, aten.sub.Tensor): (lambda a, b: b - a, aten.add.Tensor),  # (x - a) + b = x + (b - a)
+    (aten.sub.Tensor, aten.add.Tensor): (lambda a, b: a - b, aten.add.Tensor),  # (x + a) - b = x + (a - b)
+    (aten.mul.Tensor, aten.mul.Tensor): (torch.mul, aten.mul.Tensor),
+    (aten.mul.Tensor, aten.mul.Scalar): (torch.mul, aten.mul.Tensor),
+    (aten.mul.Scalar, aten.mul.Tensor): (torch.mul, aten.mul.Tensor),
+    (aten.mul.Scalar, aten.mul.Scalar): (torch.mul, aten.mul.Tensor),
+}
+
+
+def _combine_constants(gm: fx.GraphModule) -> bool:
+    """Arithmetic chains with constants become one op: ``neg(x)`` times or over a constant
+    becomes ``x`` times or over the negated constant (exact), and ``(x - a) - b``,
+    ``(x * a) * b`` and their mixes become ``x - (a + b)``, ``x * (a * b)`` (one rounding
+    of the constants' combination apart; the fast path checks the replay against the eager
+    function). Only where the inner op has no other reader and the result keeps its shape
+    and dtype. In a Normal's log-density and its gradient this removes two ops per site."""
+    g = gm.graph
+    changed = False
+    for node in list(g.nodes):
+        if _is_op(node) and node.target is aten.neg.default and len(node.args) == 1:
+            changed |= _negate_factor(gm, node)
+            continue
+        if not _is_op(node) or not node.users or len(node.args) not in (2, 3) or node.kwargs:
+            continue
+        if node.target is aten.sum.dim_IntList:
+            changed |= _drop_keepdim(node)
+            continue
+        if len(node.args) != 2:
+            continue
+        a, b = node.args
+        if node.target in _COMMUTATIVE and _constant(gm, a) is not None and isinstance(b, fx.Node):
+            a, b = b, a  # c * (x * d): the constant second, as below
+        if node.target in _NEGATABLE and _fold_negation(gm, node, a, b):
+            changed = True
+            continue
+        if (node.target, getattr(a, "target", None)) not in _CHAINS or not isinstance(a, fx.Node) \
+                or len(a.users) != 1 or len(a.args) != 2 or a.kwargs:
+            continue
+        x, inner_const = a.args
+        if a.target in _COMMUTATIVE and _constant(gm, x) is not None and isinstance(inner_const, fx.Node):
+            x, inner_const = inner_const, x
+        outer_const = _constant(gm, b)
+        inner_value = _constant(gm, inner_const)
+        if outer_const is None or inner_value is None or not isinstance(x, fx.Node):
+            continue
+        combine, op = _CHAINS[(node.target, a.target)]
+        value = combine(torch.as_tensor(inner_value), torch.as_tensor(outer_const))
+        merged = _as_arg(gm, node, value, x=x)
+        if merged is None:
+            continue
+        node.target, node.args = op, (x, merged)
+        changed = True
+    return changed
+
+
+def _fold_negation(gm: fx.GraphModule, node: fx.Node, a: Any, b: Any) -> bool:
+    """``neg(x) * c`` / ``neg(x) / c`` / ``c / neg(x)`` -> ``x * -c`` / ``x / -c`` / ``-c / x``."""
+    for first, (inner, other) in ((True, (a, b)), (False, (b, a))):
+        if not (isinstance(inner, fx.Node) and _is_op(inner) and inner.target is aten.neg.default
+                and len(inner.users) == 1):
+            continue
+        value = _constant(gm, other)
+        negated = _as_arg(gm, node, -value) if value is not None else None
+        if negated is None:
+            continue
+        node.args = (inner.args[0], negated) if first else (negated, inner.args[0])
+        return True
+    return False
+
+
+def _negate_factor(gm: fx.GraphModule, node: fx.Node) -> bool:
+    """``neg(x * c)`` / ``neg(x / c)`` -> ``x * -c`` / ``x / -c`` (the product read only here)."""
+    inner = node.args[0]
+    if not (isinstance(inner, fx.Node) and _is_op(inner) and inner.target in _NEGATABLE
+            and len(inner.users) == 1 and len(inner.args) == 2 and not inner.kwargs):
+        return False
+    x, c = inner.args
+    value = _constant(gm, c)
+    if value is None or not isinstance(x, fx.Node):
+        return False
+    negated = _as_arg(gm, node, -value, x=x)
+    if negated is None:
+        return False
+    node.target, node.args = inner.target, (x, negated)
+    return True
+
+
+def _drop_keepdim(node: fx.Node) -> bool:
+    """``view(sum(x, dims, keepdim=True), s)`` (or a squeeze) -> ``sum(x, dims)`` when ``s``
+    is that sum's own shape (autograd reduces a broadcast gradient that way)."""
+    if len(node.args) != 3 or node.args[2] is not True or len(node.users) != 1:
+        return False
+    (user,) = node.users
+    if not (_is_op(user) and user.target in _VIEWS | _SQUEEZES and user.args[0] is node):
+        return False
+    x, dims = node.args[0], node.args[1]
+    vx, vu = _val(x), _val(user)
+    if vx is None or vu is None or vx.dim() == 0 or not isinstance(dims, (list, tuple)):
+        return False
+    kept = [d % vx.dim() for d in dims]
+    if list(vu.shape) != [n for i, n in enumerate(vx.shape) if i not in kept]:
+        return False
+    node.args = (x, dims)
+    node.meta = dict(user.meta)
+    user.replace_all_uses_with(node)
+    return True
+
+
+def _constant(gm: fx.GraphModule, arg: Any) -> torch.Tensor | float | int | None:
+    """The value of a Python number or a constant-tensor argument, else None."""
+    if isinstance(arg, (int, float)) and not isinstance(arg, bool):
+        return arg
+    if isinstance(arg, fx.Node) and arg.op == "get_attr":
+        value = getattr(gm, arg.target, None)
+        return value if isinstance(value, torch.Tensor) else None
+    return None
+
+
+def _as_arg(gm: fx.GraphModule, node: fx.Node, value: Any, x: fx.Node | None = None) -> Any:
+    """``value`` as an argument of ``node``'s op: a Python number when it is one, else a
+    new constant of the graph — None unless the op's result keeps its shape and dtype."""
+    out = _val(node)
+    if out is None:
+        return None
+    if not torch.is_tensor(value):
+        return value
+    if value.dim() == 0 and value.dtype.is_floating_point and out.dtype.is_floating_point:
+        return float(value)
+    if value.dtype != out.dtype or value.numel() > 4096:
+        return None
+    shapes = [value.shape] + ([_val(x).shape] if x is not None and _val(x) is not None else [])
+    try:
+        if torch.broadcast_shapes(out.shape, *shapes) != out.shape:
+            return None
+    except RuntimeError:
+        return None
+    name = _fresh_attr(gm)
+    gm.register_buffer(name, value.detach().clone())
+    with gm.graph.inserting_before(node):
+        const = gm.graph.get_attr(name)
+    const.meta["val"] = value
+    return const
 
 
 def _merge_duplicates(g: fx.Graph) -> bool:

@@ -39,6 +39,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections import OrderedDict
+from dataclasses import dataclass, field
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -381,6 +382,25 @@ def _enumerated_pointwise(enum_trace, roles, mpn, batch_shapes):
     return out
 
 
+@dataclass
+class SiteLayout:
+    """What one traced run of the model against the guide says about their sites — the
+    same at every step of one fit (same model, guide and data): plate nesting, site
+    roles, shapes, whether the guide is a deterministic point mass, and whether a
+    vectorised draw was checked against a plain run. ``ElboTermsEstimator`` keeps one so
+    the estimate made every ``elbo_terms_every`` steps does not trace the pair for it
+    again each time. Filled on first use."""
+
+    mpn: int = 0
+    roles: SiteRoles | None = None
+    natural: dict[str, tuple] = field(default_factory=dict)
+    model_natural: dict[str, tuple] = field(default_factory=dict)
+    batch_shapes: dict[str, tuple] = field(default_factory=dict)
+    point_mass: bool = False
+    deterministic: bool | None = None  # None: not asked yet (it costs guide runs)
+    vectorised_checked: bool = False
+
+
 def _collect(
     model: Callable,
     guide: Callable,
@@ -393,28 +413,44 @@ def _collect(
     sample_discrete: bool,
     batch_size: int,
     parallel: bool | None,
+    layout: SiteLayout | None = None,
 ) -> tuple[_Draws, SiteRoles]:
     """``num_draws`` draws of every site's log-prob: traces the pair once for the site
-    roles, then one exact draw (a deterministic point-mass guide), draw by draw
-    (enumerated sites) or in vectorised blocks."""
+    roles (or takes them from ``layout``, filled on its first use), then one exact draw
+    (a deterministic point-mass guide), draw by draw (enumerated sites) or in vectorised
+    blocks."""
     if num_draws < 1:
         raise ValueError(f"need at least one draw, got {num_draws}")
     with torch.no_grad():
-        mpn = infer_max_plate_nesting(model, guide, kwargs) if max_plate_nesting is None else max_plate_nesting
-        with poutine.block():
-            guide_trace, model_trace = traced_pair(model, guide, kwargs)
-        roles = site_roles(model_trace, guide_trace)
-        batch_shapes = {n: tuple(model_trace.nodes[n]["fn"].batch_shape) for n in roles.observed}
-        natural = {n: tuple(s["value"].shape) for n, s in guide_trace.nodes.items() if is_sample_site(n, s)}
+        guide_trace = None
+        if layout is None:
+            layout = SiteLayout()
+        if layout.roles is None:
+            layout.mpn = (infer_max_plate_nesting(model, guide, kwargs) if max_plate_nesting is None
+                          else max_plate_nesting)
+            with poutine.block():
+                guide_trace, model_trace = traced_pair(model, guide, kwargs)
+            layout.roles = site_roles(model_trace, guide_trace)
+            layout.batch_shapes = {n: tuple(model_trace.nodes[n]["fn"].batch_shape) for n in layout.roles.observed}
+            layout.natural = {n: tuple(s["value"].shape) for n, s in guide_trace.nodes.items()
+                              if is_sample_site(n, s)}
+            layout.model_natural = {n: tuple(s["value"].shape) for n, s in model_trace.nodes.items()
+                                    if is_sample_site(n, s)}
+            layout.point_mass = bool(layout.natural) and all(
+                _is_point_mass(guide_trace.nodes[n]["fn"]) for n in layout.natural)
+        mpn, roles, batch_shapes, natural = layout.mpn, layout.roles, layout.batch_shapes, layout.natural
         draws = _Draws()
-        draws.point_mass = bool(natural) and all(
-            _is_point_mass(guide_trace.nodes[n]["fn"]) for n in natural
-        )
+        draws.point_mass = layout.point_mass
+        if num_draws > 1 and draws.point_mass and not sample_discrete and layout.deterministic is None:
+            if guide_trace is None:
+                with poutine.block():
+                    guide_trace, _ = traced_pair(model, guide, kwargs)
+            layout.deterministic = _guide_is_deterministic(model, guide, kwargs, guide_trace)
         if (
             num_draws > 1
             and draws.point_mass
             and not sample_discrete
-            and _guide_is_deterministic(model, guide, kwargs, guide_trace)
+            and layout.deterministic
         ):
             # AutoDelta / MAP: every draw is the same point, so one evaluation is exact
             # (this matters for enumerated models, which are evaluated draw by draw).
@@ -436,21 +472,22 @@ def _collect(
             return draws, roles
 
         _vectorised_draws(model, guide, kwargs, num_draws, mpn, roles, batch_shapes, natural, draws,
-                          model_natural={n: tuple(s["value"].shape) for n, s in model_trace.nodes.items()
-                                         if is_sample_site(n, s)},
-                          analytic_kl=analytic_kl, pointwise=pointwise, batch_size=batch_size, parallel=parallel)
+                          layout=layout, analytic_kl=analytic_kl, pointwise=pointwise, batch_size=batch_size,
+                          parallel=parallel)
     return draws, roles
 
 
 def _vectorised_draws(model: Callable, guide: Callable, kwargs: Mapping, num_draws: int, mpn: int,
                       roles: SiteRoles, batch_shapes: dict, natural: dict, draws: _Draws, *,
-                      model_natural: dict, analytic_kl: bool, pointwise: bool, batch_size: int,
+                      layout: SiteLayout, analytic_kl: bool, pointwise: bool, batch_size: int,
                       parallel: bool | None) -> None:
     """Draws of a model without enumerated sites, ``batch_size`` at a time in one
     vectorised trace; one at a time (with a note) when the model cannot be vectorised and
-    ``parallel`` was not forced."""
+    ``parallel`` was not forced. The first vectorised block is checked against a plain run
+    once per ``layout``."""
+    model_natural = layout.model_natural
     vectorise = parallel is not False
-    checked = False
+    checked = layout.vectorised_checked
     done = 0
     while done < num_draws:
         num = min(batch_size, num_draws - done) if vectorise else 1
@@ -462,6 +499,7 @@ def _vectorised_draws(model: Callable, guide: Callable, kwargs: Mapping, num_dra
                     vectorise=vectorise, check=None if checked else model_natural,
                 )
             checked = True
+            layout.vectorised_checked = vectorise
         except Exception as exc:
             if not vectorise or parallel:
                 raise
@@ -579,6 +617,7 @@ def estimate_elbo_terms(
     max_plate_nesting: int | None = None,
     analytic_kl: bool = False,
     parallel: bool | None = None,
+    layout: SiteLayout | None = None,
 ) -> dict[str, Any]:
     """A many-particle ELBO estimate split per site; the terms add up to ``elbo`` exactly.
 
@@ -600,11 +639,15 @@ def estimate_elbo_terms(
 
     The negated ELBO estimate agrees, within Monte Carlo error, with
     ``Trace_ELBO(num_particles=...).loss`` (``TraceEnum_ELBO`` for enumerated models).
+
+    ``layout``: a :class:`SiteLayout` kept across the calls of one fit (the estimate made
+    every ``elbo_terms_every`` steps), so the sites are traced for their roles, and a
+    vectorised draw checked against a plain run, once per fit instead of at every call.
     """
     draws, roles = _collect(
         model, guide, kwargs, num_particles,
         max_plate_nesting=max_plate_nesting, pointwise=False, analytic_kl=analytic_kl,
-        sample_discrete=False, batch_size=num_particles, parallel=parallel,
+        sample_discrete=False, batch_size=num_particles, parallel=parallel, layout=layout,
     )
     groups = draws.cat(draws.marginal_groups)
     # Marginalised groups are reported once, from ``groups``.

@@ -66,8 +66,11 @@ def test_worker_runs_job_from_embedded_broker_on_sqlite(
 ) -> None:
     db_url = f"sqlite:///{tmp_path / 'vihub.sqlite3'}"
     factory = session_factory_for(db_url)
-    env = make_settings_env(db_url, embedded_broker_url, home=tmp_path, **FAST)
-    celery_worker_proc(env, pool="solo")
+    env = make_settings_env(db_url, embedded_broker_url, home=tmp_path, broker__polling_interval_s=0.05, **FAST)
+    worker = celery_worker_proc(env, pool="solo")
+    # The consumer polls with vihub's SQL transport at the configured interval, not kombu's
+    # own transport at its 1 s default (which was most of an embedded job's dispatch time).
+    assert "consuming with common.sql_broker.Transport, polling an empty queue every 0.05 s" in worker.log()
     job_id = create_job_in(factory, tenant_factory_for(factory).id, spec=make_spec(steps=100))
     publish_job(job_id, "cpu", env_settings(env))
     wait_until(lambda: state_of(factory, job_id).state in ("succeeded", "failed", "cancelled"), 180,

@@ -54,6 +54,41 @@ def test_run_job_succeeds_with_results(worker_settings: Any, session_factory: An
     assert get_job(session_factory, job_id).attempts == 1
 
 
+def test_netcdf_is_stored_after_the_success_is_committed(worker_settings: Any, session_factory: Any,
+                                                          new_job: Any, make_spec: Any, monkeypatch: Any,
+                                                          wait_until: Any) -> None:
+    """The sandbox sends the netCDF file after its result: the job is ``succeeded`` (with
+    every other artifact) before the file is stored, by a thread of its own, so the task
+    returns without waiting for it; the file then arrives."""
+    from worker.runner import JobRunner
+
+    seen_before: list[tuple[str, set[str]]] = []
+    receive = JobRunner._receive_late_artifacts
+
+    def spy(self: JobRunner, messages: Any) -> None:
+        with session_factory.begin() as s:
+            seen_before.append((JobRepository(s).get(self.job_id).state,
+                                {a.kind for a in ArtifactRepository(s).list_for_job(self.job_id)}))
+        receive(self, messages)
+
+    monkeypatch.setattr(JobRunner, "_receive_late_artifacts", spy)
+    job_id = new_job(spec=make_spec(steps=30))
+    assert run_job(job_id) == "succeeded"
+
+    def netcdf() -> bytes | None:
+        with session_factory.begin() as s:
+            return ArtifactRepository(s).get_content(job_id, ArtifactKind.NETCDF)
+
+    content = wait_until(netcdf, 60, interval=0.05, message="the netCDF artifact")
+    [(state, kinds_before)] = seen_before
+    assert state == "succeeded"
+    assert ArtifactKind.RESULT_JSON in kinds_before and ArtifactKind.NETCDF not in kinds_before
+    assert content[:4] == b"\x89HDF"
+    from inference.results import formats
+
+    assert formats.read_netcdf(content, "posterior")["mu"].shape == (1, 50)
+
+
 def test_inference_error_fails_the_job_with_problem_json(worker_settings: Any, session_factory: Any,
                                                          new_job: Any, make_spec: Any) -> None:
     spec = make_spec(steps=20)

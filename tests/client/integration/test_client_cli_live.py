@@ -104,7 +104,9 @@ def test_cli_end_to_end(live, api_key, tmp_path: Path) -> None:
 
 
 def test_cli_cancel_running_job(live, api_key) -> None:
-    result = vihub(live, api_key, "submit", "catalog:eight_schools_noncentered", "--steps", "100000", "-q")
+    # stop "steps": the default stop rule ends eight schools in well under a second
+    result = vihub(live, api_key, "submit", "catalog:eight_schools_noncentered", "--steps", "100000",
+                   "--inference", '{"stop": "steps"}', "-q")
     assert result.returncode == 0, result.stderr
     job_id = result.stdout.strip()
     result = vihub(live, api_key, "cancel", job_id)

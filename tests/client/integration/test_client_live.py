@@ -97,7 +97,10 @@ def test_progress_bar_renders(client: vc.Client, capsys) -> None:
 
 
 def test_cancel_running_job(client: vc.Client, live) -> None:
-    job = client.submit(CATALOG, inference={"steps": 100_000, "progress_every_steps": 10, "progress_every_s": 0.2},
+    # stop "steps": the default stop rule ends eight schools after ~1,000 steps, well
+    # under a second, before a cancel can land.
+    job = client.submit(CATALOG, inference={"steps": 100_000, "stop": "steps", "progress_every_steps": 10,
+                                            "progress_every_s": 0.2},
                         outputs={"num_samples": 10})
     deadline = time.monotonic() + 180
     while not (job.state == "running" and job.progress.step > 0):

@@ -57,3 +57,32 @@ def test_resume_stops_where_the_uninterrupted_fit_stopped():
     resumed = run_svi(eight_schools, AutoNormal(eight_schools), EIGHT_SCHOOLS, inference, resume_from=blob)
     assert resumed.resumed_from_step == step
     assert resumed.losses == full.losses and resumed.stop == full.stop
+
+
+def _scripted_stopper(monkeypatch, locs):
+    """A Stopper whose guide moments follow ``locs`` (sd 1) check after check, on a flat loss."""
+    import torch
+
+    from inference.engine import stopping
+
+    moments = iter([(torch.tensor(loc), torch.ones(len(loc))) for loc in locs])
+    monkeypatch.setattr(stopping, "_gaussian_moments", lambda guide: next(moments))
+    halvings = []
+    stopper = stopping.Stopper("auto", guide=object(), scale_lr=halvings.append)
+    gen = torch.Generator().manual_seed(0)
+    w = AUTO_STOP["window"]
+    losses = (10.0 + 0.1 * torch.randn(w * (len(locs) + 1), generator=gen)).tolist()
+    results = [stopper.check(w * (i + 1), losses[:w * (i + 2)]) for i in range(len(locs))]
+    return results, halvings, stopper.last
+
+
+def test_a_steady_trend_is_not_settled_and_keeps_the_rate(monkeypatch):
+    # one param creeps 0.09 sd per window towards its optimum (the loss cannot show it)
+    results, halvings, last = _scripted_stopper(monkeypatch, [[0.09 * i, 0.0] for i in range(12)])
+    assert results == [None] * 12 and halvings == [] and last["trending"]
+
+
+def test_a_jitter_halves_the_rate(monkeypatch):
+    # the params jump back and forth 0.3 sd around the optimum: only a smaller rate helps
+    results, halvings, last = _scripted_stopper(monkeypatch, [[0.15 * (-1) ** i, 0.1] for i in range(12)])
+    assert halvings and all(f == 0.5 for f in halvings) and not last["trending"]

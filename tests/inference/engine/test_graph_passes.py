@@ -92,3 +92,33 @@ def test_a_clone_that_makes_a_tensor_contiguous_is_kept():
         return x.t().contiguous().view(-1) * 2.0
 
     _check(fn, torch.randn(3, 4), fewer=False)
+
+
+def test_constant_chains_and_negations_become_one_op():
+    scale = torch.linspace(1.0, 2.0, 6)
+
+    def fn(x):
+        y = -(x - 1.5) ** 2 / (2 * scale**2) - scale.log() - 0.9189  # a Normal's log-density
+        z = (scale * (x * 2.0)) * 3.0 + 1.0 - 0.5  # chains with constants on either side
+        return y.sum(), z, -x / scale
+
+    small = _check(fn, torch.randn(6))
+    targets = [str(n.target) for n in small.graph.nodes if n.op == "call_function"]
+    assert "aten.neg.default" not in targets and targets.count("aten.mul.Tensor") + targets.count(
+        "aten.mul.Scalar") == 1, small.code
+
+
+def test_broadcast_gradients_and_negated_products_lose_their_extra_ops():
+    weights = torch.linspace(-1.0, 1.0, 12).reshape(4, 3)
+
+    def fn(phi):
+        with torch.enable_grad():
+            phi = phi.detach().requires_grad_(True)
+            loss = -((phi[:, None] * weights) ** 2 * 0.5).sum()  # the gradient sums a broadcast
+            (grad,) = torch.autograd.grad(loss, phi)
+        return loss.detach(), -(grad * 3.0)
+
+    small = _check(fn, torch.randn(4))
+    targets = [str(n.target) for n in small.graph.nodes if n.op == "call_function"]
+    assert targets.count("aten.neg.default") == 1  # the loss's; the gradient's folded into its factor
+    assert not {"aten.view.default", "aten.squeeze.dim"} & set(targets), small.code

@@ -124,3 +124,33 @@ def test_guide_messenger_terms_and_params():
     samples, predictive = draw_posterior(conjugate_model, guide, data, 20, predictive=True)
     assert samples["mu"].shape == (20,) and predictive["obs"].shape == (20, 20)
     pyro.clear_param_store()
+
+
+def test_a_site_layout_traces_the_sites_once_and_gives_the_same_estimate(monkeypatch):
+    """The estimate made every ``elbo_terms_every`` steps of a fit shares one SiteLayout:
+    the roles trace and the vectorisation check happen on its first call only, and the
+    estimate is the same as a one-off call's (same terms, agreeing within MC error)."""
+    from inference.results import log_probs
+    from inference.results.log_probs import SiteLayout
+
+    pyro.clear_param_store()
+    guide = AutoNormal(eight_schools)
+    train(eight_schools, guide, EIGHT, steps=30)
+    plain_runs, checks = [], []
+    traced, check = log_probs.traced_pair, log_probs.check_vectorised_draw
+    monkeypatch.setattr(log_probs, "traced_pair",
+                        lambda *a, **k: (plain_runs.append(k.get("num")), traced(*a, **k))[1])
+    monkeypatch.setattr(log_probs, "check_vectorised_draw", lambda *a, **k: (checks.append(1), check(*a, **k))[1])
+    layout = SiteLayout()
+    shared = [estimate_elbo_terms(eight_schools, guide, EIGHT, num_particles=NUM, layout=layout) for _ in range(3)]
+    assert plain_runs.count(None) == 1 and len(checks) == 1  # roles and check once, not per call
+    assert plain_runs.count(NUM) == 3  # one vectorised block of draws per call
+    plain_runs.clear()
+    one_off = estimate_elbo_terms(eight_schools, guide, EIGHT, num_particles=NUM)
+    assert plain_runs.count(None) == 1
+    weights = trace_log_probs(eight_schools, guide, EIGHT, 500)["log_weight"]
+    for terms in shared:
+        assert set(terms["kl"]) == set(one_off["kl"]) and set(terms["reconstruction"]) == {"obs"}
+        assert terms["elbo"] == _total(terms)
+        assert terms["elbo"] == pytest.approx(one_off["elbo"], abs=2 * mc_tolerance(weights, NUM))
+    pyro.clear_param_store()

@@ -8,6 +8,7 @@ import { lineChart, PALETTE } from '../charts.js';
 import { announce, fill, fmtDuration, fmtNumber, h, stateBadge } from '../util.js';
 
 const REFRESH_MS = 2000;
+const FINAL_RETRIES = 5; // reads of a done sweep whose parts could not all be read
 const LOSS_POINTS = 300;
 const BINS = 30;
 
@@ -85,14 +86,19 @@ export async function renderSweep(root, sweepId) {
   const ctx = { root, base, signal, sweep, samples: new Map() };
   const updates = [headPart(ctx), lossPart(ctx), comparisonPart(ctx), marginalsPart(ctx)];
   let timer = null;
+  let retries = FINAL_RETRIES;
   async function refresh() {
     try {
       ctx.sweep = await api.get(base, { signal });
     } catch {
       if (signal.aborted) return;
     }
-    for (const update of updates) await update();
-    if (ctx.sweep.done) {
+    // A part answers false when a read failed (a dropped request, a busy server): once the
+    // sweep is done there is no next poll to mend it, so it is read again a few times.
+    let complete = true;
+    for (const update of updates) if ((await update()) === false) complete = false;
+    if (signal.aborted) return;
+    if (ctx.sweep.done && (complete || retries-- <= 0)) {
       announce(`Sweep ${ctx.sweep.state}`);
       return;
     }
@@ -168,6 +174,7 @@ function lossPart(ctx) {
       points: bodies[i] ? bodies[i].steps.map((s, j) => [s, bodies[i].loss[j] ?? NaN]) : [],
     }));
     fill(chart, lineChart({ series, log: true, label: 'Loss of each member', yLabel: 'loss', width: 900 }));
+    return bodies.every(Boolean);
   };
 }
 

@@ -53,7 +53,7 @@ from pyro.infer.autoguide import (
 )
 
 from inference.engine.elbos import base_name
-from inference.engine.graph_passes import record, simplify
+from inference.engine.graph_passes import record, simplify, value_dependent_shapes
 from inference.engine.optim import TORCH_OPTIMIZERS, optim_args
 
 __all__ = ["FastPathReport", "FastProblem", "FastTrainer", "plan", "choose_particles", "FAST_ELBOS",
@@ -82,6 +82,7 @@ class FastPathReport:
     particles_auto: bool = False
     vectorized: bool | None = None
     compiled: str | None = None  # "fx+jit.trace", "inductor" or "eager"
+    compile_note: str | None = None  # why the step runs eager, when it does
     map_init: dict[str, Any] | None = None  # map_init()'s report when it was asked for
 
     def to_dict(self) -> dict[str, Any]:
@@ -529,7 +530,15 @@ class FastTrainer:
         self.optim = _FlatOptimState(self)
         self.restored_other = False
         self.last_grad: torch.Tensor | None = None
+        self.value_shaped = False
         self.fn = self._compile(compile_mode or inference.fast_path_compiler, report)
+        if self.value_shaped and self.vectorized:
+            # A particle plate cannot hold a value-dependent shape either: ``z[z > 2]`` of a
+            # (K, ...) draw gathers across particles (the vectorisation check can pass at a
+            # point where the mask is empty). Particles one by one, one when automatic.
+            self.vectorized = report.vectorized = False
+            if report.particles_auto:
+                self.k = report.particles = 1
         self.steps_loop = self._script_steps()
 
     def _loss_and_grad(self, phi: torch.Tensor, eps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -549,11 +558,10 @@ class FastTrainer:
         aten ops (``make_fx``: no Pyro, no Python, no autograd engine at run time), then
         replayed by TorchScript (``"trace"``) or compiled to C++ by Inductor
         (``"inductor"``: ~15 s to compile on a 2-core CPU, so opt-in). Any failure, or a
-        graph that disagrees with the eager function at two points (a Python branch on a
-        value is frozen by tracing), leaves the eager function."""
+        graph that disagrees with the eager function at two points, a graph whose shapes
+        depend on drawn values (``z[z > 2]``) or one beyond ``MAX_GRAPH_NODES`` ops leaves
+        the eager function, with the reason in ``report.compile_note``."""
         report.compiled = "eager"
-        if mode == "eager":
-            return self._loss_and_grad
         rng = torch.get_rng_state()
         try:
             with warnings.catch_warnings():
@@ -562,7 +570,21 @@ class FastTrainer:
                 def loss_and_grad(phi, eps):  # make_fx wants a plain function
                     return self._loss_and_grad(phi, eps)
 
-                graph = simplify(record(loss_and_grad, phi, eps), phi, eps)
+                graph = record(loss_and_grad, phi, eps)
+                if len(graph.graph.nodes) > MAX_GRAPH_NODES:
+                    report.compile_note = (f"the recorded step has {len(graph.graph.nodes)} ops "
+                                           f"(> {MAX_GRAPH_NODES}): replaying it would not pay for compiling it")
+                    return self._loss_and_grad
+                shaped = value_dependent_shapes(graph)
+                if shaped:
+                    self.value_shaped = True
+                    report.compile_note = (f"shapes depend on drawn values ({', '.join(sorted(set(shaped)))}): "
+                                           "a recording would freeze them")
+                    return self._loss_and_grad
+                if mode == "eager":  # recorded only to look for value-dependent shapes
+                    report.compile_note = "inference.fast_path_compiler is 'eager'"
+                    return self._loss_and_grad
+                graph = simplify(graph, phi, eps)
                 if mode == "inductor":
                     compiled = torch.compile(graph, backend="inductor", dynamic=False, fullgraph=True)
                 else:
@@ -575,8 +597,11 @@ class FastTrainer:
                         a = compiled(at, eps)
                     b = self._loss_and_grad(at, eps)
                     if not (_close(a[0], b[0]) and _close(a[1], b[1])):
+                        report.compile_note = ("the recorded step disagreed with the model at a check point "
+                                               "(e.g. randomness or Python state inside the model)")
                         return self._loss_and_grad
-        except Exception:  # noqa: BLE001 - not traceable: eager vectorised math
+        except Exception as e:  # noqa: BLE001 - not traceable: eager vectorised math
+            report.compile_note = f"the step could not be recorded ({type(e).__name__}: {str(e)[:200]})"
             return self._loss_and_grad
         finally:
             torch.set_rng_state(rng)
@@ -700,6 +725,9 @@ def _fast_flags(opt_cls: type) -> dict[str, Any]:
     return {}
 
 
+# A recorded step beyond this many ops (a model looping over hundreds of sites) takes
+# longer to shrink and trace than replaying it saves over a fit's steps: eager instead.
+MAX_GRAPH_NODES = 20_000
 MAP_MAX_LATENT_DIM = 200  # the Hessian is D gradient evaluations; beyond this MAP init is skipped
 MAP_MAX_ITERS = 100
 

@@ -27,7 +27,7 @@ from torch import fx
 from torch.func import functionalize
 from torch.fx.experimental.proxy_tensor import make_fx
 
-__all__ = ["record", "simplify"]
+__all__ = ["record", "simplify", "value_dependent_shapes"]
 
 aten = torch.ops.aten
 
@@ -67,7 +67,10 @@ def simplify(graph: fx.GraphModule, *example_inputs: torch.Tensor) -> fx.GraphMo
     if not _out_of_place(graph):
         # An in-place op on an input, a constant or a view: let functionalize work out the
         # aliasing (a re-recording, ~0.1-0.3 s on a small model, so only when needed).
-        graph = make_fx(functionalize(graph, remove="mutations"))(*example_inputs)
+        try:
+            graph = record(functionalize(graph, remove="mutations"), *example_inputs)
+        except Exception:  # noqa: BLE001 - e.g. a write through a transposed view it cannot replay
+            return graph  # the recording as it is (it replays; it is only not smaller)
     gm = graph
     g = gm.graph
     if any(_mutates(n) for n in g.nodes):  # functionalize left one (should not happen): leave as is
@@ -89,6 +92,40 @@ def simplify(graph: fx.GraphModule, *example_inputs: torch.Tensor) -> fx.GraphMo
     g.lint()
     gm.recompile()
     return gm
+
+
+# Ops whose output's shape depends on the values of their input (nonzero, boolean masks).
+_VALUE_SHAPED = {aten.nonzero.default, aten.masked_select.default, aten._unique2.default,
+                 aten.unique_dim.default, aten.unique_consecutive.default, aten.repeat_interleave.Tensor,
+                 aten.bincount.default, aten.nonzero_numpy.default}
+
+
+def value_dependent_shapes(graph: fx.GraphModule) -> list[str]:
+    """The ops of ``graph`` whose output shape depends on the values of its inputs
+    (``z[z > 2]`` of a drawn ``z``): a recording writes the shapes it saw into later ops
+    (the backward's ``expand(ones, [n])``), so replaying it at other values fails or
+    silently drops terms. On constant data such ops are fine (their shape never changes)."""
+    varying: set[fx.Node] = set()
+    found = []
+    for node in graph.graph.nodes:
+        if node.op == "placeholder":
+            varying.add(node)
+            continue
+        if not any(a in varying for a in node.all_input_nodes):
+            continue
+        varying.add(node)
+        if node.op != "call_function":
+            continue
+        if node.target in _VALUE_SHAPED or (node.target in (aten.index.Tensor, aten.index_put.default)
+                                           and _bool_index(node, varying)):
+            found.append(str(node.target))
+    return found
+
+
+def _bool_index(node: fx.Node, varying: set[fx.Node]) -> bool:
+    indices = node.args[1] if len(node.args) > 1 else []
+    return any(isinstance(i, fx.Node) and i in varying and _val(i) is not None and _val(i).dtype == torch.bool
+               for i in indices or [])
 
 
 # ---------------------------------------------------------------- helpers
@@ -211,7 +248,8 @@ def _drop_identities(gm: fx.GraphModule) -> bool:
                 node.args = (inner,) + tuple(args[1:])
                 node.target = aten.view.default
                 changed = True
-        elif t is aten.expand.default and _is_op(src) and src.target is aten.expand.default:
+        elif t is aten.expand.default and _is_op(src) and src.target is aten.expand.default \
+                and -1 not in list(args[1]):  # a -1 keeps the inner expand's size, not x's
             node.args = (src.args[0],) + tuple(args[1:])
             changed = True
     return changed
@@ -263,15 +301,18 @@ def _fold_constants(gm: fx.GraphModule) -> bool:
 
 def _evaluate_shape_only(node: fx.Node) -> torch.Tensor:
     """A shape-only op evaluated on an empty stand-in of its tensor input."""
-    src = _val(node.args[0])
-    stand_in = torch.empty(src.shape, dtype=src.dtype, device=src.device)
+    src = _val(node.args[0])  # its strides too: zeros_like keeps a transposed layout
+    stand_in = torch.empty_strided(src.shape, src.stride(), dtype=src.dtype, device=src.device)
     return node.target(stand_in, *node.args[1:], **node.kwargs)
 
 
 def _fresh_attr(gm: fx.GraphModule) -> str:
-    i = 0
+    """A new ``_foldedN`` name: a counter kept on the module (probing from 0 made folding
+    quadratic in the number of constants)."""
+    i = getattr(gm, "_folded_next", 0)
     while hasattr(gm, f"_folded{i}"):
         i += 1
+    gm._folded_next = i + 1
     return f"_folded{i}"
 
 
@@ -430,15 +471,16 @@ def _merge_duplicates(g: fx.Graph) -> bool:
     seen: dict[Any, fx.Node] = {}
     changed = False
     for node in list(g.nodes):
-        if not _is_op(node) or _random(node):
-            continue
+        if not _is_op(node) or _random(node) or node.is_impure():
+            continue  # an impure op (an assert) is never one of two
         try:
             key = (node.target, _hashable(node.args), _hashable(node.kwargs))
             hash(key)
         except TypeError:
             continue
         if key in seen:
-            changed |= _replace(node, seen[key])
+            if node.users:
+                changed |= _replace(node, seen[key])
         else:
             seen[key] = node
     return changed
@@ -451,6 +493,8 @@ def _hashable(x: Any) -> Any:
         return tuple(sorted((k, _hashable(v)) for k, v in x.items()))
     if isinstance(x, torch.Tensor):  # a literal tensor argument: compare by identity
         return ("tensor", id(x))
+    if isinstance(x, float):  # repr: 0.0 and -0.0 are different arguments (atan2, division)
+        return ("float", repr(x))
     return (type(x).__name__, x)
 
 
@@ -464,7 +508,7 @@ def _gather_slice_grads(g: fx.Graph) -> bool:
         if any(u.target is aten.add.Tensor and len(node.users) == 1 for u in node.users):
             continue  # not the root of the tree
         leaves: list[fx.Node] = []
-        if not _collect_leaves(node, leaves, root=True):
+        if not _collect_leaves(node, leaves):
             continue
         first = leaves[0].args
         shape, dim = list(first[1]), first[2]
@@ -487,14 +531,21 @@ def _gather_slice_grads(g: fx.Graph) -> bool:
     return changed
 
 
-def _collect_leaves(node: fx.Node, leaves: list[fx.Node], root: bool = False) -> bool:
-    if _is_op(node) and node.target is aten.slice_backward.default and len(node.args) == 6:
-        leaves.append(node)
-        return True
-    if _is_op(node) and node.target is aten.add.Tensor and not node.kwargs and len(node.args) == 2 \
-            and (root or len(node.users) == 1) and all(isinstance(a, fx.Node) for a in node.args):
-        return all(_collect_leaves(a, leaves) for a in node.args)
-    return False
+def _collect_leaves(root: fx.Node, leaves: list[fx.Node]) -> bool:
+    """The ``slice_backward`` leaves of the ``add`` tree under ``root`` (each inner add read
+    only by its parent); False when a leaf is anything else. Iterative: a model's sum over
+    hundreds of terms is a chain that deep."""
+    stack = [(root, True)]
+    while stack:
+        node, is_root = stack.pop()
+        if _is_op(node) and node.target is aten.slice_backward.default and len(node.args) == 6:
+            leaves.append(node)
+        elif _is_op(node) and node.target is aten.add.Tensor and not node.kwargs and len(node.args) == 2 \
+                and (is_root or len(node.users) == 1) and all(isinstance(a, fx.Node) for a in node.args):
+            stack.extend((a, False) for a in reversed(node.args))
+        else:
+            return False
+    return True
 
 
 def _never_return_constants(g: fx.Graph) -> None:

@@ -302,7 +302,8 @@ AUTO_STOP = {
     "checks": 2,  # the rule holds at this many consecutive cadence checks
     "drift_horizons": (1, 2, 4),  # drift measured against snapshots this many windows back
     "lr_halvings": 10,  # loss flat, params still moving: halve the learning rate (at most 10 times)
-    "trend_moves": 4,  # trend: over the last 4 moves between checks a param went > loc_drift sds ...
+    "trend_moves": 4,  # trend: over the last 4 moves between checks a posterior mean went > trend_sd sds ...
+    "trend_sd": 0.2,
     "trend_straightness": 0.75,  # ... in one direction: net move >= 0.75 of its path (a jitter's cancel)
 }
 

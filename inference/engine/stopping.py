@@ -182,7 +182,7 @@ class Stopper:
         # passes far from the optimum (measured: gp_pois_regr "converged" 5 sd from it
         # after 10 halvings).
         trend = _trend(self.snapshots, snapshot)
-        limit = AUTO_STOP["loc_drift"] if snapshot[0] == "gaussian" else AUTO_STOP["param_drift"]
+        limit = AUTO_STOP["trend_sd"] if snapshot[0] == "gaussian" else AUTO_STOP["param_drift"]
         # Until the trend can be judged, it is not ruled out: no halving yet.
         trending = trend is None or trend > limit
         ok = change <= tolerance and drift_ok and not trending

@@ -16,10 +16,13 @@ is replaced by:
   model run under ``poutine.condition`` (vectorised over particles by a plate at
   ``-max_plate_nesting - 1`` when the model broadcasts, checked on a trial point) and
   differentiated, and the forward and backward recorded once (``make_fx``) as one graph of
-  aten ops without Python, Pyro or the autograd engine in it, replayed by TorchScript (or
-  compiled by Inductor on request), checked against the eager function on fresh points
-  (eager when it does not agree, e.g. a Python branch on a drawn value);
-- one torch optimizer (fused/foreach) over ``phi``, several steps per Python call.
+  aten ops without Python, Pyro or the autograd engine in it, shrunk
+  (:mod:`inference.engine.graph_passes`: on a small model the step time is the op count),
+  replayed by TorchScript (or compiled by Inductor on request), checked against the eager
+  function on fresh points (eager when it does not agree or cannot be recorded faithfully);
+- one torch optimizer over ``phi``; with Adam/AdamW up to 64 steps run inside one
+  TorchScript call (:class:`_AdamSteps`, torch's fused kernel), else several steps per
+  Python call.
 
 After training (and before every hook, checkpoint or error report) ``phi`` is written
 back into the param store under the autoguide's own names and shapes, so everything

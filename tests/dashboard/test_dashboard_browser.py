@@ -146,9 +146,10 @@ def test_new_job_page_submits_and_the_job_page_shows_results(page: Page, finishe
 
 def test_snippets_reproduce_the_job_without_the_key(page: Page, finished_job: dict[str, Any]) -> None:
     page.open(f"#/jobs/{finished_job['id']}")
-    page.wait(lambda d: "AutoNormal" in page.css("#snippet-python").text, 60)  # the spec is known once results load
-    curl = page.css("#snippet-curl").text
-    python = page.css("#snippet-python").text
+    # the spec is known once results load; read in one step each (the page may re-render)
+    page.wait(lambda d: "AutoNormal" in (page.text("#snippet-python") or ""), 60)
+    curl = page.text("#snippet-curl")
+    python = page.text("#snippet-python")
     assert "curl -sS -X POST" in curl and "/v1/jobs" in curl and "$VIHUB_API_KEY" in curl
     body = json.loads(curl.split("<<'JSON'\n", 1)[1].rsplit("\nJSON", 1)[0])
     assert body["model"] == {"catalog": "eight_schools_noncentered"}

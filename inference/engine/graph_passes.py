@@ -98,6 +98,8 @@ def simplify(graph: fx.GraphModule, *example_inputs: torch.Tensor) -> fx.GraphMo
 _VALUE_SHAPED = {aten.nonzero.default, aten.masked_select.default, aten._unique2.default,
                  aten.unique_dim.default, aten.unique_consecutive.default, aten.repeat_interleave.Tensor,
                  aten.bincount.default, aten.nonzero_numpy.default}
+# ... and these when indexed by a boolean mask of varying values.
+_INDEXING = {aten.index.Tensor, aten.index_put.default, aten.index_put_.default, aten._index_put_impl_.default}
 
 
 def value_dependent_shapes(graph: fx.GraphModule) -> list[str]:
@@ -116,8 +118,7 @@ def value_dependent_shapes(graph: fx.GraphModule) -> list[str]:
         varying.add(node)
         if node.op != "call_function":
             continue
-        if node.target in _VALUE_SHAPED or (node.target in (aten.index.Tensor, aten.index_put.default)
-                                           and _bool_index(node, varying)):
+        if node.target in _VALUE_SHAPED or (node.target in _INDEXING and _bool_index(node, varying)):
             found.append(str(node.target))
     return found
 

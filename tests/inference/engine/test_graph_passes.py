@@ -122,3 +122,26 @@ def test_broadcast_gradients_and_negated_products_lose_their_extra_ops():
     targets = [str(n.target) for n in small.graph.nodes if n.op == "call_function"]
     assert targets.count("aten.neg.default") == 1  # the loss's; the gradient's folded into its factor
     assert not {"aten.view.default", "aten.squeeze.dim"} & set(targets), small.code
+
+
+def test_value_dependent_shapes_are_found_only_on_varying_values():
+    from inference.engine.graph_passes import value_dependent_shapes
+
+    mask = torch.tensor([True, False, True, False, True, False])
+
+    def drawn_mask(x):
+        return x[x > 0].sum() + x.nonzero().float().sum()
+
+    def data_mask(x):
+        y = x * 2.0
+        y[mask] = 0.0  # a boolean index of constant data: its shape never changes
+        return y[mask].sum() + y.sum()
+
+    def drawn_mask_write(x):
+        y = x * 2.0
+        y[x > 0] = 1.0
+        return y.sum()
+
+    assert value_dependent_shapes(make_fx(drawn_mask)(torch.randn(6)))
+    assert value_dependent_shapes(make_fx(drawn_mask_write)(torch.randn(6)))
+    assert value_dependent_shapes(make_fx(data_mask)(torch.randn(6))) == []

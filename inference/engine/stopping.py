@@ -25,10 +25,11 @@
   most ``lr_halvings`` times, at most once per window; not when a scheduler is set): at a
   constant rate Adam's steady-state jitter can exceed the posterior's own spread, and no
   number of steps would settle the params. While they trend the rate is kept: they are
-  still on their way, and a smaller rate would only slow them. Either way ``steps`` caps the run. With a learning-rate
-  scheduler, ``auto`` runs as ``steps`` (the schedule is planned over ``steps``). The result's ``diagnostics["stop"]`` says which rule
-  ran, why the fit stopped (``converged`` or ``steps``), at which step, and the last
-  measured loss change and drift against their tolerances.
+  still on their way, and a smaller rate would only slow them. Either way ``steps`` caps
+  the run. With a learning-rate scheduler, ``auto`` runs as ``steps`` (the schedule is
+  planned over ``steps``). The result's ``diagnostics["stop"]`` says which rule ran, why
+  the fit stopped (``converged`` or ``steps``), at which step, and the last measured loss
+  change, drift and trend against their tolerances.
 """
 
 from __future__ import annotations
@@ -79,7 +80,8 @@ def _trend(snapshots: list[tuple[int, Any]], now: Any) -> float | None:
             return None
         points.append(v[0] if kind == "gaussian" else v)
     points = points[-(AUTO_STOP["trend_moves"] + 1):]
-    if len(points) < AUTO_STOP["trend_moves"] + 1 or any(p.shape != points[0].shape for p in points) or points[0].numel() == 0:
+    if len(points) < AUTO_STOP["trend_moves"] + 1 or points[0].numel() == 0 \
+            or any(p.shape != points[0].shape for p in points):
         return None
     scale = value[1].clamp_min(1e-12) if kind == "gaussian" else 1.0 + value.abs()
     stacked = torch.stack([p.double().reshape(-1) for p in points]) / scale.double().reshape(-1)

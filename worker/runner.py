@@ -543,18 +543,14 @@ class JobRunner:
             log.warning("job %s: artifacts after the result were lost (%s)", self.job_id, header.get("op"))
             return
         artifacts = {kind: blobs[kind] for kind in LATE_KINDS if kind in blobs}
-        try:
-            with self.factory.begin() as session:
-                job = JobRepository(session).get(self.job_id)
-                if job is None or job.deleted_at is not None or job.state != JobState.SUCCEEDED.value:
-                    return
-                repo = self.artifacts(session)
-                for kind, content in artifacts.items():
-                    repo.put(self.job_id, kind, content, ArtifactKind.CONTENT_TYPES[kind])
-        except (SQLAlchemyError, OSError):
-            log.warning("job %s: could not store the artifacts sent after the result", self.job_id,
-                        exc_info=True)
-            return
+        # A store error propagates to _store_late_artifacts, which logs it.
+        with self.factory.begin() as session:
+            job = JobRepository(session).get(self.job_id)
+            if job is None or job.deleted_at is not None or job.state != JobState.SUCCEEDED.value:
+                return
+            repo = self.artifacts(session)
+            for kind, content in artifacts.items():
+                repo.put(self.job_id, kind, content, ArtifactKind.CONTENT_TYPES[kind])
         self.drop_blobs(repo.replaced_blob_keys)
 
     def _relay(self, box: Sandbox, header: dict[str, Any], blobs: dict[str, bytes], attempt: _Attempt) -> None:

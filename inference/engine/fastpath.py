@@ -641,7 +641,7 @@ class FastTrainer:
     def _run_scripted(self, n: int) -> list[float]:
         group, state = self.optimizer.param_groups[0], self._adam_state()
         beta1, beta2 = group["betas"]
-        decoupled = isinstance(self.optimizer, torch.optim.AdamW) or bool(group.get("decoupled_weight_decay"))
+        decoupled = bool(group.get("decoupled_weight_decay"))  # AdamW's group says True
         losses = torch.empty(n, dtype=self.phi.dtype, device=self.phi.device)
         with _replay():
             done, grad = self.steps_loop([self.phi.detach()], [state["exp_avg"]], [state["exp_avg_sq"]],

@@ -87,7 +87,7 @@ def simplify(graph: fx.GraphModule, *example_inputs: torch.Tensor) -> fx.GraphMo
     _never_return_constants(g)
     used = {n.target for n in g.nodes if n.op == "get_attr"}
     for name in [k for k in [*vars(gm), *gm._buffers] if k.startswith(("_tensor_constant", "_folded"))]:
-        if name not in used:
+        if name not in used and isinstance(getattr(gm, name), torch.Tensor):
             delattr(gm, name)  # constants no node reads any more (data copies, folded inputs)
     g.lint()
     gm.recompile()

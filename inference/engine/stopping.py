@@ -16,7 +16,7 @@
      window earlier — the accuracy a user reads off a summary; for other guides every
      unconstrained param moved by at most ``param_drift * (1 + |value|)``.
 
-  3. *no trend*: no param travelled more than ``loc_drift`` sds (``param_drift``) in one
+  3. *no trend*: no param travelled more than ``trend_sd`` sds (``param_drift``) in one
      direction over the last ``trend_moves`` moves between checks — its net move, counted
      when it is at least ``trend_straightness`` of the path it took (a jitter's moves
      cancel, a steady approach's add up).

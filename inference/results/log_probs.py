@@ -387,9 +387,9 @@ class SiteLayout:
     """What one traced run of the model against the guide says about their sites — the
     same at every step of one fit (same model, guide and data): plate nesting, site
     roles, shapes, whether the guide is a deterministic point mass, and whether a
-    vectorised draw was checked against a plain run. ``ElboTermsEstimator`` keeps one so
-    the estimate made every ``elbo_terms_every`` steps does not trace the pair for it
-    again each time. Filled on first use."""
+    vectorised draw was checked against a plain run. The fit's ELBO-term function
+    (``inference.fitting._elbo_terms_fn``) keeps one so the estimate made every
+    ``elbo_terms_every`` steps does not trace the pair for it again each time. Filled on first use."""
 
     mpn: int = 0
     roles: SiteRoles | None = None
